@@ -1,0 +1,2 @@
+//! # bcp-sim: simulated border-post hardware
+pub mod plate_render;

@@ -1,0 +1,1 @@
+//! Rendering of synthetic number-plate camera frames (owned by the ANPR work; placeholder).

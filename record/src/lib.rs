@@ -1,0 +1,183 @@
+//! # bcp-record: what a border post tells the central office
+//!
+//! The schema shared by the appliance (`bcp-agent`) and the central receiver (`bcp-central`).
+//! Everything here is plain data with serde; no I/O.
+//!
+//! ## Layout
+//! - [`Crossing`]: one vehicle's linked evidence (plate, stable weight, dimensions, X-ray scan).
+//! - [`ScanEvent`]: what a non-intrusive inspection scanner reports about one scan; the scanner
+//!   feed sends it as one JSON object per line.
+//! - [`RecordEnvelope`]: a crossing as it travels: the post, its per-post sequence number.
+//! - [`Ack`]: central's acknowledgement, the highest contiguous sequence number it has committed.
+//! - [`topics`]: the MQTT topic names, under the versioned prefix `bcp/v1`.
+//!
+//! ## Compatibility
+//! Fields are only ever added, as `Option` or with `#[serde(default)]`, so an older central can
+//! read a newer post's records and the reverse. A breaking change gets a new topic prefix.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One vehicle's passage through a lane, with all the evidence the lane could link to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Crossing {
+    /// UUID v7: unique and time-ordered.
+    pub id: Uuid,
+    /// The post's code (for example a UN/LOCODE plus a post suffix).
+    pub post: String,
+    pub lane: String,
+    /// When the vehicle came onto the weighbridge.
+    pub arrived_at: DateTime<Utc>,
+    /// When the vehicle left the weighbridge.
+    pub left_at: DateTime<Utc>,
+    /// The plate the lane read, if any camera read one.
+    pub plate: Option<PlateRead>,
+    /// The stable gross weight, if the weighbridge settled while the vehicle was on it.
+    pub weight: Option<Weighing>,
+    pub dimensions: Option<Dimensions>,
+    pub scan: Option<ScanEvent>,
+    /// What is doubtful about this record, each with its reason.
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+}
+
+/// A number plate as read by the lane's camera(s), merged over frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlateRead {
+    /// Normalised: uppercase, no spaces or dashes (`1234AB01`).
+    pub text: String,
+    /// 0.0 ..= 1.0.
+    pub confidence: f32,
+    /// The plate format that matched (`TJ`, `UZ`, `KZ`, ...), if one did.
+    pub format: Option<String>,
+    /// How many frames contributed a read.
+    pub frames: u32,
+}
+
+/// A stable weight from the weighbridge indicator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weighing {
+    pub gross_kg: f64,
+    /// The indicator's scale division `d`: the weight is exact to within this.
+    pub division_kg: f64,
+    pub stable_at: DateTime<Utc>,
+    /// The device that weighed (its configured name).
+    pub device: String,
+}
+
+/// Vehicle dimensions, as measured by the lane's dimension sensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dimensions {
+    pub length_mm: u32,
+    pub width_mm: u32,
+    pub height_mm: u32,
+}
+
+/// One scan by an X-ray / gamma inspection scanner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanEvent {
+    pub scanner_id: String,
+    pub scan_id: String,
+    pub scanned_at: DateTime<Utc>,
+    /// The lane the scanner serves, if it says.
+    #[serde(default)]
+    pub lane: Option<String>,
+    /// `ALARM`, `NO_ALARM` or `UNKNOWN` (the NEMA DICOS TDR vocabulary).
+    pub decision: ScanDecision,
+    /// File names of the scan images, as the scanner names them.
+    #[serde(default)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScanDecision {
+    Alarm,
+    NoAlarm,
+    Unknown,
+}
+
+/// Something doubtful about a crossing, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    /// A stable code (`plate_unread`, `weight_unstable`, `no_scan`, ...).
+    pub code: String,
+    pub reason: String,
+}
+
+impl Flag {
+    pub fn new(code: &str, reason: impl Into<String>) -> Self {
+        Self { code: code.to_owned(), reason: reason.into() }
+    }
+}
+
+/// A crossing as it travels from a post to central.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordEnvelope {
+    pub post: String,
+    /// Per-post, monotonic, starting at 1, without gaps.
+    pub seq: u64,
+    /// When the post committed the record to its outbox.
+    pub recorded_at: DateTime<Utc>,
+    pub crossing: Crossing,
+}
+
+/// Central's acknowledgement: every record of `post` with `seq <= up_to_seq` is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub post: String,
+    pub up_to_seq: u64,
+}
+
+/// MQTT topic names. One place, so that edge and central cannot disagree.
+pub mod topics {
+    /// The versioned prefix of every topic.
+    pub const PREFIX: &str = "bcp/v1";
+
+    /// Where a post publishes its records.
+    pub fn records(post: &str) -> String {
+        format!("{PREFIX}/{post}/records")
+    }
+
+    /// What central subscribes to for the records of every post.
+    pub fn records_all() -> String {
+        format!("{PREFIX}/+/records")
+    }
+
+    /// Where central acknowledges a post's records.
+    pub fn ack(post: &str) -> String {
+        format!("{PREFIX}/{post}/ack")
+    }
+
+    /// The post named in a records topic, if the topic is one.
+    pub fn post_of_records_topic(topic: &str) -> Option<&str> {
+        let rest = topic.strip_prefix(PREFIX)?.strip_prefix('/')?;
+        let post = rest.strip_suffix("/records")?;
+        (!post.is_empty() && !post.contains('/')).then_some(post)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip() {
+        let t = topics::records("TJDYU-01");
+        assert_eq!(t, "bcp/v1/TJDYU-01/records");
+        assert_eq!(topics::post_of_records_topic(&t), Some("TJDYU-01"));
+        assert_eq!(topics::post_of_records_topic("bcp/v1/a/b/records"), None);
+        assert_eq!(topics::post_of_records_topic("bcp/v1//records"), None);
+        assert_eq!(topics::post_of_records_topic("other/x/records"), None);
+    }
+
+    #[test]
+    fn scan_event_reads_the_feed_line_format() {
+        let line = r#"{"scanner_id":"XR-1","scan_id":"S-000042","scanned_at":"2026-11-21T10:00:00Z","decision":"NO_ALARM","images":["S-000042.png"]}"#;
+        let scan: ScanEvent = serde_json::from_str(line).expect("valid line");
+        assert_eq!(scan.scan_id, "S-000042");
+        assert_eq!(scan.decision, ScanDecision::NoAlarm);
+        assert_eq!(scan.lane, None);
+    }
+}
