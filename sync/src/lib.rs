@@ -1,1 +1,45 @@
-//! placeholder
+//! # bcp-sync: store and forward from the border post to the central office
+//!
+//! A crossing is committed to the appliance's SQLite [`outbox`] first; the [`uplink`] publishes
+//! it over MQTT; central's [`central`] receiver stores it and acknowledges the contiguous prefix
+//! it has committed; only that acknowledgement marks the outbox row delivered.
+//!
+//! ```text
+//! lane -> Outbox::append --(run_uplink, QoS 1, bcp/v1/<post>/records)--> broker
+//!      <- mark_delivered <--(Ack, QoS 1, bcp/v1/<post>/ack)-- run_receiver -> CentralStore
+//! ```
+//!
+//! ## Layout
+//! - [`outbox`]: [`Outbox`], the appliance's durable buffer (seq per post, delivered only on ack).
+//! - [`uplink`]: [`run_uplink`], the MQTT driver around the pure [`DeliveryTracker`].
+//! - [`central`]: [`CentralStore`] (dedup by `(post, seq)`, contiguous ack) and [`run_receiver`].
+//! - [`broker`]: [`start_embedded`], rumqttd in-process for appliances or benches without Mosquitto.
+//! - [`mosquitto`]: [`MosquittoProcess`], a throw-away Mosquitto for tests and demos.
+//! - [`link`]: what both MQTT ends share: session options, TCP_NODELAY, [`link::Backoff`], the
+//!   event pump.
+//! - [`db`]: opening SQLite with WAL, `synchronous=FULL` and `user_version` migrations.
+//!
+//! The binary `bcp-central` (`src/bin/bcp-central.rs`) only parses arguments and calls this
+//! library.
+//!
+//! ## Delivery guarantee
+//! At least once on the wire, exactly once in the central store: the outbox resends everything
+//! unacknowledged after each reconnect (and after an ack timeout), and central ignores what it
+//! already has while acknowledging it again.
+
+pub mod broker;
+pub mod central;
+pub mod db;
+pub mod link;
+pub mod mosquitto;
+pub mod outbox;
+pub mod uplink;
+
+pub use broker::{start_embedded, EmbeddedBroker};
+pub use central::{
+    run_receiver, CentralError, CentralStore, ReceiverConfig, StoreOutcome, StoredCrossing,
+};
+pub use db::DbError;
+pub use mosquitto::MosquittoProcess;
+pub use outbox::{Outbox, OutboxError, OutboxStats};
+pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig};

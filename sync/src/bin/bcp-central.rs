@@ -1,1 +1,194 @@
-fn main() {}
+//! `bcp-central`: the central office's receiver. Thin: parses arguments, calls `bcp_sync`.
+//!
+//! - `bcp-central serve --db PATH (--embedded-broker ADDR | --broker HOST:PORT) [--expect N] [--timeout-secs S]`
+//! - `bcp-central export --db PATH --json`
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bcp_sync::{run_receiver, start_embedded, CentralStore, ReceiverConfig};
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bcp-central",
+    version,
+    about = "Central office receiver for bcp-edge posts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Receive records from the posts, store them, acknowledge them.
+    Serve(ServeArgs),
+    /// Print the stored crossings.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["embedded_broker", "broker"]))]
+struct ServeArgs {
+    /// The central SQLite database (created if missing).
+    #[arg(long)]
+    db: PathBuf,
+    /// Run an embedded MQTT broker listening on this address (for example 127.0.0.1:18830).
+    #[arg(long, value_name = "ADDR")]
+    embedded_broker: Option<SocketAddr>,
+    /// Connect to this MQTT broker.
+    #[arg(long, value_name = "HOST:PORT")]
+    broker: Option<String>,
+    /// MQTT client id; keep it stable, the broker keeps the session under it.
+    #[arg(long, default_value = "bcp-central")]
+    client_id: String,
+    /// Exit 0 once this many crossings were newly stored.
+    #[arg(long, value_name = "N")]
+    expect: Option<u64>,
+    /// With --expect: exit 1 if they have not all arrived after this many seconds.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The central SQLite database.
+    #[arg(long)]
+    db: PathBuf,
+    /// One JSON object per line (the only format so far).
+    #[arg(long, required = true)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Export(args) => export(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bcp-central: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    let store = CentralStore::open(&args.db)?;
+    let mut out = std::io::stdout().lock();
+    for crossing in store.export()? {
+        serde_json::to_writer(&mut out, &crossing).context("writing JSON")?;
+        out.write_all(b"\n").context("writing to stdout")?;
+    }
+    out.flush().context("writing to stdout")
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve_async(args))
+}
+
+async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
+    let store = Arc::new(CentralStore::open(&args.db)?);
+    // Held for the whole run: the embedded broker's thread lives until the process exits.
+    let (broker_host, broker_port, _embedded) = match (&args.embedded_broker, &args.broker) {
+        (Some(addr), _) => {
+            let broker = start_embedded(*addr)?;
+            let addr = broker.addr();
+            (addr.ip().to_string(), addr.port(), Some(broker))
+        }
+        (None, Some(hp)) => {
+            let (host, port) = hp
+                .rsplit_once(':')
+                .with_context(|| format!("--broker {hp:?}: expected HOST:PORT"))?;
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("--broker {hp:?}: {port:?} is not a port number"))?;
+            (host.to_owned(), port, None)
+        }
+        (None, None) => bail!("one of --embedded-broker or --broker is required"),
+    };
+    let cfg = ReceiverConfig {
+        broker_host,
+        broker_port,
+        client_id: args.client_id.clone(),
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
+    let mut receiver = tokio::spawn(run_receiver(cfg, store, stored_tx, shutdown_rx));
+
+    let deadline = args
+        .expect
+        .map(|_| tokio::time::Instant::now() + Duration::from_secs(args.timeout_secs));
+    let mut count: u64 = 0;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let outcome: anyhow::Result<()> = loop {
+        if args.expect.is_some_and(|n| count >= n) {
+            break Ok(());
+        }
+        tokio::select! {
+            crossing = stored_rx.recv() => match crossing {
+                Some(crossing) => {
+                    count += 1;
+                    println!("{}", crossing.summary());
+                }
+                None => break Ok(()), // the receiver ended; its result is collected below
+            },
+            () = sleep_until_opt(deadline) => {
+                break Err(anyhow::anyhow!(
+                    "timed out after {} s: {count} of {} expected crossings stored",
+                    args.timeout_secs,
+                    args.expect.unwrap_or_default()
+                ));
+            }
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+        }
+    };
+    let _ = shutdown_tx.send(true);
+    let joined = tokio::time::timeout(Duration::from_secs(5), &mut receiver).await;
+    let receiver_result = match joined {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(anyhow::anyhow!("the receiver task failed: {join_error}")),
+        Err(_) => {
+            receiver.abort();
+            Err(anyhow::anyhow!("the receiver did not stop within 5 s"))
+        }
+    };
+    outcome?;
+    receiver_result?;
+    if let Some(n) = args.expect {
+        if count < n {
+            bail!("the receiver stopped after {count} of {n} expected crossings");
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

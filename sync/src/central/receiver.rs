@@ -1,0 +1,172 @@
+//! # The receiver: records from every post into the [`CentralStore`], acks back
+//!
+//! Subscribes to `topics::records_all()` at QoS 1 under a persistent session (the broker queues
+//! records while central is down) and handles each message in this order:
+//!
+//! 1. The post comes from the topic; the payload must parse as a [`RecordEnvelope`] whose `post`
+//!    equals it. Anything else is logged at WARN with the topic and kept in the `rejected` table.
+//! 2. Store (one committed transaction).
+//! 3. Publish `Ack { post, up_to_seq }` on `topics::ack(post)` at QoS 1, also for duplicates, so
+//!    that a post whose ack was lost gets it again when it resends.
+//! 4. Only then PUBACK the message to the broker (manual acks). If central dies between receiving
+//!    and committing, the broker still holds the message and delivers it again.
+//!
+//! A failing store (disk full, I/O error) is not acknowledged and ends [`run_receiver`] with the
+//! error: it needs an operator, and the unacknowledged messages stay with the broker and posts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bcp_record::{topics, Ack, RecordEnvelope};
+use chrono::{SubsecRound as _, Utc};
+use rumqttc::{AsyncClient, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+
+use super::store::{CentralStore, StoredCrossing};
+use crate::link::{self, LinkEvent};
+
+/// Keep-alive of the receiver's MQTT connection.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// Where central's receiver connects.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    pub broker_host: String,
+    pub broker_port: u16,
+    /// Must be stable across restarts: the broker keeps the persistent session under it.
+    pub client_id: String,
+}
+
+/// Receives records until `shutdown` becomes true (or its sender is dropped). Each newly stored
+/// crossing is also sent on `stored` (a closed channel is not an error).
+pub async fn run_receiver(
+    cfg: ReceiverConfig,
+    store: Arc<CentralStore>,
+    stored: mpsc::UnboundedSender<StoredCrossing>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let broker = format!("{}:{}", cfg.broker_host, cfg.broker_port);
+    tracing::info!(%broker, client_id = %cfg.client_id, db = %store.path().display(), "receiver starting");
+    let mut opts = link::mqtt_options(
+        &cfg.client_id,
+        &cfg.broker_host,
+        cfg.broker_port,
+        KEEP_ALIVE,
+    );
+    opts.set_manual_acks(true);
+    let (client, eventloop) = link::client(opts, 64);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let pump = link::spawn_event_pump(eventloop, "receiver", broker.clone(), tx);
+    let filter = topics::records_all();
+
+    let result = async {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            tokio::select! {
+                event = rx.recv() => match event {
+                    None | Some(LinkEvent::Disconnected) => {
+                        anyhow::bail!("receiver on {broker}: the MQTT event loop stopped")
+                    }
+                    Some(LinkEvent::Connected { session_present }) => {
+                        tracing::debug!(session_present, %filter, "receiver: (re)subscribing");
+                        client
+                            .subscribe(filter.as_str(), QoS::AtLeastOnce)
+                            .await
+                            .with_context(|| format!("subscribing to {filter}"))?;
+                    }
+                    Some(LinkEvent::Message(publish)) => {
+                        handle_record(&client, &store, &stored, publish).await?;
+                    }
+                    Some(LinkEvent::ConnectionLost | LinkEvent::Progress) => {}
+                },
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    .await;
+
+    if let Err(error) = client.try_disconnect() {
+        tracing::debug!(%error, "receiver: could not queue DISCONNECT");
+    }
+    link::drain_until_disconnected(&mut rx).await;
+    drop(rx);
+    pump.abort();
+    tracing::info!(%broker, "receiver stopped");
+    result
+}
+
+/// Validates, stores and acknowledges one message.
+async fn handle_record(
+    client: &AsyncClient,
+    store: &CentralStore,
+    stored: &mpsc::UnboundedSender<StoredCrossing>,
+    publish: Publish,
+) -> anyhow::Result<()> {
+    // Stored with microseconds: truncate so that what is sent on `stored` equals the export.
+    let received_at = Utc::now().trunc_subsecs(6);
+    let topic = publish.topic.clone();
+    match parse(&publish) {
+        Err(reason) => {
+            tracing::warn!(%topic, %reason, bytes = publish.payload.len(), "rejected record kept in the rejected table");
+            store
+                .reject(&topic, &publish.payload, &reason, received_at)
+                .with_context(|| format!("keeping a rejected message from {topic}"))?;
+        }
+        Ok(env) => {
+            let outcome = store
+                .store(&env, received_at)
+                .with_context(|| format!("storing record {} #{}", env.post, env.seq))?;
+            tracing::debug!(post = %env.post, seq = env.seq, newly_stored = outcome.newly_stored, ack_up_to = outcome.ack_up_to, "record stored");
+            let ack = Ack {
+                post: env.post.clone(),
+                up_to_seq: outcome.ack_up_to,
+            };
+            let payload = serde_json::to_vec(&ack).context("encoding an ack")?;
+            client
+                .publish(topics::ack(&env.post), QoS::AtLeastOnce, false, payload)
+                .await
+                .with_context(|| format!("queueing the ack for {}", env.post))?;
+            if outcome.newly_stored {
+                let crossing = StoredCrossing {
+                    post: env.post,
+                    seq: env.seq,
+                    received_at,
+                    recorded_at: env.recorded_at,
+                    crossing: env.crossing,
+                };
+                // Nobody listening is fine: the store is the record of truth.
+                let _ = stored.send(crossing);
+            }
+        }
+    }
+    client
+        .ack(&publish)
+        .await
+        .context("queueing the PUBACK to the broker")?;
+    Ok(())
+}
+
+/// The envelope in `publish`, or why it cannot be stored.
+fn parse(publish: &Publish) -> Result<RecordEnvelope, String> {
+    let post = topics::post_of_records_topic(&publish.topic)
+        .ok_or_else(|| "the topic is not a records topic".to_owned())?;
+    let env: RecordEnvelope = serde_json::from_slice(&publish.payload)
+        .map_err(|e| format!("payload is not a record envelope: {e}"))?;
+    if env.post != post {
+        return Err(format!(
+            "envelope post {:?} does not match the topic's post {post:?}",
+            env.post
+        ));
+    }
+    if env.seq == 0 {
+        return Err("sequence number 0 (sequences start at 1)".to_owned());
+    }
+    Ok(env)
+}

@@ -1,0 +1,171 @@
+//! The `bcp-central` binary, run as a process.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bcp_sync::{run_uplink, CentralStore, MosquittoProcess, Outbox, StoredCrossing, UplinkConfig};
+use chrono::Utc;
+use common::{crossing, wait_until_receiver_subscribed, POST};
+use tokio::sync::{watch, Notify};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bcp-central");
+
+/// Kills the child if the test ends before it does.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn export_prints_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db");
+    let store = CentralStore::open(&db).unwrap();
+    for seq in 1..=3 {
+        let env = bcp_record::RecordEnvelope {
+            post: POST.to_owned(),
+            seq,
+            recorded_at: Utc::now(),
+            crossing: crossing(POST, seq as u32),
+        };
+        store.store(&env, Utc::now()).unwrap();
+    }
+    let out = Command::new(BIN)
+        .args(["export", "--json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<StoredCrossing> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, store.export().unwrap());
+}
+
+#[test]
+fn serve_with_expect_times_out_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--expect",
+            "1",
+            "--timeout-secs",
+            "1",
+            "--embedded-broker",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(dir.path().join("central.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("timed out after 1 s: 0 of 1"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived() {
+    let mosquitto = MosquittoProcess::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db");
+    let mut child = Proc(
+        Command::new(BIN)
+            .args(["serve", "--expect", "3", "--timeout-secs", "60", "--broker"])
+            .arg(format!("127.0.0.1:{}", mosquitto.port()))
+            .arg("--db")
+            .arg(&db)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    // Read central's database from here (WAL allows it) to see the probes arrive.
+    let mut store = None;
+    wait_until_receiver_subscribed("127.0.0.1", mosquitto.port(), || {
+        if store.is_none() && db.exists() {
+            store = CentralStore::open(&db).ok();
+        }
+        store
+            .as_ref()
+            .map_or(0, |s| s.rejected().map_or(0, |r| r.len()))
+    })
+    .await;
+
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
+    for n in 1..=3 {
+        outbox.append(&crossing(POST, n)).unwrap();
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let cfg = UplinkConfig {
+        broker_host: "127.0.0.1".to_owned(),
+        broker_port: mosquitto.port(),
+        client_id: "edge-cli".to_owned(),
+        post: POST.to_owned(),
+        keep_alive_secs: 5,
+        max_in_flight: 16,
+    };
+    let uplink = tokio::spawn(run_uplink(
+        cfg,
+        outbox,
+        Arc::new(Notify::new()),
+        shutdown_rx,
+    ));
+
+    let stdout = child.0.stdout.take().unwrap();
+    let (lines, status) = tokio::task::spawn_blocking(move || {
+        let lines: Vec<String> = BufReader::new(stdout).lines().map(Result::unwrap).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bcp-central did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (lines, status)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
+        let prefix = format!("stored {POST} #{n} plate={n:04}AB01 weight=");
+        assert!(line.starts_with(&prefix), "{line}");
+        assert!(
+            line.contains(&format!("scan=XR1-{n:06} latency=")),
+            "{line}"
+        );
+        assert!(line.ends_with(" ms"), "{line}");
+    }
+    shutdown.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), uplink)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

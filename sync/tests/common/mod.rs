@@ -1,0 +1,96 @@
+//! Shared test fixtures: realistic crossings.
+#![allow(dead_code, clippy::unwrap_used)] // shared by several test crates; unwrap is the failure report
+
+use bcp_record::{Crossing, Dimensions, PlateRead, ScanDecision, ScanEvent, Weighing};
+use chrono::{Duration, Utc};
+use uuid::Uuid;
+
+pub const POST: &str = "TJDYU-01";
+
+/// A complete crossing of `post`; `n` varies the plate, weight and scan id.
+pub fn crossing(post: &str, n: u32) -> Crossing {
+    let left_at = Utc::now();
+    Crossing {
+        id: Uuid::now_v7(),
+        post: post.to_owned(),
+        lane: "L1".to_owned(),
+        arrived_at: left_at - Duration::seconds(40),
+        left_at,
+        plate: Some(PlateRead {
+            text: format!("{:04}AB01", n % 10_000),
+            confidence: 0.97,
+            format: Some("TJ".to_owned()),
+            frames: 7,
+        }),
+        weight: Some(Weighing {
+            gross_kg: 24_000.0 + f64::from(n) * 20.0,
+            division_kg: 20.0,
+            stable_at: left_at - Duration::seconds(10),
+            device: "WB-1".to_owned(),
+        }),
+        dimensions: Some(Dimensions {
+            length_mm: 16_500,
+            width_mm: 2_550,
+            height_mm: 3_990,
+        }),
+        scan: Some(ScanEvent {
+            scanner_id: "XR1".to_owned(),
+            scan_id: format!("XR1-{n:06}"),
+            scanned_at: left_at - Duration::seconds(20),
+            lane: Some("L1".to_owned()),
+            decision: ScanDecision::NoAlarm,
+            images: vec![format!("XR1-{n:06}.png")],
+        }),
+        flags: Vec::new(),
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.
+pub async fn wait_for(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Proves that central's receiver is subscribed: publishes a malformed probe on a records topic
+/// every 200 ms until `rejected_count()` goes up (the receiver keeps malformed messages).
+pub async fn wait_until_receiver_subscribed(
+    host: &str,
+    port: u16,
+    mut rejected_count: impl FnMut() -> usize,
+) {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let before = rejected_count();
+    let mut opts = MqttOptions::new(format!("probe-{}", Uuid::now_v7().simple()), host, port);
+    opts.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let pump = tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while rejected_count() <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "central receiver never subscribed"
+        );
+        let _ = client
+            .publish(
+                bcp_record::topics::records("PROBE-00"),
+                QoS::AtLeastOnce,
+                false,
+                b"probe: not a record".to_vec(),
+            )
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    pump.abort();
+}

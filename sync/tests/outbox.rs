@@ -1,0 +1,177 @@
+//! The outbox against real SQLite files.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
+
+mod common;
+
+use bcp_sync::outbox::OUTBOX_SCHEMA_VERSION;
+use bcp_sync::{DbError, Outbox, OutboxError};
+use common::{crossing, POST};
+
+#[test]
+fn seq_is_monotonic_from_one_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    {
+        let outbox = Outbox::open(&path, POST).unwrap();
+        for n in 1..=3 {
+            let env = outbox.append(&crossing(POST, n)).unwrap();
+            assert_eq!(env.seq, u64::from(n));
+            assert_eq!(env.post, POST);
+        }
+    }
+    let outbox = Outbox::open(&path, POST).unwrap();
+    assert_eq!(outbox.append(&crossing(POST, 4)).unwrap().seq, 4);
+    // Delivering everything does not make numbers reappear.
+    outbox.mark_delivered(4).unwrap();
+    drop(outbox);
+    let outbox = Outbox::open(&path, POST).unwrap();
+    assert_eq!(outbox.append(&crossing(POST, 5)).unwrap().seq, 5);
+    let stats = outbox.stats().unwrap();
+    assert_eq!(
+        (stats.last_seq, stats.last_acked_seq, stats.depth),
+        (5, 4, 1)
+    );
+}
+
+#[test]
+fn appending_the_same_crossing_twice_keeps_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox.db"), POST).unwrap();
+    let c = crossing(POST, 1);
+    let first = outbox.append(&c).unwrap();
+    let again = outbox.append(&c).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(outbox.stats().unwrap().last_seq, 1);
+}
+
+#[test]
+fn foreign_crossings_and_foreign_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let outbox = Outbox::open(&path, POST).unwrap();
+    let err = outbox.append(&crossing("UZALT-02", 1)).unwrap_err();
+    assert!(matches!(err, OutboxError::ForeignCrossing { .. }), "{err}");
+    drop(outbox);
+    let err = Outbox::open(&path, "UZALT-02").unwrap_err();
+    assert!(matches!(err, OutboxError::WrongPost { .. }), "{err}");
+    assert!(err.to_string().contains("TJDYU-01"), "{err}");
+}
+
+#[test]
+fn mark_delivered_is_idempotent_and_never_unmarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox.db"), POST).unwrap();
+    for n in 1..=5 {
+        outbox.append(&crossing(POST, n)).unwrap();
+    }
+    assert_eq!(outbox.mark_delivered(3).unwrap(), 3);
+    assert_eq!(outbox.mark_delivered(3).unwrap(), 0);
+    assert_eq!(
+        outbox.mark_delivered(1).unwrap(),
+        0,
+        "an older ack changes nothing"
+    );
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.depth, stats.last_acked_seq), (2, 3));
+    let pending: Vec<u64> = outbox
+        .pending(0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(pending, [4, 5]);
+    // An ack beyond what was ever written is capped.
+    assert_eq!(outbox.mark_delivered(99).unwrap(), 2);
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.depth, stats.last_acked_seq), (0, 5));
+    assert_eq!(stats.oldest_undelivered_recorded_at, None);
+}
+
+#[test]
+fn pending_respects_after_seq_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox.db"), POST).unwrap();
+    let mut appended = Vec::new();
+    for n in 1..=10 {
+        appended.push(outbox.append(&crossing(POST, n)).unwrap());
+    }
+    let seqs = |after, limit| -> Vec<u64> {
+        outbox
+            .pending(after, limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(seqs(0, 3), [1, 2, 3]);
+    assert_eq!(seqs(7, 100), [8, 9, 10]);
+    assert_eq!(seqs(10, 5), Vec::<u64>::new());
+    assert_eq!(seqs(4, 0), Vec::<u64>::new());
+    outbox.mark_delivered(5).unwrap();
+    assert_eq!(seqs(0, 2), [6, 7]);
+    // The envelope comes back exactly as appended.
+    assert_eq!(outbox.pending(8, 1).unwrap()[0], appended[8]);
+    let stats = outbox.stats().unwrap();
+    assert_eq!(
+        stats.oldest_undelivered_recorded_at,
+        Some(appended[5].recorded_at)
+    );
+}
+
+#[test]
+fn a_database_newer_than_the_code_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE future (x TEXT); INSERT INTO future VALUES ('keep me'); \
+             PRAGMA user_version = 99;",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = Outbox::open(&path, POST).unwrap_err();
+    match &err {
+        OutboxError::Db(DbError::TooNew {
+            found, supported, ..
+        }) => {
+            assert_eq!(*found, 99);
+            assert_eq!(*supported, OUTBOX_SCHEMA_VERSION as i64);
+        }
+        other => panic!("expected TooNew, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("99") && msg.contains(&OUTBOX_SCHEMA_VERSION.to_string()),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file was modified"
+    );
+    let journal_files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "outbox.db")
+        .collect();
+    assert!(journal_files.is_empty(), "left behind: {journal_files:?}");
+}
+
+#[test]
+fn the_file_is_in_wal_mode_with_the_current_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let outbox = Outbox::open(&path, POST).unwrap();
+    outbox.append(&crossing(POST, 1)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(version, OUTBOX_SCHEMA_VERSION as i64);
+}

@@ -1,0 +1,207 @@
+//! Outbox -> run_uplink -> broker -> run_receiver -> CentralStore, with real brokers:
+//! embedded rumqttd and a Mosquitto process, each on a free loopback port.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bcp_sync::{
+    run_receiver, run_uplink, start_embedded, CentralStore, MosquittoProcess, Outbox,
+    ReceiverConfig, StoredCrossing, UplinkConfig,
+};
+use common::{crossing, wait_for, wait_until_receiver_subscribed, POST};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Receiver {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+    stored: mpsc::UnboundedReceiver<StoredCrossing>,
+}
+
+fn start_receiver(host: &str, port: u16, store: &Arc<CentralStore>) -> Receiver {
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (tx, stored) = mpsc::unbounded_channel();
+    let cfg = ReceiverConfig {
+        broker_host: host.to_owned(),
+        broker_port: port,
+        client_id: "central-e2e".to_owned(),
+    };
+    let task = tokio::spawn(run_receiver(cfg, Arc::clone(store), tx, shutdown_rx));
+    Receiver {
+        shutdown,
+        task,
+        stored,
+    }
+}
+
+async fn stop(shutdown: &watch::Sender<bool>, task: JoinHandle<anyhow::Result<()>>, what: &str) {
+    shutdown.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not stop"))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{what} failed: {e:#}"));
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<StoredCrossing>, into: &mut Vec<u64>) {
+    while let Ok(c) = rx.try_recv() {
+        into.push(c.seq);
+    }
+}
+
+fn exported_seqs(store: &CentralStore) -> Vec<u64> {
+    store.export().unwrap().iter().map(|c| c.seq).collect()
+}
+
+async fn scenario(host: &str, port: u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
+    let store = Arc::new(CentralStore::open(&dir.path().join("central.db")).unwrap());
+    for n in 1..=25 {
+        outbox.append(&crossing(POST, n)).unwrap();
+    }
+
+    // Central first, and proven subscribed, so that the persistent session exists.
+    let mut receiver = start_receiver(host, port, &store);
+    wait_until_receiver_subscribed(host, port, || store.rejected().unwrap().len()).await;
+    let rejected = store.rejected().unwrap();
+    assert!(rejected
+        .iter()
+        .all(|r| r.topic == "bcp/v1/PROBE-00/records"));
+
+    let new_record = Arc::new(Notify::new());
+    let (uplink_shutdown, uplink_shutdown_rx) = watch::channel(false);
+    let cfg = UplinkConfig {
+        broker_host: host.to_owned(),
+        broker_port: port,
+        client_id: format!("edge-{POST}"),
+        post: POST.to_owned(),
+        keep_alive_secs: 5,
+        max_in_flight: 8,
+    };
+    let uplink = tokio::spawn(run_uplink(
+        cfg,
+        Arc::clone(&outbox),
+        Arc::clone(&new_record),
+        uplink_shutdown_rx,
+    ));
+
+    let mut newly = Vec::new();
+    wait_for("25 records acknowledged", WAIT, || {
+        let stats = outbox.stats().unwrap();
+        stats.depth == 0 && stats.last_acked_seq == 25
+    })
+    .await;
+    assert_eq!(exported_seqs(&store), (1..=25).collect::<Vec<_>>());
+    drain(&mut receiver.stored, &mut newly);
+    assert_eq!(newly, (1..=25).collect::<Vec<_>>(), "each stored once");
+
+    // Central goes away; the post keeps producing.
+    stop(&receiver.shutdown, receiver.task, "receiver").await;
+    drain(&mut receiver.stored, &mut newly);
+    for n in 26..=30 {
+        outbox.append(&crossing(POST, n)).unwrap();
+        new_record.notify_one();
+    }
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.depth, stats.last_seq), (5, 30));
+
+    // Central comes back under the same client id: its session held the records.
+    let started = std::time::Instant::now();
+    let mut receiver = start_receiver(host, port, &store);
+    wait_for("30 records acknowledged", WAIT, || {
+        let stats = outbox.stats().unwrap();
+        stats.depth == 0 && stats.last_acked_seq == 30
+    })
+    .await;
+    eprintln!(
+        "records 26..=30 delivered {:?} after central restarted",
+        started.elapsed()
+    );
+    assert_eq!(exported_seqs(&store), (1..=30).collect::<Vec<_>>());
+    stop(&receiver.shutdown, receiver.task, "second receiver").await;
+    drain(&mut receiver.stored, &mut newly);
+    assert_eq!(newly, (1..=30).collect::<Vec<_>>(), "none twice");
+    assert_eq!(outbox.pending(0, 100).unwrap().len(), 0);
+
+    stop(&uplink_shutdown, uplink, "uplink").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_through_embedded_rumqttd() {
+    let broker = start_embedded(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+    let addr = broker.addr();
+    scenario(&addr.ip().to_string(), addr.port()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_through_mosquitto() {
+    let mosquitto = MosquittoProcess::start().unwrap();
+    scenario("127.0.0.1", mosquitto.port()).await;
+}
+
+/// The broker dies and comes back empty (no persistence): both ends reconnect with backoff, the
+/// receiver subscribes again, the uplink resends everything unacknowledged, and records appended
+/// during the outage arrive too. No record is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ends_recover_from_a_broker_restart() {
+    let mosquitto = MosquittoProcess::start().unwrap();
+    let port = mosquitto.port();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
+    let store = Arc::new(CentralStore::open(&dir.path().join("central.db")).unwrap());
+    for n in 1..=10 {
+        outbox.append(&crossing(POST, n)).unwrap();
+    }
+    let mut receiver = start_receiver("127.0.0.1", port, &store);
+    wait_until_receiver_subscribed("127.0.0.1", port, || store.rejected().unwrap().len()).await;
+    let new_record = Arc::new(Notify::new());
+    let (uplink_shutdown, uplink_shutdown_rx) = watch::channel(false);
+    let cfg = UplinkConfig {
+        broker_host: "127.0.0.1".to_owned(),
+        broker_port: port,
+        client_id: "edge-restart".to_owned(),
+        post: POST.to_owned(),
+        keep_alive_secs: 5,
+        max_in_flight: 4,
+    };
+    let uplink = tokio::spawn(run_uplink(
+        cfg,
+        Arc::clone(&outbox),
+        Arc::clone(&new_record),
+        uplink_shutdown_rx,
+    ));
+    wait_for("10 records acknowledged", WAIT, || {
+        outbox.stats().unwrap().last_acked_seq == 10
+    })
+    .await;
+
+    drop(mosquitto);
+    for n in 11..=15 {
+        outbox.append(&crossing(POST, n)).unwrap();
+        new_record.notify_one();
+    }
+    let started = std::time::Instant::now();
+    let _mosquitto = MosquittoProcess::start_on(port).unwrap();
+    // If the uplink resends before the receiver has subscribed again, the broker drops those
+    // records and the uplink's ack timeout (ACK_RESEND_AFTER) sends them once more.
+    let limit = bcp_sync::uplink::ACK_RESEND_AFTER + WAIT;
+    wait_for("15 records acknowledged after the restart", limit, || {
+        let stats = outbox.stats().unwrap();
+        stats.depth == 0 && stats.last_acked_seq == 15
+    })
+    .await;
+    eprintln!("recovered {:?} after the broker restart", started.elapsed());
+    assert_eq!(exported_seqs(&store), (1..=15).collect::<Vec<_>>());
+    stop(&uplink_shutdown, uplink, "uplink").await;
+    stop(&receiver.shutdown, receiver.task, "receiver").await;
+    let mut newly = Vec::new();
+    drain(&mut receiver.stored, &mut newly);
+    assert_eq!(newly, (1..=15).collect::<Vec<_>>(), "none twice");
+}
