@@ -1,1 +1,43 @@
-//! placeholder
+//! # bcp-anpr: number-plate recognition for the border-crossing edge appliance
+//!
+//! Reads the plates of vehicles in lane-camera frames with the PP-OCRv4 detection and recognition
+//! models (ONNX Runtime through `ort`, loaded at run time from `scripts/install-native`'s files),
+//! OpenCV for decoding and geometry, and regional plate grammars to correct and label the reads.
+//!
+//! ## Layout
+//! - [`runtime`]: [`NativePaths`] (where the library and models are), the process-wide ONNX
+//!   Runtime environment, model sessions.
+//! - [`detect`]: text detection (DB post-processing: threshold, contours, box score, unclip) and
+//!   upright cropping of the boxes.
+//! - [`recognize`]: batched recognition and greedy CTC decoding with per-character confidences.
+//! - [`formats`]: plate grammars as data (TJ, UZ, KZ, KG, RU), position-aware O/0, I/1, B/8 ..
+//!   correction, which format matched.
+//! - [`reader`]: [`AnprConfig`], [`PlateReader`] (one per camera task) and the ranking of
+//!   [`PlateCandidate`]s: plate-like text first.
+//! - [`vote`]: merging the reads of one vehicle over several frames into a [`VotedPlate`].
+//! - [`error`]: [`AnprError`], the crate's error type.
+//!
+//! ## Use
+//! ```no_run
+//! # fn main() -> Result<(), bcp_anpr::AnprError> {
+//! let mut reader = bcp_anpr::PlateReader::new(&bcp_anpr::AnprConfig::from_env())?;
+//! let jpeg: Vec<u8> = std::fs::read("frame.jpg").unwrap_or_default();
+//! if let Some(best) = reader.read_image_bytes(&jpeg)?.first() {
+//!     println!("{} ({:?}, {:.2})", best.text, best.format, best.confidence);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod detect;
+pub mod error;
+pub mod formats;
+pub mod reader;
+pub mod recognize;
+pub mod runtime;
+pub mod vote;
+
+pub use error::AnprError;
+pub use reader::{AnprConfig, PlateCandidate, PlateReader};
+pub use runtime::NativePaths;
+pub use vote::{vote, VotedPlate};

@@ -1,1 +1,294 @@
-//! Rendering of synthetic number-plate camera frames (owned by the ANPR work; placeholder).
+//! Rendering of synthetic number-plate camera frames.
+//!
+//! The lane camera of the simulator and the ANPR tests need frames that look enough like a vehicle
+//! front with a regional plate that the real recogniser (PP-OCRv4 through `bcp-anpr`) reads them.
+//! Everything is drawn with OpenCV primitives: a road and sky gradient, a car body with a grille and
+//! headlights, and a white plate with a black border, a small blue country strip (no lettering, so
+//! that the reader is not tempted to prepend a country code) and the registration in a thick
+//! Hershey font.
+//!
+//! Frames are deterministic: the same `(plate_display, variant)` always gives the same bytes.
+//! `variant` drives a small SplitMix64 generator (no global RNG) that shifts and scales the
+//! vehicle and plate a little, changes the body colour and brightness, and adds mild noise.
+
+use anyhow::{bail, Context, Result};
+use opencv::core::{Mat, Point, Rect, Scalar, Vector, CV_8UC3};
+use opencv::prelude::*;
+use opencv::{imgcodecs, imgproc};
+
+/// Frame width in pixels.
+pub const FRAME_WIDTH: i32 = 960;
+/// Frame height in pixels.
+pub const FRAME_HEIGHT: i32 = 540;
+
+/// A JPEG camera frame (960x540) of a vehicle front with a plate showing `plate_display`
+/// (as printed, e.g. "1234 AB 01", "01 A 123 BC", "123 ABC 02"), varied by `variant` (small
+/// shifts of position, scale, brightness, a little noise), deterministic for the same inputs.
+pub fn render_vehicle_frame(plate_display: &str, variant: u64) -> Result<Vec<u8>> {
+    let frame = render_vehicle_mat(plate_display, variant)?;
+    let mut buf = Vector::<u8>::new();
+    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, 92]);
+    let ok = imgcodecs::imencode(".jpg", &frame, &mut buf, &params).context("JPEG encoding")?;
+    if !ok {
+        bail!("OpenCV refused to encode the frame for plate {plate_display:?} as JPEG");
+    }
+    Ok(buf.to_vec())
+}
+
+/// The same frame as [`render_vehicle_frame`] as a BGR `Mat`, before JPEG encoding.
+pub fn render_vehicle_mat(plate_display: &str, variant: u64) -> Result<Mat> {
+    let text = plate_display.trim();
+    if text.is_empty() || !text.is_ascii() {
+        bail!(
+            "plate text {plate_display:?} must be non-empty ASCII (Hershey fonts are ASCII only)"
+        );
+    }
+    let mut rng = SplitMix64::new(variant ^ hash_str(text));
+
+    let mut frame =
+        Mat::new_rows_cols_with_default(FRAME_HEIGHT, FRAME_WIDTH, CV_8UC3, Scalar::all(0.0))?;
+    draw_background(&mut frame)?;
+
+    // Vehicle body: centred, shifted and scaled a little.
+    let scale = rng.range_f64(0.9, 1.1);
+    let cx = FRAME_WIDTH / 2 + rng.range_i32(-60, 60);
+    let body_w = (620.0 * scale) as i32;
+    let body_h = (330.0 * scale) as i32;
+    let body_top = 150 + rng.range_i32(-20, 20);
+    let body = Rect::new(cx - body_w / 2, body_top, body_w, body_h);
+    let colours = [
+        Scalar::new(120.0, 60.0, 30.0, 0.0),   // dark blue
+        Scalar::new(40.0, 40.0, 150.0, 0.0),   // red
+        Scalar::new(90.0, 90.0, 90.0, 0.0),    // grey
+        Scalar::new(40.0, 90.0, 40.0, 0.0),    // green
+        Scalar::new(190.0, 190.0, 185.0, 0.0), // silver
+    ];
+    let body_colour = colours[(rng.next() % colours.len() as u64) as usize];
+    fill_rect(&mut frame, body, body_colour)?;
+    // Windscreen.
+    let ws = Rect::new(
+        body.x + body_w / 8,
+        body.y + body_h / 14,
+        body_w * 3 / 4,
+        body_h / 4,
+    );
+    fill_rect(&mut frame, ws, Scalar::new(70.0, 55.0, 45.0, 0.0))?;
+    // Grille bars.
+    let grille = Rect::new(
+        body.x + body_w / 4,
+        body.y + body_h * 2 / 5,
+        body_w / 2,
+        body_h / 6,
+    );
+    fill_rect(&mut frame, grille, Scalar::new(30.0, 30.0, 30.0, 0.0))?;
+    for i in 1..5 {
+        let y = grille.y + grille.height * i / 5;
+        imgproc::line(
+            &mut frame,
+            Point::new(grille.x + 4, y),
+            Point::new(grille.x + grille.width - 4, y),
+            Scalar::new(110.0, 110.0, 110.0, 0.0),
+            2,
+            imgproc::LINE_AA,
+            0,
+        )?;
+    }
+    // Headlights.
+    for side in [-1, 1] {
+        let hx = cx + side * body_w * 3 / 8;
+        let hy = grille.y + grille.height / 2;
+        imgproc::circle(
+            &mut frame,
+            Point::new(hx, hy),
+            (28.0 * scale) as i32,
+            Scalar::new(225.0, 235.0, 240.0, 0.0),
+            -1,
+            imgproc::LINE_AA,
+            0,
+        )?;
+    }
+    // Bumper.
+    let bumper = Rect::new(
+        body.x - 10,
+        body.y + body_h * 7 / 10,
+        body_w + 20,
+        body_h / 5,
+    );
+    fill_rect(&mut frame, bumper, Scalar::new(45.0, 45.0, 45.0, 0.0))?;
+
+    // Plate, centred on the bumper.
+    let plate_scale = scale * rng.range_f64(0.92, 1.08);
+    let plate_w = (330.0 * plate_scale) as i32;
+    let plate_h = (70.0 * plate_scale) as i32;
+    let plate = Rect::new(
+        cx - plate_w / 2 + rng.range_i32(-15, 15),
+        bumper.y + (bumper.height - plate_h) / 2 + rng.range_i32(-6, 6),
+        plate_w,
+        plate_h,
+    );
+    draw_plate(&mut frame, plate, text)?;
+
+    let brightness = rng.range_f64(0.85, 1.12);
+    let offset = rng.range_f64(-12.0, 12.0);
+    add_lighting_and_noise(&mut frame, brightness, offset, 4.0, &mut rng)?;
+    Ok(frame)
+}
+
+fn draw_background(frame: &mut Mat) -> Result<()> {
+    // Sky gradient above the horizon, asphalt below.
+    let horizon = FRAME_HEIGHT * 2 / 5;
+    for y in 0..FRAME_HEIGHT {
+        let colour = if y < horizon {
+            let t = f64::from(y) / f64::from(horizon);
+            Scalar::new(200.0 - 40.0 * t, 180.0 - 30.0 * t, 150.0 - 20.0 * t, 0.0)
+        } else {
+            let t = f64::from(y - horizon) / f64::from(FRAME_HEIGHT - horizon);
+            Scalar::new(95.0 - 25.0 * t, 95.0 - 25.0 * t, 100.0 - 25.0 * t, 0.0)
+        };
+        imgproc::line(
+            frame,
+            Point::new(0, y),
+            Point::new(FRAME_WIDTH - 1, y),
+            colour,
+            1,
+            imgproc::LINE_8,
+            0,
+        )?;
+    }
+    Ok(())
+}
+
+fn draw_plate(frame: &mut Mat, plate: Rect, text: &str) -> Result<()> {
+    fill_rect(frame, plate, Scalar::new(250.0, 250.0, 250.0, 0.0))?;
+    let border = (plate.height / 22).max(2);
+    imgproc::rectangle(
+        frame,
+        plate,
+        Scalar::new(15.0, 15.0, 15.0, 0.0),
+        border,
+        imgproc::LINE_8,
+        0,
+    )?;
+    // Country strip on the left: blue, no lettering.
+    let strip_w = plate.width / 11;
+    let strip = Rect::new(
+        plate.x + border,
+        plate.y + border,
+        strip_w,
+        plate.height - 2 * border,
+    );
+    fill_rect(frame, strip, Scalar::new(150.0, 60.0, 10.0, 0.0))?;
+
+    // Registration text fitted into the remaining area.
+    let font = imgproc::FONT_HERSHEY_DUPLEX;
+    let area_x = strip.x + strip.width + plate.width / 40;
+    let area_w = plate.x + plate.width - border - area_x - plate.width / 40;
+    let target_h = f64::from(plate.height) * 0.58;
+    let mut base = 0;
+    let unit = imgproc::get_text_size(text, font, 1.0, 2, &mut base)?;
+    let mut font_scale = target_h / f64::from(unit.height.max(1));
+    let width_at = f64::from(unit.width) * font_scale;
+    if width_at > f64::from(area_w) {
+        font_scale *= f64::from(area_w) / width_at;
+    }
+    let thickness = ((font_scale * 2.2).round() as i32).max(2);
+    let size = imgproc::get_text_size(text, font, font_scale, thickness, &mut base)?;
+    let org = Point::new(
+        area_x + (area_w - size.width) / 2,
+        plate.y + (plate.height + size.height) / 2,
+    );
+    imgproc::put_text(
+        frame,
+        text,
+        org,
+        font,
+        font_scale,
+        Scalar::new(10.0, 10.0, 10.0, 0.0),
+        thickness,
+        imgproc::LINE_AA,
+        false,
+    )?;
+    Ok(())
+}
+
+fn fill_rect(frame: &mut Mat, rect: Rect, colour: Scalar) -> Result<()> {
+    imgproc::rectangle(frame, rect, colour, -1, imgproc::LINE_8, 0)?;
+    Ok(())
+}
+
+/// Scales brightness, adds an offset and uniform noise of +-`noise` grey levels, in place.
+fn add_lighting_and_noise(
+    frame: &mut Mat,
+    gain: f64,
+    offset: f64,
+    noise: f64,
+    rng: &mut SplitMix64,
+) -> Result<()> {
+    let bytes = frame.data_bytes_mut().context("frame is not continuous")?;
+    for b in bytes.iter_mut() {
+        let n = rng.range_f64(-noise, noise);
+        let v = f64::from(*b) * gain + offset + n;
+        *b = v.clamp(0.0, 255.0) as u8;
+    }
+    Ok(())
+}
+
+fn hash_str(s: &str) -> u64 {
+    // FNV-1a: stable across runs and platforms, unlike std's RandomState.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// SplitMix64: tiny, deterministic, good enough for visual variation.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn range_f64(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    fn range_i32(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.unit() * f64::from(hi - lo)) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_deterministic_jpegs() -> Result<()> {
+        let a = render_vehicle_frame("1234 AB 01", 7)?;
+        let b = render_vehicle_frame("1234 AB 01", 7)?;
+        let c = render_vehicle_frame("1234 AB 01", 8)?;
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(&a[..2], &[0xFF, 0xD8], "JPEG SOI marker");
+        let mat = imgcodecs::imdecode(&Vector::<u8>::from_slice(&a), imgcodecs::IMREAD_COLOR)?;
+        assert_eq!((mat.cols(), mat.rows()), (FRAME_WIDTH, FRAME_HEIGHT));
+        Ok(())
+    }
+
+    #[test]
+    fn empty_or_non_ascii_text_is_an_error() {
+        assert!(render_vehicle_frame("", 0).is_err());
+        assert!(render_vehicle_frame("А123ВС", 0).is_err());
+    }
+}

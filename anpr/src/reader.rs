@@ -1,0 +1,424 @@
+//! The plate reader: configuration, the per-camera [`PlateReader`], and ranking of candidates.
+//!
+//! `frame -> detect text boxes -> crop upright -> recognise -> normalise -> fit formats -> rank`.
+//! Besides every single box, each run of boxes on one line is also read as one text (and each
+//! adjacent pair), because the detector may split a plate at its wide gaps (`1234  AB  01`).
+//! Candidates that fit a plate format rank above all other text; within each class the higher
+//! confidence comes first. A candidate's confidence is the mean of its characters' confidences,
+//! times 0.95 per correction the format needed.
+
+use std::time::Instant;
+
+use opencv::core::{Mat, CV_8UC1, CV_8UC3, CV_8UC4};
+use opencv::prelude::*;
+use opencv::{imgcodecs, imgproc};
+use ort::session::Session;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{self, DetParams, TextBox};
+use crate::error::{AnprError, CvContext};
+use crate::formats::{self, normalise_char};
+use crate::recognize::{self, DecodedText};
+use crate::runtime::{self, NativePaths};
+
+/// Configuration of a [`PlateReader`]; every tuning knob has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnprConfig {
+    /// Native library and model files.
+    pub paths: NativePaths,
+    /// Intra-op threads per model session.
+    pub threads: usize,
+    /// Longest side of the detector input, in pixels (rounded to a multiple of 32).
+    pub det_limit_side_px: u32,
+    /// Probability above which a pixel is text.
+    pub det_threshold: f32,
+    /// Minimum mean probability of a kept text box.
+    pub det_box_threshold: f32,
+    /// How much a detected box is grown (DB unclip ratio).
+    pub det_unclip_ratio: f32,
+    /// At most this many contours are considered per frame.
+    pub det_max_candidates: usize,
+    /// Crops recognised per model run.
+    pub rec_batch_size: usize,
+    /// Candidates below this confidence are dropped.
+    pub min_confidence: f32,
+}
+
+impl Default for AnprConfig {
+    fn default() -> Self {
+        Self {
+            paths: NativePaths::from_env(),
+            threads: 2,
+            det_limit_side_px: 960,
+            det_threshold: 0.3,
+            det_box_threshold: 0.5,
+            det_unclip_ratio: 1.6,
+            det_max_candidates: 200,
+            rec_batch_size: 6,
+            min_confidence: 0.3,
+        }
+    }
+}
+
+impl AnprConfig {
+    /// Defaults with the native files under `$BCP_NATIVE_DIR` (or the default directory).
+    pub fn from_env() -> Self {
+        Self::default()
+    }
+
+    /// Checks value ranges; the error names the offending key.
+    pub fn validate(&self) -> Result<(), AnprError> {
+        let bad = |key, reason: &str| {
+            Err(AnprError::Config {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.threads == 0 {
+            return bad("threads", "must be at least 1");
+        }
+        if self.det_limit_side_px < 32 {
+            return bad("det_limit_side_px", "must be at least 32");
+        }
+        for (key, v) in [
+            ("det_threshold", self.det_threshold),
+            ("det_box_threshold", self.det_box_threshold),
+            ("min_confidence", self.min_confidence),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(key, "must be between 0 and 1");
+            }
+        }
+        if !(self.det_unclip_ratio >= 0.0 && self.det_unclip_ratio <= 5.0) {
+            return bad("det_unclip_ratio", "must be between 0 and 5");
+        }
+        if self.det_max_candidates == 0 {
+            return bad("det_max_candidates", "must be at least 1");
+        }
+        if self.rec_batch_size == 0 {
+            return bad("rec_batch_size", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One text read from a frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlateCandidate {
+    /// Normalised text: uppercase ASCII letters and digits; corrected if it fits a format.
+    pub text: String,
+    /// 0..1, see the module header.
+    pub confidence: f32,
+    /// `[x, y, w, h]` in frame pixels.
+    pub bbox: [i32; 4],
+    /// Code of the plate format the text fits ("TJ", "UZ", "KZ", ..), if any.
+    pub format: Option<&'static str>,
+    /// One confidence per character of `text`.
+    pub char_confidences: Vec<f32>,
+}
+
+/// Reads plates from frames. Owns its model sessions: one per camera task.
+pub struct PlateReader {
+    det: Session,
+    rec: Session,
+    charset: Vec<char>,
+    det_params: DetParams,
+    rec_batch: usize,
+    min_confidence: f32,
+}
+
+impl std::fmt::Debug for PlateReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlateReader")
+            .field("charset_len", &self.charset.len())
+            .field("det_params", &self.det_params)
+            .field("rec_batch", &self.rec_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlateReader {
+    /// Loads ONNX Runtime (once per process) and both models.
+    pub fn new(cfg: &AnprConfig) -> Result<Self, AnprError> {
+        cfg.validate()?;
+        cfg.paths.check()?;
+        let env = runtime::environment(&cfg.paths.onnxruntime_lib)?;
+        let det = runtime::open_session(&env, &cfg.paths.det_model, cfg.threads)?;
+        let rec = runtime::open_session(&env, &cfg.paths.rec_model, cfg.threads)?;
+        let charset = recognize::load_charset(&rec, &cfg.paths.rec_model)?;
+        tracing::info!(
+            det = %cfg.paths.det_model.display(),
+            rec = %cfg.paths.rec_model.display(),
+            charset = charset.len(),
+            threads = cfg.threads,
+            "plate reader ready"
+        );
+        Ok(Self {
+            det,
+            rec,
+            charset,
+            det_params: DetParams {
+                limit_side_px: cfg.det_limit_side_px,
+                threshold: cfg.det_threshold,
+                box_threshold: cfg.det_box_threshold,
+                unclip_ratio: cfg.det_unclip_ratio,
+                max_candidates: cfg.det_max_candidates,
+            },
+            rec_batch: cfg.rec_batch_size,
+            min_confidence: cfg.min_confidence,
+        })
+    }
+
+    /// Decodes an encoded image (JPEG, PNG, ..) and reads it; undecodable bytes are
+    /// [`AnprError::Decode`].
+    pub fn read_image_bytes(&mut self, bytes: &[u8]) -> Result<Vec<PlateCandidate>, AnprError> {
+        let decode_err = |reason: String| AnprError::Decode {
+            len: bytes.len(),
+            reason,
+        };
+        if bytes.is_empty() {
+            return Err(decode_err("no data".into()));
+        }
+        let buf = Mat::from_slice(bytes).cv("wrapping image bytes")?;
+        let frame = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)
+            .map_err(|e| decode_err(e.to_string()))?;
+        if frame.empty() {
+            return Err(decode_err("not a decodable image".into()));
+        }
+        self.read_mat(&frame)
+    }
+
+    /// Reads a BGR (or grey, or BGRA) 8-bit frame; best candidate first.
+    pub fn read_mat(&mut self, frame: &Mat) -> Result<Vec<PlateCandidate>, AnprError> {
+        let started = Instant::now();
+        let bgr = to_bgr(frame)?;
+        let boxes = detect::detect(&mut self.det, &bgr, &self.det_params)?;
+        let crops = boxes
+            .iter()
+            .map(|b| detect::crop(&bgr, b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let reads = recognize::recognize(&mut self.rec, &self.charset, &crops, self.rec_batch)?;
+        let candidates = rank(&boxes, &reads, self.min_confidence);
+        tracing::debug!(
+            boxes = boxes.len(),
+            candidates = candidates.len(),
+            best = candidates.first().map(|c| c.text.as_str()),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "frame read"
+        );
+        Ok(candidates)
+    }
+}
+
+fn to_bgr(frame: &Mat) -> Result<Mat, AnprError> {
+    if frame.empty() {
+        return Err(AnprError::UnsupportedFrame("empty frame".into()));
+    }
+    let code = match frame.typ() {
+        t if t == CV_8UC3 => {
+            return if frame.is_continuous() {
+                frame.try_clone().cv("copying frame")
+            } else {
+                let mut m = Mat::default();
+                frame.copy_to(&mut m).cv("copying frame")?;
+                Ok(m)
+            }
+        }
+        t if t == CV_8UC1 => imgproc::COLOR_GRAY2BGR,
+        t if t == CV_8UC4 => imgproc::COLOR_BGRA2BGR,
+        t => {
+            return Err(AnprError::UnsupportedFrame(format!(
+                "OpenCV type {t}: expected 8-bit grey, BGR or BGRA"
+            )))
+        }
+    };
+    let mut out = Mat::default();
+    imgproc::cvt_color_def(frame, &mut out, code).cv("converting frame to BGR")?;
+    Ok(out)
+}
+
+/// A box (`[x, y, w, h]`) and its normalised characters with their confidences.
+type BoxRead = ([i32; 4], Vec<(char, f32)>);
+
+/// Turns per-box reads into ranked candidates (see the module header).
+pub(crate) fn rank(
+    boxes: &[TextBox],
+    reads: &[DecodedText],
+    min_confidence: f32,
+) -> Vec<PlateCandidate> {
+    let items: Vec<BoxRead> = boxes
+        .iter()
+        .zip(reads)
+        .map(|(b, r)| {
+            let chars = r
+                .chars
+                .iter()
+                .filter_map(|&(c, p)| normalise_char(c).map(|c| (c, p)))
+                .collect();
+            (b.bbox(), chars)
+        })
+        .collect();
+
+    let mut texts: Vec<BoxRead> = items.clone();
+    for line in lines(&items) {
+        if line.len() < 2 {
+            continue;
+        }
+        let join = |idx: &[usize]| {
+            let bbox = idx
+                .iter()
+                .map(|&i| items[i].0)
+                .reduce(union)
+                .unwrap_or([0; 4]);
+            let chars = idx
+                .iter()
+                .flat_map(|&i| items[i].1.iter().copied())
+                .collect();
+            (bbox, chars)
+        };
+        for pair in line.windows(2) {
+            texts.push(join(pair));
+        }
+        if line.len() > 2 {
+            texts.push(join(&line));
+        }
+    }
+
+    let mut out: Vec<PlateCandidate> = Vec::new();
+    for (bbox, chars) in texts {
+        if chars.len() < 3 {
+            continue;
+        }
+        let text: String = chars.iter().map(|c| c.0).collect();
+        let cand = match formats::best_match(&text) {
+            Some(m) => {
+                let confs: Vec<f32> = chars[m.span.clone()].iter().map(|c| c.1).collect();
+                let mean = confs.iter().sum::<f32>() / confs.len().max(1) as f32;
+                PlateCandidate {
+                    text: m.text,
+                    confidence: mean * 0.95f32.powi(m.corrections as i32),
+                    bbox,
+                    format: Some(m.format),
+                    char_confidences: confs,
+                }
+            }
+            None => {
+                let confs: Vec<f32> = chars.iter().map(|c| c.1).collect();
+                PlateCandidate {
+                    text,
+                    confidence: confs.iter().sum::<f32>() / confs.len() as f32,
+                    bbox,
+                    format: None,
+                    char_confidences: confs,
+                }
+            }
+        };
+        if cand.confidence < min_confidence {
+            continue;
+        }
+        match out.iter_mut().find(|c| c.text == cand.text) {
+            Some(existing) if existing.confidence >= cand.confidence => {}
+            Some(existing) => *existing = cand,
+            None => out.push(cand),
+        }
+    }
+    out.sort_by(|a, b| {
+        b.format
+            .is_some()
+            .cmp(&a.format.is_some())
+            .then(b.confidence.total_cmp(&a.confidence))
+    });
+    out
+}
+
+/// Groups box indices into text lines, each sorted left to right.
+fn lines(items: &[BoxRead]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| items[i].0[0]);
+    let mut lines: Vec<Vec<usize>> = Vec::new();
+    for i in order {
+        let [x, y, _, h] = items[i].0;
+        let cy = y + h / 2;
+        let found = lines.iter_mut().find(|line| {
+            line.last().is_some_and(|&j| {
+                let [jx, jy, jw, jh] = items[j].0;
+                let jcy = jy + jh / 2;
+                let height = h.max(jh);
+                (cy - jcy).abs() * 2 < height
+                    && (h.min(jh) * 3 >= height * 2)
+                    && x >= jx
+                    && x - (jx + jw) < 2 * height
+            })
+        });
+        match found {
+            Some(line) => line.push(i),
+            None => lines.push(vec![i]),
+        }
+    }
+    lines
+}
+
+fn union(a: [i32; 4], b: [i32; 4]) -> [i32; 4] {
+    let x0 = a[0].min(b[0]);
+    let y0 = a[1].min(b[1]);
+    let x1 = (a[0] + a[2]).max(b[0] + b[2]);
+    let y1 = (a[1] + a[3]).max(b[1] + b[3]);
+    [x0, y0, x1 - x0, y1 - y0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opencv::core::Point2f;
+
+    fn tb(x: f32, y: f32, w: f32, h: f32) -> TextBox {
+        let p = Point2f::new;
+        TextBox {
+            points: [p(x, y), p(x + w, y), p(x + w, y + h), p(x, y + h)],
+            score: 0.9,
+        }
+    }
+
+    fn dt(s: &str, p: f32) -> DecodedText {
+        DecodedText {
+            chars: s.chars().map(|c| (c, p)).collect(),
+        }
+    }
+
+    #[test]
+    fn split_plate_is_joined_and_ranked_above_other_text() {
+        let boxes = [
+            tb(10.0, 10.0, 200.0, 20.0),
+            tb(300.0, 300.0, 80.0, 40.0),
+            tb(400.0, 302.0, 40.0, 38.0),
+            tb(455.0, 301.0, 40.0, 40.0),
+        ];
+        let reads = [
+            dt("SCANIA R450", 0.99),
+            dt("1234", 0.9),
+            dt("AB", 0.9),
+            dt("01", 0.9),
+        ];
+        let c = rank(&boxes, &reads, 0.3);
+        assert_eq!(c[0].text, "1234AB01");
+        assert_eq!(c[0].format, Some("TJ"));
+        assert_eq!(c[0].bbox, [300, 300, 195, 41]);
+        assert_eq!(c[0].char_confidences.len(), 8);
+        assert!(c
+            .iter()
+            .any(|c| c.text == "SCANIAR450" && c.format.is_none()));
+    }
+
+    #[test]
+    fn config_validation_names_the_key() {
+        let mut cfg = AnprConfig::default();
+        assert!(cfg.validate().is_ok());
+        cfg.det_threshold = 1.5;
+        let err = cfg.validate().map_err(|e| e.to_string());
+        assert!(
+            matches!(err, Err(ref m) if m.contains("det_threshold")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Merging the reads of one vehicle over several frames.
+//!
+//! A lane camera sees the same plate in many frames; single reads differ by a character here and
+//! there. [`vote`] groups the reads by (format, length), keeps the group with the most confidence
+//! (reads that fit a format beat those that do not), and then votes per character position, each
+//! read weighted by its confidence in that character. The winning string is matched against the
+//! formats again, so the result is corrected and labelled like a single read.
+//!
+//! The voted confidence is the mean, over positions, of the winner's share of the weight at that
+//! position, times the mean confidence of the reads in the group: unanimous confident reads give
+//! close to their own confidence, split votes give less.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::formats;
+use crate::reader::PlateCandidate;
+
+/// The plate of one vehicle, merged from several reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VotedPlate {
+    /// Normalised, corrected text.
+    pub text: String,
+    /// 0..1, see the module header.
+    pub confidence: f32,
+    /// Format the voted text fits, if any.
+    pub format: Option<&'static str>,
+    /// How many reads were merged (the reads of the winning group).
+    pub frames: u32,
+}
+
+/// Merges reads of one vehicle; `None` when there is no non-empty read.
+pub fn vote(reads: &[PlateCandidate]) -> Option<VotedPlate> {
+    let usable: Vec<&PlateCandidate> = reads.iter().filter(|r| !r.text.is_empty()).collect();
+    let any_formatted = usable.iter().any(|r| r.format.is_some());
+    let mut groups: BTreeMap<(Option<&'static str>, usize), Vec<&PlateCandidate>> = BTreeMap::new();
+    for r in usable {
+        if any_formatted && r.format.is_none() {
+            continue;
+        }
+        groups
+            .entry((r.format, r.text.chars().count()))
+            .or_default()
+            .push(r);
+    }
+    let weight = |g: &Vec<&PlateCandidate>| g.iter().map(|r| r.confidence.max(1e-3)).sum::<f32>();
+    let ((_, len), group) = groups
+        .into_iter()
+        .max_by(|a, b| weight(&a.1).total_cmp(&weight(&b.1)))?;
+
+    let mut text = String::with_capacity(len);
+    let mut share_sum = 0.0;
+    for pos in 0..len {
+        let mut tally: BTreeMap<char, f32> = BTreeMap::new();
+        for r in &group {
+            let c = r.text.chars().nth(pos).unwrap_or(' ');
+            let w = r
+                .char_confidences
+                .get(pos)
+                .copied()
+                .unwrap_or(r.confidence)
+                .max(1e-3);
+            *tally.entry(c).or_default() += w;
+        }
+        let total: f32 = tally.values().sum();
+        let (c, w) = tally
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((' ', 0.0));
+        text.push(c);
+        share_sum += if total > 0.0 { w / total } else { 0.0 };
+    }
+    let mean_conf = group.iter().map(|r| r.confidence).sum::<f32>() / group.len() as f32;
+    let confidence = if len == 0 {
+        0.0
+    } else {
+        share_sum / len as f32 * mean_conf
+    };
+    let matched = formats::best_match(&text);
+    Some(VotedPlate {
+        text: matched.as_ref().map_or(text, |m| m.text.clone()),
+        confidence,
+        format: matched.map(|m| m.format),
+        frames: group.len() as u32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, conf: f32, format: Option<&'static str>) -> PlateCandidate {
+        PlateCandidate {
+            text: text.into(),
+            confidence: conf,
+            bbox: [0, 0, 10, 10],
+            format,
+            char_confidences: vec![conf; text.chars().count()],
+        }
+    }
+
+    #[test]
+    fn per_character_majority_fixes_single_frame_errors() {
+        let reads = [
+            read("1234AB01", 0.9, Some("TJ")),
+            read("1284AB01", 0.8, Some("TJ")),
+            read("1234AD01", 0.85, Some("TJ")),
+        ];
+        let v = vote(&reads).expect("a vote");
+        assert_eq!(v.text, "1234AB01");
+        assert_eq!(v.format, Some("TJ"));
+        assert_eq!(v.frames, 3);
+        assert!(v.confidence > 0.5 && v.confidence < 0.9, "{}", v.confidence);
+    }
+
+    #[test]
+    fn confident_characters_outweigh_hesitant_ones() {
+        let mut a = read("01A123BC", 0.9, Some("UZ"));
+        let mut b = read("01A128BC", 0.9, Some("UZ"));
+        let c = read("01A128BC", 0.9, Some("UZ"));
+        // Two reads say 8 but barely; one says 3 firmly.
+        a.char_confidences[5] = 0.99;
+        b.char_confidences[5] = 0.3;
+        let mut c = c;
+        c.char_confidences[5] = 0.3;
+        let v = vote(&[a, b, c]).expect("a vote");
+        assert_eq!(v.text, "01A123BC");
+    }
+
+    #[test]
+    fn formatted_reads_beat_unformatted_text() {
+        let reads = [
+            read("TOYOTA", 0.99, None),
+            read("TOYOTA", 0.99, None),
+            read("123ABC02", 0.7, Some("KZ")),
+        ];
+        let v = vote(&reads).expect("a vote");
+        assert_eq!(
+            (v.text.as_str(), v.format, v.frames),
+            ("123ABC02", Some("KZ"), 1)
+        );
+    }
+
+    #[test]
+    fn nothing_to_vote_on() {
+        assert_eq!(vote(&[]), None);
+        assert_eq!(vote(&[read("", 0.9, None)]), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! End to end: frames rendered by `bcp_sim::plate_render` read by the real PP-OCRv4 models.
+//!
+//! Set `BCP_ANPR_DUMP_DIR` to a directory to keep the frames of the 20-plate set for a look;
+//! misread frames are always written to the temp directory.
+
+mod common;
+
+use anyhow::{ensure, Context, Result};
+use bcp_anpr::{vote, AnprError, PlateReader};
+use bcp_sim::plate_render::render_vehicle_frame;
+
+/// 20 plates as printed, with the expected normalised text and format.
+const PLATES: &[(&str, &str, &str)] = &[
+    ("1234 AB 01", "1234AB01", "TJ"),
+    ("0567 CD 02", "0567CD02", "TJ"),
+    ("8901 TT 03", "8901TT03", "TJ"),
+    ("4321 KM 04", "4321KM04", "TJ"),
+    ("7777 AA 05", "7777AA05", "TJ"),
+    ("2468 XY 06", "2468XY06", "TJ"),
+    ("1357 BE 07", "1357BE07", "TJ"),
+    ("01 A 123 BC", "01A123BC", "UZ"),
+    ("10 K 456 MN", "10K456MN", "UZ"),
+    ("30 B 789 AA", "30B789AA", "UZ"),
+    ("40 D 012 XE", "40D012XE", "UZ"),
+    ("95 Z 345 YT", "95Z345YT", "UZ"),
+    ("70 H 111 KL", "70H111KL", "UZ"),
+    ("123 ABC 02", "123ABC02", "KZ"),
+    ("456 KZ 15", "456KZ15", "KZ"),
+    ("789 AAA 01", "789AAA01", "KZ"),
+    ("001 MNP 17", "001MNP17", "KZ"),
+    ("505 XT 09", "505XT09", "KZ"),
+    ("222 BOX 12", "222BOX12", "KZ"),
+    ("909 RDS 20", "909RDS20", "KZ"),
+];
+
+/// Writes the frame as JPEG and, for viewers without JPEG support, as PNG.
+fn dump(dir: &std::path::Path, name: &str, jpeg: &[u8]) -> Result<()> {
+    std::fs::write(dir.join(format!("{name}.jpg")), jpeg)?;
+    let buf = opencv::core::Mat::from_slice(jpeg)?;
+    let mat = opencv::imgcodecs::imdecode(&buf, opencv::imgcodecs::IMREAD_COLOR)?;
+    let png = dir.join(format!("{name}.png"));
+    opencv::imgcodecs::imwrite_def(&png, &mat)?;
+    Ok(())
+}
+
+fn best(reader: &mut PlateReader, jpeg: &[u8]) -> Result<(String, Option<&'static str>)> {
+    let cands = reader.read_image_bytes(jpeg)?;
+    let c = cands.first().context("no text read at all")?;
+    Ok((c.text.clone(), c.format))
+}
+
+#[test]
+fn mixed_set_of_twenty_plates_reads_exactly() -> Result<()> {
+    let mut reader = common::reader();
+    let mut failures = Vec::new();
+    let started = std::time::Instant::now();
+    for (i, (printed, text, format)) in PLATES.iter().enumerate() {
+        let jpeg = render_vehicle_frame(printed, i as u64)?;
+        if let Some(dir) = std::env::var_os("BCP_ANPR_DUMP_DIR") {
+            dump(std::path::Path::new(&dir), &format!("plate-{i}"), &jpeg)?;
+        }
+        let got = best(&mut reader, &jpeg)?;
+        if got != (text.to_string(), Some(*format)) {
+            let path = std::env::temp_dir().join(format!("anpr-fail-{i}.jpg"));
+            std::fs::write(&path, &jpeg)?;
+            failures.push(format!(
+                "{printed:?} read as {got:?} (frame in {})",
+                path.display()
+            ));
+        }
+    }
+    let per_frame = started.elapsed().as_millis() / PLATES.len() as u128;
+    eprintln!("{} frames, {per_frame} ms per frame", PLATES.len());
+    ensure!(
+        failures.is_empty(),
+        "misread plates:\n{}",
+        failures.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn variants_of_each_region_read_exactly() -> Result<()> {
+    let mut reader = common::reader();
+    for (printed, text, format) in [PLATES[0], PLATES[7], PLATES[13], PLATES[15]] {
+        for variant in 100..103 {
+            let jpeg = render_vehicle_frame(printed, variant)?;
+            let got = best(&mut reader, &jpeg)?;
+            ensure!(
+                got == (text.to_string(), Some(format)),
+                "{printed:?} variant {variant} read as {got:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn reads_are_deterministic_and_votable() -> Result<()> {
+    let mut reader = common::reader();
+    let mut reads = Vec::new();
+    for variant in 0..3 {
+        let jpeg = render_vehicle_frame("0567 CD 02", variant)?;
+        let a = reader.read_image_bytes(&jpeg)?;
+        let b = reader.read_image_bytes(&jpeg)?;
+        ensure!(a == b, "same frame, different reads: {a:?} vs {b:?}");
+        let best = a.into_iter().next().context("no read")?;
+        ensure!(best.char_confidences.len() == best.text.len());
+        ensure!(best.confidence > 0.5 && best.confidence <= 1.0, "{best:?}");
+        let [x, y, w, h] = best.bbox;
+        ensure!(
+            x > 0 && y > 200 && w > 150 && h > 20,
+            "plate bbox {:?}",
+            best.bbox
+        );
+        reads.push(best);
+    }
+    let voted = vote(&reads).context("vote")?;
+    ensure!(voted.text == "0567CD02" && voted.format == Some("TJ") && voted.frames == 3);
+    Ok(())
+}
+
+#[test]
+fn grey_frames_are_read_too() -> Result<()> {
+    use opencv::prelude::*;
+    let mut reader = common::reader();
+    let jpeg = render_vehicle_frame("123 ABC 02", 5)?;
+    let buf = opencv::core::Mat::from_slice(&jpeg)?;
+    let grey = opencv::imgcodecs::imdecode(&buf, opencv::imgcodecs::IMREAD_GRAYSCALE)?;
+    ensure!(grey.channels() == 1);
+    let cands = reader.read_mat(&grey)?;
+    let best = cands.first().context("no read")?;
+    ensure!(
+        best.text == "123ABC02" && best.format == Some("KZ"),
+        "{best:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn corrupt_images_are_errors_not_panics() -> Result<()> {
+    let mut reader = common::reader();
+    let jpeg = render_vehicle_frame("1234 AB 01", 1)?;
+    let mut header_broken = jpeg.clone();
+    for b in header_broken.iter_mut().take(64) {
+        *b = 0x5A;
+    }
+    let cases: [(&str, &[u8]); 4] = [
+        ("empty", &[]),
+        ("garbage", b"this is not an image at all, just some bytes"),
+        ("broken header", &header_broken),
+        ("only the SOI marker", &jpeg[..4]),
+    ];
+    for (what, bytes) in cases {
+        match reader.read_image_bytes(bytes) {
+            Err(AnprError::Decode { len, .. }) => ensure!(len == bytes.len(), "{what}"),
+            other => anyhow::bail!("{what}: expected a decode error, got {other:?}"),
+        }
+    }
+    // A frame cut in half still decodes (libjpeg fills the rest); it must not panic.
+    let _ = reader.read_image_bytes(&jpeg[..jpeg.len() / 2]);
+    // An empty Mat is an error too.
+    let empty = opencv::core::Mat::default();
+    ensure!(matches!(
+        reader.read_mat(&empty),
+        Err(AnprError::UnsupportedFrame(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn plate_reader_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<PlateReader>();
+}
+
+/// Wider sweep (10 variants of each of the 20 plates); `cargo test -- --ignored` to run.
+#[test]
+#[ignore = "slow: 200 frames"]
+fn sweep_of_two_hundred_frames_reads_exactly() -> Result<()> {
+    let mut reader = common::reader();
+    let mut failures = Vec::new();
+    for (i, (printed, text, format)) in PLATES.iter().enumerate() {
+        for variant in 0..10u64 {
+            let jpeg = render_vehicle_frame(printed, 1000 + variant * 31 + i as u64)?;
+            let got = best(&mut reader, &jpeg)?;
+            if got != (text.to_string(), Some(*format)) {
+                failures.push(format!("{printed:?} variant {variant} read as {got:?}"));
+            }
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "misread plates:\n{}",
+        failures.join("\n")
+    );
+    Ok(())
+}
