@@ -1,1 +1,22 @@
-//! placeholder
+//! # bcp-agent: the border-post appliance daemon and its technician CLI
+//!
+//! - [`config`]: the one TOML file a technician edits, validated key by key.
+//! - [`lane`]: the pure lane correlator that links plate, weight, dimensions and scan into a
+//!   [`bcp_record::Crossing`].
+//! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
+//! - [`scanner`]: the X-ray scanner's JSON-lines TCP feed.
+//! - [`agent`]: the main loop: device tasks, correlator, outbox, uplink, systemd notifications.
+//! - [`systemd`]: READY / watchdog / STOPPING.
+//! - [`sim_config`]: a config for the simulated post of `bcp-sim` (demo and tests).
+//!
+//! Binaries: `bcp-agent` (the daemon) and `bcpctl` (the technician's CLI).
+
+pub mod agent;
+pub mod camera;
+pub mod config;
+pub mod lane;
+pub mod scanner;
+pub mod sim_config;
+pub mod systemd;
+
+pub use config::AgentConfig;

@@ -1,2 +1,20 @@
 //! # bcp-sim: simulated border-post hardware
+//!
+//! Stands in for a lane's devices in tests and the demo, speaking the same bytes the real ones do:
+//!
+//! - [`scenario`]: the vehicles (plate, gross weight, dimensions, scan), deterministic from a seed;
+//!   the ground truth a test compares central's records against.
+//! - [`devices`]: a Mettler Toledo weighbridge indicator and a dimension sensor on pseudo-terminals,
+//!   a camera dropping JPEG frames into a folder, an X-ray scanner's JSON-lines TCP feed.
+//! - [`plate_render`]: camera frames with rendered number plates of the region's formats.
+//! - [`sim`]: the [`Simulator`] that opens the devices and drives the vehicles through the lane.
+//!
+//! The binary `bcp-sim` is a thin wrapper around [`Simulator`].
+
+pub mod devices;
 pub mod plate_render;
+pub mod scenario;
+pub mod sim;
+
+pub use scenario::Vehicle;
+pub use sim::{SimEndpoints, Simulator, Timing};

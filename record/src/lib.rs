@@ -108,7 +108,10 @@ pub struct Flag {
 
 impl Flag {
     pub fn new(code: &str, reason: impl Into<String>) -> Self {
-        Self { code: code.to_owned(), reason: reason.into() }
+        Self {
+            code: code.to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 

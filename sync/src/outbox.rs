@@ -101,7 +101,7 @@ pub enum OutboxError {
 }
 
 /// What the outbox holds, for health reporting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxStats {
     /// Records not yet confirmed by central.
     pub depth: u64,

@@ -169,9 +169,10 @@ fn summary_line_matches_the_operator_format() {
     store.store(&env, received_at).unwrap();
     let mut sc = store.export().unwrap().remove(0);
     sc.received_at = received_at; // the export keeps microseconds; the fixture may have nanos
+    sc.recorded_at = received_at - chrono::Duration::milliseconds(40);
     assert_eq!(
         sc.summary(),
-        "stored TJDYU-01 #12 plate=0012AB01 weight=24560 kg dims=16500x2550x3990 mm scan=XR1-000012 latency=312 ms"
+        "stored TJDYU-01 #12 plate=0012AB01 weight=24560 kg dims=16500x2550x3990 mm scan=XR1-000012 latency=312 ms sync=40 ms"
     );
     sc.crossing.plate = None;
     sc.crossing.weight = None;
@@ -179,7 +180,7 @@ fn summary_line_matches_the_operator_format() {
     sc.crossing.scan = None;
     assert!(
         sc.summary()
-            .contains("plate=- weight=- dims=- scan=- latency=312 ms"),
+            .contains("plate=- weight=- dims=- scan=- latency=312 ms sync=40 ms"),
         "{}",
         sc.summary()
     );

@@ -1,1 +1,106 @@
-fn main() {}
+//! `bcpctl`: the technician's command-line tool.
+use anyhow::{Context, Result};
+use bcp_agent::{config, sim_config, AgentConfig};
+use bcp_sync::outbox::Outbox;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The border-post technician's tool: check the configuration, look at the outbox.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The outbox: records waiting for central, and the last acknowledgement.
+    Outbox {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks a config file; exits non-zero naming the bad key (the unit's ExecStartPre).
+    Validate {
+        #[arg(default_value = config::DEFAULT_PATH)]
+        file: PathBuf,
+    },
+    /// Writes a config for the simulated post of `bcp-sim` (its endpoints.json).
+    FromSim {
+        endpoints: PathBuf,
+        #[arg(long, default_value = "TJ-DEMO-01")]
+        post: String,
+        #[arg(long, default_value = "127.0.0.1")]
+        broker_host: String,
+        #[arg(long)]
+        broker_port: u16,
+        /// Where the agent keeps its outbox.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bcpctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    match args.command {
+        Command::Config(ConfigCommand::Validate { file }) => {
+            AgentConfig::load(&file)?;
+            println!("{}: valid", file.display());
+        }
+        Command::Config(ConfigCommand::FromSim {
+            endpoints,
+            post,
+            broker_host,
+            broker_port,
+            state_dir,
+            output,
+        }) => {
+            let text = std::fs::read_to_string(&endpoints)
+                .with_context(|| format!("reading {}", endpoints.display()))?;
+            let sim: sim_config::SimEndpoints = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", endpoints.display()))?;
+            let cfg = sim_config::for_simulator(&sim, &post, &broker_host, broker_port, &state_dir);
+            cfg.validate()?;
+            let toml = toml::to_string_pretty(&cfg)?;
+            match output {
+                Some(path) => std::fs::write(&path, toml)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{toml}"),
+            }
+        }
+        Command::Outbox { config, json } => {
+            let cfg = AgentConfig::load(&config)?;
+            let outbox = Outbox::open(&cfg.outbox.path, &cfg.post.id)
+                .with_context(|| format!("opening the outbox {}", cfg.outbox.path.display()))?;
+            let s = outbox.stats()?;
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!("{s:#?}");
+            }
+        }
+    }
+    Ok(())
+}

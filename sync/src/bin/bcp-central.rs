@@ -145,6 +145,8 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         .context("installing the SIGTERM handler")?;
     let outcome: anyhow::Result<()> = loop {
         if args.expect.is_some_and(|n| count >= n) {
+            // Give the last acknowledgements time to reach the post before disconnecting.
+            tokio::time::sleep(Duration::from_secs(1)).await;
             break Ok(());
         }
         tokio::select! {

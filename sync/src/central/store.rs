@@ -330,9 +330,12 @@ impl StoredCrossing {
             .scan
             .as_ref()
             .map_or("-".to_owned(), |s| s.scan_id.clone());
+        // From the vehicle leaving the bridge to the record committed at central; `sync` is the
+        // part from the post's commit to central's (the rest is the lane's late-evidence window).
         let latency_ms = (self.received_at - c.left_at).num_milliseconds();
+        let sync_ms = (self.received_at - self.recorded_at).num_milliseconds();
         format!(
-            "stored {} #{} plate={plate} weight={weight} dims={dims} scan={scan} latency={latency_ms} ms",
+            "stored {} #{} plate={plate} weight={weight} dims={dims} scan={scan} latency={latency_ms} ms sync={sync_ms} ms",
             self.post, self.seq
         )
     }

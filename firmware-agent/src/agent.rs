@@ -1,0 +1,273 @@
+//! The daemon's main loop: starts every device task, drives the lane correlator, commits each
+//! crossing to the outbox, and keeps the uplink to central running.
+//!
+//! Start-up order matters to systemd: READY is sent once the config is valid, the outbox is open
+//! and the ANPR models are loaded. Watchdog pings come from this loop, so a hung loop gets the
+//! daemon restarted. On shutdown, crossings still waiting for late evidence are closed and
+//! committed, so nothing recorded is lost.
+
+use crate::config::AgentConfig;
+use crate::lane::{Evidence, LaneCorrelator, LaneRules};
+use crate::{camera, scanner};
+use anyhow::{Context, Result};
+use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
+use bcp_drivers::serial::{self, DeviceEvent, DeviceHealth};
+use bcp_drivers::stability::{StabilityConfig, WeighEvent};
+use bcp_drivers::toledo::ToledoCodec;
+use bcp_record::{Crossing, Weighing};
+use bcp_sync::outbox::Outbox;
+use bcp_sync::uplink::{self, UplinkConfig};
+use chrono::{TimeDelta, Utc};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+
+/// Everything that reaches the lane, from every device task.
+#[derive(Debug)]
+enum LaneInput {
+    Weighbridge(DeviceEvent),
+    Dimensions(DeviceEvent),
+    Frame(camera::FrameReads),
+    Scan(bcp_record::ScanEvent),
+}
+
+/// Runs the agent until `shutdown` turns true.
+pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let outbox = Arc::new(
+        Outbox::open(&cfg.outbox.path, &cfg.post.id)
+            .with_context(|| format!("opening the outbox {}", cfg.outbox.path.display()))?,
+    );
+    let paths = cfg
+        .anpr
+        .native_dir
+        .as_deref()
+        .map(NativePaths::in_dir)
+        .unwrap_or_else(NativePaths::from_env);
+    let mut anpr = AnprConfig {
+        paths,
+        ..AnprConfig::default()
+    };
+    if let Some(threads) = cfg.anpr.threads {
+        anpr.threads = threads;
+    }
+    anpr.validate().context("invalid [anpr] settings")?;
+    let reader =
+        PlateReader::new(&anpr).context("loading the ANPR engine (run scripts/install-native?)")?;
+
+    let (tx, mut rx) = mpsc::channel::<LaneInput>(1024);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Weighbridge.
+    let wb = cfg.weighbridge.clone();
+    let stability = StabilityConfig {
+        readings: wb.stable_readings,
+        band_divisions: wb.stable_band_divisions,
+        min_duration: Duration::from_millis(wb.stable_min_ms),
+        occupied_threshold_kg: wb.occupied_threshold_kg,
+        empty_threshold_kg: wb.empty_threshold_kg,
+    };
+    let wb_health = Arc::new(Mutex::new(DeviceHealth::default()));
+    let (dev_tx, dev_rx) = mpsc::channel(256);
+    tasks.spawn(forward(dev_rx, tx.clone(), LaneInput::Weighbridge));
+    tasks.spawn({
+        let (name, port, health, shutdown) = (
+            wb.name.clone(),
+            wb.port.clone(),
+            wb_health.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            if let Err(e) = serial::run_weighbridge(
+                name.clone(),
+                port,
+                ToledoCodec {
+                    checksum: wb.checksum,
+                },
+                stability,
+                dev_tx,
+                health,
+                shutdown,
+            )
+            .await
+            {
+                tracing::error!(device = %name, error = %e, "weighbridge driver stopped");
+            }
+        }
+    });
+
+    // Dimension sensor.
+    if let Some(d) = cfg.dimensions.clone() {
+        let (dev_tx, dev_rx) = mpsc::channel(64);
+        tasks.spawn(forward(dev_rx, tx.clone(), LaneInput::Dimensions));
+        let health = Arc::new(Mutex::new(DeviceHealth::default()));
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) =
+                serial::run_dimension_sensor(d.name.clone(), d.port, dev_tx, health, shutdown).await
+            {
+                tracing::error!(device = %d.name, error = %e, "dimension sensor driver stopped");
+            }
+        });
+    }
+
+    // Camera and ANPR.
+    let (frame_tx, frame_rx) = mpsc::channel(64);
+    tasks.spawn(forward(frame_rx, tx.clone(), LaneInput::Frame));
+    let camera_thread = camera::spawn(
+        cfg.camera.name.clone(),
+        cfg.camera.folder.clone(),
+        Duration::from_millis(cfg.camera.poll_ms),
+        reader,
+        frame_tx,
+        shutdown.clone(),
+    )?;
+
+    // Scanner feed.
+    if let Some(s) = cfg.scanner.clone() {
+        let (scan_tx, scan_rx) = mpsc::channel(64);
+        tasks.spawn(forward(scan_rx, tx.clone(), LaneInput::Scan));
+        tasks.spawn(scanner::run_feed(
+            s.name,
+            s.feed_addr,
+            scan_tx,
+            shutdown.clone(),
+        ));
+    }
+
+    // Uplink to central.
+    let new_record = Arc::new(Notify::new());
+    let uplink_cfg = UplinkConfig {
+        broker_host: cfg.sync.broker_host.clone(),
+        broker_port: cfg.sync.broker_port,
+        client_id: cfg.client_id(),
+        post: cfg.post.id.clone(),
+        keep_alive_secs: cfg.sync.keep_alive_secs,
+        max_in_flight: cfg.sync.max_in_flight,
+    };
+    let uplink_task = tokio::spawn(uplink::run_uplink(
+        uplink_cfg,
+        outbox.clone(),
+        new_record.clone(),
+        shutdown.clone(),
+    ));
+    drop(tx);
+
+    crate::systemd::ready();
+    // Pings only when systemd asked for them; the first one a period after READY.
+    let watchdog_period = crate::systemd::watchdog_interval();
+    let mut watchdog = tokio::time::interval_at(
+        tokio::time::Instant::now() + watchdog_period.unwrap_or(Duration::from_secs(3600)),
+        watchdog_period.unwrap_or(Duration::from_secs(3600)),
+    );
+    let rules = LaneRules {
+        close_after: TimeDelta::milliseconds(cfg.lane.close_after_ms as i64),
+        ..LaneRules::default()
+    };
+    let mut lane = LaneCorrelator::new(&cfg.post.id, &cfg.post.lane, rules);
+    tracing::info!(post = %cfg.post.id, lane = %cfg.post.lane, "agent running");
+
+    loop {
+        let wake = lane
+            .poll_timeout()
+            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            input = rx.recv() => match input {
+                Some(input) => handle(&mut lane, &wb.name, input),
+                None => break,
+            },
+            _ = tokio::time::sleep(wake) => {}
+            _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
+            _ = shutdown.changed() => if *shutdown.borrow() { break },
+        }
+        while let Some(c) = lane.poll(Utc::now()) {
+            commit(&outbox, &new_record, &c);
+        }
+    }
+
+    // Drain: close what is still open, so every vehicle seen is recorded.
+    crate::systemd::stopping();
+    let end_of_time = Utc::now() + TimeDelta::days(1);
+    lane.handle_vehicle_off(Utc::now());
+    while let Some(c) = lane.poll(end_of_time) {
+        commit(&outbox, &new_record, &c);
+    }
+    tasks.shutdown().await;
+    match tokio::time::timeout(Duration::from_secs(5), uplink_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "uplink stopped with an error"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("uplink did not stop in 5 s"),
+    }
+    if camera_thread.join().is_err() {
+        tracing::error!("the camera thread panicked");
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn forward<T>(
+    mut rx: mpsc::Receiver<T>,
+    tx: mpsc::Sender<LaneInput>,
+    wrap: fn(T) -> LaneInput,
+) {
+    while let Some(item) = rx.recv().await {
+        if tx.send(wrap(item)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn handle(lane: &mut LaneCorrelator, weighbridge: &str, input: LaneInput) {
+    let now = Utc::now();
+    match input {
+        LaneInput::Weighbridge(DeviceEvent::Weigh(event)) => match event {
+            WeighEvent::VehicleOn { .. } => lane.handle_vehicle_on(now),
+            WeighEvent::Stable(s) => lane.handle_stable_weight(
+                now,
+                Weighing {
+                    gross_kg: s.weight_kg,
+                    division_kg: s.division_kg,
+                    stable_at: now,
+                    device: weighbridge.to_owned(),
+                },
+            ),
+            WeighEvent::VehicleOff { .. } => lane.handle_vehicle_off(now),
+        },
+        LaneInput::Dimensions(DeviceEvent::Dimensions(d)) => lane.handle_evidence(
+            now,
+            Evidence::Dimensions(bcp_record::Dimensions {
+                length_mm: d.length_mm,
+                width_mm: d.width_mm,
+                height_mm: d.height_mm,
+            }),
+        ),
+        LaneInput::Weighbridge(DeviceEvent::Disconnected { reason })
+        | LaneInput::Dimensions(DeviceEvent::Disconnected { reason }) => {
+            tracing::debug!(%reason, "device disconnected");
+        }
+        LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) => {}
+        LaneInput::Frame((at, evidence)) => lane.handle_evidence(at, evidence),
+        LaneInput::Scan(scan) => lane.handle_evidence(scan.scanned_at, Evidence::Scan(scan)),
+    }
+}
+
+fn commit(outbox: &Outbox, new_record: &Notify, c: &Crossing) {
+    match outbox.append(c) {
+        Ok(env) => {
+            tracing::info!(
+                seq = env.seq,
+                plate = c.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
+                gross_kg = c.weight.as_ref().map(|w| w.gross_kg),
+                scan = c.scan.as_ref().map(|s| s.scan_id.as_str()).unwrap_or("-"),
+                flags = c.flags.len(),
+                "crossing recorded"
+            );
+            new_record.notify_one();
+        }
+        // Data loss: the operator must act (disk full, file broken). Logged with the whole record
+        // so that the journal keeps it.
+        Err(e) => {
+            tracing::error!(error = %e, crossing = %serde_json::to_string(c).unwrap_or_default(), "CROSSING NOT STORED")
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! A camera that uploads JPEG frames into a folder (FTP push), read by the ANPR engine.
+//!
+//! Runs on its own OS thread, because recognition is CPU-bound and blocking. Each frame file is
+//! read, recognised, reported with its capture time (the file's modification time, when the
+//! camera finished writing it), then removed. A frame that cannot be decoded is moved to
+//! `rejected/` beside the folder with a `.reason` file, never silently dropped, and never stops
+//! the camera.
+
+use crate::lane::Evidence;
+use anyhow::{Context, Result};
+use bcp_anpr::PlateReader;
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// What the camera thread reports: the frame's capture time and its reads.
+pub type FrameReads = (DateTime<Utc>, Evidence);
+
+pub fn spawn(
+    name: String,
+    folder: PathBuf,
+    poll: Duration,
+    mut reader: PlateReader,
+    out: mpsc::Sender<FrameReads>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("camera {name}: creating {}", folder.display()))?;
+    let thread_name = format!("camera-{name}");
+    let what = format!("camera {name}: starting its thread");
+    std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            while !*shutdown.borrow() {
+                match next_frames(&folder) {
+                    Ok(frames) if frames.is_empty() => std::thread::sleep(poll),
+                    Ok(frames) => {
+                        for f in frames {
+                            if *shutdown.borrow() {
+                                return;
+                            }
+                            if let Some(reads) = read_frame(&name, &f, &mut reader) {
+                                if out.blocking_send(reads).is_err() {
+                                    return; // the agent is shutting down
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(camera = %name, error = %format!("{e:#}"), "cannot list the frame folder");
+                        std::thread::sleep(poll.max(Duration::from_secs(1)));
+                    }
+                }
+            }
+        })
+        .context(what)
+}
+
+/// Complete frame files (no temporary `.name.part`), oldest name first.
+fn next_frames(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut frames = Vec::new();
+    for entry in
+        std::fs::read_dir(folder).with_context(|| format!("reading {}", folder.display()))?
+    {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let is_jpeg = name.ends_with(".jpg") || name.ends_with(".jpeg");
+        if is_jpeg && !name.starts_with('.') && path.is_file() {
+            frames.push(path);
+        }
+    }
+    frames.sort();
+    Ok(frames)
+}
+
+fn read_frame(camera: &str, path: &Path, reader: &mut PlateReader) -> Option<FrameReads> {
+    let captured_at: DateTime<Utc> = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(DateTime::from)
+        .unwrap_or_else(|_| Utc::now());
+    let result = std::fs::read(path)
+        .with_context(|| format!("reading {}", path.display()))
+        .and_then(|bytes| {
+            let started = std::time::Instant::now();
+            let reads = reader.read_image_bytes(&bytes).with_context(|| format!("recognising {}", path.display()))?;
+            tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), "frame read");
+            Ok(reads)
+        });
+    match result {
+        Ok(reads) => {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(camera, frame = %path.display(), error = %e, "cannot remove a read frame");
+            }
+            Some((captured_at, Evidence::PlateReads(reads)))
+        }
+        Err(e) => {
+            tracing::warn!(camera, frame = %path.display(), error = %format!("{e:#}"), "frame rejected");
+            reject(path, &format!("{e:#}"));
+            None
+        }
+    }
+}
+
+fn reject(path: &Path, reason: &str) {
+    let Some(dir) = path.parent() else { return };
+    let rejected = dir.join("rejected");
+    let Some(name) = path.file_name() else { return };
+    let moved = std::fs::create_dir_all(&rejected)
+        .and_then(|()| std::fs::rename(path, rejected.join(name)))
+        .and_then(|()| std::fs::write(rejected.join(name).with_extension("reason"), reason));
+    if let Err(e) = moved {
+        tracing::error!(frame = %path.display(), error = %e, "cannot move a rejected frame aside; it stays in place");
+    }
+}

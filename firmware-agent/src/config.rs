@@ -1,0 +1,254 @@
+//! The agent's configuration: one TOML file (`/etc/bcp/agent.toml` by default).
+//!
+//! Units are in the key names (`_ms`, `_kg`), defaults are `const fn`s, and [`AgentConfig::validate`]
+//! names the offending key. Unknown keys are refused, so a typo is an error, not a silent default.
+
+use anyhow::{bail, Context, Result};
+use bcp_drivers::serial::SerialPortConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/bcp/agent.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub post: PostConfig,
+    pub weighbridge: WeighbridgeConfig,
+    pub dimensions: Option<DimensionSensorConfig>,
+    pub camera: CameraConfig,
+    pub scanner: Option<ScannerConfig>,
+    #[serde(default)]
+    pub anpr: AnprSettings,
+    #[serde(default)]
+    pub lane: LaneSettings,
+    pub outbox: OutboxConfig,
+    pub sync: SyncConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostConfig {
+    /// The post's code, used in topics and records (letters, digits, `-`, `_`).
+    pub id: String,
+    /// The lane this appliance serves.
+    pub lane: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeighbridgeConfig {
+    pub name: String,
+    #[serde(flatten)]
+    pub port: SerialPortConfig,
+    /// Only `toledo-continuous` for now.
+    pub protocol: String,
+    /// Whether the indicator appends the checksum byte.
+    #[serde(default = "yes")]
+    pub checksum: bool,
+    /// N consecutive readings within `stable_band_divisions` scale divisions over at least
+    /// `stable_min_ms` make a stable weight.
+    #[serde(default = "default_stable_readings")]
+    pub stable_readings: usize,
+    #[serde(default = "default_band")]
+    pub stable_band_divisions: f64,
+    #[serde(default = "default_stable_ms")]
+    pub stable_min_ms: u64,
+    /// Above this, a vehicle is on the bridge; below `empty_threshold_kg` it has left.
+    #[serde(default = "default_occupied_kg")]
+    pub occupied_threshold_kg: f64,
+    #[serde(default = "default_empty_kg")]
+    pub empty_threshold_kg: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionSensorConfig {
+    pub name: String,
+    #[serde(flatten)]
+    pub port: SerialPortConfig,
+    /// Only `dims-ascii` for now.
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub name: String,
+    /// A folder where the camera uploads JPEG frames (FTP push). Frames are read, then removed;
+    /// unreadable ones are moved to `rejected/` beside them.
+    pub folder: PathBuf,
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScannerConfig {
+    pub name: String,
+    /// The scanner's TCP event feed (`host:port`), one JSON object per line.
+    pub feed_addr: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnprSettings {
+    /// Folder with `lib/libonnxruntime.so.1.31.1` and `models/` as `scripts/install-native`
+    /// lays it out. Default: `$BCP_NATIVE_DIR`, else `~/.local/share/bcp-edge/native`.
+    pub native_dir: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads per model (default: 2).
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneSettings {
+    /// How long after a vehicle leaves the bridge late evidence (a slow plate read, the scan
+    /// result) may still join its crossing before the record is closed.
+    #[serde(default = "default_close_after_ms")]
+    pub close_after_ms: u64,
+}
+
+impl Default for LaneSettings {
+    fn default() -> Self {
+        Self {
+            close_after_ms: default_close_after_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// The SQLite outbox file.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    pub broker_host: String,
+    pub broker_port: u16,
+    /// Default: `bcp-agent-<post id>`.
+    pub client_id: Option<String>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: u64,
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+}
+
+const fn yes() -> bool {
+    true
+}
+const fn default_stable_readings() -> usize {
+    5
+}
+const fn default_band() -> f64 {
+    1.0
+}
+const fn default_stable_ms() -> u64 {
+    500
+}
+const fn default_occupied_kg() -> f64 {
+    400.0
+}
+const fn default_empty_kg() -> f64 {
+    200.0
+}
+const fn default_poll_ms() -> u64 {
+    50
+}
+const fn default_close_after_ms() -> u64 {
+    3000
+}
+const fn default_keep_alive() -> u64 {
+    30
+}
+const fn default_in_flight() -> usize {
+    100
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates `path`; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the agent config {}", path.display()))?;
+        let cfg: Self = toml::from_str(&text)
+            .with_context(|| format!("parsing the agent config {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("invalid agent config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Checks what the types cannot; the error names the key and what would be valid.
+    pub fn validate(&self) -> Result<()> {
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !id_ok(&self.post.id) {
+            bail!(
+                "post.id = {:?}: use letters, digits, '-' or '_' (it becomes an MQTT topic level)",
+                self.post.id
+            );
+        }
+        if !id_ok(&self.post.lane) {
+            bail!(
+                "post.lane = {:?}: use letters, digits, '-' or '_'",
+                self.post.lane
+            );
+        }
+        if self.weighbridge.protocol != "toledo-continuous" {
+            bail!(
+                "weighbridge.protocol = {:?}: supported: \"toledo-continuous\"",
+                self.weighbridge.protocol
+            );
+        }
+        let wb = &self.weighbridge;
+        if !(2..=50).contains(&wb.stable_readings) {
+            bail!(
+                "weighbridge.stable_readings = {}: use 2 ..= 50",
+                wb.stable_readings
+            );
+        }
+        if !(wb.stable_band_divisions > 0.0) {
+            bail!(
+                "weighbridge.stable_band_divisions = {}: must be > 0",
+                wb.stable_band_divisions
+            );
+        }
+        if !(wb.empty_threshold_kg < wb.occupied_threshold_kg) {
+            bail!(
+                "weighbridge.empty_threshold_kg ({}) must be below weighbridge.occupied_threshold_kg ({})",
+                wb.empty_threshold_kg,
+                wb.occupied_threshold_kg
+            );
+        }
+        if let Some(d) = &self.dimensions {
+            if d.protocol != "dims-ascii" {
+                bail!(
+                    "dimensions.protocol = {:?}: supported: \"dims-ascii\"",
+                    d.protocol
+                );
+            }
+        }
+        if self.camera.poll_ms == 0 {
+            bail!("camera.poll_ms = 0: use at least 1");
+        }
+        if self.sync.broker_port == 0 {
+            bail!("sync.broker_port = 0: give the central broker's port");
+        }
+        if self.sync.max_in_flight == 0 {
+            bail!("sync.max_in_flight = 0: use at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn client_id(&self) -> String {
+        self.sync
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("bcp-agent-{}", self.post.id))
+    }
+}

@@ -1,0 +1,63 @@
+//! The agent config for a post whose devices are simulated by `bcp-sim` (the demo and tests).
+
+use crate::config::*;
+use bcp_drivers::serial::SerialPortConfig;
+pub use bcp_sim::SimEndpoints;
+use std::path::Path;
+
+/// A complete, valid config for the simulated post `post`, with its state in `state_dir`.
+pub fn for_simulator(
+    sim: &SimEndpoints,
+    post: &str,
+    broker_host: &str,
+    broker_port: u16,
+    state_dir: &Path,
+) -> AgentConfig {
+    let port = |path: &str| SerialPortConfig {
+        path: path.to_owned(),
+        ..SerialPortConfig::default()
+    };
+    AgentConfig {
+        post: PostConfig {
+            id: post.to_owned(),
+            lane: "L1".to_owned(),
+        },
+        weighbridge: WeighbridgeConfig {
+            name: "wb1".to_owned(),
+            port: port(&sim.weighbridge_port),
+            protocol: "toledo-continuous".to_owned(),
+            checksum: sim.weighbridge_checksum,
+            stable_readings: 5,
+            stable_band_divisions: 1.0,
+            stable_min_ms: 400,
+            occupied_threshold_kg: 400.0,
+            empty_threshold_kg: 200.0,
+        },
+        dimensions: Some(DimensionSensorConfig {
+            name: "dims1".to_owned(),
+            port: port(&sim.dims_port),
+            protocol: "dims-ascii".to_owned(),
+        }),
+        camera: CameraConfig {
+            name: "cam1".to_owned(),
+            folder: sim.camera_dir.clone(),
+            poll_ms: 50,
+        },
+        scanner: Some(ScannerConfig {
+            name: "xr1".to_owned(),
+            feed_addr: sim.scanner_addr.clone(),
+        }),
+        anpr: AnprSettings::default(),
+        lane: LaneSettings::default(),
+        outbox: OutboxConfig {
+            path: state_dir.join("outbox.db"),
+        },
+        sync: SyncConfig {
+            broker_host: broker_host.to_owned(),
+            broker_port,
+            client_id: None,
+            keep_alive_secs: 30,
+            max_in_flight: 100,
+        },
+    }
+}

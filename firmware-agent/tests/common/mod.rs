@@ -1,0 +1,264 @@
+//! The end-to-end harness: simulated post -> the real `bcp-agent` binary -> an MQTT broker ->
+//! the central receiver, with a real SQLite outbox and central database.
+
+use anyhow::{bail, Context, Result};
+use bcp_agent::sim_config;
+use bcp_sim::{scenario, Simulator, Timing};
+use bcp_sync::central::{self, CentralStore, ReceiverConfig, StoredCrossing};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The `bcp-agent` process, stopped with SIGTERM (then killed) when dropped.
+pub struct AgentProcess {
+    child: Child,
+}
+
+impl AgentProcess {
+    /// Starts the agent as systemd would: with `NOTIFY_SOCKET` and a 2 s `WATCHDOG_USEC`.
+    pub fn start(config: &Path, log: &Path, notify_socket: &Path) -> Result<Self> {
+        let log = std::fs::File::create(log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_bcp-agent"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,bcp_agent=debug")
+            .env("NOTIFY_SOCKET", notify_socket)
+            .env("WATCHDOG_USEC", "2000000")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting bcp-agent")?;
+        Ok(Self { child })
+    }
+
+    /// SIGTERM, then wait up to `grace` for a clean exit; the exit status if it came.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if self.terminate(Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `n` vehicles through the whole chain against the broker at `broker_port`, and checks
+/// that central holds exactly the scenario's crossings.
+pub async fn run_scenario(broker_port: u16, n: usize, seed: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let post = "TJ-TEST-01";
+
+    // Central.
+    let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();
+    let receiver = tokio::spawn(central::run_receiver(
+        ReceiverConfig {
+            broker_host: "127.0.0.1".into(),
+            broker_port,
+            client_id: format!("central-test-{seed}"),
+        },
+        store.clone(),
+        stored_tx,
+        stop_rx.clone(),
+    ));
+
+    // The simulated post.
+    let vehicles = scenario::generate(n, seed);
+    let sim = Simulator::start(&dir.path().join("sim"), Timing::default()).await?;
+    let cfg = sim_config::for_simulator(
+        sim.endpoints(),
+        post,
+        "127.0.0.1",
+        broker_port,
+        &dir.path().join("agent"),
+    );
+    std::fs::create_dir_all(dir.path().join("agent"))?;
+    let cfg_path = dir.path().join("agent.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
+    let sim_task = tokio::spawn(sim.run(Some(vehicles.clone()), seed, stop_rx.clone()));
+
+    // The agent, as a process, with a notify socket standing in for systemd.
+    let notify_path = dir.path().join("notify.sock");
+    let notify = NotifyListener::bind(&notify_path)?;
+    let log = dir.path().join("agent.log");
+    let mut agent = AgentProcess::start(&cfg_path, &log, &notify_path)?;
+
+    // Wait for n crossings at central, then a little longer: nothing more may arrive.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60 + 8 * n as u64);
+    let mut arrived = 0;
+    let outcome: Result<()> = async {
+        while arrived < n {
+            match tokio::time::timeout_at(deadline, stored_rx.recv()).await {
+                Ok(Some(_)) => arrived += 1,
+                Ok(None) => bail!("the central receiver stopped"),
+                Err(_) => bail!("only {arrived} of {n} crossings reached central in time"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    }
+    .await;
+
+    let status = agent.terminate(Duration::from_secs(10));
+    let _ = stop_tx.send(true);
+    let _ = sim_task.await;
+    let _ = receiver.await;
+    if let Err(e) = outcome.and_then(|()| check(&store.export()?, &vehicles, post)) {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!("{e:#}\n--- agent log (last lines) ---\n{}", tail.join("\n"));
+    }
+    let status = status.context("bcp-agent did not stop within 10 s of SIGTERM")?;
+    assert!(status.success(), "bcp-agent exited with {status}");
+
+    // What systemd would have been told: READY once, watchdog pings, STOPPING at the end.
+    let said = notify.finish();
+    assert_eq!(
+        said.iter().filter(|m| m.contains("READY=1")).count(),
+        1,
+        "{said:?}"
+    );
+    assert!(
+        said.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2,
+        "{said:?}"
+    );
+    assert!(
+        said.last().is_some_and(|m| m.contains("STOPPING=1")),
+        "{said:?}"
+    );
+    Ok(())
+}
+
+/// Central holds exactly the scenario's crossings, in order, once each.
+fn check(stored: &[StoredCrossing], vehicles: &[scenario::Vehicle], post: &str) -> Result<()> {
+    let seqs: Vec<u64> = stored.iter().map(|s| s.seq).collect();
+    let want: Vec<u64> = (1..=vehicles.len() as u64).collect();
+    if seqs != want {
+        bail!("central holds seqs {seqs:?}, want {want:?}");
+    }
+    let mut ids: Vec<_> = stored.iter().map(|s| s.crossing.id).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.len() != vehicles.len() {
+        bail!("crossing ids are not unique");
+    }
+    for (s, v) in stored.iter().zip(vehicles) {
+        let c = &s.crossing;
+        let what = format!("crossing #{} (vehicle {})", s.seq, v.plate_display);
+        if s.post != post || c.post != post {
+            bail!("{what}: post {} / {}", s.post, c.post);
+        }
+        let plate = c.plate.as_ref().map(|p| p.text.as_str());
+        if plate != Some(v.plate.as_str()) {
+            bail!(
+                "{what}: plate {plate:?}, want {}; flags {:?}",
+                v.plate,
+                c.flags
+            );
+        }
+        let w = c
+            .weight
+            .as_ref()
+            .with_context(|| format!("{what}: no weight; flags {:?}", c.flags))?;
+        if (w.gross_kg - f64::from(v.gross_kg)).abs() > w.division_kg || w.division_kg != 20.0 {
+            bail!(
+                "{what}: weight {} kg (d = {}), want {} kg",
+                w.gross_kg,
+                w.division_kg,
+                v.gross_kg
+            );
+        }
+        if c.dimensions != Some(v.dimensions) {
+            bail!(
+                "{what}: dimensions {:?}, want {:?}",
+                c.dimensions,
+                v.dimensions
+            );
+        }
+        let scan = c.scan.as_ref().map(|s| s.scan_id.as_str());
+        if scan != Some(v.scan_id.as_str()) {
+            bail!("{what}: scan {scan:?}, want {}", v.scan_id);
+        }
+        if let Some(f) = c.flags.first() {
+            bail!("{what}: unexpected flag {}: {}", f.code, f.reason);
+        }
+    }
+    Ok(())
+}
+
+/// Stands in for systemd's notify socket: collects every message on its own thread (a full
+/// datagram queue would block the agent's pings).
+pub struct NotifyListener {
+    said: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NotifyListener {
+    pub fn bind(path: &Path) -> Result<Self> {
+        let socket = std::os::unix::net::UnixDatagram::bind(path)?;
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let said = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st) = (said.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    if let Ok(mut v) = s.lock() {
+                        v.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            said,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops listening; every message received, in order.
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.said.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for NotifyListener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+#[allow(dead_code)] // used by one of the two e2e test files only
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -1,0 +1,260 @@
+//! The simulated post: opens the devices, then drives vehicles across the lane one by one.
+//!
+//! Per vehicle (durations from [`Timing`]): the weight ramps up with the motion flag set, holds
+//! at the gross weight (the indicator settles), during which the dimension sensor sends its line,
+//! the camera drops frames and the scanner reports the scan; then the weight ramps down to zero
+//! and the lane stays empty for a gap.
+
+use crate::devices::{self, BridgeState, SimPort};
+use crate::plate_render;
+use crate::scenario::{self, Vehicle, DIVISION_KG};
+use anyhow::{Context, Result};
+use bcp_drivers::dims_ascii::DimensionFrame;
+use bcp_record::ScanEvent;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+/// Where the agent finds the simulated hardware. Written to `endpoints.json` in the sim's folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimEndpoints {
+    /// Pseudo-terminal of the weighbridge indicator (Toledo continuous, 9600 8N1).
+    pub weighbridge_port: String,
+    /// Whether the Toledo frames carry the checksum byte.
+    pub weighbridge_checksum: bool,
+    /// Pseudo-terminal of the dimension sensor (`dims-ascii`).
+    pub dims_port: String,
+    /// Folder where the camera drops JPEG frames.
+    pub camera_dir: PathBuf,
+    /// The scanner's TCP event feed.
+    pub scanner_addr: String,
+}
+
+/// How fast vehicles move through the simulated lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Time between two indicator frames (real indicators send 7-10 per second).
+    pub frame_interval: Duration,
+    pub ramp: Duration,
+    pub hold: Duration,
+    pub leave: Duration,
+    pub gap: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            frame_interval: Duration::from_millis(100),
+            ramp: Duration::from_millis(500),
+            hold: Duration::from_millis(1600),
+            leave: Duration::from_millis(300),
+            gap: Duration::from_millis(900),
+        }
+    }
+}
+
+/// A started simulator: its devices are open and its endpoints known.
+#[derive(Debug)]
+pub struct Simulator {
+    endpoints: SimEndpoints,
+    weighbridge: SimPort,
+    dims: SimPort,
+    scanner: TcpListener,
+    timing: Timing,
+}
+
+impl Simulator {
+    /// Opens the pseudo-terminals, binds the scanner feed on a free loopback port, creates the
+    /// camera folder under `dir`, and writes `dir/endpoints.json`.
+    pub async fn start(dir: &Path, timing: Timing) -> Result<Self> {
+        let camera_dir = dir.join("camera");
+        std::fs::create_dir_all(&camera_dir)
+            .with_context(|| format!("creating {}", camera_dir.display()))?;
+        let weighbridge = SimPort::open()?;
+        let dims = SimPort::open()?;
+        let scanner = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the scanner feed")?;
+        let endpoints = SimEndpoints {
+            weighbridge_port: weighbridge.path.clone(),
+            weighbridge_checksum: true,
+            dims_port: dims.path.clone(),
+            camera_dir,
+            scanner_addr: scanner.local_addr()?.to_string(),
+        };
+        let file = dir.join("endpoints.json");
+        let tmp = dir.join(".endpoints.json.part");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&endpoints)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+        Ok(Self {
+            endpoints,
+            weighbridge,
+            dims,
+            scanner,
+            timing,
+        })
+    }
+
+    pub fn endpoints(&self) -> &SimEndpoints {
+        &self.endpoints
+    }
+
+    /// Drives `vehicles` through the lane (all of them, or endlessly new ones when `None`), once a
+    /// client has connected to the scanner feed (the agent is up), then keeps the devices open
+    /// and idle until shutdown.
+    pub async fn run(
+        self,
+        vehicles: Option<Vec<Vehicle>>,
+        seed: u64,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let Simulator {
+            endpoints,
+            weighbridge,
+            mut dims,
+            scanner,
+            timing,
+        } = self;
+        let (bridge_tx, bridge_rx) = watch::channel(BridgeState {
+            weight_kg: 0,
+            motion: false,
+        });
+        let (scan_tx, _) = broadcast::channel(64);
+        let (clients_tx, mut clients_rx) = watch::channel(0usize);
+        let wb = tokio::spawn(devices::run_weighbridge(
+            weighbridge,
+            endpoints.weighbridge_checksum,
+            timing.frame_interval,
+            bridge_rx,
+            shutdown.clone(),
+        ));
+        let feed = tokio::spawn(devices::run_scanner_feed(
+            scanner,
+            scan_tx.clone(),
+            clients_tx,
+            shutdown.clone(),
+        ));
+
+        tracing::info!(scanner = %endpoints.scanner_addr, "waiting for the agent to connect to the scanner feed");
+        tokio::select! {
+            r = clients_rx.wait_for(|n| *n > 0) => { r.context("scanner feed stopped")?; }
+            _ = shutdown.changed() => return Ok(()),
+        }
+        // Give the agent a moment to open its serial ports too.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let mut lane = Lane {
+            timing,
+            bridge: bridge_tx,
+            scans: scan_tx,
+            dims: &mut dims,
+            camera_dir: &endpoints.camera_dir,
+            frames: 0,
+        };
+        let finite = vehicles.is_some();
+        let mut batch = vehicles.unwrap_or_default();
+        let mut round = 0u64;
+        'outer: loop {
+            if batch.is_empty() {
+                if finite {
+                    break;
+                }
+                round += 1;
+                batch = scenario::generate(1000, seed.wrapping_add(round));
+            }
+            let total = batch.len();
+            for (i, v) in std::mem::take(&mut batch).into_iter().enumerate() {
+                if *shutdown.borrow() {
+                    break 'outer;
+                }
+                tracing::info!(n = i + 1, total, plate = %v.plate_display, gross_kg = v.gross_kg, scan = %v.scan_id, "vehicle drives on");
+                tokio::select! {
+                    r = lane.drive(&v) => r?,
+                    _ = shutdown.changed() => break 'outer,
+                }
+            }
+        }
+        tracing::info!("scenario done; devices stay open until shutdown");
+        let _ = shutdown.wait_for(|s| *s).await;
+        wb.abort();
+        feed.abort();
+        Ok(())
+    }
+}
+
+struct Lane<'a> {
+    timing: Timing,
+    bridge: watch::Sender<BridgeState>,
+    scans: broadcast::Sender<ScanEvent>,
+    dims: &'a mut SimPort,
+    camera_dir: &'a Path,
+    frames: u64,
+}
+
+impl Lane<'_> {
+    async fn drive(&mut self, v: &Vehicle) -> Result<()> {
+        let t = self.timing;
+        let steps = 5u32;
+        for k in 1..steps {
+            let w = v.gross_kg * k / steps / DIVISION_KG * DIVISION_KG;
+            self.bridge.send_replace(BridgeState {
+                weight_kg: w,
+                motion: true,
+            });
+            tokio::time::sleep(t.ramp / steps).await;
+        }
+        self.bridge.send_replace(BridgeState {
+            weight_kg: v.gross_kg,
+            motion: false,
+        });
+        let hold_start = tokio::time::Instant::now();
+
+        tokio::time::sleep(t.hold / 10).await;
+        let d = v.dimensions;
+        devices::send_dimensions(
+            self.dims,
+            &DimensionFrame {
+                seq: (self.frames & 0xffff) as u32,
+                length_mm: d.length_mm,
+                width_mm: d.width_mm,
+                height_mm: d.height_mm,
+            },
+        )
+        .await?;
+        for variant in 0..2u64 {
+            let jpeg = plate_render::render_vehicle_frame(
+                &v.plate_display,
+                self.frames.wrapping_mul(7).wrapping_add(variant),
+            )?;
+            self.frames += 1;
+            devices::write_camera_frame(self.camera_dir, "cam1", self.frames, &jpeg)?;
+            tokio::time::sleep(t.hold / 5).await;
+        }
+        let scan = ScanEvent {
+            scanner_id: v.scanner_id.clone(),
+            scan_id: v.scan_id.clone(),
+            scanned_at: chrono::Utc::now(),
+            lane: Some("L1".to_owned()),
+            decision: v.decision,
+            images: vec![format!("{}.png", v.scan_id)],
+        };
+        if self.scans.send(scan).is_err() {
+            tracing::warn!(scan = %v.scan_id, "no scanner feed client: scan event not delivered");
+        }
+        tokio::time::sleep_until(hold_start + t.hold).await;
+
+        for k in (0..3u32).rev() {
+            let w = v.gross_kg * k / 3 / DIVISION_KG * DIVISION_KG;
+            self.bridge.send_replace(BridgeState {
+                weight_kg: w,
+                motion: k > 0,
+            });
+            tokio::time::sleep(t.leave / 3).await;
+        }
+        tokio::time::sleep(t.gap).await;
+        Ok(())
+    }
+}
