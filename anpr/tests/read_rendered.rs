@@ -173,26 +173,3 @@ fn plate_reader_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<PlateReader>();
 }
-
-/// Wider sweep (10 variants of each of the 20 plates); `cargo test -- --ignored` to run.
-#[test]
-#[ignore = "slow: 200 frames"]
-fn sweep_of_two_hundred_frames_reads_exactly() -> Result<()> {
-    let mut reader = common::reader();
-    let mut failures = Vec::new();
-    for (i, (printed, text, format)) in PLATES.iter().enumerate() {
-        for variant in 0..10u64 {
-            let jpeg = render_vehicle_frame(printed, 1000 + variant * 31 + i as u64)?;
-            let got = best(&mut reader, &jpeg)?;
-            if got != (text.to_string(), Some(*format)) {
-                failures.push(format!("{printed:?} variant {variant} read as {got:?}"));
-            }
-        }
-    }
-    ensure!(
-        failures.is_empty(),
-        "misread plates:\n{}",
-        failures.join("\n")
-    );
-    Ok(())
-}

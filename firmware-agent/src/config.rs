@@ -212,13 +212,13 @@ impl AgentConfig {
                 wb.stable_readings
             );
         }
-        if !(wb.stable_band_divisions > 0.0) {
+        if wb.stable_band_divisions.is_nan() || wb.stable_band_divisions <= 0.0 {
             bail!(
                 "weighbridge.stable_band_divisions = {}: must be > 0",
                 wb.stable_band_divisions
             );
         }
-        if !(wb.empty_threshold_kg < wb.occupied_threshold_kg) {
+        if wb.empty_threshold_kg.is_nan() || wb.empty_threshold_kg >= wb.occupied_threshold_kg {
             bail!(
                 "weighbridge.empty_threshold_kg ({}) must be below weighbridge.occupied_threshold_kg ({})",
                 wb.empty_threshold_kg,
@@ -250,5 +250,110 @@ impl AgentConfig {
             .client_id
             .clone()
             .unwrap_or_else(|| format!("bcp-agent-{}", self.post.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+[post]
+id = "TJ-DYU-01"
+lane = "L1"
+
+[weighbridge]
+name = "wb1"
+path = "/dev/serial/by-id/usb-FTDI-if00"
+protocol = "toledo-continuous"
+
+[camera]
+name = "cam1"
+folder = "/var/lib/bcp/camera/cam1"
+
+[outbox]
+path = "/var/lib/bcp/outbox.db"
+
+[sync]
+broker_host = "central.example"
+broker_port = 8883
+"#;
+
+    fn parse(text: &str) -> Result<AgentConfig> {
+        let cfg: AgentConfig = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn a_minimal_config_gets_sensible_defaults() -> Result<()> {
+        let cfg = parse(VALID)?;
+        assert_eq!(cfg.weighbridge.port.baud, 9600);
+        assert!(cfg.weighbridge.checksum);
+        assert_eq!(cfg.weighbridge.stable_readings, 5);
+        assert_eq!(cfg.lane.close_after_ms, 3000);
+        assert_eq!(cfg.client_id(), "bcp-agent-TJ-DYU-01");
+        assert!(cfg.dimensions.is_none() && cfg.scanner.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = VALID.replace("protocol = \"toledo-continuous\"", "protocol = \"toledo\"");
+        let e = format!("{:#}", parse(&bad).expect_err("unknown protocol"));
+        assert!(
+            e.contains("weighbridge.protocol") && e.contains("toledo-continuous"),
+            "{e}"
+        );
+
+        let bad = VALID.replace("id = \"TJ-DYU-01\"", "id = \"TJ/DYU\"");
+        let e = format!("{:#}", parse(&bad).expect_err("slash in post id"));
+        assert!(e.contains("post.id"), "{e}");
+
+        let bad = VALID.replace(
+            "protocol = \"toledo-continuous\"",
+            "protocol = \"toledo-continuous\"\nbaudrate = 9600",
+        );
+        let e = format!(
+            "{:#}",
+            parse(&bad).expect_err("unknown key beside the flattened port")
+        );
+        assert!(e.contains("baudrate"), "{e}");
+
+        let bad = VALID.replace("[camera]", "[camera]\nfolders = \"x\"");
+        let e = format!("{:#}", parse(&bad).expect_err("unknown key"));
+        assert!(e.contains("folders"), "{e}");
+
+        let bad = VALID.replace(
+            "protocol = \"toledo-continuous\"",
+            "protocol = \"toledo-continuous\"\nempty_threshold_kg = 900.0",
+        );
+        let e = format!("{:#}", parse(&bad).expect_err("thresholds crossed"));
+        assert!(e.contains("weighbridge.empty_threshold_kg"), "{e}");
+    }
+
+    #[test]
+    fn the_simulator_config_is_valid_and_round_trips() -> Result<()> {
+        let sim = crate::sim_config::SimEndpoints {
+            weighbridge_port: "/dev/pts/7".into(),
+            weighbridge_checksum: true,
+            dims_port: "/dev/pts/8".into(),
+            camera_dir: "/tmp/cam".into(),
+            scanner_addr: "127.0.0.1:7000".into(),
+        };
+        let cfg = crate::sim_config::for_simulator(
+            &sim,
+            "TJ-DEMO-01",
+            "127.0.0.1",
+            1883,
+            Path::new("/tmp/agent"),
+        );
+        let again = parse(&toml::to_string(&cfg)?)?;
+        assert_eq!(again.weighbridge.port.path, "/dev/pts/7");
+        assert_eq!(
+            again.scanner.map(|s| s.feed_addr),
+            Some("127.0.0.1:7000".to_owned())
+        );
+        Ok(())
     }
 }
