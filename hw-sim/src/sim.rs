@@ -1,9 +1,10 @@
 //! The simulated post: opens the devices, then drives vehicles across the lane one by one.
 //!
-//! Per vehicle (durations from [`Timing`]): the weight ramps up with the motion flag set, holds
-//! at the gross weight (the indicator settles), during which the dimension sensor sends its line,
-//! the camera drops frames and the scanner reports the scan; then the weight ramps down to zero
-//! and the lane stays empty for a gap.
+//! Per vehicle (durations from [`Timing`]): the weight ramps up with the motion flag set; the
+//! indicator settles (one division over, still in motion, for a tenth of the hold), then holds
+//! the gross weight, during which the dimension sensor sends its line, the camera drops frames
+//! and the scanner reports the scan; then the weight ramps down to zero and the lane stays empty
+//! for a gap.
 
 use crate::devices::{self, BridgeState, SimPort};
 use crate::plate_render;
@@ -206,13 +207,17 @@ impl Lane<'_> {
             });
             tokio::time::sleep(t.ramp / steps).await;
         }
+        // The indicator settles: one division above, still in motion, then steady.
+        let hold_start = tokio::time::Instant::now();
+        self.bridge.send_replace(BridgeState {
+            weight_kg: v.gross_kg + DIVISION_KG,
+            motion: true,
+        });
+        tokio::time::sleep(t.hold / 10).await;
         self.bridge.send_replace(BridgeState {
             weight_kg: v.gross_kg,
             motion: false,
         });
-        let hold_start = tokio::time::Instant::now();
-
-        tokio::time::sleep(t.hold / 10).await;
         let d = v.dimensions;
         devices::send_dimensions(
             self.dims,
