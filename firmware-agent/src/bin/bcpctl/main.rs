@@ -1,4 +1,7 @@
 //! `bcpctl`: the technician's command-line tool.
+//!
+//! Each command group lives in its own module beside this file; `main.rs` only parses the
+//! arguments and dispatches.
 use anyhow::{Context, Result};
 use bcp_agent::{config, sim_config, AgentConfig};
 use bcp_sync::outbox::Outbox;
