@@ -6,6 +6,7 @@
 //! daemon restarted. On shutdown, crossings still waiting for late evidence are closed and
 //! committed, so nothing recorded is lost.
 
+use crate::checks::EdgeChecks;
 use crate::config::AgentConfig;
 use crate::lane::{Evidence, LaneCorrelator, LaneRules};
 use crate::{camera, scanner};
@@ -53,6 +54,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     anpr.validate().context("invalid [anpr] settings")?;
     let reader =
         PlateReader::new(&anpr).context("loading the ANPR engine (run scripts/install-native?)")?;
+    let checks = EdgeChecks::load(cfg.limits.clone()).context("loading [limits]")?;
 
     let (tx, mut rx) = mpsc::channel::<LaneInput>(1024);
     let mut tasks = tokio::task::JoinSet::new();
@@ -180,7 +182,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
             _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
-        while let Some(c) = lane.poll(Utc::now()) {
+        while let Some(mut c) = lane.poll(Utc::now()) {
+            checks.apply(&mut c);
             commit(&outbox, &new_record, &c);
         }
     }
@@ -189,7 +192,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     crate::systemd::stopping();
     let end_of_time = Utc::now() + TimeDelta::days(1);
     lane.handle_vehicle_off(Utc::now());
-    while let Some(c) = lane.poll(end_of_time) {
+    while let Some(mut c) = lane.poll(end_of_time) {
+        checks.apply(&mut c);
         commit(&outbox, &new_record, &c);
     }
     tasks.shutdown().await;

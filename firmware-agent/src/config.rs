@@ -22,6 +22,9 @@ pub struct AgentConfig {
     pub anpr: AnprSettings,
     #[serde(default)]
     pub lane: LaneSettings,
+    /// Legal limits and the hotlist, checked on every crossing at the edge.
+    #[serde(default)]
+    pub limits: crate::checks::Limits,
     pub outbox: OutboxConfig,
     pub sync: SyncConfig,
 }

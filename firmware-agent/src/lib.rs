@@ -3,6 +3,8 @@
 //! - [`config`]: the one TOML file a technician edits, validated key by key.
 //! - [`lane`]: the pure lane correlator that links plate, weight, dimensions and scan into a
 //!   [`bcp_record::Crossing`].
+//! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
+//!   hotlist).
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
 //! - [`scanner`]: the X-ray scanner's JSON-lines TCP feed.
 //! - [`agent`]: the main loop: device tasks, correlator, outbox, uplink, systemd notifications.
@@ -13,6 +15,7 @@
 
 pub mod agent;
 pub mod camera;
+pub mod checks;
 pub mod config;
 pub mod lane;
 pub mod scanner;

@@ -49,6 +49,7 @@ pub fn for_simulator(
         }),
         anpr: AnprSettings::default(),
         lane: LaneSettings::default(),
+        limits: crate::checks::Limits::default(),
         outbox: OutboxConfig {
             path: state_dir.join("outbox.db"),
         },
