@@ -52,3 +52,32 @@ pub enum FrameErrorKind {
     #[error("malformed line: {reason}")]
     Malformed { reason: &'static str },
 }
+
+/// Split one line off the front of `buf` for line protocols without a start byte: `Ok(None)`
+/// until `terminator` arrives; the line is returned without the terminator and without one `\r`
+/// before it. A run of `max` bytes without a terminator is rejected as [`FrameErrorKind::TooLong`]
+/// (skipping those `max` bytes); an empty line is rejected too.
+pub(crate) fn take_line(
+    buf: &[u8],
+    terminator: u8,
+    max: usize,
+) -> Result<Option<(&[u8], usize)>, FrameError> {
+    let Some(end) = buf.iter().take(max).position(|&b| b == terminator) else {
+        return if buf.len() >= max {
+            Err(FrameError::new(max, FrameErrorKind::TooLong { max }))
+        } else {
+            Ok(None)
+        };
+    };
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(FrameError::new(
+            end + 1,
+            FrameErrorKind::Malformed {
+                reason: "empty line",
+            },
+        ));
+    }
+    Ok(Some((line, end + 1)))
+}

@@ -10,6 +10,13 @@
 //! |---|---|---|
 //! | [`frame`] | pure | [`FrameError`]: what every decoder returns for garbage, with the bytes to skip |
 //! | [`toledo`] | pure | Mettler Toledo standard continuous output: [`ToledoFrame`], [`ToledoCodec`] |
+//! | [`xk3190`] | pure | Keli/Yaohua XK3190: format 0 (XOR check), `=` formats 1 (reversed) and 2 |
+//! | [`a12e`] | pure | Yaohua XK3190-A12E continuous output (`WG004.139kg3D`) |
+//! | [`mt_sics`] | pure | MT-SICS, polled: `S`/`SI`/`Z`/`T`/`@` commands and every reply kind |
+//! | [`sma`] | pure | SMA SCP-0499 level 1, polled: `W`/`Z`/`T` requests, status, motion, range |
+//! | [`rlws`], [`cardinal`], [`avery`] | pure | the Rice Lake, Cardinal and Weigh-Tronix stream formats |
+//! | [`generic`] | pure | a configured regex with named groups, for an indicator nobody planned for |
+//! | [`indicator`] | pure | [`AnyProtocol`]: every protocol by name, one [`ScaleReading`] / [`Measurement`] shape |
 //! | [`dims_ascii`] | pure | `$DIM,...*hh` lines from dimension systems: [`DimensionFrame`] |
 //! | [`stability`] | pure, given the time | [`StabilityDetector`]: readings in, [`WeighEvent`]s out |
 //! | [`codec`] | tokio-util | [`ProtocolCodec`]: a `Decoder`/`Encoder` around any [`Protocol`]; garbage is an item, never a stream error |
@@ -24,16 +31,29 @@
 //!   by hand from the vendor's byte layout, so encoder and decoder cannot agree on a mistake.
 //! * Nothing here panics on input. Fuzz targets for every decoder live in `drivers/fuzz/`.
 
+pub mod a12e;
+pub mod avery;
+pub mod cardinal;
 pub mod codec;
 pub mod dims_ascii;
 pub mod frame;
+pub mod generic;
+pub mod indicator;
+pub mod mt_sics;
+pub mod rlws;
 pub mod serial;
+pub mod sma;
 pub mod stability;
 pub mod toledo;
+pub mod xk3190;
+
+#[cfg(test)]
+mod testkit;
 
 pub use codec::{Decoded, DimsAscii, Protocol, ProtocolCodec};
 pub use dims_ascii::DimensionFrame;
 pub use frame::{FrameError, FrameErrorKind};
+pub use indicator::{AnyProtocol, Decimal, Measurement, ScaleReading, ScaleStatus, Unit};
 pub use serial::{
     run_dimension_sensor, run_weighbridge, DeviceEvent, DeviceHealth, DriverError, Parity,
     SerialPortConfig, SharedHealth,

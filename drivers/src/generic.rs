@@ -1,0 +1,206 @@
+//! `generic`: an indicator nobody planned for, described by a regular expression.
+//!
+//! The integrator writes one regex (Rust `regex` syntax) that matches one line of the indicator's
+//! output, with named groups the decoder understands:
+//!
+//! | Group | Meaning |
+//! |---|---|
+//! | `weight` (required) | the displayed weight: optional sign, digits, optional `.`, spaces allowed |
+//! | `sign` | `-` makes the weight negative (for indicators that send the sign apart) |
+//! | `unit` | `kg`, `g`, `t` (converted), `lb`, `oz` (not converted); absent: kg |
+//! | `gross`, `tare`, `net` | further weights, same unit |
+//! | `net_flag` | non-empty: the displayed weight is net (else gross) |
+//! | `motion` | non-empty: in motion; the group absent from the pattern: no motion flag |
+//! | `overload`, `underload`, `error` | non-empty: that status |
+//!
+//! Example, for `ST,GS,+0012.34kg` lines:
+//! `^(?P<motion>US)?(?:ST)?,(?:GS|NT),(?P<weight>[+-]?[0-9.]+)(?P<unit>kg|g|t)$`.
+//!
+//! # Framing
+//!
+//! Lines end with [`GenericCodec::terminator`] (default `LF`; a `CR` before it is dropped) and
+//! are at most [`MAX_LINE`] bytes. A line the pattern does not match, or whose `weight` does not
+//! parse, is garbage (skipped through its terminator), so garbage costs at most the one line it
+//! runs into. The regex crate guarantees matching in time linear in the line, so a hostile stream
+//! cannot stall the decoder.
+
+use crate::frame::{take_line, FrameError, FrameErrorKind};
+use crate::indicator::{Decimal, ScaleReading, ScaleStatus, Unit};
+use regex::bytes::Regex;
+
+/// Longest accepted line, terminator included.
+pub const MAX_LINE: usize = 128;
+
+/// A pattern that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenericPatternError {
+    #[error("generic protocol pattern: {0}")]
+    Regex(String),
+    #[error("generic protocol pattern has no (?P<weight>...) group")]
+    NoWeightGroup,
+}
+
+/// The decoder: a compiled pattern and a line terminator.
+#[derive(Debug, Clone)]
+pub struct GenericCodec {
+    pattern: Regex,
+    pub terminator: u8,
+}
+
+impl GenericCodec {
+    /// Compile `pattern`; it must have a `weight` group.
+    pub fn new(pattern: &str) -> Result<Self, GenericPatternError> {
+        let pattern = Regex::new(pattern).map_err(|e| GenericPatternError::Regex(e.to_string()))?;
+        if !pattern.capture_names().any(|n| n == Some("weight")) {
+            return Err(GenericPatternError::NoWeightGroup);
+        }
+        Ok(Self {
+            pattern,
+            terminator: b'\n',
+        })
+    }
+
+    /// The pattern as given.
+    pub fn pattern(&self) -> &str {
+        self.pattern.as_str()
+    }
+
+    /// Decode one line into a reading.
+    pub fn decode(&self, buf: &[u8]) -> Result<Option<(ScaleReading, usize)>, FrameError> {
+        let Some((line, n)) = take_line(buf, self.terminator, MAX_LINE)? else {
+            return Ok(None);
+        };
+        let malformed = |reason| FrameError::new(n, FrameErrorKind::Malformed { reason });
+        let caps = self
+            .pattern
+            .captures(line)
+            .ok_or_else(|| malformed("the pattern does not match"))?;
+        let text = |name: &str| {
+            caps.name(name)
+                .map(|m| m.as_bytes())
+                .filter(|t| !t.is_empty())
+        };
+        let unit = match text("unit").map(|u| u.to_ascii_lowercase()).as_deref() {
+            None | Some(b"kg") => Unit::Kg,
+            Some(b"g") => Unit::G,
+            Some(b"t") => Unit::T,
+            Some(b"lb") => Unit::Lb,
+            Some(b"oz") => Unit::Oz,
+            Some(_) => return Err(malformed("unknown unit")),
+        };
+        let number = |name: &str| -> Result<Option<Decimal>, FrameError> {
+            text(name)
+                .map(|t| {
+                    Decimal::parse(t).ok_or_else(|| malformed("a weight group is not a number"))
+                })
+                .transpose()
+        };
+        let mut weight = number("weight")?.ok_or_else(|| malformed("empty weight"))?;
+        if text("sign") == Some(b"-") {
+            weight.mantissa = -weight.mantissa.abs();
+        }
+        let motion = self
+            .pattern
+            .capture_names()
+            .any(|n| n == Some("motion"))
+            .then(|| text("motion").is_some());
+        let net = text("net_flag").is_some();
+        let mut r = ScaleReading::displayed(weight, unit, net, motion);
+        let kg = |d: Option<Decimal>| d.and_then(|d| unit.to_kg(d));
+        r.gross_kg = kg(number("gross")?).or(r.gross_kg);
+        r.tare_kg = kg(number("tare")?);
+        r.net_kg = kg(number("net")?).or(r.net_kg);
+        for (name, status) in [
+            ("error", ScaleStatus::Error),
+            ("underload", ScaleStatus::Underload),
+            ("overload", ScaleStatus::Overload),
+        ] {
+            if text(name).is_some() {
+                r.status = status;
+            }
+        }
+        Ok(Some((r, n)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::assert_resyncs;
+    use proptest::prelude::*;
+
+    /// The common "ST,GS,+0012.34kg" layout (A&D, many Chinese indicators).
+    const AND: &str = r"^(?P<motion>US)?(?:ST|OL)?,(?P<net_flag>NT)?(?:GS)?,(?P<weight>[+-]?[0-9. ]+)(?P<unit>kg|g|t)$";
+
+    #[test]
+    fn a_and_d_style_lines() {
+        let c = GenericCodec::new(AND).expect("valid pattern");
+        let (r, n) = c
+            .decode(b"ST,GS,+0012.34kg\r\nUS")
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(n, 18);
+        assert_eq!(
+            (r.weight_kg, r.gross_kg, r.motion),
+            (Some(12.34), Some(12.34), Some(false))
+        );
+        let (r, _) = c
+            .decode(b"US,NT,-0000.50kg\n")
+            .expect("ok")
+            .expect("complete");
+        assert_eq!((r.net_kg, r.motion), (Some(-0.5), Some(true)));
+        assert_eq!(c.decode(b"ST,GS,+0012"), Ok(None));
+        assert!(c.decode(b"hello\n").is_err());
+    }
+
+    #[test]
+    fn statuses_and_extra_weights() {
+        let c = GenericCodec::new(
+            r"^(?P<overload>OVER)?G(?P<gross>\d+) T(?P<tare>\d+) N(?P<weight>\d+)$",
+        )
+        .expect("valid");
+        let (r, _) = c
+            .decode(b"G15000 T5000 N10000\n")
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(
+            (r.gross_kg, r.tare_kg, r.weight_kg, r.motion),
+            (Some(15000.0), Some(5000.0), Some(10000.0), None)
+        );
+        let (r, _) = c.decode(b"OVERG1 T0 N1\n").expect("ok").expect("complete");
+        assert_eq!(r.status, ScaleStatus::Overload);
+    }
+
+    #[test]
+    fn bad_patterns_are_errors() {
+        assert_eq!(
+            GenericCodec::new(r"(?P<w>\d+)").map(|_| ()),
+            Err(GenericPatternError::NoWeightGroup)
+        );
+        assert!(matches!(
+            GenericCodec::new(r"(?P<weight>\d+"),
+            Err(GenericPatternError::Regex(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_through_text(m in -99_999_999i64..=99_999_999, d in 0u8..=3, motion in any::<bool>()) {
+            let c = GenericCodec::new(AND).expect("valid pattern");
+            let w = Decimal::new(m, d);
+            let line = format!("{},GS,{}kg\r\n", if motion { "US" } else { "ST" }, w.plain());
+            let (r, n) = c.decode(line.as_bytes()).expect("ok").expect("complete");
+            prop_assert_eq!(n, line.len());
+            prop_assert_eq!(r.weight_kg, Some(w.to_f64()));
+            prop_assert_eq!(r.motion, Some(motion));
+        }
+
+        #[test]
+        fn garbage_resynchronises(garbage in proptest::collection::vec(any::<u8>(), 0..60), m in 0i64..=99_999) {
+            let c = GenericCodec::new(AND).expect("valid pattern");
+            let line = format!("ST,GS,{m}kg\r\n");
+            let (expected, _) = c.decode(line.as_bytes()).expect("ok").expect("complete");
+            assert_resyncs(|b| c.decode(b), &garbage, line.as_bytes(), line.as_bytes(), &expected);
+        }
+    }
+}
