@@ -8,6 +8,7 @@
 //! - [`ScanEvent`]: what a non-intrusive inspection scanner reports about one scan; the scanner
 //!   feed sends it as one JSON object per line.
 //! - [`RecordEnvelope`]: a crossing as it travels: the post, its per-post sequence number.
+//! - [`seal`]: the per-post hash chain and Ed25519 signature on each envelope ([`seal::Seal`]).
 //! - [`Ack`]: central's acknowledgement, the highest contiguous sequence number it has committed.
 //! - [`topics`]: the MQTT topic names, under the versioned prefix `bcp/v1`.
 //!
@@ -18,6 +19,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub mod seal;
 
 /// One vehicle's passage through a lane, with all the evidence the lane could link to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +127,9 @@ pub struct RecordEnvelope {
     /// When the post committed the record to its outbox.
     pub recorded_at: DateTime<Utc>,
     pub crossing: Crossing,
+    /// Hash chain and signature (schema v2); `None` only on records from before sealing existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<seal::Seal>,
 }
 
 /// Central's acknowledgement: every record of `post` with `seq <= up_to_seq` is committed.

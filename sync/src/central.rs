@@ -2,14 +2,17 @@
 //!
 //! - [`store`]: [`CentralStore`], the SQLite file of received crossings, deduplicated by
 //!   `(post, seq)`, with the per-post contiguous prefix that central acknowledges.
+//! - [`verify`]: [`verify::judge`], the pure verdict on a sealed record (key, replay, chain).
 //! - [`receiver`]: [`run_receiver`], the MQTT driver: subscribe to every post's records, store,
 //!   then acknowledge.
 
 pub mod receiver;
 pub mod store;
+pub mod verify;
 
 pub use receiver::{run_receiver, ReceiverConfig};
 pub use store::{
-    CentralError, CentralStore, RejectedMessage, StoreOutcome, StoredCrossing,
+    CentralError, CentralStore, Outcome, PostSummary, Received, RejectedMessage, StoredCrossing,
     CENTRAL_SCHEMA_VERSION,
 };
+pub use verify::{KeyPolicy, Rejection};

@@ -17,10 +17,17 @@
 //! - [`mosquitto`]: [`MosquittoProcess`], a throw-away Mosquitto for tests and demos.
 //! - [`link`]: what both MQTT ends share: session options, TCP_NODELAY, [`link::Backoff`], the
 //!   event pump.
+//! - [`keys`]: [`PostKey`], the post's Ed25519 signing key file, and public key files for central.
 //! - [`db`]: opening SQLite with WAL, `synchronous=FULL` and `user_version` migrations.
 //!
 //! The binary `bcp-central` (`src/bin/bcp-central.rs`) only parses arguments and calls this
 //! library.
+//!
+//! ## Tamper evidence
+//! Every record is sealed in the outbox before it is committed: chained to the post's previous
+//! record by SHA-256 and signed with the post's Ed25519 key ([`bcp_record::seal`]). Central
+//! stores only records whose seal, key and chain hold ([`central::verify`]); the rest are kept
+//! aside with the reason.
 //!
 //! ## Delivery guarantee
 //! At least once on the wire, exactly once in the central store: the outbox resends everything
@@ -30,6 +37,7 @@
 pub mod broker;
 pub mod central;
 pub mod db;
+pub mod keys;
 pub mod link;
 pub mod mosquitto;
 pub mod outbox;
@@ -37,9 +45,11 @@ pub mod uplink;
 
 pub use broker::{start_embedded, EmbeddedBroker};
 pub use central::{
-    run_receiver, CentralError, CentralStore, ReceiverConfig, StoreOutcome, StoredCrossing,
+    run_receiver, CentralError, CentralStore, KeyPolicy, Outcome, PostSummary, Received,
+    ReceiverConfig, StoredCrossing,
 };
 pub use db::DbError;
+pub use keys::{KeyError, PostKey};
 pub use mosquitto::MosquittoProcess;
-pub use outbox::{Outbox, OutboxError, OutboxStats};
+pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats};
 pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig};

@@ -4,18 +4,33 @@
 //! uplink reads from here and marks rows delivered only when central has confirmed that it
 //! committed them (an application-level [`Ack`](bcp_record::Ack), not a broker PUBACK).
 //!
-//! ## Format (schema version 1)
-//! - `outbox(seq, uuid, recorded_at, envelope, delivered_at)`: one row per crossing. `seq` is the
-//!   per-post sequence number (the `INTEGER PRIMARY KEY`), `uuid` the crossing id (unique),
-//!   `envelope` the exact JSON [`RecordEnvelope`] that goes on the wire, `delivered_at` is `NULL`
-//!   until central acknowledged it. A partial index covers the undelivered rows.
-//! - `outbox_state`: a single row holding the post this file belongs to, `last_seq` and
-//!   `last_acked_seq`.
+//! ## Format (schema version 2)
+//! - `outbox(seq, uuid, recorded_at, envelope, delivered_at, hash)`: one row per crossing. `seq` is
+//!   the per-post sequence number (the `INTEGER PRIMARY KEY`), `uuid` the crossing id (a UUID v7,
+//!   unique), `envelope` the exact JSON [`RecordEnvelope`] that goes on the wire, sealed
+//!   ([`bcp_record::seal`]: chained to the previous record by SHA-256 and signed with the post's
+//!   Ed25519 key), `hash` that seal's hash in hex, `delivered_at` is `NULL` until central
+//!   acknowledged it. A partial index covers the undelivered rows.
+//! - `outbox_state`: a single row holding the post this file belongs to, `last_seq`,
+//!   `last_acked_seq` and `last_hash` (the chain head, hex).
+//!
+//! ## Upgrading from version 1
+//! Version 1 rows were not sealed. The migration adds the columns; the first open with the key
+//! then seals every unsealed row in seq order, in one transaction, so the chain covers the whole
+//! file (rows already delivered included: the chain head must be well defined). The fixture
+//! `tests/fixtures/outbox_v1.sql` is a version 1 file that the upgrade test opens.
+//!
+//! ## The key
+//! [`Outbox::open`] uses the key beside the file ([`crate::keys::default_key_path`]) and creates
+//! one on first use (logged at WARN with its public key, which central must be given);
+//! [`Outbox::open_with_key`] takes one.
 //!
 //! ## Invariants
 //! - One file belongs to one post; opening it for another post is refused ([`OutboxError::WrongPost`]).
 //! - `seq` starts at 1 and grows by exactly 1 per append, without gaps, across reopen; the counter
 //!   lives in `outbox_state` so that pruning delivered rows later cannot make a number reappear.
+//! - The chain never forks: appends are serialised by the `Mutex` and an `IMMEDIATE` transaction,
+//!   each reads `last_hash` and writes the new head in the same transaction as the row.
 //! - [`Outbox::append`] commits (WAL, `synchronous=FULL`) before it returns the envelope, so a
 //!   returned record survives a power cut. Appending a crossing whose id is already stored returns
 //!   the stored envelope instead of a second row (a lane retrying after a crash cannot duplicate).
@@ -37,9 +52,12 @@ use chrono::{DateTime, SubsecRound as _, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::db::{self, seq_from_sql, seq_to_sql, ts_from_sql, ts_to_sql, DbError};
+use crate::keys::{default_key_path, KeyError, PostKey};
+use bcp_record::seal::{self, from_hex, to_hex, GENESIS};
 
 /// Schema migrations; index `i` takes the file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE outbox (
     seq          INTEGER PRIMARY KEY CHECK (seq > 0),
     uuid         TEXT    NOT NULL UNIQUE,
@@ -54,7 +72,12 @@ CREATE TABLE outbox_state (
     last_seq       INTEGER NOT NULL CHECK (last_seq >= 0),
     last_acked_seq INTEGER NOT NULL CHECK (last_acked_seq >= 0)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE outbox ADD COLUMN hash TEXT;
+ALTER TABLE outbox_state ADD COLUMN last_hash TEXT;
+"#,
+];
 
 /// The schema version this build writes.
 pub const OUTBOX_SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -77,6 +100,12 @@ pub enum OutboxError {
         crossing_post: String,
         post: String,
     },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("crossing {id} is not a UUID v7 (records are identified by time-ordered UUIDs)")]
+    NotV7 { id: uuid::Uuid },
+    #[error("outbox {path}: the chain head {value:?} is not a SHA-256 in hex")]
+    BadChainHead { path: PathBuf, value: String },
     #[error("outbox {path}: {op} failed")]
     Sqlite {
         path: PathBuf,
@@ -113,21 +142,54 @@ pub struct OutboxStats {
     pub last_acked_seq: u64,
 }
 
+/// What [`Outbox::verify_chain`] found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChainReport {
+    /// Records checked.
+    pub records: u64,
+    /// The first record whose seal, key or chain link does not hold, and why.
+    pub first_bad: Option<(u64, String)>,
+}
+
 /// The durable buffer of one post's records. See the module documentation.
 #[derive(Debug)]
 pub struct Outbox {
     path: PathBuf,
     post: String,
+    key: PostKey,
     conn: Mutex<Connection>,
 }
 
 impl Outbox {
-    /// Opens (or creates) the outbox file of `post`.
+    /// Opens (or creates) the outbox file of `post`, with the key beside it (created if missing).
     pub fn open(path: &Path, post: &str) -> Result<Self, OutboxError> {
+        // The database first: a file too new for this build is refused before anything is written
+        // beside it.
         let conn = db::open_migrated(path, MIGRATIONS)?;
+        let key_path = default_key_path(path);
+        let (key, created) = PostKey::load_or_init(&key_path)?;
+        if created {
+            tracing::warn!(post, key = %key_path.display(), public_key = %key.public_hex(), "generated a new post signing key; give central its public key (bcpctl keys show)");
+        }
+        Self::with_connection(conn, path, post, key)
+    }
+
+    /// Opens (or creates) the outbox file of `post`, sealing records with `key`.
+    pub fn open_with_key(path: &Path, post: &str, key: PostKey) -> Result<Self, OutboxError> {
+        let conn = db::open_migrated(path, MIGRATIONS)?;
+        Self::with_connection(conn, path, post, key)
+    }
+
+    fn with_connection(
+        conn: Connection,
+        path: &Path,
+        post: &str,
+        key: PostKey,
+    ) -> Result<Self, OutboxError> {
         let outbox = Self {
             path: path.to_owned(),
             post: post.to_owned(),
+            key,
             conn: Mutex::new(conn),
         };
         {
@@ -157,7 +219,87 @@ impl Outbox {
                 }
             }
         }
+        outbox.seal_legacy_rows()?;
         Ok(outbox)
+    }
+
+    /// The public key that seals this outbox's records.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.public()
+    }
+
+    /// Seals the rows a version 1 outbox wrote (see "Upgrading from version 1").
+    fn seal_legacy_rows(&self) -> Result<(), OutboxError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin sealing legacy rows"))?;
+        let first: Option<i64> = tx
+            .query_row("SELECT MIN(seq) FROM outbox WHERE hash IS NULL", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.sql("find unsealed rows"))?;
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let mut prev = match tx
+            .query_row(
+                "SELECT hash FROM outbox WHERE seq < ?1 ORDER BY seq DESC LIMIT 1",
+                [first],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map_err(self.sql("read the chain before unsealed rows"))?
+            .flatten()
+        {
+            Some(h) => self.parse_hash(h)?,
+            None => GENESIS,
+        };
+        let rows: Vec<(i64, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT seq, envelope FROM outbox WHERE seq >= ?1 ORDER BY seq")
+                .map_err(self.sql("prepare unsealed rows"))?;
+            let rows = stmt
+                .query_map([first], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(self.sql("query unsealed rows"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(self.sql("read unsealed rows"))?
+        };
+        let count = rows.len();
+        for (seq, json) in rows {
+            let mut env = self.decode(seq_from_sql(seq), &json)?;
+            prev = seal::seal(&mut env, &prev, self.key.signing_key());
+            let json = self.encode(&env)?;
+            tx.execute(
+                "UPDATE outbox SET envelope = ?1, hash = ?2 WHERE seq = ?3",
+                params![json, to_hex(&prev), seq],
+            )
+            .map_err(self.sql("seal a legacy row"))?;
+        }
+        tx.execute(
+            "UPDATE outbox_state SET last_hash = ?1 WHERE id = 1",
+            [to_hex(&prev)],
+        )
+        .map_err(self.sql("write the chain head"))?;
+        tx.commit()
+            .map_err(self.sql("commit sealing legacy rows"))?;
+        tracing::info!(path = %self.path.display(), rows = count, "sealed records written before schema version 2");
+        Ok(())
+    }
+
+    fn parse_hash(&self, value: String) -> Result<[u8; 32], OutboxError> {
+        from_hex::<32>(&value).ok_or_else(|| OutboxError::BadChainHead {
+            path: self.path.clone(),
+            value,
+        })
+    }
+
+    fn encode(&self, env: &RecordEnvelope) -> Result<String, OutboxError> {
+        serde_json::to_string(env).map_err(|source| OutboxError::Json {
+            path: self.path.clone(),
+            seq: env.seq,
+            source,
+        })
     }
 
     /// The post this outbox belongs to.
@@ -174,60 +316,103 @@ impl Outbox {
     ///
     /// Idempotent per crossing id: a crossing already in the outbox returns its stored envelope.
     pub fn append(&self, crossing: &Crossing) -> Result<RecordEnvelope, OutboxError> {
-        if crossing.post != self.post {
-            return Err(OutboxError::ForeignCrossing {
-                path: self.path.clone(),
-                id: crossing.id,
-                crossing_post: crossing.post.clone(),
-                post: self.post.clone(),
-            });
+        let mut out = self.append_batch(std::slice::from_ref(crossing), Utc::now())?;
+        // append_batch returns one envelope per crossing.
+        out.pop().ok_or_else(|| OutboxError::Sqlite {
+            path: self.path.clone(),
+            op: "append returned no envelope",
+            source: rusqlite::Error::QueryReturnedNoRows,
+        })
+    }
+
+    /// Commits `crossings` in one transaction (one fsync), in order, recorded at `now`; returns
+    /// one envelope per crossing (the stored one for a crossing id already in the outbox).
+    pub fn append_batch(
+        &self,
+        crossings: &[Crossing],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RecordEnvelope>, OutboxError> {
+        for crossing in crossings {
+            if crossing.post != self.post {
+                return Err(OutboxError::ForeignCrossing {
+                    path: self.path.clone(),
+                    id: crossing.id,
+                    crossing_post: crossing.post.clone(),
+                    post: self.post.clone(),
+                });
+            }
+            if crossing.id.get_version_num() != 7 {
+                return Err(OutboxError::NotV7 { id: crossing.id });
+            }
         }
+        // Stored with microseconds: truncate so that the returned envelope equals the stored one.
+        let recorded_at = now.trunc_subsecs(6);
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql("begin append"))?;
-        let id = crossing.id.to_string();
-        let existing: Option<(i64, String)> = tx
+        let (last, head): (i64, Option<String>) = tx
             .query_row(
-                "SELECT seq, envelope FROM outbox WHERE uuid = ?1",
-                [&id],
+                "SELECT last_seq, last_hash FROM outbox_state WHERE id = 1",
+                [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()
-            .map_err(self.sql("look up crossing id"))?;
-        if let Some((seq, json)) = existing {
-            return self.decode(seq_from_sql(seq), &json);
-        }
-        let last: i64 = tx
-            .query_row("SELECT last_seq FROM outbox_state WHERE id = 1", [], |r| {
-                r.get(0)
-            })
             .map_err(self.sql("read last_seq"))?;
-        let seq = seq_from_sql(last) + 1;
-        let envelope = RecordEnvelope {
-            post: self.post.clone(),
-            seq,
-            // Stored with microseconds: truncate so that the returned envelope equals the stored one.
-            recorded_at: Utc::now().trunc_subsecs(6),
-            crossing: crossing.clone(),
+        let mut seq = seq_from_sql(last);
+        let mut prev = match head {
+            Some(h) => self.parse_hash(h)?,
+            None => GENESIS,
         };
-        let json = serde_json::to_string(&envelope).map_err(|source| OutboxError::Json {
-            path: self.path.clone(),
-            seq,
-            source,
-        })?;
+        let mut out = Vec::with_capacity(crossings.len());
+        {
+            let mut lookup = tx
+                .prepare_cached("SELECT seq, envelope FROM outbox WHERE uuid = ?1")
+                .map_err(self.sql("prepare crossing id lookup"))?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (seq, uuid, recorded_at, envelope, hash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(self.sql("prepare insert"))?;
+            for crossing in crossings {
+                let id = crossing.id.to_string();
+                let existing: Option<(i64, String)> = lookup
+                    .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(self.sql("look up crossing id"))?;
+                if let Some((old, json)) = existing {
+                    out.push(self.decode(seq_from_sql(old), &json)?);
+                    continue;
+                }
+                seq += 1;
+                let mut envelope = RecordEnvelope {
+                    post: self.post.clone(),
+                    seq,
+                    recorded_at,
+                    crossing: crossing.clone(),
+                    seal: None,
+                };
+                prev = seal::seal(&mut envelope, &prev, self.key.signing_key());
+                let json = self.encode(&envelope)?;
+                insert
+                    .execute(params![
+                        seq_to_sql(seq),
+                        id,
+                        ts_to_sql(recorded_at),
+                        json,
+                        to_hex(&prev)
+                    ])
+                    .map_err(self.sql("insert record"))?;
+                out.push(envelope);
+            }
+        }
         tx.execute(
-            "INSERT INTO outbox (seq, uuid, recorded_at, envelope) VALUES (?1, ?2, ?3, ?4)",
-            params![seq_to_sql(seq), id, ts_to_sql(envelope.recorded_at), json],
-        )
-        .map_err(self.sql("insert record"))?;
-        tx.execute(
-            "UPDATE outbox_state SET last_seq = ?1 WHERE id = 1",
-            [seq_to_sql(seq)],
+            "UPDATE outbox_state SET last_seq = ?1, last_hash = ?2 WHERE id = 1",
+            params![seq_to_sql(seq), to_hex(&prev)],
         )
         .map_err(self.sql("advance last_seq"))?;
         tx.commit().map_err(self.sql("commit append"))?;
-        Ok(envelope)
+        Ok(out)
     }
 
     /// Up to `limit` undelivered records with `seq > after_seq`, in sequence order.
@@ -279,6 +464,68 @@ impl Outbox {
         .map_err(self.sql("advance last_acked_seq"))?;
         tx.commit().map_err(self.sql("commit mark_delivered"))?;
         Ok(changed as u64)
+    }
+
+    /// Re-verifies every stored record: seal, key and chain (WELMEC 7.2 L6: a tool that detects
+    /// change). Reads the whole file; for a technician's check, not for the hot path.
+    pub fn verify_chain(&self) -> Result<ChainReport, OutboxError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT seq, envelope, hash FROM outbox ORDER BY seq")
+            .map_err(self.sql("prepare verify"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .map_err(self.sql("query verify"))?;
+        let mut report = ChainReport {
+            records: 0,
+            first_bad: None,
+        };
+        let mut prev = GENESIS;
+        let key = self.key.public();
+        for row in rows {
+            let (seq, json, hash) = row.map_err(self.sql("read verify row"))?;
+            let seq = seq_from_sql(seq);
+            report.records += 1;
+            let problem = match seal::open(json.as_bytes()) {
+                Err(e) => Some(e.to_string()),
+                Ok(o) if o.envelope.seq != seq => {
+                    Some(format!("envelope says seq {}", o.envelope.seq))
+                }
+                Ok(o) if o.key != key => Some("sealed with another key than the post's".to_owned()),
+                Ok(o) if o.prev != prev => Some("does not follow the previous record".to_owned()),
+                Ok(o) if hash.as_deref() != Some(to_hex(&o.hash).as_str()) => {
+                    Some("hash column differs from the seal".to_owned())
+                }
+                Ok(o) => {
+                    prev = o.hash;
+                    None
+                }
+            };
+            if let Some(problem) = problem {
+                report.first_bad.get_or_insert((seq, problem));
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Bytes the outbox uses on disk: the database, its WAL and shared-memory files.
+    pub fn bytes_used(&self) -> u64 {
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = self.path.as_os_str().to_owned();
+                p.push(suffix);
+                std::fs::metadata(PathBuf::from(p)).ok()
+            })
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Depth and positions of the outbox.

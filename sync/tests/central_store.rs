@@ -1,27 +1,27 @@
-//! The central store against real SQLite files.
+//! The central store against real SQLite files: verification, dedup, gaps, rejections.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
 
 mod common;
 
-use bcp_record::RecordEnvelope;
-use bcp_sync::central::CENTRAL_SCHEMA_VERSION;
-use bcp_sync::{CentralError, CentralStore, DbError, StoreOutcome};
+use bcp_sync::central::{Rejection, CENTRAL_SCHEMA_VERSION};
+use bcp_sync::{CentralError, CentralStore, DbError, KeyPolicy, Outcome};
 use chrono::{SubsecRound as _, Utc};
-use common::{crossing, POST};
+use common::{SealedPost, POST};
 
-fn envelope(post: &str, seq: u64) -> RecordEnvelope {
-    RecordEnvelope {
-        post: post.to_owned(),
-        seq,
-        recorded_at: Utc::now().trunc_subsecs(6),
-        crossing: crossing(post, seq as u32),
+/// Receives `(topic, payload)`; returns `(stored?, ack)` and panics on a rejection.
+fn put(store: &CentralStore, rec: &(String, Vec<u8>, bcp_record::RecordEnvelope)) -> (bool, u64) {
+    let r = store.receive(&rec.0, &rec.1, Utc::now()).unwrap();
+    match r.outcome {
+        Outcome::Stored { .. } => (true, r.ack_up_to),
+        Outcome::Duplicate => (false, r.ack_up_to),
+        Outcome::Rejected(why) => panic!("rejected: {why}"),
     }
 }
 
-fn outcome(newly_stored: bool, ack_up_to: u64) -> StoreOutcome {
-    StoreOutcome {
-        newly_stored,
-        ack_up_to,
+fn rejected_reason(store: &CentralStore, topic: &str, payload: &[u8]) -> String {
+    match store.receive(topic, payload, Utc::now()).unwrap().outcome {
+        Outcome::Rejected(why) => why,
+        other => panic!("expected a rejection, got {other:?}"),
     }
 }
 
@@ -29,117 +29,221 @@ fn outcome(newly_stored: bool, ack_up_to: u64) -> StoreOutcome {
 fn a_duplicate_is_ignored_but_still_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
-    let env = envelope(POST, 1);
-    let now = Utc::now();
-    assert_eq!(store.store(&env, now).unwrap(), outcome(true, 1));
-    assert_eq!(store.store(&env, now).unwrap(), outcome(false, 1));
-    // The same crossing under another seq (an outbox that was rebuilt) is not stored twice.
-    let mut again = env.clone();
-    again.seq = 2;
-    assert_eq!(store.store(&again, now).unwrap(), outcome(false, 1));
+    let mut p = SealedPost::new(POST, 1);
+    let r1 = p.next();
+    assert_eq!(put(&store, &r1), (true, 1));
+    assert_eq!(put(&store, &r1), (false, 1));
     assert_eq!(store.export().unwrap().len(), 1);
 }
 
 #[test]
-fn ack_is_the_contiguous_prefix() {
+fn ack_is_the_contiguous_prefix_and_gaps_are_shown() {
     let dir = tempfile::tempdir().unwrap();
     let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
-    let now = Utc::now();
-    assert_eq!(
-        store.store(&envelope(POST, 1), now).unwrap(),
-        outcome(true, 1)
-    );
-    assert_eq!(
-        store.store(&envelope(POST, 2), now).unwrap(),
-        outcome(true, 2)
-    );
-    assert_eq!(
-        store.store(&envelope(POST, 4), now).unwrap(),
-        outcome(true, 2)
-    );
-    assert_eq!(
-        store.store(&envelope(POST, 3), now).unwrap(),
-        outcome(true, 4)
-    );
+    let mut p = SealedPost::new(POST, 1);
+    let r: Vec<_> = (0..5).map(|_| p.next()).collect();
+    assert_eq!(put(&store, &r[0]), (true, 1));
+    assert_eq!(put(&store, &r[1]), (true, 2));
+    assert_eq!(put(&store, &r[3]), (true, 2));
+    let posts = store.posts().unwrap();
+    assert_eq!(posts[0].gaps, [(3, 3)]);
+    assert_eq!(posts[0].chain_state(), "gap");
+    assert_eq!(put(&store, &r[2]), (true, 4));
     // Posts are independent.
+    let mut q = SealedPost::new("UZALT-02", 2);
+    let s: Vec<_> = (0..2).map(|_| q.next()).collect();
+    assert_eq!(put(&store, &s[1]), (true, 0));
+    assert_eq!(put(&store, &s[0]), (true, 2));
+    assert_eq!(put(&store, &r[4]), (true, 5));
+    let posts = store.posts().unwrap();
+    assert_eq!(posts.len(), 2);
     assert_eq!(
-        store.store(&envelope("UZALT-02", 2), now).unwrap(),
-        outcome(true, 0)
+        (
+            posts[0].post.as_str(),
+            posts[0].stored,
+            posts[0].contiguous_up_to,
+            posts[0].chain_state()
+        ),
+        (POST, 5, 5, "ok")
     );
-    assert_eq!(
-        store.store(&envelope("UZALT-02", 1), now).unwrap(),
-        outcome(true, 2)
-    );
-    assert_eq!(
-        store.store(&envelope(POST, 5), now).unwrap(),
-        outcome(true, 5)
-    );
+    assert!(posts[0].gaps.is_empty());
+    assert!(posts[0].last_contact.is_some());
+    assert_eq!(posts[0].key_source.as_deref(), Some("first record"));
 }
 
 #[test]
 fn the_prefix_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("central.db");
-    let now = Utc::now();
+    let mut p = SealedPost::new(POST, 1);
+    let r: Vec<_> = (0..3).map(|_| p.next()).collect();
     {
         let store = CentralStore::open(&path).unwrap();
-        store.store(&envelope(POST, 1), now).unwrap();
-        store.store(&envelope(POST, 3), now).unwrap();
+        put(&store, &r[0]);
+        put(&store, &r[2]);
     }
     let store = CentralStore::open(&path).unwrap();
-    assert_eq!(
-        store.store(&envelope(POST, 2), now).unwrap(),
-        outcome(true, 3)
-    );
+    assert_eq!(put(&store, &r[1]), (true, 3));
 }
 
 #[test]
-fn export_is_ordered_by_post_then_seq_and_round_trips() {
+fn export_is_ordered_by_post_then_seq_filters_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
     let received_at = Utc::now().trunc_subsecs(6);
-    let b2 = envelope("UZALT-02", 2);
-    for env in [
-        envelope(POST, 2),
-        b2.clone(),
-        envelope(POST, 1),
-        envelope("AAAAA-01", 1),
-    ] {
-        store.store(&env, received_at).unwrap();
+    let mut a = SealedPost::new(POST, 1);
+    let mut b = SealedPost::new("UZALT-02", 2);
+    let mut c = SealedPost::new("AAAAA-01", 3);
+    let (a1, a2, b1, c1) = (a.next(), a.next(), b.next(), c.next());
+    for rec in [&a2, &b1, &a1, &c1] {
+        store.receive(&rec.0, &rec.1, received_at).unwrap();
     }
     let exported = store.export().unwrap();
     let keys: Vec<(&str, u64)> = exported.iter().map(|c| (c.post.as_str(), c.seq)).collect();
     assert_eq!(
         keys,
-        [("AAAAA-01", 1), (POST, 1), (POST, 2), ("UZALT-02", 2)]
+        [("AAAAA-01", 1), (POST, 1), (POST, 2), ("UZALT-02", 1)]
     );
     let last = exported.last().unwrap();
-    assert_eq!(last.crossing, b2.crossing);
-    assert_eq!(last.recorded_at, b2.recorded_at);
+    assert_eq!(last.crossing, b1.2.crossing);
+    assert_eq!(last.recorded_at, b1.2.recorded_at);
     assert_eq!(last.received_at, received_at);
     let line = serde_json::to_string(last).unwrap();
     assert_eq!(
         &serde_json::from_str::<bcp_sync::StoredCrossing>(&line).unwrap(),
         last
     );
+    let only_a = store.export_filtered(Some(POST), None).unwrap();
+    assert_eq!(only_a.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
+    let later = store.export_filtered(None, Some(a2.2.recorded_at)).unwrap();
+    assert!(later.iter().all(|c| c.recorded_at >= a2.2.recorded_at));
+    assert!(later.iter().any(|c| c.post == POST && c.seq == 2));
+    assert!(!later.iter().any(|c| c.post == POST && c.seq == 1));
 }
 
 #[test]
-fn rejected_messages_are_kept() {
+fn garbage_is_rejected_with_a_reason_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
-    store
-        .reject(
-            "bcp/v1/X/records",
-            b"{not json",
-            "payload is not a record envelope",
-            Utc::now(),
-        )
-        .unwrap();
+    let why = rejected_reason(&store, "bcp/v1/X/records", b"{not json");
+    assert!(why.contains("not a record envelope"), "{why}");
+    let why = rejected_reason(&store, "elsewhere", b"{}");
+    assert!(why.contains("not a records topic"), "{why}");
+    // A valid record of another post on this post's topic.
+    let mut p = SealedPost::new("UZALT-02", 2);
+    let (_, payload, _) = p.next();
+    let why = rejected_reason(&store, &bcp_record::topics::records(POST), &payload);
+    assert!(why.contains("does not match the topic"), "{why}");
     let rejected = store.rejected().unwrap();
-    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected.len(), 3);
     assert_eq!(rejected[0].payload, b"{not json");
     assert_eq!(rejected[0].topic, "bcp/v1/X/records");
+    assert!(store.export().unwrap().is_empty());
+}
+
+#[test]
+fn unsigned_tampered_wrong_key_replayed_and_unchained_records_are_rejected_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+    let mut post = SealedPost::new(POST, 1);
+    store
+        .register_post_key(POST, &post.public(), "test", Utc::now())
+        .unwrap();
+    let r1 = post.next();
+    assert_eq!(put(&store, &r1), (true, 1));
+
+    // Unsigned (a version 1 record).
+    let mut unsigned = r1.2.clone();
+    unsigned.seal = None;
+    let why = rejected_reason(&store, &r1.0, &serde_json::to_vec(&unsigned).unwrap());
+    assert!(why.contains("not sealed"), "{why}");
+
+    // Tampered after sealing: the weight changed.
+    let r2 = post.next();
+    let mut tampered: serde_json::Value = serde_json::from_slice(&r2.1).unwrap();
+    tampered["crossing"]["weight"]["gross_kg"] = 1000.0.into();
+    let why = rejected_reason(&store, &r2.0, &serde_json::to_vec(&tampered).unwrap());
+    assert!(why.contains("hash does not match"), "{why}");
+
+    // Signed with the wrong key (a valid chain, another key).
+    let mut impostor = SealedPost::new(POST, 9);
+    impostor.prev = post.prev;
+    impostor.seq = 2;
+    let forged = impostor.next();
+    let why = rejected_reason(&store, &forged.0, &forged.1);
+    assert!(why.contains("signed with key"), "{why}");
+
+    // A replayed old record: seq 1 of an earlier life of the post's outbox (same key, other chain).
+    let mut earlier = SealedPost::new(POST, 1);
+    let old = earlier.next();
+    let why = rejected_reason(&store, &old.0, &old.1);
+    assert!(why.contains("different hash"), "{why}");
+
+    // The same crossing replayed under a new seq.
+    let mut replay = r1.2.clone();
+    replay.seq = 3;
+    bcp_record::seal::seal(
+        &mut replay,
+        &r2.2
+            .seal
+            .as_ref()
+            .map(|s| bcp_record::seal::from_hex::<32>(&s.hash).unwrap())
+            .unwrap(),
+        &post.key,
+    );
+    let why = rejected_reason(&store, &r1.0, &serde_json::to_vec(&replay).unwrap());
+    assert!(why.contains("replay"), "{why}");
+
+    // A record that does not follow the stored #1.
+    let mut fork = SealedPost::new(POST, 1);
+    fork.prev = [7; 32];
+    fork.seq = 1;
+    let unchained = fork.next();
+    let why = rejected_reason(&store, &unchained.0, &unchained.1);
+    assert!(why.contains("broken chain"), "{why}");
+
+    // None of it was stored; the genuine #2 still is, and the post shows the rejections.
+    assert_eq!(put(&store, &r2), (true, 2));
+    let exported = store.export().unwrap();
+    assert_eq!(exported.len(), 2);
+    assert_eq!(exported[1].crossing, r2.2.crossing);
+    assert_eq!(store.rejected().unwrap().len(), 6);
+    let posts = store.posts().unwrap();
+    assert_eq!((posts[0].rejected, posts[0].chain_state()), (6, "rejected"));
+    assert_eq!(posts[0].key_source.as_deref(), Some("test"));
+}
+
+#[test]
+fn keys_are_pinned_on_first_use_or_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("central.db");
+    let mut post = SealedPost::new(POST, 1);
+    {
+        let mut store = CentralStore::open(&path).unwrap();
+        store.set_key_policy(KeyPolicy::RegisteredOnly);
+        let r1 = post.next();
+        let why = rejected_reason(&store, &r1.0, &r1.1);
+        assert!(why.contains("no public key registered"), "{why}");
+        store.set_key_policy(KeyPolicy::PinFirst);
+        assert_eq!(put(&store, &r1), (true, 1));
+        // A different key for a post that has one is refused.
+        let err = store
+            .register_post_key(POST, &[5; 32], "test", Utc::now())
+            .unwrap_err();
+        assert!(matches!(err, CentralError::KeyConflict { .. }), "{err}");
+        store
+            .register_post_key(POST, &post.public(), "test", Utc::now())
+            .unwrap();
+    }
+    // The pin persists.
+    let store = CentralStore::open(&path).unwrap();
+    let mut other = SealedPost::new(POST, 2);
+    other.prev = post.prev;
+    other.seq = 1;
+    let r2 = other.next();
+    let why = rejected_reason(&store, &r2.0, &r2.1);
+    assert!(why.contains("signed with key"), "{why}");
+    let _ = Rejection::UnknownPost { post: POST.into() };
 }
 
 #[test]
@@ -163,16 +267,17 @@ fn a_newer_database_is_refused() {
 fn summary_line_matches_the_operator_format() {
     let dir = tempfile::tempdir().unwrap();
     let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
-    let mut env = envelope(POST, 12);
-    env.crossing.weight.as_mut().unwrap().gross_kg = 24_560.0;
+    let mut p = SealedPost::new(POST, 1);
+    p.seq = 11;
+    let (topic, payload, env) = p.next();
     let received_at = env.crossing.left_at + chrono::Duration::milliseconds(312);
-    store.store(&env, received_at).unwrap();
+    store.receive(&topic, &payload, received_at).unwrap();
     let mut sc = store.export().unwrap().remove(0);
     sc.received_at = received_at; // the export keeps microseconds; the fixture may have nanos
     sc.recorded_at = received_at - chrono::Duration::milliseconds(40);
     assert_eq!(
         sc.summary(),
-        "stored TJDYU-01 #12 plate=0012AB01 weight=24560 kg dims=16500x2550x3990 mm scan=XR1-000012 latency=312 ms sync=40 ms"
+        "stored TJDYU-01 #12 plate=0012AB01 weight=24240 kg dims=16500x2550x3990 mm scan=XR1-000012 latency=312 ms sync=40 ms"
     );
     sc.crossing.plate = None;
     sc.crossing.weight = None;
@@ -184,4 +289,29 @@ fn summary_line_matches_the_operator_format() {
         "{}",
         sc.summary()
     );
+}
+
+#[test]
+fn a_version_1_central_store_is_upgraded_and_keeps_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("central.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(include_str!("fixtures/central_v1.sql"))
+        .unwrap();
+    let store = CentralStore::open(&path).unwrap();
+    let exported = store.export().unwrap();
+    assert_eq!(exported.len(), 1);
+    assert_eq!(
+        exported[0].crossing.plate.as_ref().unwrap().text,
+        "0001AB01"
+    );
+    assert_eq!(store.rejected().unwrap().len(), 1);
+    // The post's sealed records continue after the unsealed #1 (it has no hash to chain to).
+    let mut p = SealedPost::new(POST, 1);
+    p.seq = 1;
+    p.prev = [1; 32];
+    assert_eq!(put(&store, &p.next()), (true, 2));
+    let posts = store.posts().unwrap();
+    assert_eq!((posts[0].stored, posts[0].contiguous_up_to), (2, 2));
 }

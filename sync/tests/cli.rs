@@ -30,14 +30,10 @@ fn export_prints_one_json_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("central.db");
     let store = CentralStore::open(&db).unwrap();
-    for seq in 1..=3 {
-        let env = bcp_record::RecordEnvelope {
-            post: POST.to_owned(),
-            seq,
-            recorded_at: Utc::now(),
-            crossing: crossing(POST, seq as u32),
-        };
-        store.store(&env, Utc::now()).unwrap();
+    let mut post = common::SealedPost::new(POST, 1);
+    for _ in 1..=3 {
+        let (topic, payload, _) = post.next();
+        store.receive(&topic, &payload, Utc::now()).unwrap();
     }
     let out = Command::new(BIN)
         .args(["export", "--json", "--db"])
@@ -168,4 +164,51 @@ async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived()
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[test]
+fn posts_shows_chain_state_and_export_filters_by_post() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db");
+    let store = CentralStore::open(&db).unwrap();
+    let mut a = common::SealedPost::new(POST, 1);
+    let mut b = common::SealedPost::new("UZALT-02", 2);
+    let recs: Vec<_> = (0..4).map(|_| a.next()).collect();
+    for i in [0, 1, 3] {
+        store.receive(&recs[i].0, &recs[i].1, Utc::now()).unwrap();
+    }
+    let (topic, payload, _) = b.next();
+    store.receive(&topic, &payload, Utc::now()).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let posts: Vec<serde_json::Value> = run(&["posts", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[0]["post"], POST);
+    assert_eq!(posts[0]["chain_state"], "gap");
+    assert_eq!(posts[0]["gaps"], serde_json::json!([[3, 3]]));
+    assert_eq!(posts[0]["contiguous_up_to"], 2);
+    assert_eq!(posts[1]["chain_state"], "ok");
+    let text = run(&["posts"]);
+    assert!(
+        text.contains("TJDYU-01 chain=gap stored=3 contiguous=2 highest=4 gaps=[3-3]"),
+        "{text}"
+    );
+    let only_b = run(&["export", "--json", "--post", "UZALT-02"]);
+    assert_eq!(only_b.lines().count(), 1);
+    assert!(only_b.contains("\"post\":\"UZALT-02\""));
 }

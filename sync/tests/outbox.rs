@@ -175,3 +175,101 @@ fn the_file_is_in_wal_mode_with_the_current_schema_version() {
     assert_eq!(mode, "wal");
     assert_eq!(version, OUTBOX_SCHEMA_VERSION as i64);
 }
+
+/// Checks that the outbox's records (all of them, delivered too) form one sealed chain.
+fn assert_one_sealed_chain(path: &std::path::Path, key: [u8; 32]) -> u64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, envelope, hash FROM outbox ORDER BY seq")
+        .unwrap();
+    let rows: Vec<(i64, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = bcp_record::seal::GENESIS;
+    for (seq, json, hash) in &rows {
+        let opened = bcp_record::seal::open(json.as_bytes()).unwrap();
+        assert_eq!(opened.envelope.seq, *seq as u64);
+        assert_eq!(
+            opened.prev, prev,
+            "seq {seq} does not follow its predecessor"
+        );
+        assert_eq!(opened.key, key);
+        assert_eq!(bcp_record::seal::to_hex(&opened.hash), *hash);
+        prev = opened.hash;
+    }
+    rows.len() as u64
+}
+
+#[test]
+fn records_are_sealed_in_one_chain_across_reopen_with_the_key_beside_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let key = {
+        let outbox = Outbox::open(&path, POST).unwrap();
+        outbox.append(&crossing(POST, 1)).unwrap();
+        outbox.public_key()
+    };
+    let loaded = bcp_sync::PostKey::load(&bcp_sync::keys::default_key_path(&path)).unwrap();
+    assert_eq!(loaded.public(), key);
+    let outbox = Outbox::open(&path, POST).unwrap();
+    let batch: Vec<_> = (2..=4).map(|n| crossing(POST, n)).collect();
+    let envs = outbox.append_batch(&batch, chrono::Utc::now()).unwrap();
+    assert_eq!(envs.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    // A batch that repeats a stored crossing gets the stored envelope back.
+    let again = outbox
+        .append_batch(&batch[..1], chrono::Utc::now())
+        .unwrap();
+    assert_eq!(again, envs[..1]);
+    assert_eq!(assert_one_sealed_chain(&path, key), 4);
+    assert_eq!(outbox.pending(0, 10).unwrap(), {
+        let mut all = vec![outbox.pending(0, 1).unwrap().remove(0)];
+        all.extend(envs);
+        all
+    });
+}
+
+#[test]
+fn a_crossing_id_that_is_not_uuid_v7_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox.db"), POST).unwrap();
+    let mut c = crossing(POST, 1);
+    c.id = uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
+    let err = outbox.append(&c).unwrap_err();
+    assert!(matches!(err, OutboxError::NotV7 { .. }), "{err}");
+}
+
+#[test]
+fn a_version_1_outbox_is_upgraded_and_its_records_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(include_str!("fixtures/outbox_v1.sql"))
+        .unwrap();
+    let key = bcp_sync::PostKey::from_seed([4; 32]);
+    let public = key.public();
+    let outbox = Outbox::open_with_key(&path, POST, key).unwrap();
+    let stats = outbox.stats().unwrap();
+    assert_eq!(
+        (stats.last_seq, stats.last_acked_seq, stats.depth),
+        (3, 1, 2)
+    );
+    let pending = outbox.pending(0, 10).unwrap();
+    assert_eq!(pending.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(pending[0].crossing.plate.as_ref().unwrap().text, "0002AB01");
+    assert!(pending.iter().all(|e| e.seal.is_some()));
+    let next = outbox.append(&crossing(POST, 4)).unwrap();
+    assert_eq!(next.seq, 4);
+    assert_eq!(assert_one_sealed_chain(&path, public), 4);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, OUTBOX_SCHEMA_VERSION as i64);
+    drop(outbox);
+    // Reopening seals nothing again: the chain is unchanged.
+    let again = Outbox::open_with_key(&path, POST, bcp_sync::PostKey::from_seed([4; 32])).unwrap();
+    assert_eq!(again.pending(0, 10).unwrap()[..2], pending[..]);
+}

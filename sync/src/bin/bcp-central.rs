@@ -1,7 +1,9 @@
 //! `bcp-central`: the central office's receiver. Thin: parses arguments, calls `bcp_sync`.
 //!
-//! - `bcp-central serve --db PATH (--embedded-broker ADDR | --broker HOST:PORT) [--expect N] [--timeout-secs S]`
-//! - `bcp-central export --db PATH --json`
+//! - `bcp-central serve --db PATH (--embedded-broker ADDR | --broker HOST:PORT) [--expect N] [--timeout-secs S]
+//!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]`
+//! - `bcp-central export --db PATH --json [--post P] [--since RFC3339]`
+//! - `bcp-central posts --db PATH [--json]`
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -32,6 +34,18 @@ enum Command {
     Serve(ServeArgs),
     /// Print the stored crossings.
     Export(ExportArgs),
+    /// Show every post: key, records stored, gaps, last contact, rejections.
+    Posts(PostsArgs),
+}
+
+#[derive(Debug, Args)]
+struct PostsArgs {
+    /// The central SQLite database.
+    #[arg(long)]
+    db: PathBuf,
+    /// One JSON object per post per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +69,16 @@ struct ServeArgs {
     /// With --expect: exit 1 if they have not all arrived after this many seconds.
     #[arg(long, value_name = "S", default_value_t = 120)]
     timeout_secs: u64,
+    /// A post's public key file (as `bcpctl keys show` prints it); repeatable.
+    #[arg(long, value_name = "POST=PUBKEY_FILE")]
+    post_key: Vec<String>,
+    /// A folder of `<POST>.pub` public key files.
+    #[arg(long, value_name = "DIR")]
+    keys_dir: Option<PathBuf>,
+    /// Reject records of posts without a registered key (default: pin the key of a post's
+    /// first record, trust on first use).
+    #[arg(long)]
+    registered_keys_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +89,12 @@ struct ExportArgs {
     /// One JSON object per line (the only format so far).
     #[arg(long, required = true)]
     json: bool,
+    /// Only this post's crossings.
+    #[arg(long)]
+    post: Option<String>,
+    /// Only crossings recorded at or after this time (RFC 3339, e.g. 2026-11-21T00:00:00Z).
+    #[arg(long, value_name = "T")]
+    since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +110,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Export(args) => export(&args),
+        Command::Posts(args) => posts(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,11 +124,59 @@ fn main() -> ExitCode {
 fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let store = CentralStore::open(&args.db)?;
     let mut out = std::io::stdout().lock();
-    for crossing in store.export()? {
+    for crossing in store.export_filtered(args.post.as_deref(), args.since)? {
         serde_json::to_writer(&mut out, &crossing).context("writing JSON")?;
         out.write_all(b"\n").context("writing to stdout")?;
     }
     out.flush().context("writing to stdout")
+}
+
+fn posts(args: &PostsArgs) -> anyhow::Result<()> {
+    let store = CentralStore::open(&args.db)?;
+    let mut out = std::io::stdout().lock();
+    for p in store.posts()? {
+        if args.json {
+            let mut v = serde_json::to_value(&p).context("encoding a post")?;
+            v["chain_state"] = p.chain_state().into();
+            serde_json::to_writer(&mut out, &v).context("writing JSON")?;
+            out.write_all(b"\n").context("writing to stdout")?;
+        } else {
+            let gaps: Vec<String> = p.gaps.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+            writeln!(
+                out,
+                "{} chain={} stored={} contiguous={} highest={} gaps=[{}] rejected={} last_contact={} key={}",
+                p.post,
+                p.chain_state(),
+                p.stored,
+                p.contiguous_up_to,
+                p.highest_seq,
+                gaps.join(","),
+                p.rejected,
+                p.last_contact.map_or("-".to_owned(), |t| t.to_rfc3339()),
+                p.public_key.as_deref().unwrap_or("-"),
+            )
+            .context("writing to stdout")?;
+        }
+    }
+    out.flush().context("writing to stdout")
+}
+
+/// Registers the keys given on the command line before anything is received.
+fn register_keys(store: &CentralStore, args: &ServeArgs) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    for spec in &args.post_key {
+        let (post, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--post-key {spec:?}: expected POST=PUBKEY_FILE"))?;
+        let key = bcp_sync::keys::read_public_key(std::path::Path::new(file))?;
+        store.register_post_key(post, &key, &format!("--post-key {file}"), now)?;
+    }
+    if let Some(dir) = &args.keys_dir {
+        for (post, key) in bcp_sync::keys::read_keys_dir(dir)? {
+            store.register_post_key(&post, &key, "keys dir", now)?;
+        }
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -109,7 +188,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Arc::new(CentralStore::open(&args.db)?);
+    let mut store = CentralStore::open(&args.db)?;
+    if args.registered_keys_only {
+        store.set_key_policy(bcp_sync::KeyPolicy::RegisteredOnly);
+    }
+    register_keys(&store, &args)?;
+    let store = Arc::new(store);
     // Held for the whole run: the embedded broker's thread lives until the process exits.
     let (broker_host, broker_port, _embedded) = match (&args.embedded_broker, &args.broker) {
         (Some(addr), _) => {

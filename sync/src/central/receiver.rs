@@ -3,12 +3,14 @@
 //! Subscribes to `topics::records_all()` at QoS 1 under a persistent session (the broker queues
 //! records while central is down) and handles each message in this order:
 //!
-//! 1. The post comes from the topic; the payload must parse as a [`RecordEnvelope`] whose `post`
-//!    equals it. Anything else is logged at WARN with the topic and kept in the `rejected` table.
-//! 2. Store (one committed transaction).
-//! 3. Publish `Ack { post, up_to_seq }` on `topics::ack(post)` at QoS 1, also for duplicates, so
-//!    that a post whose ack was lost gets it again when it resends.
-//! 4. Only then PUBACK the message to the broker (manual acks). If central dies between receiving
+//! 1. [`CentralStore::receive`]: the post comes from the topic; the payload must be a sealed
+//!    `RecordEnvelope` of that post whose hash, signature, key and chain hold. It is stored (one
+//!    committed transaction), recognised as a duplicate, or rejected: logged at WARN with the
+//!    reason and kept in the `rejected` table, never stored as good.
+//! 2. Publish `Ack { post, up_to_seq }` on `topics::ack(post)` at QoS 1, also for duplicates and
+//!    rejections (the position does not move for those), so that a post whose ack was lost gets
+//!    it again when it resends.
+//! 3. Only then PUBACK the message to the broker (manual acks). If central dies between receiving
 //!    and committing, the broker still holds the message and delivers it again.
 //!
 //! A failing store (disk full, I/O error) is not acknowledged and ends [`run_receiver`] with the
@@ -18,12 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bcp_record::{topics, Ack, RecordEnvelope};
+use bcp_record::{topics, Ack};
 use chrono::{SubsecRound as _, Utc};
 use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
-use super::store::{CentralStore, StoredCrossing};
+use super::store::{CentralStore, Outcome, StoredCrossing};
 use crate::link::{self, LinkEvent};
 
 /// Keep-alive of the receiver's MQTT connection.
@@ -102,7 +104,7 @@ pub async fn run_receiver(
     result
 }
 
-/// Validates, stores and acknowledges one message.
+/// Verifies, stores and acknowledges one message.
 async fn handle_record(
     client: &AsyncClient,
     store: &CentralStore,
@@ -111,62 +113,39 @@ async fn handle_record(
 ) -> anyhow::Result<()> {
     // Stored with microseconds: truncate so that what is sent on `stored` equals the export.
     let received_at = Utc::now().trunc_subsecs(6);
-    let topic = publish.topic.clone();
-    match parse(&publish) {
-        Err(reason) => {
-            tracing::warn!(%topic, %reason, bytes = publish.payload.len(), "rejected record kept in the rejected table");
-            store
-                .reject(&topic, &publish.payload, &reason, received_at)
-                .with_context(|| format!("keeping a rejected message from {topic}"))?;
+    let topic = &publish.topic;
+    let received = store
+        .receive(topic, &publish.payload, received_at)
+        .with_context(|| format!("storing a message from {topic}"))?;
+    match &received.outcome {
+        Outcome::Rejected(reason) => {
+            tracing::warn!(%topic, %reason, bytes = publish.payload.len(), "record rejected and kept aside in the rejected table");
         }
-        Ok(env) => {
-            let outcome = store
-                .store(&env, received_at)
-                .with_context(|| format!("storing record {} #{}", env.post, env.seq))?;
-            tracing::debug!(post = %env.post, seq = env.seq, newly_stored = outcome.newly_stored, ack_up_to = outcome.ack_up_to, "record stored");
-            let ack = Ack {
-                post: env.post.clone(),
-                up_to_seq: outcome.ack_up_to,
-            };
-            let payload = serde_json::to_vec(&ack).context("encoding an ack")?;
-            client
-                .publish(topics::ack(&env.post), QoS::AtLeastOnce, false, payload)
-                .await
-                .with_context(|| format!("queueing the ack for {}", env.post))?;
-            if outcome.newly_stored {
-                let crossing = StoredCrossing {
-                    post: env.post,
-                    seq: env.seq,
-                    received_at,
-                    recorded_at: env.recorded_at,
-                    crossing: env.crossing,
-                };
-                // Nobody listening is fine: the store is the record of truth.
-                let _ = stored.send(crossing);
-            }
+        Outcome::Duplicate => {
+            tracing::debug!(%topic, ack_up_to = received.ack_up_to, "duplicate record acknowledged again");
         }
+        Outcome::Stored { crossing, .. } => {
+            tracing::debug!(post = %crossing.post, seq = crossing.seq, ack_up_to = received.ack_up_to, "record stored");
+        }
+    }
+    if let (Some(post), true) = (&received.post, received.ack_up_to > 0) {
+        let ack = Ack {
+            post: post.clone(),
+            up_to_seq: received.ack_up_to,
+        };
+        let payload = serde_json::to_vec(&ack).context("encoding an ack")?;
+        client
+            .publish(topics::ack(post), QoS::AtLeastOnce, false, payload)
+            .await
+            .with_context(|| format!("queueing the ack for {post}"))?;
+    }
+    if let Outcome::Stored { crossing, .. } = received.outcome {
+        // Nobody listening is fine: the store is the record of truth.
+        let _ = stored.send(*crossing);
     }
     client
         .ack(&publish)
         .await
         .context("queueing the PUBACK to the broker")?;
     Ok(())
-}
-
-/// The envelope in `publish`, or why it cannot be stored.
-fn parse(publish: &Publish) -> Result<RecordEnvelope, String> {
-    let post = topics::post_of_records_topic(&publish.topic)
-        .ok_or_else(|| "the topic is not a records topic".to_owned())?;
-    let env: RecordEnvelope = serde_json::from_slice(&publish.payload)
-        .map_err(|e| format!("payload is not a record envelope: {e}"))?;
-    if env.post != post {
-        return Err(format!(
-            "envelope post {:?} does not match the topic's post {post:?}",
-            env.post
-        ));
-    }
-    if env.seq == 0 {
-        return Err("sequence number 0 (sequences start at 1)".to_owned());
-    }
-    Ok(env)
 }

@@ -1,32 +1,43 @@
 //! # CentralStore: central's SQLite file of received crossings
 //!
-//! ## Format (schema version 1)
-//! - `crossings(post, seq, crossing_id, recorded_at, received_at, envelope)`: primary key
-//!   `(post, seq)`, `crossing_id` unique. `envelope` is the JSON as received, re-encoded.
-//! - `post_progress(post, contiguous_up_to)`: per post, the highest `n` such that seqs `1..=n` are
-//!   all stored. This is what central acknowledges.
-//! - `rejected(id, received_at, topic, payload, reason)`: messages that could not be stored, kept
-//!   for an operator to look at (nothing is dropped silently).
+//! ## Format (schema version 2)
+//! - `crossings(post, seq, crossing_id, recorded_at, received_at, envelope, hash, prev_hash)`:
+//!   primary key `(post, seq)`, `crossing_id` unique. `envelope` is the sealed JSON exactly as
+//!   received (so it can be verified again at any time), `hash`/`prev_hash` its seal (hex;
+//!   `NULL` on rows stored by version 1).
+//! - `post_keys(post, public_key, pinned_at, source)`: the Ed25519 key each post's records must be
+//!   signed with: registered by the operator (`--post-key`, `--keys-dir`) or pinned from the
+//!   post's first record ([`KeyPolicy::PinFirst`]).
+//! - `post_progress(post, contiguous_up_to, last_contact)`: per post, the highest `n` such that
+//!   seqs `1..=n` are all stored (what central acknowledges) and when it last heard from the post.
+//! - `rejected(id, received_at, topic, payload, reason, post, seq)`: messages that could not be
+//!   stored, kept aside for an operator (nothing is dropped silently, nothing rejected is stored
+//!   as good).
 //!
 //! ## Invariants
-//! - A record is stored at most once: `INSERT OR IGNORE` on `(post, seq)` and on the crossing id,
-//!   so a resend after a lost ack is a no-op that still returns the current ack position.
-//! - The insert and the advance of `contiguous_up_to` commit in one transaction, and the caller
-//!   acknowledges only after [`CentralStore::store`] returned: an ack never covers a record that
-//!   is not on disk.
+//! - Only records whose seal holds are stored ([`bcp_record::seal::open`], then
+//!   [`super::verify::judge`]: key, duplicate or conflict, replay, chain). A record is stored at
+//!   most once by `(post, seq)`; the same record again is a duplicate that returns the current
+//!   ack position.
+//! - The verdict's reads, the insert and the advance of `contiguous_up_to` commit in one
+//!   transaction, and the caller acknowledges only after [`CentralStore::receive`] returned: an
+//!   ack never covers a record that is not on disk.
 //! - `contiguous_up_to` only grows; with seqs 1, 2, 4 stored it is 2, and storing 3 moves it to 4.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use bcp_record::{Crossing, RecordEnvelope};
+use bcp_record::seal::{self, from_hex, to_hex};
+use bcp_record::{topics, Crossing, RecordEnvelope};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use super::verify::{judge, KeyPolicy, Surroundings, Verdict};
 use crate::db::{self, seq_from_sql, seq_to_sql, ts_from_sql, ts_to_sql, DbError};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE crossings (
     post        TEXT    NOT NULL,
     seq         INTEGER NOT NULL CHECK (seq > 0),
@@ -47,7 +58,21 @@ CREATE TABLE rejected (
     payload     BLOB    NOT NULL,
     reason      TEXT    NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE crossings ADD COLUMN hash TEXT;
+ALTER TABLE crossings ADD COLUMN prev_hash TEXT;
+CREATE TABLE post_keys (
+    post       TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    pinned_at  TEXT NOT NULL,
+    source     TEXT NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE post_progress ADD COLUMN last_contact TEXT;
+ALTER TABLE rejected ADD COLUMN post TEXT;
+ALTER TABLE rejected ADD COLUMN seq INTEGER;
+"#,
+];
 
 /// The schema version this build writes.
 pub const CENTRAL_SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -79,17 +104,37 @@ pub enum CentralError {
         #[source]
         source: chrono::ParseError,
     },
-    #[error("central store: record seq 0 from post {post} is invalid (sequences start at 1)")]
-    ZeroSeq { post: String },
+    #[error("post {post} already has key {registered}; refusing to replace it with {given}")]
+    KeyConflict {
+        post: String,
+        registered: String,
+        given: String,
+    },
 }
 
-/// The result of storing one envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreOutcome {
-    /// False for a duplicate (already stored by `(post, seq)` or crossing id).
-    pub newly_stored: bool,
-    /// The highest seq `n` of this post with `1..=n` all stored: what to acknowledge.
+/// What [`CentralStore::receive`] did with one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// The post named by the topic, if the topic is a records topic.
+    pub post: Option<String>,
+    pub outcome: Outcome,
+    /// The highest seq `n` of the post with `1..=n` all stored: what to acknowledge (0: none).
     pub ack_up_to: u64,
+}
+
+/// The three ways a message ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Verified and committed.
+    Stored {
+        crossing: Box<StoredCrossing>,
+        /// Records before this one are missing (a gap, shown until they arrive).
+        gap_before: bool,
+    },
+    /// Already stored (same hash): acknowledged again, not stored twice.
+    Duplicate,
+    /// Kept aside in the `rejected` table with this reason.
+    Rejected(String),
 }
 
 /// A crossing as central keeps it (and as `bcp-central export --json` prints it).
@@ -100,6 +145,42 @@ pub struct StoredCrossing {
     pub received_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     pub crossing: Crossing,
+}
+
+/// How many gaps [`CentralStore::posts`] lists per post.
+const MAX_GAPS_SHOWN: i64 = 20;
+
+/// One post as `bcp-central posts` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PostSummary {
+    pub post: String,
+    /// The key its records must be signed with (hex), if central has one.
+    pub public_key: Option<String>,
+    /// Where that key came from (`first record`, `--post-key FILE`, `keys dir`).
+    pub key_source: Option<String>,
+    /// Records stored.
+    pub stored: u64,
+    pub highest_seq: u64,
+    /// Seqs `1..=contiguous_up_to` are all stored (what central acknowledges).
+    pub contiguous_up_to: u64,
+    /// Missing seq ranges `(first, last)` below `highest_seq` (the first few).
+    pub gaps: Vec<(u64, u64)>,
+    pub last_contact: Option<DateTime<Utc>>,
+    /// Messages on this post's topic kept aside (bad signature, wrong key, broken chain, replay).
+    pub rejected: u64,
+}
+
+impl PostSummary {
+    /// `ok`, `gap` (records missing) or `rejected` (something was kept aside: look at it).
+    pub fn chain_state(&self) -> &'static str {
+        if self.rejected > 0 {
+            "rejected"
+        } else if self.highest_seq > self.contiguous_up_to {
+            "gap"
+        } else {
+            "ok"
+        }
+    }
 }
 
 /// A message central could not store, as kept in the `rejected` table.
@@ -115,6 +196,7 @@ pub struct RejectedMessage {
 #[derive(Debug)]
 pub struct CentralStore {
     path: PathBuf,
+    policy: KeyPolicy,
     conn: Mutex<Connection>,
 }
 
@@ -124,6 +206,7 @@ impl CentralStore {
         let conn = db::open_migrated(path, MIGRATIONS)?;
         Ok(Self {
             path: path.to_owned(),
+            policy: KeyPolicy::default(),
             conn: Mutex::new(conn),
         })
     }
@@ -133,91 +216,302 @@ impl CentralStore {
         &self.path
     }
 
-    /// Stores `env` unless it is already stored, and returns the post's ack position.
-    pub fn store(
+    /// Verifies, stores (at most once) or rejects one message from `topic`, in one transaction.
+    ///
+    /// Rejections are kept in the `rejected` table with the reason; the return value says what
+    /// happened and the post's ack position.
+    pub fn receive(
         &self,
-        env: &RecordEnvelope,
+        topic: &str,
+        payload: &[u8],
         received_at: DateTime<Utc>,
-    ) -> Result<StoreOutcome, CentralError> {
-        if env.seq == 0 {
-            return Err(CentralError::ZeroSeq {
-                post: env.post.clone(),
-            });
+    ) -> Result<Received, CentralError> {
+        let Some(post) = topics::post_of_records_topic(topic) else {
+            return self.rejected_outcome(
+                None,
+                None,
+                topic,
+                payload,
+                "the topic is not a records topic".into(),
+                received_at,
+            );
+        };
+        let opened = match seal::open(payload) {
+            Ok(opened) => opened,
+            Err(e) => {
+                return self.rejected_outcome(
+                    Some(post),
+                    None,
+                    topic,
+                    payload,
+                    e.to_string(),
+                    received_at,
+                )
+            }
+        };
+        let env = &opened.envelope;
+        if env.post != post {
+            let reason = format!(
+                "envelope post {:?} does not match the topic's post {post:?}",
+                env.post
+            );
+            return self.rejected_outcome(
+                Some(post),
+                Some(env.seq),
+                topic,
+                payload,
+                reason,
+                received_at,
+            );
         }
-        let json = serde_json::to_string(env).map_err(|source| CentralError::Json {
-            path: self.path.clone(),
-            post: env.post.clone(),
-            seq: env.seq,
-            source,
-        })?;
+        if env.seq == 0 {
+            let reason = "sequence number 0 (sequences start at 1)".to_owned();
+            return self.rejected_outcome(Some(post), Some(0), topic, payload, reason, received_at);
+        }
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql("begin store"))?;
-        let inserted = tx
-            .execute(
-                "INSERT OR IGNORE INTO crossings \
-                 (post, seq, crossing_id, recorded_at, received_at, envelope) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    env.post,
-                    seq_to_sql(env.seq),
-                    env.crossing.id.to_string(),
-                    ts_to_sql(env.recorded_at),
-                    ts_to_sql(received_at),
-                    json
-                ],
+            .map_err(self.sql("begin receive"))?;
+        let around = self.surroundings(&tx, env)?;
+        let verdict = judge(&opened, &around, self.policy);
+        let seq = env.seq;
+        let outcome = match verdict {
+            Verdict::Duplicate => Outcome::Duplicate,
+            Verdict::Reject(why) => {
+                insert_rejected(
+                    &tx,
+                    topic,
+                    payload,
+                    &why.to_string(),
+                    Some(post),
+                    Some(seq),
+                    received_at,
+                )
+                .map_err(self.sql("insert rejected message"))?;
+                Outcome::Rejected(why.to_string())
+            }
+            Verdict::Store {
+                pin_key,
+                gap_before,
+            } => {
+                if pin_key {
+                    tx.execute(
+                        "INSERT INTO post_keys (post, public_key, pinned_at, source) VALUES (?1, ?2, ?3, 'first record')",
+                        params![post, to_hex(&opened.key), ts_to_sql(received_at)],
+                    )
+                    .map_err(self.sql("pin post key"))?;
+                    tracing::warn!(post, public_key = %to_hex(&opened.key), "no key registered for this post: pinned the key of its first record (trust on first use)");
+                }
+                let text = String::from_utf8_lossy(payload);
+                tx.execute(
+                    "INSERT INTO crossings \
+                     (post, seq, crossing_id, recorded_at, received_at, envelope, hash, prev_hash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        post,
+                        seq_to_sql(seq),
+                        env.crossing.id.to_string(),
+                        ts_to_sql(env.recorded_at),
+                        ts_to_sql(received_at),
+                        text,
+                        to_hex(&opened.hash),
+                        to_hex(&opened.prev),
+                    ],
+                )
+                .map_err(self.sql("insert crossing"))?;
+                if gap_before {
+                    tracing::warn!(
+                        post,
+                        seq,
+                        "gap: records before this one have not arrived yet"
+                    );
+                }
+                Outcome::Stored {
+                    crossing: Box::new(StoredCrossing {
+                        post: post.to_owned(),
+                        seq,
+                        received_at,
+                        recorded_at: env.recorded_at,
+                        crossing: env.crossing.clone(),
+                    }),
+                    gap_before,
+                }
+            }
+        };
+        let ack_up_to = self.advance_progress(&tx, post, seq, received_at)?;
+        tx.commit().map_err(self.sql("commit receive"))?;
+        Ok(Received {
+            post: Some(post.to_owned()),
+            outcome,
+            ack_up_to,
+        })
+    }
+
+    /// Reads what [`judge`] needs.
+    fn surroundings(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        env: &RecordEnvelope,
+    ) -> Result<Surroundings, CentralError> {
+        let hash_at = |seq: u64, col: &str| -> Result<Option<Option<[u8; 32]>>, CentralError> {
+            let sql = format!("SELECT {col} FROM crossings WHERE post = ?1 AND seq = ?2");
+            let found: Option<Option<String>> = tx
+                .query_row(&sql, params![env.post, seq_to_sql(seq)], |r| r.get(0))
+                .optional()
+                .map_err(self.sql("read a chain neighbour"))?;
+            Ok(found.map(|h| h.and_then(|h| from_hex::<32>(&h))))
+        };
+        let pinned_key = tx
+            .query_row(
+                "SELECT public_key FROM post_keys WHERE post = ?1",
+                [&env.post],
+                |r| r.get::<_, String>(0),
             )
-            .map_err(self.sql("insert crossing"))?;
+            .optional()
+            .map_err(self.sql("read post key"))?
+            .and_then(|k| from_hex::<32>(&k));
+        let same_crossing = tx
+            .query_row(
+                "SELECT post, seq FROM crossings WHERE crossing_id = ?1",
+                [env.crossing.id.to_string()],
+                |r| Ok((r.get::<_, String>(0)?, seq_from_sql(r.get(1)?))),
+            )
+            .optional()
+            .map_err(self.sql("look up crossing id"))?
+            .filter(|(p, s)| !(p == &env.post && *s == env.seq));
+        Ok(Surroundings {
+            pinned_key,
+            same_seq: hash_at(env.seq, "hash")?,
+            same_crossing,
+            before: if env.seq > 1 {
+                hash_at(env.seq - 1, "hash")?
+            } else {
+                None
+            },
+            after_prev: hash_at(env.seq + 1, "prev_hash")?,
+        })
+    }
+
+    /// Records the contact and moves `contiguous_up_to` past `seq` if it closes the prefix.
+    fn advance_progress(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        post: &str,
+        seq: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, CentralError> {
         let mut contiguous: u64 = tx
             .query_row(
                 "SELECT contiguous_up_to FROM post_progress WHERE post = ?1",
-                [&env.post],
+                [post],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
             .map_err(self.sql("read post progress"))?
             .map_or(0, seq_from_sql);
-        if inserted > 0 && env.seq == contiguous + 1 {
+        if seq == contiguous + 1 {
             let mut exists = tx
                 .prepare_cached("SELECT 1 FROM crossings WHERE post = ?1 AND seq = ?2")
                 .map_err(self.sql("prepare progress scan"))?;
             while exists
-                .exists(params![env.post, seq_to_sql(contiguous + 1)])
+                .exists(params![post, seq_to_sql(contiguous + 1)])
                 .map_err(self.sql("scan progress"))?
             {
                 contiguous += 1;
             }
-            drop(exists);
-            tx.execute(
-                "INSERT INTO post_progress (post, contiguous_up_to) VALUES (?1, ?2) \
-                 ON CONFLICT (post) DO UPDATE SET contiguous_up_to = excluded.contiguous_up_to",
-                params![env.post, seq_to_sql(contiguous)],
-            )
-            .map_err(self.sql("advance post progress"))?;
         }
-        tx.commit().map_err(self.sql("commit store"))?;
-        Ok(StoreOutcome {
-            newly_stored: inserted > 0,
-            ack_up_to: contiguous,
+        tx.execute(
+            "INSERT INTO post_progress (post, contiguous_up_to, last_contact) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (post) DO UPDATE SET contiguous_up_to = excluded.contiguous_up_to, \
+             last_contact = excluded.last_contact",
+            params![post, seq_to_sql(contiguous), ts_to_sql(now)],
+        )
+        .map_err(self.sql("advance post progress"))?;
+        Ok(contiguous)
+    }
+
+    fn rejected_outcome(
+        &self,
+        post: Option<&str>,
+        seq: Option<u64>,
+        topic: &str,
+        payload: &[u8],
+        reason: String,
+        received_at: DateTime<Utc>,
+    ) -> Result<Received, CentralError> {
+        insert_rejected(
+            &self.lock(),
+            topic,
+            payload,
+            &reason,
+            post,
+            seq,
+            received_at,
+        )
+        .map_err(self.sql("insert rejected message"))?;
+        let ack_up_to = match post {
+            Some(post) => self.progress_of(post)?,
+            None => 0,
+        };
+        Ok(Received {
+            post: post.map(str::to_owned),
+            outcome: Outcome::Rejected(reason),
+            ack_up_to,
         })
     }
 
-    /// Keeps a message that could not be stored, with the reason.
-    pub fn reject(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        reason: &str,
-        received_at: DateTime<Utc>,
-    ) -> Result<(), CentralError> {
-        self.lock()
-            .execute(
-                "INSERT INTO rejected (received_at, topic, payload, reason) VALUES (?1, ?2, ?3, ?4)",
-                params![ts_to_sql(received_at), topic, payload, reason],
+    fn progress_of(&self, post: &str) -> Result<u64, CentralError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT contiguous_up_to FROM post_progress WHERE post = ?1",
+                [post],
+                |r| r.get::<_, i64>(0),
             )
-            .map_err(self.sql("insert rejected message"))?;
-        Ok(())
+            .optional()
+            .map_err(self.sql("read post progress"))?
+            .map_or(0, seq_from_sql))
+    }
+
+    /// Gives central a post's public key (from `--post-key` or a keys folder). Registering the
+    /// same key again is a no-op; a different key for a post that has one is refused.
+    pub fn register_post_key(
+        &self,
+        post: &str,
+        key: &[u8; 32],
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), CentralError> {
+        let conn = self.lock();
+        let existing: Option<String> = conn
+            .query_row(
+                "SELECT public_key FROM post_keys WHERE post = ?1",
+                [post],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql("read post key"))?;
+        match existing {
+            Some(k) if from_hex::<32>(&k) == Some(*key) => Ok(()),
+            Some(k) => Err(CentralError::KeyConflict {
+                post: post.to_owned(),
+                registered: k,
+                given: to_hex(key),
+            }),
+            None => {
+                conn.execute(
+                    "INSERT INTO post_keys (post, public_key, pinned_at, source) VALUES (?1, ?2, ?3, ?4)",
+                    params![post, to_hex(key), ts_to_sql(now), source],
+                )
+                .map_err(self.sql("register post key"))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// What central does with records of posts it has no key for.
+    pub fn set_key_policy(&mut self, policy: KeyPolicy) {
+        self.policy = policy;
     }
 
     /// Every rejected message, oldest first.
@@ -251,12 +545,26 @@ impl CentralStore {
 
     /// Every stored crossing, ordered by post, then seq.
     pub fn export(&self) -> Result<Vec<StoredCrossing>, CentralError> {
+        self.export_filtered(None, None)
+    }
+
+    /// The stored crossings of `post` (or all), recorded at or after `since` (or all), ordered
+    /// by post, then seq.
+    pub fn export_filtered(
+        &self,
+        post: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<StoredCrossing>, CentralError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare("SELECT post, seq, received_at, envelope FROM crossings ORDER BY post, seq")
+            .prepare(
+                "SELECT post, seq, received_at, envelope FROM crossings \
+                 WHERE (?1 IS NULL OR post = ?1) AND (?2 IS NULL OR recorded_at >= ?2) \
+                 ORDER BY post, seq",
+            )
             .map_err(self.sql("prepare export"))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![post, since.map(ts_to_sql)], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
@@ -287,6 +595,71 @@ impl CentralStore {
         Ok(out)
     }
 
+    /// Every post central knows (by key, record or rejection), with its chain state.
+    pub fn posts(&self) -> Result<Vec<PostSummary>, CentralError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "WITH names AS (SELECT post FROM post_keys UNION SELECT post FROM post_progress \
+                   UNION SELECT post FROM rejected WHERE post IS NOT NULL) \
+                 SELECT n.post, k.public_key, k.source, \
+                   (SELECT COUNT(*) FROM crossings c WHERE c.post = n.post), \
+                   (SELECT MAX(seq) FROM crossings c WHERE c.post = n.post), \
+                   COALESCE(p.contiguous_up_to, 0), p.last_contact, \
+                   (SELECT COUNT(*) FROM rejected r WHERE r.post = n.post) \
+                 FROM names n LEFT JOIN post_keys k ON k.post = n.post \
+                 LEFT JOIN post_progress p ON p.post = n.post ORDER BY n.post",
+            )
+            .map_err(self.sql("prepare posts"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(self.sql("query posts"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (post, public_key, key_source, stored, highest, contiguous, contact, rejected) =
+                row.map_err(self.sql("read posts row"))?;
+            out.push(PostSummary {
+                post,
+                public_key,
+                key_source,
+                stored: seq_from_sql(stored),
+                highest_seq: highest.map_or(0, seq_from_sql),
+                contiguous_up_to: seq_from_sql(contiguous),
+                gaps: Vec::new(),
+                last_contact: contact.map(|c| self.ts(c)).transpose()?,
+                rejected: seq_from_sql(rejected),
+            });
+        }
+        let mut gaps = conn
+            .prepare(
+                "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq, 1, 0) OVER (ORDER BY seq) \
+                 AS prev FROM crossings WHERE post = ?1) WHERE seq > prev + 1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(self.sql("prepare gaps"))?;
+        for p in &mut out {
+            let rows = gaps
+                .query_map(params![p.post, MAX_GAPS_SHOWN], |r| {
+                    Ok((seq_from_sql(r.get(0)?), seq_from_sql(r.get(1)?)))
+                })
+                .map_err(self.sql("query gaps"))?;
+            p.gaps = rows
+                .collect::<Result<_, _>>()
+                .map_err(self.sql("read gaps"))?;
+        }
+        Ok(out)
+    }
+
     fn ts(&self, value: String) -> Result<DateTime<Utc>, CentralError> {
         ts_from_sql(&value).map_err(|source| CentralError::BadTimestamp {
             path: self.path.clone(),
@@ -310,6 +683,29 @@ impl CentralStore {
             source,
         }
     }
+}
+
+fn insert_rejected(
+    conn: &Connection,
+    topic: &str,
+    payload: &[u8],
+    reason: &str,
+    post: Option<&str>,
+    seq: Option<u64>,
+    received_at: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO rejected (received_at, topic, payload, reason, post, seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            ts_to_sql(received_at),
+            topic,
+            payload,
+            reason,
+            post,
+            seq.map(seq_to_sql)
+        ],
+    )
 }
 
 impl StoredCrossing {

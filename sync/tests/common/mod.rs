@@ -94,3 +94,41 @@ pub async fn wait_until_receiver_subscribed(
     }
     pump.abort();
 }
+
+/// A post that seals records by hand, so that tests can also forge, replay and break chains.
+pub struct SealedPost {
+    pub post: String,
+    pub key: ed25519_dalek::SigningKey,
+    pub prev: [u8; 32],
+    pub seq: u64,
+}
+
+impl SealedPost {
+    pub fn new(post: &str, seed: u8) -> Self {
+        Self {
+            post: post.to_owned(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+            prev: bcp_record::seal::GENESIS,
+            seq: 0,
+        }
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        *self.key.verifying_key().as_bytes()
+    }
+
+    /// The next record of the chain: `(topic, payload, envelope)`.
+    pub fn next(&mut self) -> (String, Vec<u8>, bcp_record::RecordEnvelope) {
+        self.seq += 1;
+        let mut env = bcp_record::RecordEnvelope {
+            post: self.post.clone(),
+            seq: self.seq,
+            recorded_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
+            crossing: crossing(&self.post, self.seq as u32),
+            seal: None,
+        };
+        self.prev = bcp_record::seal::seal(&mut env, &self.prev, &self.key);
+        let payload = serde_json::to_vec(&env).unwrap();
+        (bcp_record::topics::records(&self.post), payload, env)
+    }
+}

@@ -4,9 +4,11 @@
 //! arguments and dispatches.
 use anyhow::{Context, Result};
 use bcp_agent::{config, sim_config, AgentConfig};
-use bcp_sync::outbox::Outbox;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+
+mod keys;
+mod outbox;
 
 /// The border-post technician's tool: check the configuration, look at the outbox.
 #[derive(Debug, Parser)]
@@ -28,7 +30,13 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also check every record's seal and chain (exit non-zero if broken).
+        #[arg(long)]
+        verify: bool,
     },
+    /// The post's signing key.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,17 +101,12 @@ fn run(args: Args) -> Result<()> {
                 None => print!("{toml}"),
             }
         }
-        Command::Outbox { config, json } => {
-            let cfg = AgentConfig::load(&config)?;
-            let outbox = Outbox::open(&cfg.outbox.path, &cfg.post.id)
-                .with_context(|| format!("opening the outbox {}", cfg.outbox.path.display()))?;
-            let s = outbox.stats()?;
-            if json {
-                println!("{}", serde_json::to_string(&s)?);
-            } else {
-                println!("{s:#?}");
-            }
-        }
+        Command::Outbox {
+            config,
+            json,
+            verify,
+        } => outbox::run(&config, json, verify)?,
+        Command::Keys(cmd) => keys::run(cmd)?,
     }
     Ok(())
 }

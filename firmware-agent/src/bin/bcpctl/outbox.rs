@@ -1,0 +1,55 @@
+//! `bcpctl outbox [--json] [--verify]`: the outbox's depth, oldest unsynced age, bytes used and
+//! last acknowledgement; with `--verify`, every record's seal and chain checked again.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use bcp_agent::AgentConfig;
+use bcp_sync::outbox::Outbox;
+
+pub fn run(config: &Path, json: bool, verify: bool) -> Result<()> {
+    let cfg = AgentConfig::load(config)?;
+    let outbox = Outbox::open(&cfg.outbox.path, &cfg.post.id)
+        .with_context(|| format!("opening the outbox {}", cfg.outbox.path.display()))?;
+    let stats = outbox.stats()?;
+    let now = chrono::Utc::now();
+    let oldest_age_secs = stats
+        .oldest_undelivered_recorded_at
+        .map(|t| (now - t).num_seconds().max(0));
+    let chain = verify.then(|| outbox.verify_chain()).transpose()?;
+    let broken = chain.as_ref().and_then(|c| c.first_bad.clone());
+    let report = serde_json::json!({
+        "post": outbox.post(),
+        "depth": stats.depth,
+        "oldest_undelivered_recorded_at": stats.oldest_undelivered_recorded_at,
+        "oldest_unsynced_age_secs": oldest_age_secs,
+        "bytes_used": outbox.bytes_used(),
+        "last_seq": stats.last_seq,
+        "last_acked_seq": stats.last_acked_seq,
+        "public_key": bcp_record::seal::to_hex(&outbox.public_key()),
+        "chain": chain,
+    });
+    if json {
+        println!("{report}");
+    } else {
+        println!("post:               {}", outbox.post());
+        println!("depth:              {}", stats.depth);
+        println!(
+            "oldest unsynced:    {}",
+            oldest_age_secs.map_or("-".to_owned(), |s| format!("{s} s ago"))
+        );
+        println!("bytes used:         {}", outbox.bytes_used());
+        println!("last seq:           {}", stats.last_seq);
+        println!("last acked seq:     {}", stats.last_acked_seq);
+        if let Some(chain) = &chain {
+            match &broken {
+                None => println!("chain:              ok ({} records)", chain.records),
+                Some((seq, why)) => println!("chain:              BROKEN at seq {seq}: {why}"),
+            }
+        }
+    }
+    if let Some((seq, why)) = broken {
+        anyhow::bail!("outbox chain broken at seq {seq}: {why}");
+    }
+    Ok(())
+}
