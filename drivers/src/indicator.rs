@@ -353,6 +353,17 @@ impl AnyProtocol {
         }
     }
 
+    /// Frames carry a checksum the decoder verifies (evidence for `bcpctl serial probe`).
+    pub fn has_checksum(&self) -> bool {
+        use xk3190::Xk3190Format;
+        match self {
+            Self::Toledo(c) => c.checksum,
+            Self::Xk3190(c) => c.format == Xk3190Format::Xor,
+            Self::A12e | Self::DimsAscii => true,
+            _ => false,
+        }
+    }
+
     /// Bytes to send to get one reading from a polled protocol; `None` for streaming ones.
     pub fn poll_request(&self) -> Option<Vec<u8>> {
         let mut out = Vec::new();

@@ -18,6 +18,7 @@
 //! | [`generic`] | pure | a configured regex with named groups, for an indicator nobody planned for |
 //! | [`indicator`] | pure | [`AnyProtocol`]: every protocol by name, one [`ScaleReading`] / [`Measurement`] shape |
 //! | [`dims_ascii`] | pure | `$DIM,...*hh` lines from dimension systems: [`DimensionFrame`] |
+//! | [`inspect`] | pure | frame boundaries, protocol scores and the `stable` column behind `bcpctl serial` |
 //! | [`stability`] | pure, given the time | [`StabilityDetector`]: readings in, [`WeighEvent`]s out |
 //! | [`codec`] | tokio-util | [`ProtocolCodec`]: a `Decoder`/`Encoder` around any [`Protocol`]; garbage is an item, never a stream error |
 //! | [`serial`] | I/O | [`run_weighbridge`], [`run_dimension_sensor`]: open, read, reconnect with backoff, report [`DeviceEvent`]s and [`DeviceHealth`] |
@@ -39,6 +40,7 @@ pub mod dims_ascii;
 pub mod frame;
 pub mod generic;
 pub mod indicator;
+pub mod inspect;
 pub mod mt_sics;
 pub mod rlws;
 pub mod serial;
@@ -49,6 +51,9 @@ pub mod xk3190;
 
 #[cfg(test)]
 mod testkit;
+
+/// Re-exported so that tools and tests open ports with the same version (`SerialStream::pair()`).
+pub use tokio_serial;
 
 pub use codec::{Decoded, DimsAscii, Protocol, ProtocolCodec};
 pub use dims_ascii::DimensionFrame;

@@ -409,7 +409,8 @@ async fn shutdown_signal(shutdown: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-fn open_port(cfg: &SerialPortConfig) -> tokio_serial::Result<SerialStream> {
+/// Open `cfg` for async I/O, shared (non-exclusive) on Unix; also used by `bcpctl serial`.
+pub fn open_port(cfg: &SerialPortConfig) -> tokio_serial::Result<SerialStream> {
     let data_bits = match cfg.data_bits {
         5 => tokio_serial::DataBits::Five,
         6 => tokio_serial::DataBits::Six,

@@ -7,6 +7,8 @@ use bcp_agent::{config, sim_config, AgentConfig};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod serial;
+
 mod keys;
 mod outbox;
 
@@ -20,6 +22,9 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serial devices: read a weighbridge or dimension sensor, probe a port, sniff its bytes.
+    #[command(subcommand)]
+    Serial(serial::SerialCommand),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -76,6 +81,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> Result<()> {
     match args.command {
+        Command::Serial(cmd) => serial::run(cmd)?,
         Command::Config(ConfigCommand::Validate { file }) => {
             AgentConfig::load(&file)?;
             println!("{}: valid", file.display());
