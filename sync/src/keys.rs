@@ -109,29 +109,49 @@ impl PostKey {
         }
     }
 
-    /// Writes the secret to a new file (mode 0600, fsynced).
+    /// Writes the secret to a new file (mode 0600), atomically: a temporary file is written and
+    /// fsynced, then hard-linked to `path` (which fails if `path` exists) and the folder fsynced,
+    /// so a crash leaves either no key or the whole key, never an empty file.
     pub fn write_new(&self, path: &Path) -> Result<(), KeyError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         let write_err = |source| KeyError::Write {
             path: path.to_owned(),
             source,
         };
+        if path.exists() {
+            return Err(KeyError::Exists {
+                path: path.to_owned(),
+            });
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp-{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp); // a leftover of an earlier crash of this pid
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
-            .map_err(|source| {
-                if source.kind() == std::io::ErrorKind::AlreadyExists {
-                    KeyError::Exists {
-                        path: path.to_owned(),
-                    }
-                } else {
-                    write_err(source)
-                }
-            })?;
-        writeln!(file, "{}", to_hex(self.signing.as_bytes())).map_err(write_err)?;
-        file.sync_all().map_err(write_err)
+            .open(&tmp)
+            .map_err(write_err)?;
+        let written = writeln!(file, "{}", to_hex(self.signing.as_bytes()))
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(KeyError::Exists {
+                    path: path.to_owned(),
+                })
+            }
+            Err(e) => return Err(write_err(e)),
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(write_err)?;
+        }
+        Ok(())
     }
 
     /// The Ed25519 key to sign with.
