@@ -6,12 +6,16 @@
 //!   the ground truth a test compares central's records against.
 //! - [`devices`]: a Mettler Toledo weighbridge indicator and a dimension sensor on pseudo-terminals,
 //!   a camera dropping JPEG frames into a folder, an X-ray scanner's JSON-lines TCP feed.
+//! - [`indicators`]: every weighing-indicator protocol of `bcp_drivers` on a pty behind a
+//!   stable link, polled ones answering their commands, with faults on demand (noise, truncated
+//!   frames, bad checksums, a rocking vehicle, unplug and replug).
 //! - [`plate_render`]: camera frames with rendered number plates of the region's formats.
 //! - [`sim`]: the [`Simulator`] that opens the devices and drives the vehicles through the lane.
 //!
 //! The binary `bcp-sim` is a thin wrapper around [`Simulator`].
 
 pub mod devices;
+pub mod indicators;
 pub mod plate_render;
 pub mod scenario;
 pub mod sim;
