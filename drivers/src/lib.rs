@@ -21,7 +21,7 @@
 //! | [`inspect`] | pure | frame boundaries, protocol scores and the `stable` column behind `bcpctl serial` |
 //! | [`stability`] | pure, given the time | [`StabilityDetector`]: readings in, [`WeighEvent`]s out |
 //! | [`codec`] | tokio-util | [`ProtocolCodec`]: a `Decoder`/`Encoder` around any [`Protocol`]; garbage is an item, never a stream error |
-//! | [`serial`] | I/O | [`run_weighbridge`], [`run_dimension_sensor`]: open, read, reconnect with backoff, report [`DeviceEvent`]s and [`DeviceHealth`] |
+//! | [`serial`] | I/O | [`run_weighbridge`], [`run_indicator`] (any protocol by name), [`run_dimension_sensor`]: open, read, reconnect with backoff, report [`DeviceEvent`]s and [`DeviceHealth`] |
 //!
 //! ## Contracts
 //!
@@ -60,8 +60,8 @@ pub use dims_ascii::DimensionFrame;
 pub use frame::{FrameError, FrameErrorKind};
 pub use indicator::{AnyProtocol, Decimal, Measurement, ScaleReading, ScaleStatus, Unit};
 pub use serial::{
-    run_dimension_sensor, run_weighbridge, DeviceEvent, DeviceHealth, DriverError, Parity,
-    SerialPortConfig, SharedHealth,
+    run_dimension_sensor, run_indicator, run_weighbridge, DeviceEvent, DeviceHealth, DriverError,
+    Parity, SerialPortConfig, SharedHealth,
 };
 pub use stability::{StabilityConfig, StabilityDetector, StableWeight, WeighEvent, WeightReading};
 pub use toledo::{DecimalPosition, ToledoCodec, ToledoFrame};

@@ -236,8 +236,16 @@ pub fn decode_reply(buf: &[u8]) -> Result<Option<(MtSicsReply, usize)>, FrameErr
         ));
     }
     let text = std::str::from_utf8(line).map_err(|_| malformed("not ASCII"))?;
-    let tokens: Vec<&str> = text.split(' ').filter(|t| !t.is_empty()).collect();
-    let reply = match tokens.as_slice() {
+    // At most five tokens are kept (no reply has more than four), without allocating.
+    let (mut kept, mut count) = ([""; 5], 0);
+    for token in text.split(' ').filter(|t| !t.is_empty()) {
+        if let Some(slot) = kept.get_mut(count) {
+            *slot = token;
+        }
+        count += 1;
+    }
+    let tokens = &kept[..count.min(kept.len())];
+    let reply = match tokens {
         ["ES"] => MtSicsReply::Error(MtSicsError::Syntax),
         ["ET"] => MtSicsReply::Error(MtSicsError::Transmission),
         ["EL"] => MtSicsReply::Error(MtSicsError::Logical),

@@ -1,6 +1,8 @@
 //! The I/O edge: serial ports, reconnection, events and health.
 //!
-//! [`run_weighbridge`] and [`run_dimension_sensor`] each own one port for the life of the daemon:
+//! [`run_weighbridge`] (Toledo continuous), [`run_indicator`] (any indicator protocol by name,
+//! polled ones included) and [`run_dimension_sensor`] each own one port for the life of the
+//! daemon:
 //!
 //! 1. open the port (`tokio_serial`, non-exclusive on Unix so that a technician's terminal program
 //!    can open it too), emit [`DeviceEvent::Connected`] and mark [`DeviceHealth::connected`];
@@ -14,6 +16,10 @@
 //!    backoff from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]; I/O trouble is never returned as an error;
 //! 4. return `Ok(())` when the shutdown watch turns `true` or its sender is dropped.
 //!
+//! Polled protocols (MT-SICS, SMA: [`AnyProtocol::poll_request`]) are asked every
+//! [`POLL_INTERVAL`]; each request is also the retry of one that went unanswered, and a device
+//! that answers none for [`WEIGHBRIDGE_SILENCE`] is treated as disconnected like a silent stream.
+//!
 //! `Disconnected` follows every `Connected`; while the port stays unopenable it is emitted once,
 //! not on every retry. Raw [`DeviceEvent::Reading`]s are forwarded with `try_send` (dropped when the
 //! channel is full, never blocking the port); every other event waits for channel space. If the
@@ -26,6 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 use tokio_util::codec::FramedRead;
@@ -33,6 +40,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec::{Decoded, DimsAscii, Protocol, ProtocolCodec};
 use crate::dims_ascii::DimensionFrame;
+use crate::indicator::{AnyProtocol, Measurement};
 use crate::stability::{
     StabilityConfig, StabilityConfigError, StabilityDetector, WeighEvent, WeightReading,
 };
@@ -44,6 +52,8 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A weighbridge that sends no valid frame for this long is treated as disconnected.
 pub const WEIGHBRIDGE_SILENCE: Duration = Duration::from_secs(5);
+/// How often a polled indicator is asked for its weight (continuous ones send 7-10 frames/s).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Serial line settings. Defaults: 9600 baud, 8 data bits, no parity, 1 stop bit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -172,6 +182,7 @@ pub async fn run_weighbridge(
         health,
         shutdown,
         silence: Some(WEIGHBRIDGE_SILENCE),
+        poll: None,
     };
     driver
         .run(codec, |frame: ToledoFrame, now, out, name: &str| {
@@ -193,6 +204,62 @@ pub async fn run_weighbridge(
         .await
 }
 
+/// Drive a weighing indicator of any protocol ([`AnyProtocol`], chosen by name in the config)
+/// until shutdown: readings in kg go through the [`StabilityDetector`] as in
+/// [`run_weighbridge`]; polled protocols are asked every [`POLL_INTERVAL`]. Readings that are
+/// not a valid weight in kg (overload, underload, error, a non-metric unit) are counted as
+/// frames but feed nothing; the first non-metric one is logged. Dimension frames, should the
+/// protocol be `dims-ascii`, are forwarded as [`DeviceEvent::Dimensions`].
+pub async fn run_indicator(
+    name: String,
+    port: SerialPortConfig,
+    protocol: AnyProtocol,
+    stability: StabilityConfig,
+    events: mpsc::Sender<DeviceEvent>,
+    health: SharedHealth,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), DriverError> {
+    stability
+        .validate()
+        .map_err(|source| DriverError::InvalidStabilityConfig {
+            device: name.clone(),
+            source,
+        })?;
+    let mut detector = StabilityDetector::new(stability);
+    let mut no_kg_logged = false;
+    let driver = Driver {
+        name,
+        port,
+        events,
+        health,
+        shutdown,
+        silence: Some(WEIGHBRIDGE_SILENCE),
+        poll: protocol.poll_request(),
+    };
+    driver
+        .run(protocol, |m: Measurement, now, out, name: &str| match m {
+            Measurement::Weight(r) => match r.weight_reading() {
+                Some(reading) => {
+                    out.push(DeviceEvent::Reading(reading));
+                    detector.handle_reading(now, reading);
+                    while let Some(event) = detector.poll() {
+                        out.push(DeviceEvent::Weigh(event));
+                    }
+                }
+                None if r.weight_kg.is_none() && r.status == crate::ScaleStatus::Ok => {
+                    if !no_kg_logged {
+                        no_kg_logged = true;
+                        warn!(device = %name, "indicator is not sending a metric unit; its readings are ignored");
+                    }
+                }
+                None => debug!(device = %name, status = ?r.status, "indicator reports no valid weight"),
+            },
+            Measurement::Dimensions(d) => out.push(DeviceEvent::Dimensions(d)),
+            Measurement::Other(_) => {}
+        })
+        .await
+}
+
 /// Drive a dimension system that sends `$DIM` lines until shutdown.
 pub async fn run_dimension_sensor(
     name: String,
@@ -208,6 +275,7 @@ pub async fn run_dimension_sensor(
         health,
         shutdown,
         silence: None,
+        poll: None,
     };
     driver
         .run(
@@ -226,6 +294,8 @@ struct Driver {
     health: SharedHealth,
     shutdown: watch::Receiver<bool>,
     silence: Option<Duration>,
+    /// Request to send every [`POLL_INTERVAL`], for polled protocols.
+    poll: Option<Vec<u8>>,
 }
 
 /// Reconnection state: WARN once per outage; the outage ends with the next valid frame.
@@ -314,9 +384,12 @@ impl Driver {
         P: Protocol,
         H: FnMut(P::Frame, Instant, &mut Vec<DeviceEvent>, &str),
     {
-        let mut framed = FramedRead::new(stream, ProtocolCodec::new(protocol));
+        let (reader, mut writer) = tokio::io::split(stream);
+        let mut framed = FramedRead::new(reader, ProtocolCodec::new(protocol));
         let mut out = Vec::new();
         let mut deadline = self.silence.map(|s| tokio::time::Instant::now() + s);
+        let mut poll_tick = tokio::time::interval(POLL_INTERVAL);
+        poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let silence = async move {
                 match deadline {
@@ -333,6 +406,13 @@ impl Driver {
                 stop = shutdown_signal(&mut self.shutdown) => {
                     if stop {
                         return Ok(SessionEnd::Shutdown);
+                    }
+                    continue;
+                }
+                _ = poll_tick.tick(), if self.poll.is_some() => {
+                    let request = self.poll.as_deref().unwrap_or_default();
+                    if let Err(e) = writer.write_all(request).await {
+                        return Ok(SessionEnd::Lost(format!("write error: {e}")));
                     }
                     continue;
                 }

@@ -299,3 +299,135 @@ fn serial_config_defaults_to_9600_8n1() {
         (9600, 8, Parity::None, 1)
     );
 }
+
+/// A polled MT-SICS balance on a pty: the driver asks `SI`, the balance answers; readings reach
+/// the stability detector as with a continuous indicator.
+#[tokio::test]
+async fn polled_mt_sics_indicator_over_a_pty() {
+    use crate::mt_sics::{self, MtSicsCommand, MtSicsReply};
+    use tokio::io::AsyncReadExt;
+    let (mut master, _slave, path) = pty();
+    let balance = tokio::spawn(async move {
+        let (mut buf, mut chunk, mut asked) = (Vec::new(), [0u8; 64], 0u32);
+        loop {
+            let Ok(n) = master.read(&mut chunk).await else {
+                return;
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            while let Ok(Some((cmd, used))) = mt_sics::decode_command(&buf) {
+                buf.drain(..used);
+                assert_eq!(cmd, MtSicsCommand::WeighImmediately);
+                asked += 1;
+                let reply = MtSicsReply::Weight {
+                    command: "S".into(),
+                    dynamic: asked < 3,
+                    weight: crate::Decimal::new(1_812_000, 2),
+                    unit: "kg".into(),
+                };
+                let mut out = Vec::new();
+                mt_sics::encode_reply(&reply, &mut out);
+                if master.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let (tx, mut rx) = mpsc::channel(1024);
+    let health = SharedHealth::default();
+    let (stop, stop_rx) = watch::channel(false);
+    let stability = StabilityConfig {
+        readings: 3,
+        min_duration: Duration::from_millis(150),
+        ..StabilityConfig::default()
+    };
+    let protocol = AnyProtocol::parse("mt-sics", None).expect("a known protocol");
+    let driver = tokio::spawn(run_indicator(
+        "balance-1".into(),
+        SerialPortConfig {
+            path,
+            ..SerialPortConfig::default()
+        },
+        protocol,
+        stability,
+        tx,
+        health.clone(),
+        stop_rx,
+    ));
+    expect_connected(&mut rx).await;
+    assert!(matches!(
+        next_event(&mut rx).await,
+        DeviceEvent::Weigh(WeighEvent::VehicleOn { .. })
+    ));
+    match next_event(&mut rx).await {
+        DeviceEvent::Weigh(WeighEvent::Stable(s)) => {
+            assert_eq!(s.weight_kg, 18_120.0);
+            assert_eq!(s.division_kg, 0.01);
+        }
+        other => panic!("expected Stable, got {other:?}"),
+    }
+    assert!(health_now(&health).frames_ok >= 3);
+    stop.send(true).expect("driver listening");
+    assert!(matches!(
+        tokio::time::timeout(WAIT, driver).await,
+        Ok(Ok(Ok(())))
+    ));
+    balance.abort();
+}
+
+/// A streaming XK3190 (format 0) indicator through `run_indicator`, with a corrupt frame.
+#[tokio::test]
+async fn xk3190_indicator_over_a_pty() {
+    use crate::xk3190::{Xk3190Codec, Xk3190Format, Xk3190Frame};
+    let (mut master, _slave, path) = pty();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let health = SharedHealth::default();
+    let (stop, stop_rx) = watch::channel(false);
+    let stability = StabilityConfig {
+        readings: 3,
+        min_duration: Duration::from_millis(100),
+        ..StabilityConfig::default()
+    };
+    let protocol = AnyProtocol::parse("xk3190", None).expect("a known protocol");
+    let driver = tokio::spawn(run_indicator(
+        "bridge-xk".into(),
+        SerialPortConfig {
+            path,
+            ..SerialPortConfig::default()
+        },
+        protocol,
+        stability,
+        tx,
+        health.clone(),
+        stop_rx,
+    ));
+    expect_connected(&mut rx).await;
+    let codec = Xk3190Codec::new(Xk3190Format::Xor);
+    let mut frame = Vec::new();
+    codec.encode(
+        &Xk3190Frame {
+            weight: crate::Decimal::new(31_460, 0),
+        },
+        &mut frame,
+    );
+    let mut bad = frame.clone();
+    bad[5] ^= 0x01; // a digit changed in transit: the XOR check catches it
+    master.write_all(&bad).await.expect("pty write");
+    for _ in 0..6 {
+        master.write_all(&frame).await.expect("pty write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        next_event(&mut rx).await,
+        DeviceEvent::Weigh(WeighEvent::VehicleOn { .. })
+    ));
+    match next_event(&mut rx).await {
+        DeviceEvent::Weigh(WeighEvent::Stable(s)) => assert_eq!(s.weight_kg, 31_460.0),
+        other => panic!("expected Stable, got {other:?}"),
+    }
+    assert_eq!(health_now(&health).frames_bad, 1);
+    stop.send(true).expect("driver listening");
+    assert!(matches!(
+        tokio::time::timeout(WAIT, driver).await,
+        Ok(Ok(Ok(())))
+    ));
+}
