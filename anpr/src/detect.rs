@@ -163,25 +163,45 @@ pub(crate) fn detect(
     Ok(boxes)
 }
 
-/// Converts a continuous BGR 8-bit image to a normalised `[1, 3, H, W]` tensor.
+/// Converts a BGR 8-bit image to a normalised `[1, 3, H, W]` tensor: `x / 127.5 - 1`.
 pub(crate) fn bgr_to_nchw(img: &Mat) -> Result<Array4<f32>, AnprError> {
     let (h, w) = (img.rows() as usize, img.cols() as usize);
-    let bytes = img.data_bytes().cv("image bytes")?;
-    if bytes.len() != h * w * 3 {
-        return Err(AnprError::UnsupportedFrame(format!(
-            "expected {h}x{w}x3 bytes, got {}",
-            bytes.len()
-        )));
-    }
-    let plane = h * w;
-    let mut data = vec![0f32; 3 * plane];
-    for (i, px) in bytes.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            data[c * plane + i] = f32::from(px[c]) / 127.5 - 1.0;
-        }
-    }
+    let data = normalised_planes(img)?;
     Array4::from_shape_vec((1, 3, h, w), data)
         .map_err(|e| AnprError::UnsupportedFrame(format!("tensor shape: {e}")))
+}
+
+/// The three colour planes of a BGR 8-bit image, one after the other, as `x / 127.5 - 1`.
+///
+/// OpenCV's `blobFromImage` does the arithmetic and the HWC -> CHW shuffle in optimised C++
+/// (the crate itself may be built without optimisation).
+pub(crate) fn normalised_planes(img: &Mat) -> Result<Vec<f32>, AnprError> {
+    let (h, w) = (img.rows() as usize, img.cols() as usize);
+    if img.channels() != 3 || h == 0 || w == 0 {
+        return Err(AnprError::UnsupportedFrame(format!(
+            "expected a non-empty 3-channel image, got {h}x{w}x{}",
+            img.channels()
+        )));
+    }
+    let blob = opencv::dnn::blob_from_image(
+        img,
+        1.0 / 127.5,
+        Size::new(0, 0),
+        Scalar::all(127.5),
+        false,
+        false,
+        core::CV_32F,
+    )
+    .cv("normalising image")?;
+    let data = blob.data_typed::<f32>().cv("normalised image")?;
+    if data.len() != 3 * h * w {
+        return Err(AnprError::UnsupportedFrame(format!(
+            "expected {} normalised values, got {}",
+            3 * h * w,
+            data.len()
+        )));
+    }
+    Ok(data.to_vec())
 }
 
 /// Mean probability inside the rotated rectangle (DB's "fast" box score).

@@ -51,6 +51,14 @@ pub enum AnprError {
         /// Why decoding failed.
         reason: String,
     },
+    /// A malformed line in an evaluation set's `groundtruth.tsv`.
+    #[error("groundtruth.tsv line {line}: {reason}")]
+    GroundTruth {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A frame of a type the reader does not handle (e.g. 16-bit or empty).
     #[error("unsupported frame: {0}")]
     UnsupportedFrame(String),

@@ -69,7 +69,7 @@ const UZ_REGIONS: &[(u32, u32)] = &[
     (95, 95),
 ];
 
-/// The built-in formats, local region first.
+/// The built-in formats, local region first (ties between formats go to the earlier one).
 pub static FORMATS: &[PlateFormat] = &[
     PlateFormat {
         code: "TJ",
@@ -115,6 +115,35 @@ pub static FORMATS: &[PlateFormat] = &[
             at: RegionAt::LastGroup,
             codes: &[(1, 999)],
         }),
+    },
+    // Brazil: Mercosur (2018+) and the older grey plates.
+    PlateFormat {
+        code: "BR",
+        patterns: &["LLL D L DD", "LLL DDDD"],
+        letters: LATIN,
+        region: None,
+    },
+    // The EU formats of the dev set: two-letter area + digits + letters (HR, RS, ME, MK, SK ..),
+    // Bulgarian-style digit-letter + five digits, and three letters + four digits.
+    PlateFormat {
+        code: "EU",
+        patterns: &["LL DDD LL", "LL DDDD LL", "D L DDDDD", "LLL DDDD"],
+        letters: LATIN,
+        region: None,
+    },
+    // United States: the common passenger layouts (any state may issue others).
+    PlateFormat {
+        code: "US",
+        patterns: &[
+            "D LLL DDD",
+            "LLL DDDD",
+            "LLL DDD",
+            "LL D L D L",
+            "D LL DDD",
+            "DDD LLL",
+        ],
+        letters: LATIN,
+        region: None,
     },
 ];
 
@@ -347,11 +376,12 @@ mod tests {
 
     #[test]
     fn region_codes_are_checked() {
+        let fits = |code: &str, s: &str| by_code(code).and_then(|f| match_format(f, &normalise(s)));
         assert_eq!(m("1234 AB 09"), None);
         assert_eq!(m("1234 AB 00"), None);
-        assert_eq!(m("00 A 123 BC"), None);
-        assert_eq!(m("12 A 123 BC"), None, "12 is not an Uzbek region");
-        assert_eq!(m("123 AB 21"), None);
+        assert_eq!(fits("UZ", "00 A 123 BC"), None);
+        assert_eq!(fits("UZ", "12 A 123 BC"), None, "12 is not an Uzbek region");
+        assert_eq!(fits("KZ", "123 AB 21"), None);
     }
 
     #[test]
@@ -360,6 +390,21 @@ mod tests {
         assert_eq!(m("KZ 123 ABC 02"), Some(("KZ", "123ABC02".into(), 1)));
         let fm = best_match("UZ01A123BC").map(|m| m.span);
         assert_eq!(fm, Some(2..10));
+    }
+
+    #[test]
+    fn brazil_eu_and_us_layouts() {
+        assert_eq!(m("ABC 1D23"), Some(("BR", "ABC1D23".into(), 0)));
+        assert_eq!(m("ABC-1234"), Some(("BR", "ABC1234".into(), 0)));
+        // Mercosur: the fifth character is a letter, the last two digits.
+        assert_eq!(m("PJI 5B2O"), Some(("BR", "PJI5B20".into(), 1)));
+        assert_eq!(m("RK 115 AN"), Some(("EU", "RK115AN".into(), 0)));
+        assert_eq!(m("RK 115 A0"), Some(("EU", "RK115AO".into(), 1)));
+        assert_eq!(m("1T 43213"), Some(("EU", "1T43213".into(), 0)));
+        assert_eq!(m("5VCF203"), Some(("US", "5VCF203".into(), 0)));
+        assert_eq!(m("HH9G5W"), Some(("US", "HH9G5W".into(), 0)));
+        assert_eq!(m("UH1FOF"), Some(("US", "UH1F0F".into(), 1)));
+        assert_eq!(m("XNR 374"), Some(("US", "XNR374".into(), 0)));
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`reader`]: [`AnprConfig`], [`PlateReader`] (one per camera task) and the ranking of
 //!   [`PlateCandidate`]s: plate-like text first.
 //! - [`vote`]: merging the reads of one vehicle over several frames into a [`VotedPlate`].
+//! - [`eval`]: evaluation over an openalpr-layout folder (`groundtruth.tsv`): exact match,
+//!   within one character, detection recall at IoU, time per image.
 //! - [`error`]: [`AnprError`], the crate's error type.
 //!
 //! ## Use
@@ -31,6 +33,7 @@
 
 pub mod detect;
 pub mod error;
+pub mod eval;
 pub mod formats;
 pub mod reader;
 pub mod recognize;

@@ -1,11 +1,12 @@
 //! The plate reader: configuration, the per-camera [`PlateReader`], and ranking of candidates.
 //!
-//! `frame -> detect text boxes -> crop upright -> recognise -> normalise -> fit formats -> rank`.
+//! `frame -> detect text boxes -> crop upright -> drop crops no plate can be (too wide, too low)
+//! -> recognise -> normalise -> fit formats -> rank`.
 //! Besides every single box, each run of boxes on one line is also read as one text (and each
 //! adjacent pair), because the detector may split a plate at its wide gaps (`1234  AB  01`).
 //! Candidates that fit a plate format rank above all other text; within each class the higher
 //! confidence comes first. A candidate's confidence is the mean of its characters' confidences,
-//! times 0.95 per correction the format needed.
+//! times 0.85 per correction the format needed.
 
 use std::time::Instant;
 
@@ -194,10 +195,16 @@ impl PlateReader {
         let started = Instant::now();
         let bgr = to_bgr(frame)?;
         let boxes = detect::detect(&mut self.det, &bgr, &self.det_params)?;
-        let crops = boxes
-            .iter()
-            .map(|b| detect::crop(&bgr, b))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut crops = Vec::with_capacity(boxes.len());
+        let mut kept = Vec::with_capacity(boxes.len());
+        for b in boxes {
+            let crop = detect::crop(&bgr, &b)?;
+            if plate_shaped(crop.cols(), crop.rows()) {
+                crops.push(crop);
+                kept.push(b);
+            }
+        }
+        let boxes = kept;
         let reads = recognize::recognize(&mut self.rec, &self.charset, &crops, self.rec_batch)?;
         let candidates = rank(&boxes, &reads, self.min_confidence);
         tracing::debug!(
@@ -237,6 +244,21 @@ fn to_bgr(frame: &Mat) -> Result<Mat, AnprError> {
     imgproc::cvt_color_def(frame, &mut out, code).cv("converting frame to BGR")?;
     Ok(out)
 }
+
+/// Text lines wider than this many heights are not read: no plate is (ten characters are about
+/// seven heights), but shop signs, slogans and camera timestamps are, and recognition time
+/// grows with width.
+const MAX_PLATE_WH_RATIO: f32 = 11.0;
+/// Text lower than this (pixels, upright crop) is too small to read reliably.
+const MIN_TEXT_HEIGHT_PX: i32 = 8;
+
+/// Whether an upright crop of `w` x `h` pixels can hold (a line of) a plate.
+fn plate_shaped(w: i32, h: i32) -> bool {
+    h >= MIN_TEXT_HEIGHT_PX && (w as f32) <= MAX_PLATE_WH_RATIO * h as f32
+}
+
+/// A candidate's confidence is multiplied by this per correction its format needed.
+const CORRECTION_FACTOR: f32 = 0.85;
 
 /// A box (`[x, y, w, h]`) and its normalised characters with their confidences.
 type BoxRead = ([i32; 4], Vec<(char, f32)>);
@@ -297,7 +319,7 @@ pub(crate) fn rank(
                 let mean = confs.iter().sum::<f32>() / confs.len().max(1) as f32;
                 PlateCandidate {
                     text: m.text,
-                    confidence: mean * 0.95f32.powi(m.corrections as i32),
+                    confidence: mean * CORRECTION_FACTOR.powi(m.corrections as i32),
                     bbox,
                     format: Some(m.format),
                     char_confidences: confs,

@@ -18,6 +18,7 @@ use opencv::prelude::*;
 use ort::session::Session;
 use ort::value::TensorRef;
 
+use crate::detect::normalised_planes;
 use crate::error::{AnprError, CvContext, OrtContext};
 
 /// Input height of the recognition model.
@@ -128,7 +129,8 @@ pub(crate) fn recognize(
             .min(MAX_WH_RATIO);
         let width = (REC_HEIGHT as f32 * max_ratio).ceil() as usize;
         let h = REC_HEIGHT as usize;
-        let mut input = Array4::<f32>::zeros((chunk.len(), 3, h, width));
+        // Padding stays 0 (mid-grey after normalisation), as in PaddleOCR.
+        let mut data = vec![0f32; chunk.len() * 3 * h * width];
         for (slot, &i) in chunk.iter().enumerate() {
             let crop = &crops[i];
             let w = ((REC_HEIGHT as f32 * ratio(crop)).ceil() as usize).clamp(1, width);
@@ -142,14 +144,14 @@ pub(crate) fn recognize(
                 imgproc::INTER_LINEAR,
             )
             .cv("resize for recognition")?;
-            let bytes = resized.data_bytes().cv("crop bytes")?;
-            for (px_i, px) in bytes.chunks_exact(3).enumerate() {
-                let (y, x) = (px_i / w, px_i % w);
-                for c in 0..3 {
-                    input[[slot, c, y, x]] = f32::from(px[c]) / 127.5 - 1.0;
-                }
+            let planes = normalised_planes(&resized)?;
+            for (row_i, row) in planes.chunks_exact(w).enumerate() {
+                let at = (slot * 3 * h + row_i) * width;
+                data[at..at + w].copy_from_slice(row);
             }
         }
+        let input = Array4::from_shape_vec((chunk.len(), 3, h, width), data)
+            .map_err(|e| AnprError::UnsupportedFrame(format!("recognition tensor shape: {e}")))?;
         let outputs = session
             .run(ort::inputs![
                 TensorRef::from_array_view(&input).ort("recognition input")?
