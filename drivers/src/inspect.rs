@@ -75,9 +75,10 @@ impl Evidence {
         }
     }
 
-    /// Good enough to name: at least two frames covering most of the capture.
+    /// Good enough to name: at least two frames, covering most of the capture or confirmed by
+    /// three checksums (a noisy line of a checksummed protocol: checksums do not match by chance).
     pub fn is_match(&self) -> bool {
-        self.frames >= 2 && self.coverage() >= 0.75
+        self.frames >= 2 && (self.coverage() >= 0.75 || self.checksum_hits >= 3)
     }
 
     /// Confident enough to stop probing: checksummed or long runs of frames with little noise.
@@ -246,6 +247,29 @@ mod tests {
         assert_eq!(all[0].protocol, "xk3190");
         assert!(all[0].is_strong());
         assert_eq!(all[0].checksum_hits, 6);
+        assert!(!all[1].is_match(), "runner-up {:?}", all[1]);
+    }
+
+    #[test]
+    fn a_noisy_checksummed_line_still_names_its_protocol() {
+        // Manual example frame of the A12E, each after 7 bytes of line noise: a third of the
+        // capture is noise, but the checksums settle it.
+        let mut bytes = Vec::new();
+        for i in 0..6u8 {
+            bytes.extend_from_slice(&[0x80 | i, 0xF1, 0x13, 0x99, 0xC4, 0x07, 0x7F]);
+            bytes.extend_from_slice(b"WG004.139kg3D\r\n");
+        }
+        let mut all: Vec<Evidence> = probe_candidates()
+            .iter()
+            .map(|p| score(p, &bytes))
+            .collect();
+        rank(&mut all);
+        assert_eq!(all[0].protocol, "a12e");
+        assert!(
+            all[0].coverage() < 0.75 && all[0].is_match(),
+            "{:?}",
+            all[0]
+        );
         assert!(!all[1].is_match(), "runner-up {:?}", all[1]);
     }
 

@@ -19,6 +19,25 @@ struct Args {
     /// Seed of the scenario.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Instead of the post, play one weighing indicator of this protocol (any name
+    /// `bcpctl serial read --protocol` takes) at DIR/ttyINDICATOR, showing --weight-kg: a
+    /// device to try `bcpctl serial probe/read/sniff` on. Polled protocols answer their commands.
+    #[arg(long)]
+    indicator: Option<String>,
+    #[arg(long, default_value_t = 24_560)]
+    weight_kg: u32,
+    /// Indicator faults: random bytes before every frame.
+    #[arg(long, default_value_t = 0)]
+    noise_bytes: usize,
+    /// Indicator faults: every n-th frame cut in half.
+    #[arg(long, default_value_t = 0)]
+    truncate_every: u32,
+    /// Indicator faults: every n-th frame with a wrong checksum.
+    #[arg(long, default_value_t = 0)]
+    bad_checksum_every: u32,
+    /// Indicator faults: the vehicle rocks by this many kg (motion flag set).
+    #[arg(long, default_value_t = 0)]
+    rocking_kg: u32,
 }
 
 #[tokio::main]
@@ -33,6 +52,9 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
+    if let Some(protocol) = &args.indicator {
+        return run_lone_indicator(&args, protocol).await;
+    }
     let vehicles = args.vehicles.map(|n| scenario::generate(n, args.seed));
     if let Some(v) = &vehicles {
         let path = args.dir.join("scenario.json");
@@ -62,4 +84,35 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// `--indicator`: one indicator until Ctrl-C.
+async fn run_lone_indicator(args: &Args, protocol: &str) -> Result<()> {
+    use bcp_sim::devices::BridgeState;
+    use bcp_sim::indicators::{run_indicator, Faults, PluggablePort, GENERIC_PATTERN};
+    let protocol = bcp_drivers::AnyProtocol::parse(protocol, Some(GENERIC_PATTERN))
+        .map_err(anyhow::Error::msg)?;
+    let link = args.dir.join("ttyINDICATOR");
+    let port = PluggablePort::open(&link)?;
+    let state = BridgeState {
+        weight_kg: args.weight_kg,
+        motion: false,
+    };
+    let faults = Faults {
+        noise_bytes: args.noise_bytes,
+        truncate_every: args.truncate_every,
+        bad_checksum_every: args.bad_checksum_every,
+        rocking_kg: args.rocking_kg,
+        unplugged: false,
+    };
+    tracing::info!(link = %link.display(), protocol = protocol.name(), ?faults, "indicator ready");
+    let (_state_tx, state_rx) = tokio::sync::watch::channel(state);
+    let (_faults_tx, faults_rx) = tokio::sync::watch::channel(faults);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = tx.send(true);
+    });
+    let interval = std::time::Duration::from_millis(100);
+    run_indicator(port, protocol, interval, state_rx, faults_rx, rx).await
 }

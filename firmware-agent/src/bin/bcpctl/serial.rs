@@ -182,6 +182,18 @@ fn port_config(path: &str, baud: u32, framing: &str) -> Result<SerialPortConfig>
     Ok(cfg)
 }
 
+/// Print one line; `Ok(false)` when stdout is closed (`bcpctl serial sniff ... | head`), which
+/// ends the command quietly.
+fn out(line: &str) -> Result<bool> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("writing to stdout"),
+    }
+}
+
 fn open(cfg: &SerialPortConfig) -> Result<SerialStream> {
     open_port(cfg).with_context(|| format!("opening serial port {} at {} baud", cfg.path, cfg.baud))
 }
@@ -296,13 +308,15 @@ async fn read(
                     }
                 }
                 Measurement::Other(text) => {
-                    if !json {
-                        println!("reply: {text}");
+                    if !json && !out(&format!("reply: {text}"))? {
+                        return Ok(());
                     }
                     continue;
                 }
             };
-            println!("{line}");
+            if !out(&line)? {
+                return Ok(());
+            }
             readings += 1;
             last_reading = Instant::now();
             asked_at = None;
@@ -366,7 +380,7 @@ async fn probe(
             inspect::rank(&mut evidence);
             if !json {
                 let top = &evidence[0];
-                println!(
+                if !out(&format!(
                     "{baud:>6} {framing}: {} bytes; best {} ({} frames, {:.0}% of bytes{})",
                     buf.len(),
                     top.protocol,
@@ -377,7 +391,9 @@ async fn probe(
                     } else {
                         String::new()
                     }
-                );
+                ))? {
+                    return Ok(());
+                }
             }
             let strong = evidence[0].is_strong();
             let better = best.as_ref().is_none_or(|b| {
@@ -409,7 +425,7 @@ async fn probe(
         .map(|e| e.protocol)
         .collect();
     if json {
-        println!(
+        if !out(&format!(
             "{}",
             serde_json::json!({
                 "port": path,
@@ -423,9 +439,11 @@ async fn probe(
                 "also_matching": ties,
                 "runner_up": best.evidence.get(1),
             })
-        );
+        ))? {
+            return Ok(());
+        }
     } else {
-        println!(
+        if !out(&format!(
             "best match: --protocol {} --baud {} --framing {}  ({} frames, {} checksums ok, {} rejected runs, {:.0}% of bytes explained)",
             top.protocol,
             best.baud,
@@ -434,12 +452,16 @@ async fn probe(
             top.checksum_hits,
             top.rejections,
             top.coverage() * 100.0
-        );
-        if !ties.is_empty() {
-            println!(
+        ))? {
+ return Ok(());
+ }
+        if !ties.is_empty()
+            && !out(&format!(
                 "equally good: {} (compare a reading with the indicator's display)",
                 ties.join(", ")
-            );
+            ))?
+        {
+            return Ok(());
         }
     }
     Ok(())
@@ -476,22 +498,26 @@ async fn sniff(
                     }
                 });
                 if let Some((e, p)) = all.into_iter().next().filter(|(e, _)| e.frames >= 2) {
-                    println!(
+                    if !out(&format!(
                         "# marking {} frames ({} frames in the first {} bytes)",
                         e.protocol,
                         e.frames,
                         heard.len()
-                    );
+                    ))? {
+                        return Ok(());
+                    }
                     protocol = Some(p);
                 }
             }
             if protocol.is_none() {
-                if !buf.is_empty() {
-                    println!(
+                if !buf.is_empty()
+                    && !out(&format!(
                         "{t:9.3}s raw   {:<48} |{}|",
                         inspect::hex(&buf),
                         inspect::printable(&buf)
-                    );
+                    ))?
+                {
+                    return Ok(());
                 }
                 buf.clear();
                 continue;
@@ -513,11 +539,13 @@ async fn sniff(
                 Segment::Skipped(r, e) => ("skip ", r, e.kind.to_string()),
             };
             let bytes = &buf[range];
-            println!(
+            if !out(&format!(
                 "{t:9.3}s {label} {:<48} |{}|  {note}",
                 inspect::hex(bytes),
                 inspect::printable(bytes)
-            );
+            ))? {
+                return Ok(());
+            }
         }
         buf.drain(..used);
     }
