@@ -207,7 +207,7 @@ pub fn normalise(raw: &str) -> String {
 }
 
 /// The digit a letter is often misread for.
-fn as_digit(c: char) -> Option<char> {
+pub(crate) fn as_digit(c: char) -> Option<char> {
     match c {
         '0'..='9' => Some(c),
         'O' | 'Q' | 'D' => Some('0'),
@@ -221,7 +221,7 @@ fn as_digit(c: char) -> Option<char> {
 }
 
 /// The letter a digit is often misread for.
-fn as_letter(c: char) -> Option<char> {
+pub(crate) fn as_letter(c: char) -> Option<char> {
     match c {
         '0' => Some('O'),
         '1' => Some('I'),

@@ -12,6 +12,8 @@
 //! - [`recognize`]: batched recognition and greedy CTC decoding with per-character confidences.
 //! - [`formats`]: plate grammars as data (TJ, UZ, KZ, KG, RU), position-aware O/0, I/1, B/8 ..
 //!   correction, which format matched.
+//! - [`identifiers`]: UIC/CIS wagon numbers, ISO 6346 container codes, ENI/IMO vessel numbers,
+//!   IATA ULD ids: shapes, check digits, single-character repair when exactly one is valid.
 //! - [`reader`]: [`AnprConfig`], [`PlateReader`] (one per camera task) and the ranking of
 //!   [`PlateCandidate`]s: plate-like text first.
 //! - [`vote`]: merging the reads of one vehicle over several frames into a [`VotedPlate`].
@@ -35,6 +37,7 @@ pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod formats;
+pub mod identifiers;
 pub mod reader;
 pub mod recognize;
 pub mod runtime;
