@@ -145,6 +145,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         post: cfg.post.id.clone(),
         keep_alive_secs: cfg.sync.keep_alive_secs,
         max_in_flight: cfg.sync.max_in_flight,
+        ..Default::default()
     };
     let uplink_task = tokio::spawn(uplink::run_uplink(
         uplink_cfg,

@@ -9,6 +9,7 @@
 //!   feed sends it as one JSON object per line.
 //! - [`RecordEnvelope`]: a crossing as it travels: the post, its per-post sequence number.
 //! - [`seal`]: the per-post hash chain and Ed25519 signature on each envelope ([`seal::Seal`]).
+//! - [`PostStatus`]: a post's retained birth / heartbeat / last-will message.
 //! - [`Ack`]: central's acknowledgement, the highest contiguous sequence number it has committed.
 //! - [`topics`]: the MQTT topic names, under the versioned prefix `bcp/v1`.
 //!
@@ -139,6 +140,40 @@ pub struct Ack {
     pub up_to_seq: u64,
 }
 
+/// A post's status, published retained on `topics::status(post)`: a birth message on every
+/// connect, a heartbeat every few seconds, and a last will (`state: offline`, no figures) that
+/// the broker publishes if the post vanishes without saying goodbye.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostStatus {
+    pub post: String,
+    pub state: PostState,
+    /// When the post made this message (`None` in the last will, which is made at connect time
+    /// and sent by the broker later).
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    /// Records not yet acknowledged by central.
+    #[serde(default)]
+    pub depth: Option<u64>,
+    /// Age of the oldest unacknowledged record, in seconds.
+    #[serde(default)]
+    pub oldest_unsynced_age_secs: Option<u64>,
+    #[serde(default)]
+    pub last_seq: Option<u64>,
+    #[serde(default)]
+    pub last_acked_seq: Option<u64>,
+    /// Bytes the outbox uses on disk.
+    #[serde(default)]
+    pub outbox_bytes: Option<u64>,
+}
+
+/// Whether a post is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostState {
+    Online,
+    Offline,
+}
+
 /// MQTT topic names. One place, so that edge and central cannot disagree.
 pub mod topics {
     /// The versioned prefix of every topic.
@@ -157,6 +192,23 @@ pub mod topics {
     /// Where central acknowledges a post's records.
     pub fn ack(post: &str) -> String {
         format!("{PREFIX}/{post}/ack")
+    }
+
+    /// Where a post publishes its status (retained: birth, heartbeat, last will).
+    pub fn status(post: &str) -> String {
+        format!("{PREFIX}/{post}/status")
+    }
+
+    /// What central subscribes to for every post's status.
+    pub fn status_all() -> String {
+        format!("{PREFIX}/+/status")
+    }
+
+    /// The post named in a status topic, if the topic is one.
+    pub fn post_of_status_topic(topic: &str) -> Option<&str> {
+        let rest = topic.strip_prefix(PREFIX)?.strip_prefix('/')?;
+        let post = rest.strip_suffix("/status")?;
+        (!post.is_empty() && !post.contains('/')).then_some(post)
     }
 
     /// The post named in a records topic, if the topic is one.
@@ -179,6 +231,9 @@ mod tests {
         assert_eq!(topics::post_of_records_topic("bcp/v1/a/b/records"), None);
         assert_eq!(topics::post_of_records_topic("bcp/v1//records"), None);
         assert_eq!(topics::post_of_records_topic("other/x/records"), None);
+        let s = topics::status("TJDYU-01");
+        assert_eq!(topics::post_of_status_topic(&s), Some("TJDYU-01"));
+        assert_eq!(topics::post_of_status_topic(&t), None);
     }
 
     #[test]

@@ -132,6 +132,11 @@ pub fn open(payload: &[u8]) -> Result<Opened, SealError> {
     })
 }
 
+/// The record hash of an envelope tree (its `seal.hash` and `seal.sig`, if any, are ignored).
+pub fn tree_hash(tree: &Value) -> [u8; 32] {
+    record_hash(&canonical_bytes(tree))
+}
+
 /// The canonical encoding of an envelope tree (see the module documentation).
 pub fn canonical_bytes(tree: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);

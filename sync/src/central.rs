@@ -12,7 +12,7 @@ pub mod verify;
 
 pub use receiver::{run_receiver, ReceiverConfig};
 pub use store::{
-    CentralError, CentralStore, Outcome, PostSummary, Received, RejectedMessage, StoredCrossing,
-    CENTRAL_SCHEMA_VERSION,
+    CentralError, CentralStore, Outcome, PostSummary, Received, ReceivedMessage, RejectedMessage,
+    StoredCrossing, CENTRAL_SCHEMA_VERSION,
 };
 pub use verify::{KeyPolicy, Rejection};

@@ -18,6 +18,7 @@
 //! - [`link`]: what both MQTT ends share: session options, TCP_NODELAY, [`link::Backoff`], the
 //!   event pump.
 //! - [`keys`]: [`PostKey`], the post's Ed25519 signing key file, and public key files for central.
+//! - [`wire`]: the batch payload (consecutive records, compact seals, zstd).
 //! - [`db`]: opening SQLite with WAL, `synchronous=FULL` and `user_version` migrations.
 //!
 //! The binary `bcp-central` (`src/bin/bcp-central.rs`) only parses arguments and calls this
@@ -42,11 +43,12 @@ pub mod link;
 pub mod mosquitto;
 pub mod outbox;
 pub mod uplink;
+pub mod wire;
 
 pub use broker::{start_embedded, EmbeddedBroker};
 pub use central::{
     run_receiver, CentralError, CentralStore, KeyPolicy, Outcome, PostSummary, Received,
-    ReceiverConfig, StoredCrossing,
+    ReceivedMessage, ReceiverConfig, StoredCrossing,
 };
 pub use db::DbError;
 pub use keys::{KeyError, PostKey};

@@ -4,32 +4,40 @@
 //!
 //! 1. Connect with a persistent session (`clean_session = false`, TCP_NODELAY) and, on every
 //!    CONNACK, subscribe to `topics::ack(post)` at QoS 1 and rewind to the last acknowledged seq.
-//! 2. Publish the outbox's pending records in seq order as JSON [`RecordEnvelope`]s on
-//!    `topics::records(post)` at QoS 1, at most `max_in_flight` beyond the last ack.
+//! 2. Publish the outbox's pending records in seq order, in batches ([`crate::wire`]: compact
+//!    seals, zstd) on `topics::records(post)` at QoS 1, at most `max_in_flight` records beyond
+//!    the last ack. A batch goes when it holds `batch_max_records` or when its first record has
+//!    waited `batch_linger_ms` ([`Batcher`]).
 //! 3. Mark records delivered in the outbox **only** when an [`Ack`] arrives on the ack topic. A
 //!    broker PUBACK proves only that the broker has the message, not that central committed it.
 //! 4. Wake when a lane appends a record (`new_record`), when an ack or any other MQTT event
 //!    arrives, and when the tracker's ack timeout is due ([`ACK_RESEND_AFTER`]).
-//! 5. Reconnect with exponential backoff and jitter (in [`crate::link`]); on shutdown send
+//! 5. Status, retained on `topics::status(post)`: a birth message on every CONNACK, a heartbeat
+//!    every `heartbeat_secs` (queue depth, oldest unsynced age, positions, outbox bytes), an
+//!    `offline` message at clean shutdown, and the same as MQTT last will for an unclean end.
+//! 6. Reconnect with exponential backoff and jitter (in [`crate::link`]); on shutdown send
 //!    DISCONNECT and stop polling.
 //!
 //! Outbox calls are short SQLite transactions made inline on the driver task (one fsync each).
 
+mod batcher;
 mod tracker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bcp_record::{topics, Ack};
-use rumqttc::{AsyncClient, QoS};
+use bcp_record::{topics, Ack, PostState, PostStatus};
+use rumqttc::{AsyncClient, LastWill, QoS};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
+pub use batcher::{BatchDecision, BatchPolicy, Batcher};
 pub use tracker::{AckOutcome, DeliveryTracker};
 
 use crate::link::{self, LinkEvent};
 use crate::outbox::Outbox;
+use crate::wire;
 
 /// Unconfirmed records are sent again when no ack has advanced for this long while connected.
 ///
@@ -51,7 +59,38 @@ pub struct UplinkConfig {
     pub keep_alive_secs: u64,
     /// Records published but not yet acknowledged by central.
     pub max_in_flight: usize,
+    /// Records per MQTT message at most.
+    pub batch_max_records: usize,
+    /// How long a partial batch waits for more records (0: send at once).
+    pub batch_linger_ms: u64,
+    /// Period of the retained status heartbeat.
+    pub heartbeat_secs: u64,
 }
+
+impl Default for UplinkConfig {
+    /// A local broker and the tuning defaults; callers set at least the broker, client id and
+    /// post.
+    fn default() -> Self {
+        Self {
+            broker_host: "127.0.0.1".to_owned(),
+            broker_port: 1883,
+            client_id: String::new(),
+            post: String::new(),
+            keep_alive_secs: 30,
+            max_in_flight: 256,
+            batch_max_records: DEFAULT_BATCH_MAX_RECORDS,
+            batch_linger_ms: DEFAULT_BATCH_LINGER_MS,
+            heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
+        }
+    }
+}
+
+/// Records per batch unless configured: ~10 kB compressed, far below the packet limit.
+pub const DEFAULT_BATCH_MAX_RECORDS: usize = 100;
+/// A live record waits at most this long for company.
+pub const DEFAULT_BATCH_LINGER_MS: u64 = 10;
+/// Status heartbeat period unless configured.
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 30;
 
 /// Sends the outbox to central until `shutdown` becomes true (or its sender is dropped).
 pub async fn run_uplink(
@@ -72,6 +111,11 @@ pub async fn run_uplink(
         .context("reading the outbox before starting the uplink")?;
     let mut tracker =
         DeliveryTracker::new(stats.last_acked_seq, cfg.max_in_flight, ACK_RESEND_AFTER);
+    let mut batcher = Batcher::new(BatchPolicy {
+        max_records: cfg.batch_max_records,
+        linger: Duration::from_millis(cfg.batch_linger_ms),
+    });
+    let status_topic = topics::status(&cfg.post);
     let broker = format!("{}:{}", cfg.broker_host, cfg.broker_port);
     tracing::info!(post = %cfg.post, %broker, client_id = %cfg.client_id, depth = stats.depth, last_seq = stats.last_seq, last_acked_seq = stats.last_acked_seq, "uplink starting");
 
@@ -82,6 +126,24 @@ pub async fn run_uplink(
         Duration::from_secs(cfg.keep_alive_secs),
     );
     opts.set_inflight(u16::try_from(cfg.max_in_flight).unwrap_or(u16::MAX).max(1));
+    let will = PostStatus {
+        post: cfg.post.clone(),
+        state: PostState::Offline,
+        at: None,
+        depth: None,
+        oldest_unsynced_age_secs: None,
+        last_seq: None,
+        last_acked_seq: None,
+        outbox_bytes: None,
+    };
+    opts.set_last_will(LastWill::new(
+        status_topic.as_str(),
+        serde_json::to_vec(&will).context("encoding the last will")?,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(cfg.heartbeat_secs.max(1)));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (client, eventloop) = link::client(opts, cfg.max_in_flight.saturating_add(16));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let pump = link::spawn_event_pump(eventloop, "uplink", broker.clone(), tx);
@@ -93,7 +155,7 @@ pub async fn run_uplink(
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let deadline = tracker.poll_timeout().map(Instant::from_std);
+            let deadline = earliest(tracker.poll_timeout(), batcher.poll_timeout()).map(Instant::from_std);
             tokio::select! {
                 event = rx.recv() => match event {
                     None | Some(LinkEvent::Disconnected) => {
@@ -105,15 +167,23 @@ pub async fn run_uplink(
                             .await
                             .with_context(|| format!("subscribing to {ack_topic}"))?;
                         tracker.handle_connected(std::time::Instant::now());
+                        batcher.reset();
+                        publish_status(&client, &status_topic, &cfg.post, PostState::Online, &outbox);
                         tracing::debug!(post = %cfg.post, session_present, resend_after = tracker.acked(), "uplink: resending everything unacknowledged");
                     }
-                    Some(LinkEvent::ConnectionLost) => tracker.handle_disconnected(),
+                    Some(LinkEvent::ConnectionLost) => {
+                        tracker.handle_disconnected();
+                        batcher.reset();
+                    }
                     Some(LinkEvent::Message(publish)) => {
                         handle_ack(&cfg.post, &ack_topic, &publish, &mut tracker, &outbox)?;
                     }
                     Some(LinkEvent::Progress) => {}
                 },
                 () = new_record.notified() => {}
+                _ = heartbeat.tick() => {
+                    publish_status(&client, &status_topic, &cfg.post, PostState::Online, &outbox);
+                }
                 () = sleep_until_opt(deadline) => {
                     if tracker.handle_timeout(std::time::Instant::now()) {
                         tracing::warn!(post = %cfg.post, acked = tracker.acked(), timeout_secs = ACK_RESEND_AFTER.as_secs(), "no ack from central in time; resending unconfirmed records");
@@ -125,11 +195,19 @@ pub async fn run_uplink(
                     }
                 }
             }
-            send_pending(&client, &records_topic, &mut tracker, &outbox)?;
+            send_pending(&client, &cfg.post, &records_topic, &mut tracker, &mut batcher, &outbox)?;
         }
     }
     .await;
 
+    // A clean goodbye: the broker does not publish the last will after a DISCONNECT.
+    publish_status(
+        &client,
+        &status_topic,
+        &cfg.post,
+        PostState::Offline,
+        &outbox,
+    );
     if let Err(error) = client.try_disconnect() {
         tracing::debug!(%error, "uplink: could not queue DISCONNECT");
     }
@@ -174,32 +252,87 @@ fn handle_ack(
     Ok(())
 }
 
-/// Publishes as many pending records as the window allows.
+/// Publishes as many pending records as the window allows, in batches.
 fn send_pending(
     client: &AsyncClient,
+    post: &str,
     topic: &str,
     tracker: &mut DeliveryTracker,
+    batcher: &mut Batcher,
     outbox: &Outbox,
 ) -> anyhow::Result<()> {
-    while let Some((after_seq, limit)) = tracker.next_batch() {
+    while let Some((after_seq, room)) = tracker.next_batch() {
+        let limit = room.min(batcher.policy().max_records);
         let records = outbox
             .pending(after_seq, limit)
             .context("reading pending records from the outbox")?;
-        if records.is_empty() {
+        let n = match batcher.decide(std::time::Instant::now(), records.len()) {
+            BatchDecision::Send(n) => n,
+            BatchDecision::Wait => return Ok(()),
+        };
+        let batch = &records[..n.min(records.len())];
+        let Some(last) = batch.last().map(|r| r.seq) else {
+            return Ok(());
+        };
+        let payload = wire::encode_batch(post, batch)
+            .with_context(|| format!("encoding records {}..={last}", batch[0].seq))?;
+        if let Err(error) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+            // The request channel is full: the next MQTT event retries from here.
+            tracing::debug!(seq = last, %error, "uplink: request queue full, deferring");
             return Ok(());
         }
-        for record in records {
-            let payload = serde_json::to_vec(&record)
-                .with_context(|| format!("encoding record seq {}", record.seq))?;
-            if let Err(error) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
-                // The request channel is full: the next MQTT event retries from here.
-                tracing::debug!(seq = record.seq, %error, "uplink: request queue full, deferring");
-                return Ok(());
-            }
-            tracker.handle_sent(std::time::Instant::now(), record.seq);
-        }
+        tracker.handle_sent(std::time::Instant::now(), last);
     }
     Ok(())
+}
+
+/// Publishes the post's status, retained. Best effort: a full request queue skips one beat.
+fn publish_status(
+    client: &AsyncClient,
+    topic: &str,
+    post: &str,
+    state: PostState,
+    outbox: &Outbox,
+) {
+    let now = chrono::Utc::now();
+    let stats = match outbox.stats() {
+        Ok(stats) => Some(stats),
+        Err(error) => {
+            tracing::warn!(%error, "uplink: cannot read outbox stats for the status message");
+            None
+        }
+    };
+    let status = PostStatus {
+        post: post.to_owned(),
+        state,
+        at: Some(now),
+        depth: stats.as_ref().map(|s| s.depth),
+        oldest_unsynced_age_secs: stats
+            .as_ref()
+            .and_then(|s| s.oldest_undelivered_recorded_at)
+            .map(|t| u64::try_from((now - t).num_seconds()).unwrap_or(0)),
+        last_seq: stats.as_ref().map(|s| s.last_seq),
+        last_acked_seq: stats.as_ref().map(|s| s.last_acked_seq),
+        outbox_bytes: Some(outbox.bytes_used()),
+    };
+    match serde_json::to_vec(&status) {
+        Ok(payload) => {
+            if let Err(error) = client.try_publish(topic, QoS::AtLeastOnce, true, payload) {
+                tracing::debug!(%error, "uplink: status not queued");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "uplink: cannot encode the status message"),
+    }
+}
+
+fn earliest(
+    a: Option<std::time::Instant>,
+    b: Option<std::time::Instant>,
+) -> Option<std::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -315,3 +315,36 @@ fn a_version_1_central_store_is_upgraded_and_keeps_its_records() {
     let posts = store.posts().unwrap();
     assert_eq!((posts[0].stored, posts[0].contiguous_up_to), (2, 2));
 }
+
+#[test]
+fn a_batch_is_stored_in_one_message_and_a_tampered_one_is_rejected_record_by_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+    let mut p = SealedPost::new(POST, 1);
+    let recs: Vec<_> = (0..5).map(|_| p.next().2).collect();
+    let topic = bcp_record::topics::records(POST);
+    let payload = bcp_sync::wire::encode_batch(POST, &recs).unwrap();
+    let m = store.receive_message(&topic, &payload, Utc::now()).unwrap();
+    assert_eq!(m.ack_up_to, 5);
+    assert!(m
+        .outcomes
+        .iter()
+        .all(|o| matches!(o, Outcome::Stored { .. })));
+    // The same batch again: duplicates.
+    let m = store.receive_message(&topic, &payload, Utc::now()).unwrap();
+    assert!(m.outcomes.iter().all(|o| *o == Outcome::Duplicate));
+    // A batch whose middle record was altered after sealing.
+    let mut more: Vec<_> = (0..3).map(|_| p.next().2).collect();
+    more[1].crossing.lane = "L9".into();
+    let payload = bcp_sync::wire::encode_batch(POST, &more).unwrap();
+    let m = store.receive_message(&topic, &payload, Utc::now()).unwrap();
+    assert!(matches!(m.outcomes[0], Outcome::Stored { .. }));
+    assert!(matches!(m.outcomes[1], Outcome::Rejected(_)));
+    assert_eq!(m.ack_up_to, 6);
+    assert_eq!(store.export().unwrap().len(), 6);
+    // A batch that does not decompress is one rejection with the reason.
+    let m = store
+        .receive_message(&topic, b"BCPB\x01garbage", Utc::now())
+        .unwrap();
+    assert!(matches!(&m.outcomes[..], [Outcome::Rejected(why)] if why.contains("decompress")));
+}

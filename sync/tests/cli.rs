@@ -120,6 +120,7 @@ async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived()
         post: POST.to_owned(),
         keep_alive_secs: 5,
         max_in_flight: 16,
+        ..Default::default()
     };
     let uplink = tokio::spawn(run_uplink(
         cfg,

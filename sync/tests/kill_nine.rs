@@ -63,6 +63,7 @@ fn writer(append: bool) {
             post: POST.into(),
             keep_alive_secs: 5,
             max_in_flight: 64,
+            ..Default::default()
         };
         let uplink = tokio::spawn(run_uplink(
             cfg,
@@ -175,6 +176,20 @@ fn parent() {
             }
         }
         println!("kill_nine: last seq after each kill: {last_seqs:?}");
+        // The broker published the killed writer's last will: central shows the post offline.
+        wait_for(
+            "the last will marks the post offline",
+            Duration::from_secs(20),
+            || {
+                store.posts().unwrap().iter().any(|p| {
+                    p.post == POST
+                        && p.status
+                            .as_ref()
+                            .is_some_and(|s| s.state == bcp_record::PostState::Offline)
+                })
+            },
+        )
+        .await;
 
         let mut drainer = spawn("drain", &outbox_path, port, 0, &log);
         let status = tokio::task::spawn_blocking(move || {
@@ -234,6 +249,20 @@ fn parent() {
         let outbox = Outbox::open(&outbox_path, POST).unwrap();
         assert_eq!(outbox.verify_chain().unwrap().first_bad, None);
         assert_eq!(outbox.stats().unwrap().depth, 0);
+        let status = store
+            .posts()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.post == POST)
+            .unwrap()
+            .status
+            .unwrap();
+        assert_eq!(
+            status.state,
+            bcp_record::PostState::Offline,
+            "the drainer said goodbye"
+        );
+        assert_eq!(status.depth, Some(0));
         println!("kill_nine: {RUNS} kills, {n} records created, {n} stored once each at central");
 
         stop_tx.send(true).unwrap();

@@ -84,6 +84,8 @@ async fn scenario(host: &str, port: u16) {
         post: POST.to_owned(),
         keep_alive_secs: 5,
         max_in_flight: 8,
+        heartbeat_secs: 1,
+        ..Default::default()
     };
     let uplink = tokio::spawn(run_uplink(
         cfg,
@@ -125,6 +127,17 @@ async fn scenario(host: &str, port: u16) {
         started.elapsed()
     );
     assert_eq!(exported_seqs(&store), (1..=30).collect::<Vec<_>>());
+    // The post's retained status reached central: online with an empty queue, then offline.
+    wait_for("an online status with an empty queue", WAIT, || {
+        store.posts().unwrap().iter().any(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.state == bcp_record::PostState::Online
+                    && s.depth == Some(0)
+                    && s.last_acked_seq == Some(30)
+            })
+        })
+    })
+    .await;
     stop(&receiver.shutdown, receiver.task, "second receiver").await;
     drain(&mut receiver.stored, &mut newly);
     assert_eq!(newly, (1..=30).collect::<Vec<_>>(), "none twice");
@@ -170,6 +183,7 @@ async fn both_ends_recover_from_a_broker_restart() {
         post: POST.to_owned(),
         keep_alive_secs: 5,
         max_in_flight: 4,
+        ..Default::default()
     };
     let uplink = tokio::spawn(run_uplink(
         cfg,

@@ -144,7 +144,7 @@ fn posts(args: &PostsArgs) -> anyhow::Result<()> {
             let gaps: Vec<String> = p.gaps.iter().map(|(a, b)| format!("{a}-{b}")).collect();
             writeln!(
                 out,
-                "{} chain={} stored={} contiguous={} highest={} gaps=[{}] rejected={} last_contact={} key={}",
+                "{} chain={} stored={} contiguous={} highest={} gaps=[{}] rejected={} last_contact={} {} key={}",
                 p.post,
                 p.chain_state(),
                 p.stored,
@@ -153,6 +153,12 @@ fn posts(args: &PostsArgs) -> anyhow::Result<()> {
                 gaps.join(","),
                 p.rejected,
                 p.last_contact.map_or("-".to_owned(), |t| t.to_rfc3339()),
+                p.status.as_ref().map_or("status=-".to_owned(), |s| format!(
+                    "status={:?} backlog={} oldest_unsynced={}",
+                    s.state,
+                    s.depth.map_or("-".to_owned(), |d| d.to_string()),
+                    s.oldest_unsynced_age_secs.map_or("-".to_owned(), |a| format!("{a}s")),
+                )),
                 p.public_key.as_deref().unwrap_or("-"),
             )
             .context("writing to stdout")?;

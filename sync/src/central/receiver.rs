@@ -1,6 +1,7 @@
 //! # The receiver: records from every post into the [`CentralStore`], acks back
 //!
-//! Subscribes to `topics::records_all()` at QoS 1 under a persistent session (the broker queues
+//! Subscribes to `topics::records_all()` (and `topics::status_all()`, the posts' retained
+//! status messages, kept by [`CentralStore::record_status`]) at QoS 1 under a persistent session (the broker queues
 //! records while central is down) and handles each message in this order:
 //!
 //! 1. [`CentralStore::receive`]: the post comes from the topic; the payload must be a sealed
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bcp_record::{topics, Ack};
+use bcp_record::{topics, Ack, PostStatus};
 use chrono::{SubsecRound as _, Utc};
 use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::{mpsc, watch};
@@ -61,6 +62,7 @@ pub async fn run_receiver(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let pump = link::spawn_event_pump(eventloop, "receiver", broker.clone(), tx);
     let filter = topics::records_all();
+    let status_filter = topics::status_all();
 
     let result = async {
         loop {
@@ -78,9 +80,17 @@ pub async fn run_receiver(
                             .subscribe(filter.as_str(), QoS::AtLeastOnce)
                             .await
                             .with_context(|| format!("subscribing to {filter}"))?;
+                        client
+                            .subscribe(status_filter.as_str(), QoS::AtLeastOnce)
+                            .await
+                            .with_context(|| format!("subscribing to {status_filter}"))?;
                     }
                     Some(LinkEvent::Message(publish)) => {
-                        handle_record(&client, &store, &stored, publish).await?;
+                        if topics::post_of_status_topic(&publish.topic).is_some() {
+                            handle_status(&client, &store, publish).await?;
+                        } else {
+                            handle_record(&client, &store, &stored, publish).await?;
+                        }
                     }
                     Some(LinkEvent::ConnectionLost | LinkEvent::Progress) => {}
                 },
@@ -104,7 +114,7 @@ pub async fn run_receiver(
     result
 }
 
-/// Verifies, stores and acknowledges one message.
+/// Verifies, stores and acknowledges one message (a batch or a single record).
 async fn handle_record(
     client: &AsyncClient,
     store: &CentralStore,
@@ -115,17 +125,19 @@ async fn handle_record(
     let received_at = Utc::now().trunc_subsecs(6);
     let topic = &publish.topic;
     let received = store
-        .receive(topic, &publish.payload, received_at)
+        .receive_message(topic, &publish.payload, received_at)
         .with_context(|| format!("storing a message from {topic}"))?;
-    match &received.outcome {
-        Outcome::Rejected(reason) => {
-            tracing::warn!(%topic, %reason, bytes = publish.payload.len(), "record rejected and kept aside in the rejected table");
-        }
-        Outcome::Duplicate => {
-            tracing::debug!(%topic, ack_up_to = received.ack_up_to, "duplicate record acknowledged again");
-        }
-        Outcome::Stored { crossing, .. } => {
-            tracing::debug!(post = %crossing.post, seq = crossing.seq, ack_up_to = received.ack_up_to, "record stored");
+    for outcome in &received.outcomes {
+        match outcome {
+            Outcome::Rejected(reason) => {
+                tracing::warn!(%topic, %reason, bytes = publish.payload.len(), "record rejected and kept aside in the rejected table");
+            }
+            Outcome::Duplicate => {
+                tracing::debug!(%topic, ack_up_to = received.ack_up_to, "duplicate record acknowledged again");
+            }
+            Outcome::Stored { crossing, .. } => {
+                tracing::debug!(post = %crossing.post, seq = crossing.seq, ack_up_to = received.ack_up_to, "record stored");
+            }
         }
     }
     if let (Some(post), true) = (&received.post, received.ack_up_to > 0) {
@@ -139,9 +151,41 @@ async fn handle_record(
             .await
             .with_context(|| format!("queueing the ack for {post}"))?;
     }
-    if let Outcome::Stored { crossing, .. } = received.outcome {
-        // Nobody listening is fine: the store is the record of truth.
-        let _ = stored.send(*crossing);
+    for outcome in received.outcomes {
+        if let Outcome::Stored { crossing, .. } = outcome {
+            // Nobody listening is fine: the store is the record of truth.
+            let _ = stored.send(*crossing);
+        }
+    }
+    client
+        .ack(&publish)
+        .await
+        .context("queueing the PUBACK to the broker")?;
+    Ok(())
+}
+
+/// Keeps a post's status message; one that does not parse is logged and dropped (it carries no
+/// evidence, and the next heartbeat replaces it).
+async fn handle_status(
+    client: &AsyncClient,
+    store: &CentralStore,
+    publish: Publish,
+) -> anyhow::Result<()> {
+    let topic = &publish.topic;
+    let post = topics::post_of_status_topic(topic).unwrap_or_default();
+    match serde_json::from_slice::<PostStatus>(&publish.payload) {
+        Ok(status) if status.post == post => {
+            tracing::debug!(post, state = ?status.state, depth = ?status.depth, "post status");
+            store
+                .record_status(&status, Utc::now())
+                .with_context(|| format!("keeping the status of {post}"))?;
+        }
+        Ok(status) => {
+            tracing::warn!(%topic, claimed = %status.post, "status message for another post ignored");
+        }
+        Err(error) => {
+            tracing::warn!(%topic, %error, "malformed status message ignored");
+        }
     }
     client
         .ack(&publish)

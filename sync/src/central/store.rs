@@ -1,6 +1,6 @@
 //! # CentralStore: central's SQLite file of received crossings
 //!
-//! ## Format (schema version 2)
+//! ## Format (schema version 3)
 //! - `crossings(post, seq, crossing_id, recorded_at, received_at, envelope, hash, prev_hash)`:
 //!   primary key `(post, seq)`, `crossing_id` unique. `envelope` is the sealed JSON exactly as
 //!   received (so it can be verified again at any time), `hash`/`prev_hash` its seal (hex;
@@ -8,8 +8,10 @@
 //! - `post_keys(post, public_key, pinned_at, source)`: the Ed25519 key each post's records must be
 //!   signed with: registered by the operator (`--post-key`, `--keys-dir`) or pinned from the
 //!   post's first record ([`KeyPolicy::PinFirst`]).
-//! - `post_progress(post, contiguous_up_to, last_contact)`: per post, the highest `n` such that
-//!   seqs `1..=n` are all stored (what central acknowledges) and when it last heard from the post.
+//! - `post_progress(post, contiguous_up_to, last_contact, last_status)`: per post, the highest
+//!   `n` such that seqs `1..=n` are all stored (what central acknowledges), when it last heard
+//!   from the post, and its last status message (schema version 3: birth, heartbeat with queue
+//!   depth and oldest unsynced age, or last will).
 //! - `rejected(id, received_at, topic, payload, reason, post, seq)`: messages that could not be
 //!   stored, kept aside for an operator (nothing is dropped silently, nothing rejected is stored
 //!   as good).
@@ -28,13 +30,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use bcp_record::seal::{self, from_hex, to_hex};
-use bcp_record::{topics, Crossing, RecordEnvelope};
+use bcp_record::{topics, Crossing, PostStatus, RecordEnvelope};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::verify::{judge, KeyPolicy, Surroundings, Verdict};
 use crate::db::{self, seq_from_sql, seq_to_sql, ts_from_sql, ts_to_sql, DbError};
+use crate::wire;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -71,6 +74,9 @@ CREATE TABLE post_keys (
 ALTER TABLE post_progress ADD COLUMN last_contact TEXT;
 ALTER TABLE rejected ADD COLUMN post TEXT;
 ALTER TABLE rejected ADD COLUMN seq INTEGER;
+"#,
+    r#"
+ALTER TABLE post_progress ADD COLUMN last_status TEXT;
 "#,
 ];
 
@@ -122,7 +128,18 @@ pub struct Received {
     pub ack_up_to: u64,
 }
 
-/// The three ways a message ends.
+/// What [`CentralStore::receive_message`] did with one MQTT message (one or many records).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedMessage {
+    /// The post named by the topic, if the topic is a records topic.
+    pub post: Option<String>,
+    /// One per record, in the message's order (one for a message that could not be taken apart).
+    pub outcomes: Vec<Outcome>,
+    /// The post's ack position after the message (0: none).
+    pub ack_up_to: u64,
+}
+
+/// The three ways a record ends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Verified and committed.
@@ -168,6 +185,9 @@ pub struct PostSummary {
     pub last_contact: Option<DateTime<Utc>>,
     /// Messages on this post's topic kept aside (bad signature, wrong key, broken chain, replay).
     pub rejected: u64,
+    /// The post's last status message: online/offline, its backlog (depth) and the age of its
+    /// oldest unsynced record when it sent it.
+    pub status: Option<PostStatus>,
 }
 
 impl PostSummary {
@@ -216,7 +236,8 @@ impl CentralStore {
         &self.path
     }
 
-    /// Verifies, stores (at most once) or rejects one message from `topic`, in one transaction.
+    /// Verifies, stores (at most once) or rejects one sealed envelope (plain JSON) from `topic`,
+    /// in one transaction.
     ///
     /// Rejections are kept in the `rejected` table with the reason; the return value says what
     /// happened and the post's ack position.
@@ -226,28 +247,97 @@ impl CentralStore {
         payload: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<Received, CentralError> {
+        let mut m = self.receive_records(topic, &[payload.to_vec()], received_at)?;
+        let outcome = m.outcomes.pop().unwrap_or(Outcome::Duplicate);
+        Ok(Received {
+            post: m.post,
+            outcome,
+            ack_up_to: m.ack_up_to,
+        })
+    }
+
+    /// Takes one MQTT message from `topic`: a batch ([`crate::wire`]) or a single envelope. All
+    /// its records are judged and stored in one transaction (one fsync), in order.
+    pub fn receive_message(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<ReceivedMessage, CentralError> {
+        if !wire::is_batch(payload) {
+            return self.receive_records(topic, &[payload.to_vec()], received_at);
+        }
+        match wire::decode_batch(payload) {
+            Ok(records) => self.receive_records(topic, &records, received_at),
+            Err(e) => {
+                let post = topics::post_of_records_topic(topic);
+                let r =
+                    self.rejected_outcome(post, None, topic, payload, e.to_string(), received_at)?;
+                Ok(ReceivedMessage {
+                    post: r.post,
+                    outcomes: vec![r.outcome],
+                    ack_up_to: r.ack_up_to,
+                })
+            }
+        }
+    }
+
+    fn receive_records(
+        &self,
+        topic: &str,
+        payloads: &[Vec<u8>],
+        received_at: DateTime<Utc>,
+    ) -> Result<ReceivedMessage, CentralError> {
         let Some(post) = topics::post_of_records_topic(topic) else {
-            return self.rejected_outcome(
+            let payload = payloads.first().map_or(&[][..], Vec::as_slice);
+            let r = self.rejected_outcome(
                 None,
                 None,
                 topic,
                 payload,
                 "the topic is not a records topic".into(),
                 received_at,
-            );
+            )?;
+            return Ok(ReceivedMessage {
+                post: None,
+                outcomes: vec![r.outcome],
+                ack_up_to: 0,
+            });
+        };
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin receive"))?;
+        let mut outcomes = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            outcomes.push(self.receive_one(&tx, topic, post, payload, received_at)?);
+        }
+        let ack_up_to = self.advance_progress(&tx, post, received_at)?;
+        tx.commit().map_err(self.sql("commit receive"))?;
+        Ok(ReceivedMessage {
+            post: Some(post.to_owned()),
+            outcomes,
+            ack_up_to,
+        })
+    }
+
+    /// One envelope inside the receiving transaction.
+    fn receive_one(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        topic: &str,
+        post: &str,
+        payload: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<Outcome, CentralError> {
+        let reject = |seq: Option<u64>, reason: String| -> Result<Outcome, CentralError> {
+            insert_rejected(tx, topic, payload, &reason, Some(post), seq, received_at)
+                .map_err(self.sql("insert rejected message"))?;
+            Ok(Outcome::Rejected(reason))
         };
         let opened = match seal::open(payload) {
             Ok(opened) => opened,
-            Err(e) => {
-                return self.rejected_outcome(
-                    Some(post),
-                    None,
-                    topic,
-                    payload,
-                    e.to_string(),
-                    received_at,
-                )
-            }
+            Err(e) => return reject(None, e.to_string()),
         };
         let env = &opened.envelope;
         if env.post != post {
@@ -255,48 +345,27 @@ impl CentralStore {
                 "envelope post {:?} does not match the topic's post {post:?}",
                 env.post
             );
-            return self.rejected_outcome(
-                Some(post),
-                Some(env.seq),
-                topic,
-                payload,
-                reason,
-                received_at,
-            );
+            return reject(Some(env.seq), reason);
         }
         if env.seq == 0 {
-            let reason = "sequence number 0 (sequences start at 1)".to_owned();
-            return self.rejected_outcome(Some(post), Some(0), topic, payload, reason, received_at);
+            return reject(
+                Some(0),
+                "sequence number 0 (sequences start at 1)".to_owned(),
+            );
         }
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql("begin receive"))?;
-        let around = self.surroundings(&tx, env)?;
-        let verdict = judge(&opened, &around, self.policy);
+        let around = self.surroundings(tx, env)?;
         let seq = env.seq;
-        let outcome = match verdict {
-            Verdict::Duplicate => Outcome::Duplicate,
-            Verdict::Reject(why) => {
-                insert_rejected(
-                    &tx,
-                    topic,
-                    payload,
-                    &why.to_string(),
-                    Some(post),
-                    Some(seq),
-                    received_at,
-                )
-                .map_err(self.sql("insert rejected message"))?;
-                Outcome::Rejected(why.to_string())
-            }
+        match judge(&opened, &around, self.policy) {
+            Verdict::Duplicate => Ok(Outcome::Duplicate),
+            Verdict::Reject(why) => reject(Some(seq), why.to_string()),
             Verdict::Store {
                 pin_key,
                 gap_before,
             } => {
                 if pin_key {
                     tx.execute(
-                        "INSERT INTO post_keys (post, public_key, pinned_at, source) VALUES (?1, ?2, ?3, 'first record')",
+                        "INSERT INTO post_keys (post, public_key, pinned_at, source) \
+                         VALUES (?1, ?2, ?3, 'first record')",
                         params![post, to_hex(&opened.key), ts_to_sql(received_at)],
                     )
                     .map_err(self.sql("pin post key"))?;
@@ -326,7 +395,7 @@ impl CentralStore {
                         "gap: records before this one have not arrived yet"
                     );
                 }
-                Outcome::Stored {
+                Ok(Outcome::Stored {
                     crossing: Box::new(StoredCrossing {
                         post: post.to_owned(),
                         seq,
@@ -335,16 +404,9 @@ impl CentralStore {
                         crossing: env.crossing.clone(),
                     }),
                     gap_before,
-                }
+                })
             }
-        };
-        let ack_up_to = self.advance_progress(&tx, post, seq, received_at)?;
-        tx.commit().map_err(self.sql("commit receive"))?;
-        Ok(Received {
-            post: Some(post.to_owned()),
-            outcome,
-            ack_up_to,
-        })
+        }
     }
 
     /// Reads what [`judge`] needs.
@@ -392,12 +454,11 @@ impl CentralStore {
         })
     }
 
-    /// Records the contact and moves `contiguous_up_to` past `seq` if it closes the prefix.
+    /// Records the contact and moves `contiguous_up_to` over every stored seq that follows it.
     fn advance_progress(
         &self,
         tx: &rusqlite::Transaction<'_>,
         post: &str,
-        seq: u64,
         now: DateTime<Utc>,
     ) -> Result<u64, CentralError> {
         let mut contiguous: u64 = tx
@@ -409,7 +470,7 @@ impl CentralStore {
             .optional()
             .map_err(self.sql("read post progress"))?
             .map_or(0, seq_from_sql);
-        if seq == contiguous + 1 {
+        {
             let mut exists = tx
                 .prepare_cached("SELECT 1 FROM crossings WHERE post = ?1 AND seq = ?2")
                 .map_err(self.sql("prepare progress scan"))?;
@@ -471,6 +532,29 @@ impl CentralStore {
             .optional()
             .map_err(self.sql("read post progress"))?
             .map_or(0, seq_from_sql))
+    }
+
+    /// Keeps a post's status message (birth, heartbeat, last will) as its latest.
+    pub fn record_status(
+        &self,
+        status: &PostStatus,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), CentralError> {
+        let json = serde_json::to_string(status).map_err(|source| CentralError::Json {
+            path: self.path.clone(),
+            post: status.post.clone(),
+            seq: 0,
+            source,
+        })?;
+        self.lock()
+            .execute(
+                "INSERT INTO post_progress (post, contiguous_up_to, last_contact, last_status) \
+                 VALUES (?1, 0, ?2, ?3) ON CONFLICT (post) DO UPDATE SET \
+                 last_contact = excluded.last_contact, last_status = excluded.last_status",
+                params![status.post, ts_to_sql(received_at), json],
+            )
+            .map_err(self.sql("record post status"))?;
+        Ok(())
     }
 
     /// Gives central a post's public key (from `--post-key` or a keys folder). Registering the
@@ -606,7 +690,7 @@ impl CentralStore {
                    (SELECT COUNT(*) FROM crossings c WHERE c.post = n.post), \
                    (SELECT MAX(seq) FROM crossings c WHERE c.post = n.post), \
                    COALESCE(p.contiguous_up_to, 0), p.last_contact, \
-                   (SELECT COUNT(*) FROM rejected r WHERE r.post = n.post) \
+                   (SELECT COUNT(*) FROM rejected r WHERE r.post = n.post), p.last_status \
                  FROM names n LEFT JOIN post_keys k ON k.post = n.post \
                  LEFT JOIN post_progress p ON p.post = n.post ORDER BY n.post",
             )
@@ -622,13 +706,25 @@ impl CentralStore {
                     r.get::<_, i64>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, i64>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })
             .map_err(self.sql("query posts"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (post, public_key, key_source, stored, highest, contiguous, contact, rejected) =
-                row.map_err(self.sql("read posts row"))?;
+            let (
+                post,
+                public_key,
+                key_source,
+                stored,
+                highest,
+                contiguous,
+                contact,
+                rejected,
+                status,
+            ) = row.map_err(self.sql("read posts row"))?;
+            // A status that does not parse (written by a newer build) is shown as absent.
+            let status = status.and_then(|s| serde_json::from_str::<PostStatus>(&s).ok());
             out.push(PostSummary {
                 post,
                 public_key,
@@ -639,6 +735,7 @@ impl CentralStore {
                 gaps: Vec::new(),
                 last_contact: contact.map(|c| self.ts(c)).transpose()?,
                 rejected: seq_from_sql(rejected),
+                status,
             });
         }
         let mut gaps = conn
