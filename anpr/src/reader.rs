@@ -181,6 +181,12 @@ impl PlateReader {
         if bytes.is_empty() {
             return Err(decode_err("no data".into()));
         }
+        if is_truncated_jpeg(bytes) {
+            return Err(decode_err(
+                "truncated JPEG: no end-of-image marker (OpenCV would fill the rest with grey)"
+                    .into(),
+            ));
+        }
         let buf = Mat::from_slice(bytes).cv("wrapping image bytes")?;
         let frame = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)
             .map_err(|e| decode_err(e.to_string()))?;
@@ -216,6 +222,16 @@ impl PlateReader {
         );
         Ok(candidates)
     }
+}
+
+/// A JPEG (starts with the SOI marker) that does not end with the EOI marker, trailing zero
+/// padding aside: a frame cut short in transfer. libjpeg decodes it anyway, grey below the cut.
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    !bytes[..end].ends_with(&[0xFF, 0xD9])
 }
 
 fn to_bgr(frame: &Mat) -> Result<Mat, AnprError> {
@@ -430,6 +446,14 @@ mod tests {
         assert!(c
             .iter()
             .any(|c| c.text == "SCANIAR450" && c.format.is_none()));
+    }
+
+    #[test]
+    fn a_jpeg_without_its_end_marker_is_truncated() {
+        assert!(is_truncated_jpeg(&[0xFF, 0xD8, 0xFF, 0xE0, 1, 2]));
+        assert!(!is_truncated_jpeg(&[0xFF, 0xD8, 1, 2, 0xFF, 0xD9]));
+        assert!(!is_truncated_jpeg(&[0xFF, 0xD8, 1, 2, 0xFF, 0xD9, 0, 0]));
+        assert!(!is_truncated_jpeg(b"\x89PNG"), "only JPEGs are checked");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 mod serial;
 
+mod anpr;
 mod keys;
 mod outbox;
 
@@ -25,6 +26,9 @@ enum Command {
     /// Serial devices: read a weighbridge or dimension sensor, probe a port, sniff its bytes.
     #[command(subcommand)]
     Serial(serial::SerialCommand),
+    /// Number plates and identifiers: read images, evaluate on a labelled folder.
+    #[command(subcommand)]
+    Anpr(anpr::AnprCommand),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -82,6 +86,7 @@ fn main() -> std::process::ExitCode {
 fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Serial(cmd) => serial::run(cmd)?,
+        Command::Anpr(cmd) => anpr::run(cmd)?,
         Command::Config(ConfigCommand::Validate { file }) => {
             AgentConfig::load(&file)?;
             println!("{}: valid", file.display());
