@@ -54,6 +54,14 @@ fn frame(name: &str, i: u32, out: &mut Vec<u8>) {
             };
             c.encode(&xk3190::Xk3190Frame { weight: w }, out)
         }
+        "xk3190-a9" => bcp_drivers::xk3190_a9::encode_reply(
+            &bcp_drivers::xk3190_a9::A9Reply {
+                address: b'A',
+                command: bcp_drivers::xk3190_a9::A9Command::Gross,
+                value: Some(w),
+            },
+            out,
+        ),
         "mt-sics" => mt_sics::encode_reply(
             &mt_sics::MtSicsReply::Weight {
                 command: "S".into(),

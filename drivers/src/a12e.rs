@@ -9,22 +9,30 @@
 //!        W   G/N   weight, 7 chars   kg     XOR hi   XOR lo   CR  LF
 //! ```
 //!
-//! * Weight: display text with the decimal point, zero-padded (`004.139`), `-` for negative;
-//!   `OL` in the field: overload, `LO`: below -20 divisions ([`A12eWeight`]).
-//! * Check: XOR of bytes 0..=10 (`W` through `kg`), each nibble as an ASCII hex digit, uppercase.
+//! * Weight: display text with the decimal point, zero-padded (`004.139`), `-` in the first
+//!   position for negative values; without a decimal point the last of the 7 bytes is a space
+//!   (`002456 `).
+//! * Check: XOR of bytes 0..=10, each nibble as an ASCII hex digit (`+0x30` when <= 9, else
+//!   `+0x37`).
+//! * Overload (gross > Max + 9e): 9 spaces, `OL`, check, CR LF (` OL23`); below -20 divisions:
+//!   9 spaces, `LO`, check, CR LF. No `W`, no unit ([`A12eWeight`]).
 //!
-//! The manual's example: `57 47 30 30 34 2E 31 33 39 6B 67 33 44 0D 0A` = `WG004.139kg3D` =
-//! 4.139 kg gross; the XOR of its first 11 bytes is 0x3D.
+//! The manual's examples: `57 47 30 30 34 2E 31 33 39 6B 67 33 44 0D 0A` = `WG004.139kg3D` =
+//! 4.139 kg gross (the XOR of its first 11 bytes is 0x3D); overload = 9 x `20`, `4F 4C 32 33 0D
+//! 0A`.
 //!
 //! # Resynchronisation
 //!
-//! `W` starts a frame and occurs nowhere else in it; errors skip to the next `W`.
+//! `W` starts a weight frame and a space an overload/underload frame; `W` occurs nowhere else,
+//! and a space inside a weight frame is followed by `k`, so a false start is rejected at once.
+//! Errors skip to the next `W` or space.
 
 use crate::frame::{FrameError, FrameErrorKind};
 use crate::indicator::{Decimal, ScaleReading, ScaleStatus, Unit};
 use crate::xk3190::{hex_digit, hex_value};
 
 const START: u8 = b'W';
+const BLANK: u8 = b' ';
 /// Frame length on the wire.
 pub const FRAME_LEN: usize = 15;
 
@@ -58,7 +66,7 @@ impl A12eFrame {
 fn next_start(buf: &[u8]) -> usize {
     buf.iter()
         .skip(1)
-        .position(|&b| b == START)
+        .position(|&b| b == START || b == BLANK)
         .map_or(buf.len(), |p| p + 1)
 }
 
@@ -72,21 +80,25 @@ pub fn decode(buf: &[u8]) -> Result<Option<(A12eFrame, usize)>, FrameError> {
         return Ok(None);
     };
     let reject = |kind| FrameError::new(next_start(buf), kind);
-    if first != START {
+    if first != START && first != BLANK {
         return Err(reject(FrameErrorKind::NoStart {
             expected: START,
             found: first,
         }));
     }
+    let status_frame = first == BLANK;
     let avail = &buf[..buf.len().min(FRAME_LEN)];
     for (offset, &b) in avail.iter().enumerate().skip(1) {
-        let ok = match offset {
-            1 => b == b'G' || b == b'N',
-            2..=8 => b.is_ascii_digit() || b". -OL".contains(&b),
-            9 => b == b'k',
-            10 => b == b'g',
-            11 | 12 => b.is_ascii_digit() || (b'A'..=b'F').contains(&b),
-            13 => b == b'\r',
+        let ok = match (status_frame, offset) {
+            (true, 1..=8) => b == BLANK,
+            (true, 9) => b == b'O' || b == b'L',
+            (true, 10) => b == if avail[9] == b'O' { b'L' } else { b'O' },
+            (false, 1) => b == b'G' || b == b'N',
+            (false, 2..=8) => b.is_ascii_digit() || b == b'.' || b == b'-' || b == BLANK,
+            (false, 9) => b == b'k',
+            (false, 10) => b == b'g',
+            (_, 11 | 12) => b.is_ascii_digit() || (b'A'..=b'F').contains(&b),
+            (_, 13) => b == b'\r',
             _ => b == b'\n',
         };
         if !ok {
@@ -104,43 +116,49 @@ pub fn decode(buf: &[u8]) -> Result<Option<(A12eFrame, usize)>, FrameError> {
     if computed != received {
         return Err(reject(FrameErrorKind::Checksum { computed, received }));
     }
-    let field = &avail[2..9];
-    let weight = match field
-        .iter()
-        .filter(|&&b| b != b' ')
-        .copied()
-        .collect::<Vec<u8>>()
-        .as_slice()
-    {
-        b"OL" => A12eWeight::Overload,
-        b"LO" => A12eWeight::Underload,
-        _ => A12eWeight::Value(Decimal::parse(field).ok_or_else(|| {
-            reject(FrameErrorKind::Malformed {
-                reason: "weight field",
-            })
-        })?),
+    let (net, weight) = match (status_frame, avail[9]) {
+        (true, b'O') => (false, A12eWeight::Overload),
+        (true, _) => (false, A12eWeight::Underload),
+        (false, _) => (
+            avail[1] == b'N',
+            A12eWeight::Value(Decimal::parse(&avail[2..9]).ok_or_else(|| {
+                reject(FrameErrorKind::Malformed {
+                    reason: "weight field",
+                })
+            })?),
+        ),
     };
-    Ok(Some((
-        A12eFrame {
-            net: avail[1] == b'N',
-            weight,
-        },
-        FRAME_LEN,
-    )))
+    Ok(Some((A12eFrame { net, weight }, FRAME_LEN)))
 }
 
-/// Append one frame; a weight that does not fit in 7 characters is sent as `OL`.
+/// Append one frame. A weight that does not fit the 7 bytes is sent as overload; overload and
+/// underload frames carry neither `W`, G/N nor a unit (so `net` is not sent with them).
 pub fn encode(frame: &A12eFrame, out: &mut Vec<u8>) {
     let start = out.len();
-    out.push(START);
-    out.push(if frame.net { b'N' } else { b'G' });
     let field = match frame.weight {
+        A12eWeight::Value(w) if w.decimals == 0 => w.padded(6, b'0').map(|mut f| {
+            f.push(BLANK);
+            f
+        }),
         A12eWeight::Value(w) => w.padded(7, b'0'),
-        A12eWeight::Overload => None,
-        A12eWeight::Underload => Some(b"     LO".to_vec()),
+        A12eWeight::Overload | A12eWeight::Underload => None,
     };
-    out.extend(field.unwrap_or_else(|| b"     OL".to_vec()));
-    out.extend_from_slice(b"kg");
+    match (field, frame.weight) {
+        (Some(field), _) => {
+            out.push(START);
+            out.push(if frame.net { b'N' } else { b'G' });
+            out.extend_from_slice(&field);
+            out.extend_from_slice(b"kg");
+        }
+        (None, A12eWeight::Underload) => {
+            out.extend_from_slice(&[BLANK; 9]);
+            out.extend_from_slice(b"LO");
+        }
+        (None, _) => {
+            out.extend_from_slice(&[BLANK; 9]);
+            out.extend_from_slice(b"OL");
+        }
+    }
     let x = xor(&out[start..]);
     out.extend_from_slice(&[hex_digit(x >> 4), hex_digit(x & 0x0F), b'\r', b'\n']);
 }
@@ -196,20 +214,44 @@ mod tests {
         ));
     }
 
+    /// Integer weights end in a blank: `WG002456 kg`, XOR 0x39 (hand-computed).
+    #[test]
+    fn integer_weight_has_a_trailing_blank() {
+        let f = A12eFrame {
+            net: false,
+            weight: A12eWeight::Value(Decimal::new(2456, 0)),
+        };
+        assert_eq!(enc(&f), b"WG002456 kg39\r\n");
+        assert_round_trip(decode, b"WG002456 kg39\r\n", &f);
+        let neg = A12eFrame {
+            net: true,
+            weight: A12eWeight::Value(Decimal::new(-2456, 0)),
+        };
+        assert_round_trip(decode, b"WN-02456 kg2D\r\n", &neg);
+        assert_eq!(neg.reading().net_kg, Some(-2456.0));
+    }
+
+    /// The manual's overload frame (9 blanks, `OL`, check `23`) and the underload one.
     #[test]
     fn overload_and_underload() {
-        for (w, status) in [
-            (A12eWeight::Overload, ScaleStatus::Overload),
-            (A12eWeight::Underload, ScaleStatus::Underload),
+        let over = b"         OL23\r\n";
+        let under = b"         LO23\r\n";
+        for (bytes, w, status) in [
+            (over, A12eWeight::Overload, ScaleStatus::Overload),
+            (under, A12eWeight::Underload, ScaleStatus::Underload),
         ] {
             let f = A12eFrame {
                 net: false,
                 weight: w,
             };
-            let bytes = enc(&f);
-            assert_round_trip(decode, &bytes, &f);
+            assert_round_trip(decode, bytes, &f);
+            assert_eq!(enc(&f), bytes);
             assert_eq!(f.reading().status, status);
         }
+        // Blanks before a weight frame are skipped, not taken for a status frame.
+        let mut bytes = b"   ".to_vec();
+        bytes.extend_from_slice(&MANUAL);
+        assert_eq!(crate::testkit::decode_all(decode, &bytes).len(), 1);
     }
 
     fn arb_frame() -> impl Strategy<Value = A12eFrame> {
@@ -219,7 +261,11 @@ mod tests {
             Just(A12eWeight::Overload),
             Just(A12eWeight::Underload),
         ];
-        (any::<bool>(), weight).prop_map(|(net, weight)| A12eFrame { net, weight })
+        (any::<bool>(), weight).prop_map(|(net, weight)| A12eFrame {
+            // Status frames do not carry G/N.
+            net: net && matches!(weight, A12eWeight::Value(_)),
+            weight,
+        })
     }
 
     proptest! {

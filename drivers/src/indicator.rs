@@ -22,8 +22,9 @@
 //!
 //! # Polled protocols
 //!
-//! MT-SICS and SMA answer requests; [`AnyProtocol::poll_request`] gives the bytes to send before
-//! each reading (`SI` and `W`), `None` for protocols that stream.
+//! MT-SICS, SMA and the XK3190 command mode answer requests; [`AnyProtocol::poll_request`] gives
+//! the bytes to send before each reading (`SI`, `W`, gross from address 01), `None` for
+//! protocols that stream. `xk3190-a9` asks address 01 (the factory setting).
 
 use crate::codec::Protocol;
 use crate::dims_ascii::{self, DimensionFrame};
@@ -31,7 +32,7 @@ use crate::frame::FrameError;
 use crate::generic::GenericCodec;
 use crate::stability::WeightReading;
 use crate::toledo::{ToledoCodec, ToledoFrame};
-use crate::{a12e, avery, cardinal, mt_sics, rlws, sma, xk3190};
+use crate::{a12e, avery, cardinal, mt_sics, rlws, sma, xk3190, xk3190_a9};
 
 /// A decimal number exactly as a device sent it: `mantissa / 10^decimals`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -273,6 +274,10 @@ pub enum Measurement {
 pub enum AnyProtocol {
     Toledo(ToledoCodec),
     Xk3190(xk3190::Xk3190Codec),
+    /// XK3190 command mode, polled at this address byte (`b'A'` = address 01).
+    Xk3190A9 {
+        address: u8,
+    },
     MtSics,
     Sma,
     Rlws,
@@ -285,12 +290,13 @@ pub enum AnyProtocol {
 
 impl AnyProtocol {
     /// Every name [`Self::parse`] accepts (`generic` also needs a pattern).
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "toledo-continuous",
         "toledo-continuous-checksum",
         "xk3190",
         "xk3190-f1",
         "xk3190-f2",
+        "xk3190-a9",
         "mt-sics",
         "sma",
         "rlws",
@@ -311,6 +317,7 @@ impl AnyProtocol {
             "xk3190" => Self::Xk3190(Xk3190Codec::new(Xk3190Format::Xor)),
             "xk3190-f1" => Self::Xk3190(Xk3190Codec::new(Xk3190Format::Reversed)),
             "xk3190-f2" => Self::Xk3190(Xk3190Codec::new(Xk3190Format::Normal)),
+            "xk3190-a9" => Self::Xk3190A9 { address: b'A' },
             "mt-sics" => Self::MtSics,
             "sma" => Self::Sma,
             "rlws" => Self::Rlws,
@@ -342,6 +349,7 @@ impl AnyProtocol {
                 Xk3190Format::Reversed => "xk3190-f1",
                 Xk3190Format::Normal => "xk3190-f2",
             },
+            Self::Xk3190A9 { .. } => "xk3190-a9",
             Self::MtSics => "mt-sics",
             Self::Sma => "sma",
             Self::Rlws => "rlws",
@@ -359,7 +367,7 @@ impl AnyProtocol {
         match self {
             Self::Toledo(c) => c.checksum,
             Self::Xk3190(c) => c.format == Xk3190Format::Xor,
-            Self::A12e | Self::DimsAscii => true,
+            Self::A12e | Self::DimsAscii | Self::Xk3190A9 { .. } => true,
             _ => false,
         }
     }
@@ -372,6 +380,13 @@ impl AnyProtocol {
                 mt_sics::encode_command(mt_sics::MtSicsCommand::WeighImmediately, &mut out)
             }
             Self::Sma => sma::encode_request(b'W', &mut out),
+            Self::Xk3190A9 { address } => xk3190_a9::encode_request(
+                &xk3190_a9::A9Request {
+                    address: *address,
+                    command: xk3190_a9::A9Command::Gross,
+                },
+                &mut out,
+            ),
             _ => return None,
         }
         Some(out)
@@ -392,6 +407,10 @@ impl AnyProtocol {
         match self {
             Self::Toledo(c) => map(c.decode(buf), |f| weight((&f).into())),
             Self::Xk3190(c) => map(c.decode(buf), |f| weight(f.reading())),
+            Self::Xk3190A9 { .. } => map(xk3190_a9::decode_reply(buf), |f| match f.reading() {
+                Some(r) => weight(r),
+                None => Measurement::Other(format!("handshake from {}", f.address as char)),
+            }),
             Self::MtSics => map(mt_sics::decode_reply(buf), |f| f.measurement()),
             Self::Sma => map(sma::decode(buf), |f| weight(f.reading())),
             Self::Rlws => map(rlws::decode(buf), |f| weight(f.reading())),

@@ -11,6 +11,7 @@
 //! | [`frame`] | pure | [`FrameError`]: what every decoder returns for garbage, with the bytes to skip |
 //! | [`toledo`] | pure | Mettler Toledo standard continuous output: [`ToledoFrame`], [`ToledoCodec`] |
 //! | [`xk3190`] | pure | Keli/Yaohua XK3190: format 0 (XOR check), `=` formats 1 (reversed) and 2 |
+//! | [`xk3190_a9`] | pure | XK3190 command mode (A9+/A23P/DS3), polled: handshake, gross, tare, net |
 //! | [`a12e`] | pure | Yaohua XK3190-A12E continuous output (`WG004.139kg3D`) |
 //! | [`mt_sics`] | pure | MT-SICS, polled: `S`/`SI`/`Z`/`T`/`@` commands and every reply kind |
 //! | [`sma`] | pure | SMA SCP-0499 level 1, polled: `W`/`Z`/`T` requests, status, motion, range |
@@ -48,6 +49,7 @@ pub mod sma;
 pub mod stability;
 pub mod toledo;
 pub mod xk3190;
+pub mod xk3190_a9;
 
 #[cfg(test)]
 mod testkit;

@@ -119,7 +119,7 @@ fn checksum_offset(protocol: &AnyProtocol, len: usize) -> Option<usize> {
     }
     match protocol {
         AnyProtocol::Toledo(_) => len.checked_sub(1),
-        AnyProtocol::Xk3190(_) => len.checked_sub(2),
+        AnyProtocol::Xk3190(_) | AnyProtocol::Xk3190A9 { .. } => len.checked_sub(2),
         AnyProtocol::A12e => len.checked_sub(3),
         _ => None,
     }
@@ -181,7 +181,10 @@ pub fn frame_for(protocol: &AnyProtocol, state: BridgeState, out: &mut Vec<u8>) 
             )
             .as_bytes(),
         ),
-        AnyProtocol::MtSics | AnyProtocol::Sma | AnyProtocol::DimsAscii => {}
+        AnyProtocol::MtSics
+        | AnyProtocol::Sma
+        | AnyProtocol::Xk3190A9 { .. }
+        | AnyProtocol::DimsAscii => {}
     }
 }
 
@@ -192,6 +195,8 @@ pub fn frame_for(protocol: &AnyProtocol, state: BridgeState, out: &mut Vec<u8>) 
 /// balance waits for stability up to its timeout); `Z` -> `Z A` (`Z I` in motion); `T` ->
 /// `T S <w> kg`; `@` -> `I4 A "BCPSIM01"`; anything else -> `ES`.
 /// SMA: `W`, `Z`, `T` -> the weight reply; other requests get no reply.
+/// XK3190 command mode: requests to its address get the handshake, gross, tare (0) or net
+/// (= gross); requests to other addresses get nothing (another indicator on the RS-485 bus).
 pub fn answer(protocol: &AnyProtocol, buf: &[u8], state: BridgeState) -> Option<(usize, Vec<u8>)> {
     use mt_sics::{MtSicsCommand as C, MtSicsError, MtSicsReply as R, MtSicsStatus as St};
     let w = Decimal::new(i64::from(state.weight_kg), 0);
@@ -243,6 +248,27 @@ pub fn answer(protocol: &AnyProtocol, buf: &[u8], state: BridgeState) -> Option<
                         unit: Unit::Kg,
                     };
                     sma::encode(&frame, &mut out);
+                }
+                Some((n, out))
+            }
+        },
+        AnyProtocol::Xk3190A9 { address } => match bcp_drivers::xk3190_a9::decode_request(buf) {
+            Ok(None) => None,
+            Err(e) => Some((e.skip, out)),
+            Ok(Some((req, n))) => {
+                use bcp_drivers::xk3190_a9::{encode_reply, A9Command, A9Reply};
+                if req.address == *address {
+                    let value = match req.command {
+                        A9Command::Handshake => None,
+                        A9Command::Tare => Some(Decimal::new(0, 0)),
+                        A9Command::Gross | A9Command::Net => Some(w),
+                    };
+                    let reply = A9Reply {
+                        address: req.address,
+                        command: req.command,
+                        value,
+                    };
+                    encode_reply(&reply, &mut out);
                 }
                 Some((n, out))
             }

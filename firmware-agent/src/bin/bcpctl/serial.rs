@@ -364,8 +364,14 @@ async fn probe(
                     && *silent.get_or_insert(buf.is_empty())
                     && asked_at.is_none_or(|t| t.elapsed() >= Duration::from_millis(150));
                 if ask {
+                    // A request that does not end a line is followed by CR LF, so that a
+                    // line-oriented device (MT-SICS) takes the next request on its own.
                     for poll in &polls {
-                        port.write_all(poll).await.with_context(|| {
+                        let mut bytes = poll.clone();
+                        if !bytes.ends_with(b"\n") {
+                            bytes.extend_from_slice(b"\r\n");
+                        }
+                        port.write_all(&bytes).await.with_context(|| {
                             format!("writing a probe request to serial port {path}")
                         })?;
                     }
