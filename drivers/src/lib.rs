@@ -18,6 +18,7 @@
 //! | [`rlws`], [`cardinal`], [`avery`] | pure | the Rice Lake, Cardinal and Weigh-Tronix stream formats |
 //! | [`generic`] | pure | a configured regex with named groups, for an indicator nobody planned for |
 //! | [`indicator`] | pure | [`AnyProtocol`]: every protocol by name, one [`ScaleReading`] / [`Measurement`] shape |
+//! | [`sick_cola`] | pure, given scans | SICK CoLa A `LMDscandata` profiles -> width/height; [`sick_cola::DimensionTracker`]: length from scans x speed |
 //! | [`dims_ascii`] | pure | `$DIM,...*hh` lines from dimension systems: [`DimensionFrame`] |
 //! | [`inspect`] | pure | frame boundaries, protocol scores and the `stable` column behind `bcpctl serial` |
 //! | [`stability`] | pure, given the time | [`StabilityDetector`]: readings in, [`WeighEvent`]s out |
@@ -45,6 +46,7 @@ pub mod inspect;
 pub mod mt_sics;
 pub mod rlws;
 pub mod serial;
+pub mod sick_cola;
 pub mod sma;
 pub mod stability;
 pub mod toledo;
