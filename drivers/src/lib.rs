@@ -22,6 +22,8 @@
 //! | [`dims_ascii`] | pure | `$DIM,...*hh` lines from dimension systems: [`DimensionFrame`] |
 //! | [`inspect`] | pure | frame boundaries, protocol scores and the `stable` column behind `bcpctl serial` |
 //! | [`stability`] | pure, given the time | [`StabilityDetector`]: readings in, [`WeighEvent`]s out |
+//! | [`alarms`] | pure, given the time | [`alarms::ScaleMonitor`]: overload, underload, indicator error and zero drift raised and cleared |
+//! | [`axles`] | pure, given the time | [`axles::AxleSummer`]: per-axle stable weights of a short axle scale summed into one vehicle |
 //! | [`codec`] | tokio-util | [`ProtocolCodec`]: a `Decoder`/`Encoder` around any [`Protocol`]; garbage is an item, never a stream error |
 //! | [`serial`] | I/O | [`run_weighbridge`], [`run_indicator`] (any protocol by name), [`run_dimension_sensor`]: open, read, reconnect with backoff, report [`DeviceEvent`]s and [`DeviceHealth`] |
 //!
@@ -35,7 +37,9 @@
 //! * Nothing here panics on input. Fuzz targets for every decoder live in `drivers/fuzz/`.
 
 pub mod a12e;
+pub mod alarms;
 pub mod avery;
+pub mod axles;
 pub mod cardinal;
 pub mod codec;
 pub mod dims_ascii;

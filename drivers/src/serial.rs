@@ -8,7 +8,8 @@
 //!    can open it too), emit [`DeviceEvent::Connected`] and mark [`DeviceHealth::connected`];
 //! 2. read through [`ProtocolCodec`]; garbage is skipped and counted in `frames_bad`, frames are
 //!    counted in `frames_ok` and turned into events (weighbridge frames go through the
-//!    [`StabilityDetector`]);
+//!    [`StabilityDetector`] and the [`ScaleMonitor`], which raises and clears
+//!    [`DeviceEvent::Alarm`]s: overload, underload, indicator error, zero drift);
 //! 3. when the port cannot be opened, ends (EOF), fails (unplugged USB adapter: `EIO`) or, for a
 //!    weighbridge, delivers no valid frame for [`WEIGHBRIDGE_SILENCE`] (continuous output sends
 //!    7-10 frames/s; a pulled RS-232 cable is silent), emit [`DeviceEvent::Disconnected`], log
@@ -38,6 +39,7 @@ use tokio_serial::{SerialPortBuilderExt, SerialStream};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
+use crate::alarms::{AlarmConfig, AlarmEvent, ScaleMonitor};
 use crate::codec::{Decoded, DimsAscii, Protocol, ProtocolCodec};
 use crate::dims_ascii::DimensionFrame;
 use crate::indicator::{AnyProtocol, Measurement};
@@ -123,6 +125,8 @@ pub enum DeviceEvent {
     Connected,
     /// The port was lost or cannot be opened.
     Disconnected { reason: String },
+    /// Overload, underload, an indicator error or zero drift raised or cleared (weighbridges).
+    Alarm(AlarmEvent),
 }
 
 /// Counters and state of one device, for health reporting.
@@ -173,6 +177,7 @@ pub async fn run_weighbridge(
             device: name.clone(),
             source,
         })?;
+    let mut monitor = ScaleMonitor::new(alarm_config(&stability));
     let mut detector = StabilityDetector::new(stability);
     let mut not_kg_logged = false;
     let driver = Driver {
@@ -186,6 +191,10 @@ pub async fn run_weighbridge(
     };
     driver
         .run(codec, |frame: ToledoFrame, now, out, name: &str| {
+            monitor.handle_reading(now, &crate::ScaleReading::from(&frame));
+            while let Some(alarm) = monitor.poll() {
+                out.push(DeviceEvent::Alarm(alarm));
+            }
             match frame.reading() {
                 Some(reading) => {
                     out.push(DeviceEvent::Reading(reading));
@@ -225,6 +234,7 @@ pub async fn run_indicator(
             device: name.clone(),
             source,
         })?;
+    let mut monitor = ScaleMonitor::new(alarm_config(&stability));
     let mut detector = StabilityDetector::new(stability);
     let mut no_kg_logged = false;
     let driver = Driver {
@@ -238,7 +248,12 @@ pub async fn run_indicator(
     };
     driver
         .run(protocol, |m: Measurement, now, out, name: &str| match m {
-            Measurement::Weight(r) => match r.weight_reading() {
+            Measurement::Weight(r) => {
+                monitor.handle_reading(now, &r);
+                while let Some(alarm) = monitor.poll() {
+                    out.push(DeviceEvent::Alarm(alarm));
+                }
+                match r.weight_reading() {
                 Some(reading) => {
                     out.push(DeviceEvent::Reading(reading));
                     detector.handle_reading(now, reading);
@@ -253,11 +268,20 @@ pub async fn run_indicator(
                     }
                 }
                 None => debug!(device = %name, status = ?r.status, "indicator reports no valid weight"),
-            },
+                }
+            }
             Measurement::Dimensions(d) => out.push(DeviceEvent::Dimensions(d)),
             Measurement::Other(_) => {}
         })
         .await
+}
+
+/// Alarm tuning for a weighbridge: the empty bridge as the stability detector sees it.
+fn alarm_config(stability: &StabilityConfig) -> AlarmConfig {
+    AlarmConfig {
+        empty_threshold_kg: stability.empty_threshold_kg,
+        ..AlarmConfig::default()
+    }
 }
 
 /// Drive a dimension system that sends `$DIM` lines until shutdown.

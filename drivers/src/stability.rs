@@ -248,8 +248,8 @@ fn spread(run: &VecDeque<Sample>) -> Option<f64> {
     Some(max - min)
 }
 
-/// `Duration` as whole milliseconds in config files.
-mod millis {
+/// `Duration` as whole milliseconds in config files (also used by [`crate::alarms`]).
+pub(crate) mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

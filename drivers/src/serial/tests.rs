@@ -431,3 +431,60 @@ async fn xk3190_indicator_over_a_pty() {
         Ok(Ok(Ok(())))
     ));
 }
+
+/// An A12E indicator sends its overload frame, then weights again: the driver raises and clears
+/// the alarm, and the overload frames feed nothing to the stability detector.
+#[tokio::test]
+async fn overload_is_raised_and_cleared() {
+    use crate::a12e::{self, A12eFrame, A12eWeight};
+    use crate::alarms::{Alarm, AlarmEvent};
+    let (mut master, _slave, path) = pty();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (stop, stop_rx) = watch::channel(false);
+    let protocol = AnyProtocol::parse("a12e", None).expect("a known protocol");
+    let driver = tokio::spawn(run_indicator(
+        "bridge-a12e".into(),
+        SerialPortConfig {
+            path,
+            ..SerialPortConfig::default()
+        },
+        protocol,
+        StabilityConfig::default(),
+        tx,
+        SharedHealth::default(),
+        stop_rx,
+    ));
+    expect_connected(&mut rx).await;
+    let mut bytes = Vec::new();
+    for weight in [A12eWeight::Overload, A12eWeight::Overload] {
+        a12e::encode(&A12eFrame { net: false, weight }, &mut bytes);
+    }
+    let value = A12eWeight::Value(crate::Decimal::new(0, 0));
+    a12e::encode(
+        &A12eFrame {
+            net: false,
+            weight: value,
+        },
+        &mut bytes,
+    );
+    master.write_all(&bytes).await.expect("pty write");
+    assert!(matches!(
+        next_event(&mut rx).await,
+        DeviceEvent::Alarm(AlarmEvent::Raised {
+            alarm: Alarm::Overload,
+            ..
+        })
+    ));
+    assert!(matches!(
+        next_event(&mut rx).await,
+        DeviceEvent::Alarm(AlarmEvent::Cleared {
+            alarm: Alarm::Overload,
+            ..
+        })
+    ));
+    stop.send(true).expect("driver listening");
+    assert!(matches!(
+        tokio::time::timeout(WAIT, driver).await,
+        Ok(Ok(Ok(())))
+    ));
+}
