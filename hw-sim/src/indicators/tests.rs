@@ -228,3 +228,47 @@ async fn unplug_and_replug_are_seen_by_the_driver_which_reconnects() {
     .await;
     wait_for(&mut rx, "a reading after replug", reading).await;
 }
+
+/// Every indicator protocol end to end: the simulated indicator on a pty, the real driver
+/// (`run_indicator`, polling where the protocol is polled) reading it by the link path, a
+/// `StableWeight` at the simulated weight.
+#[tokio::test]
+async fn every_protocol_through_the_driver_to_a_stable_weight() {
+    use bcp_drivers::serial::run_indicator;
+    use bcp_drivers::stability::WeighEvent;
+    for name in indicator_names() {
+        let dev = start(name, Faults::default(), false);
+        let (tx, mut rx) = mpsc::channel(1024);
+        let (_stop_tx, stop) = watch::channel(false);
+        let port = SerialPortConfig {
+            path: dev.link.display().to_string(),
+            ..SerialPortConfig::default()
+        };
+        let protocol = AnyProtocol::parse(name, Some(GENERIC_PATTERN)).expect("known");
+        let stability = StabilityConfig {
+            readings: 3,
+            min_duration: Duration::from_millis(100),
+            ..StabilityConfig::default()
+        };
+        let driver = tokio::spawn(run_indicator(
+            format!("sim-{name}"),
+            port,
+            protocol,
+            stability,
+            tx,
+            Default::default(),
+            stop,
+        ));
+        let stable = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(e) = rx.recv().await {
+                if let DeviceEvent::Weigh(WeighEvent::Stable(s)) = e {
+                    return Some(s.weight_kg);
+                }
+            }
+            None
+        })
+        .await;
+        assert_eq!(stable, Ok(Some(f64::from(WEIGHT))), "{name}");
+        driver.abort();
+    }
+}
