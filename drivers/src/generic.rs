@@ -44,18 +44,48 @@ pub enum GenericPatternError {
 #[derive(Debug, Clone)]
 pub struct GenericCodec {
     pattern: Regex,
+    /// Group indices by name, looked up once (a name lookup per line costs more than the match).
+    groups: Groups,
     pub terminator: u8,
+}
+
+/// Index of each named group the decoder understands, if the pattern has it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Groups {
+    weight: usize,
+    sign: Option<usize>,
+    unit: Option<usize>,
+    motion: Option<usize>,
+    net_flag: Option<usize>,
+    gross: Option<usize>,
+    tare: Option<usize>,
+    net: Option<usize>,
+    error: Option<usize>,
+    underload: Option<usize>,
+    overload: Option<usize>,
 }
 
 impl GenericCodec {
     /// Compile `pattern`; it must have a `weight` group.
     pub fn new(pattern: &str) -> Result<Self, GenericPatternError> {
         let pattern = Regex::new(pattern).map_err(|e| GenericPatternError::Regex(e.to_string()))?;
-        if !pattern.capture_names().any(|n| n == Some("weight")) {
-            return Err(GenericPatternError::NoWeightGroup);
-        }
+        let index = |name: &str| pattern.capture_names().position(|n| n == Some(name));
+        let groups = Groups {
+            weight: index("weight").ok_or(GenericPatternError::NoWeightGroup)?,
+            sign: index("sign"),
+            unit: index("unit"),
+            motion: index("motion"),
+            net_flag: index("net_flag"),
+            gross: index("gross"),
+            tare: index("tare"),
+            net: index("net"),
+            error: index("error"),
+            underload: index("underload"),
+            overload: index("overload"),
+        };
         Ok(Self {
             pattern,
+            groups,
             terminator: b'\n',
         })
     }
@@ -75,12 +105,14 @@ impl GenericCodec {
             .pattern
             .captures(line)
             .ok_or_else(|| malformed("the pattern does not match"))?;
-        let text = |name: &str| {
-            caps.name(name)
+        let g = &self.groups;
+        let text = |index: Option<usize>| {
+            index
+                .and_then(|i| caps.get(i))
                 .map(|m| m.as_bytes())
                 .filter(|t| !t.is_empty())
         };
-        let unit = match text("unit").map(|u| u.to_ascii_lowercase()).as_deref() {
+        let unit = match text(g.unit).map(|u| u.to_ascii_lowercase()).as_deref() {
             None | Some(b"kg") => Unit::Kg,
             Some(b"g") => Unit::G,
             Some(b"t") => Unit::T,
@@ -88,34 +120,30 @@ impl GenericCodec {
             Some(b"oz") => Unit::Oz,
             Some(_) => return Err(malformed("unknown unit")),
         };
-        let number = |name: &str| -> Result<Option<Decimal>, FrameError> {
-            text(name)
+        let number = |index: Option<usize>| -> Result<Option<Decimal>, FrameError> {
+            text(index)
                 .map(|t| {
                     Decimal::parse(t).ok_or_else(|| malformed("a weight group is not a number"))
                 })
                 .transpose()
         };
-        let mut weight = number("weight")?.ok_or_else(|| malformed("empty weight"))?;
-        if text("sign") == Some(b"-") {
+        let mut weight = number(Some(g.weight))?.ok_or_else(|| malformed("empty weight"))?;
+        if text(g.sign) == Some(b"-") {
             weight.mantissa = -weight.mantissa.abs();
         }
-        let motion = self
-            .pattern
-            .capture_names()
-            .any(|n| n == Some("motion"))
-            .then(|| text("motion").is_some());
-        let net = text("net_flag").is_some();
+        let motion = g.motion.map(|i| text(Some(i)).is_some());
+        let net = text(g.net_flag).is_some();
         let mut r = ScaleReading::displayed(weight, unit, net, motion);
         let kg = |d: Option<Decimal>| d.and_then(|d| unit.to_kg(d));
-        r.gross_kg = kg(number("gross")?).or(r.gross_kg);
-        r.tare_kg = kg(number("tare")?);
-        r.net_kg = kg(number("net")?).or(r.net_kg);
-        for (name, status) in [
-            ("error", ScaleStatus::Error),
-            ("underload", ScaleStatus::Underload),
-            ("overload", ScaleStatus::Overload),
+        r.gross_kg = kg(number(g.gross)?).or(r.gross_kg);
+        r.tare_kg = kg(number(g.tare)?);
+        r.net_kg = kg(number(g.net)?).or(r.net_kg);
+        for (index, status) in [
+            (g.error, ScaleStatus::Error),
+            (g.underload, ScaleStatus::Underload),
+            (g.overload, ScaleStatus::Overload),
         ] {
-            if text(name).is_some() {
+            if text(index).is_some() {
                 r.status = status;
             }
         }

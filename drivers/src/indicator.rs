@@ -284,7 +284,7 @@ pub enum AnyProtocol {
     Cardinal,
     Avery,
     A12e,
-    Generic(GenericCodec),
+    Generic(Box<GenericCodec>),
     DimsAscii,
 }
 
@@ -327,7 +327,9 @@ impl AnyProtocol {
             "dims-ascii" => Self::DimsAscii,
             "generic" => {
                 let pattern = pattern.ok_or("protocol generic needs a pattern (--pattern)")?;
-                Self::Generic(GenericCodec::new(pattern).map_err(|e| e.to_string())?)
+                Self::Generic(Box::new(
+                    GenericCodec::new(pattern).map_err(|e| e.to_string())?,
+                ))
             }
             other => {
                 return Err(format!(
