@@ -137,6 +137,24 @@ fn sma_scale(buf: &[u8]) -> Option<(usize, Option<Vec<u8>>)> {
     }
 }
 
+/// An XK3190 in command mode at address 01: gross -123.4 kg; other addresses get nothing.
+fn xk3190_a9_indicator(buf: &[u8]) -> Option<(usize, Option<Vec<u8>>)> {
+    use bcp_drivers::xk3190_a9::{self, A9Command, A9Reply};
+    match xk3190_a9::decode_request(buf) {
+        Ok(None) => None,
+        Err(e) => Some((e.skip, None)),
+        Ok(Some((req, n))) if req.address == b'A' && req.command == A9Command::Gross => {
+            let reply = A9Reply {
+                address: b'A',
+                command: A9Command::Gross,
+                value: Some(Decimal::new(-1234, 1)),
+            };
+            Some((n, Some(enc(xk3190_a9::encode_reply, &reply))))
+        }
+        Ok(Some((_, n))) => Some((n, None)),
+    }
+}
+
 async fn bcpctl(args: &[&str]) -> Output {
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_bcpctl"))
         .args(args)
@@ -357,6 +375,17 @@ async fn read_json_from_polled_and_dimension_protocols() {
             "sma",
             &line,
             &serde_json::json!([15000.0, null, null, 15000.0, false, "error"]),
+        );
+    }
+
+    // XK3190 command mode: the indicator at address 01 answers the gross request.
+    let mut pty5 = pty();
+    let _d5 = polled(&mut pty5, xk3190_a9_indicator);
+    for line in read_json(&pty5, "xk3190-a9", &[], 2).await {
+        check(
+            "xk3190-a9",
+            &line,
+            &serde_json::json!([-123.4, -123.4, null, null, null, "ok"]),
         );
     }
 
