@@ -73,9 +73,18 @@ pub struct Opened {
 
 /// Seals `env` as the successor of `prev` with `key`; returns the record's hash.
 pub fn seal(env: &mut RecordEnvelope, prev: &[u8; 32], key: &SigningKey) -> [u8; 32] {
+    let hash = chain(env, prev, key.verifying_key().as_bytes());
+    sign(env, &hash, key);
+    hash
+}
+
+/// The first half of [`seal`]: links `env` to `prev` under the public key `public` and sets
+/// `seal.hash`, leaving `seal.sig` empty. The chain must be built in order; the signatures
+/// ([`sign`]) may then be made in any order or in parallel.
+pub fn chain(env: &mut RecordEnvelope, prev: &[u8; 32], public: &[u8; 32]) -> [u8; 32] {
     env.seal = Some(Seal {
         prev: to_hex(prev),
-        key: to_hex(key.verifying_key().as_bytes()),
+        key: to_hex(public),
         hash: String::new(),
         sig: String::new(),
     });
@@ -85,12 +94,18 @@ pub fn seal(env: &mut RecordEnvelope, prev: &[u8; 32], key: &SigningKey) -> [u8;
         .and_then(|s| serde_json::from_str::<Value>(&s).ok())
         .unwrap_or(Value::Null);
     let hash = record_hash(&canonical_bytes(&tree));
-    let sig = key.sign(&hash);
     if let Some(s) = env.seal.as_mut() {
         s.hash = to_hex(&hash);
-        s.sig = to_hex(&sig.to_bytes());
     }
     hash
+}
+
+/// The second half of [`seal`]: signs `hash` (what [`chain`] returned for `env`) into `seal.sig`.
+pub fn sign(env: &mut RecordEnvelope, hash: &[u8; 32], key: &SigningKey) {
+    let sig = key.sign(hash);
+    if let Some(s) = env.seal.as_mut() {
+        s.sig = to_hex(&sig.to_bytes());
+    }
 }
 
 /// Parses a payload and checks its hash and signature against the key it names.

@@ -79,6 +79,9 @@ ALTER TABLE outbox_state ADD COLUMN last_hash TEXT;
 "#,
 ];
 
+/// Batches at least this large are signed on all cores.
+const PARALLEL_SIGN_MIN: usize = 64;
+
 /// The schema version this build writes.
 pub const OUTBOX_SCHEMA_VERSION: usize = MIGRATIONS.len();
 
@@ -287,6 +290,40 @@ impl Outbox {
         Ok(())
     }
 
+    /// Signs the chained records `fresh` of `out`; a large batch is signed on every core (the
+    /// signatures are independent once the chain is built, and they are most of the CPU cost).
+    fn sign_all(&self, out: &mut [RecordEnvelope], fresh: &[(usize, [u8; 32])]) {
+        let key = self.key.signing_key();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if fresh.len() < PARALLEL_SIGN_MIN || threads < 2 {
+            for &(i, hash) in fresh {
+                seal::sign(&mut out[i], &hash, key);
+            }
+            return;
+        }
+        // `fresh` indexes are increasing; pair each fresh envelope with its hash.
+        let mut jobs: Vec<(&mut RecordEnvelope, [u8; 32])> = Vec::with_capacity(fresh.len());
+        let mut wanted = fresh.iter().peekable();
+        for (i, env) in out.iter_mut().enumerate() {
+            if let Some(&&(j, hash)) = wanted.peek() {
+                if i == j {
+                    jobs.push((env, hash));
+                    wanted.next();
+                }
+            }
+        }
+        let per_thread = jobs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            for chunk in jobs.chunks_mut(per_thread) {
+                scope.spawn(move || {
+                    for (env, hash) in chunk.iter_mut() {
+                        seal::sign(env, hash, key);
+                    }
+                });
+            }
+        });
+    }
+
     fn parse_hash(&self, value: String) -> Result<[u8; 32], OutboxError> {
         from_hex::<32>(&value).ok_or_else(|| OutboxError::BadChainHead {
             path: self.path.clone(),
@@ -364,6 +401,11 @@ impl Outbox {
             None => GENESIS,
         };
         let mut out = Vec::with_capacity(crossings.len());
+        // New records: (index in `out`, hash), chained in order, signed afterwards.
+        let mut fresh: Vec<(usize, [u8; 32])> = Vec::with_capacity(crossings.len());
+        let public = self.key.public();
+        let mut in_batch: std::collections::HashMap<uuid::Uuid, usize> = Default::default();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
         {
             let mut lookup = tx
                 .prepare_cached("SELECT seq, envelope FROM outbox WHERE uuid = ?1")
@@ -384,6 +426,13 @@ impl Outbox {
                     out.push(self.decode(seq_from_sql(old), &json)?);
                     continue;
                 }
+                if let Some(&first) = in_batch.get(&crossing.id) {
+                    // The same crossing twice in one batch: one record; copied once signed.
+                    repeats.push((out.len(), first));
+                    out.push(out[first].clone());
+                    continue;
+                }
+                in_batch.insert(crossing.id, out.len());
                 seq += 1;
                 let mut envelope = RecordEnvelope {
                     post: self.post.clone(),
@@ -392,18 +441,26 @@ impl Outbox {
                     crossing: crossing.clone(),
                     seal: None,
                 };
-                prev = seal::seal(&mut envelope, &prev, self.key.signing_key());
-                let json = self.encode(&envelope)?;
+                prev = seal::chain(&mut envelope, &prev, &public);
+                fresh.push((out.len(), prev));
+                out.push(envelope);
+            }
+            self.sign_all(&mut out, &fresh);
+            for &(i, hash) in &fresh {
+                let envelope = &out[i];
+                let json = self.encode(envelope)?;
                 insert
                     .execute(params![
-                        seq_to_sql(seq),
-                        id,
+                        seq_to_sql(envelope.seq),
+                        envelope.crossing.id.to_string(),
                         ts_to_sql(recorded_at),
                         json,
-                        to_hex(&prev)
+                        to_hex(&hash)
                     ])
                     .map_err(self.sql("insert record"))?;
-                out.push(envelope);
+            }
+            for &(k, first) in &repeats {
+                out[k] = out[first].clone();
             }
         }
         tx.execute(

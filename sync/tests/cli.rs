@@ -85,10 +85,21 @@ async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived()
     let mosquitto = MosquittoProcess::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("central.db");
+    // The post's key exists before central starts; central accepts only registered keys.
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
+    let pub_file = dir.path().join(format!("{POST}.pub"));
+    std::fs::write(
+        &pub_file,
+        bcp_record::seal::to_hex(&outbox.public_key()) + "\n",
+    )
+    .unwrap();
     let mut child = Proc(
         Command::new(BIN)
             .args(["serve", "--expect", "3", "--timeout-secs", "60", "--broker"])
             .arg(format!("127.0.0.1:{}", mosquitto.port()))
+            .arg("--registered-keys-only")
+            .arg("--post-key")
+            .arg(format!("{POST}={}", pub_file.display()))
             .arg("--db")
             .arg(&db)
             .stdout(Stdio::piped())
@@ -108,7 +119,6 @@ async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived()
     })
     .await;
 
-    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
     for n in 1..=3 {
         outbox.append(&crossing(POST, n)).unwrap();
     }
@@ -159,6 +169,15 @@ async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived()
         );
         assert!(line.ends_with(" ms"), "{line}");
     }
+    let posts = CentralStore::open(&db).unwrap().posts().unwrap();
+    let post = posts.iter().find(|p| p.post == POST).unwrap();
+    assert!(
+        post.key_source
+            .as_deref()
+            .unwrap()
+            .starts_with("--post-key"),
+        "{post:?}"
+    );
     shutdown.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), uplink)
         .await

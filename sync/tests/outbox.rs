@@ -222,12 +222,18 @@ fn records_are_sealed_in_one_chain_across_reopen_with_the_key_beside_the_file() 
         .append_batch(&batch[..1], chrono::Utc::now())
         .unwrap();
     assert_eq!(again, envs[..1]);
-    assert_eq!(assert_one_sealed_chain(&path, key), 4);
-    assert_eq!(outbox.pending(0, 10).unwrap(), {
-        let mut all = vec![outbox.pending(0, 1).unwrap().remove(0)];
-        all.extend(envs);
-        all
-    });
+    // A crossing twice in one batch is one record; a large batch is signed on all cores.
+    let mut big: Vec<_> = (10..110).map(|n| crossing(POST, n)).collect();
+    big.push(big[3].clone());
+    let envs_big = outbox.append_batch(&big, chrono::Utc::now()).unwrap();
+    assert_eq!(envs_big.len(), 101);
+    assert_eq!(envs_big[100], envs_big[3]);
+    assert_eq!(envs_big[99].seq, 104);
+    assert_eq!(assert_one_sealed_chain(&path, key), 104);
+    let mut all = vec![outbox.pending(0, 1).unwrap().remove(0)];
+    all.extend(envs);
+    all.extend(envs_big[..100].iter().cloned());
+    assert_eq!(outbox.pending(0, 200).unwrap(), all);
 }
 
 #[test]

@@ -1,0 +1,208 @@
+//! Outbox and wire figures for BENCHMARKS.md (no libtest harness: prints a table).
+//!
+//! - **Durable insert rate**: crossings committed to a real outbox file (WAL,
+//!   `synchronous=FULL`, each record sealed: SHA-256 + Ed25519) with `append_batch`, for batch
+//!   sizes 1, 10, 100 and 1000. A batch is one transaction and one fsync.
+//! - **Bytes on the wire per record**: a realistic crossing without images (plate, weight,
+//!   dimensions, scan id), sealed; as a single JSON envelope and as batches of 1, 10, 100
+//!   (`wire::encode_batch`), payload alone and with the MQTT 3.1.1 PUBLISH framing (fixed header,
+//!   topic, packet id) and the broker's PUBACK, plus central's ack message per batch.
+//!
+//! `cargo bench -p bcp-sync --bench outbox --profile dev [-- --records N]`
+#![allow(clippy::unwrap_used)] // a bench: a failed unwrap is the report
+
+use std::time::Instant;
+
+use bcp_record::{
+    topics, Ack, Crossing, Dimensions, Flag, PlateRead, RecordEnvelope, ScanDecision, ScanEvent,
+    Weighing,
+};
+use bcp_sync::{wire, Outbox, PostKey};
+use chrono::{Duration, TimeZone as _, Utc};
+
+const POST: &str = "TJDYU-01";
+
+fn crossing(n: u32) -> Crossing {
+    let left_at =
+        Utc.with_ymd_and_hms(2026, 11, 21, 6, 0, 0).unwrap() + Duration::seconds(i64::from(n) * 47);
+    Crossing {
+        id: uuid::Uuid::now_v7(),
+        post: POST.to_owned(),
+        lane: format!("L{}", 1 + n % 4),
+        arrived_at: left_at - Duration::seconds(38 + i64::from(n % 9)),
+        left_at,
+        plate: Some(PlateRead {
+            text: format!(
+                "{:04}{}{:02}",
+                (n * 7919) % 10_000,
+                ["AB", "KZ", "TT", "MN"][(n % 4) as usize],
+                1 + n % 9
+            ),
+            confidence: 0.90 + (n % 10) as f32 / 100.0,
+            format: Some(["TJ", "UZ", "KZ"][(n % 3) as usize].to_owned()),
+            frames: 3 + n % 8,
+        }),
+        weight: Some(Weighing {
+            gross_kg: 12_000.0 + f64::from((n * 613) % 28_000 / 20 * 20),
+            division_kg: 20.0,
+            stable_at: left_at - Duration::seconds(12),
+            device: "WB-1".to_owned(),
+        }),
+        dimensions: Some(Dimensions {
+            length_mm: 12_000 + (n * 37) % 4_500,
+            width_mm: 2_550,
+            height_mm: 3_600 + (n * 11) % 400,
+        }),
+        scan: Some(ScanEvent {
+            scanner_id: "XR1".to_owned(),
+            scan_id: format!("XR1-{n:06}"),
+            scanned_at: left_at - Duration::seconds(20),
+            lane: None,
+            decision: if n.is_multiple_of(50) {
+                ScanDecision::Alarm
+            } else {
+                ScanDecision::NoAlarm
+            },
+            images: Vec::new(),
+        }),
+        flags: if n.is_multiple_of(10) {
+            vec![Flag::new("plate_low_confidence", "best read below 0.92")]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// MQTT 3.1.1 PUBLISH at QoS 1: fixed header (1 + remaining-length bytes), topic (2 + len),
+/// packet id (2), payload; plus the 4-byte PUBACK coming back.
+fn mqtt_bytes(topic: &str, payload: usize) -> usize {
+    let remaining = 2 + topic.len() + 2 + payload;
+    let len_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + len_bytes + remaining + 4
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let records: u32 = args
+        .iter()
+        .position(|a| a == "--records")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+
+    println!("## Durable outbox insert (WAL, synchronous=FULL, sealed), {records} records per row");
+    println!("| batch | records/s | fsyncs/s | ms per commit |");
+    println!("|---|---|---|---|");
+    for batch in [1usize, 10, 100, 1000] {
+        // Batch 1 is one fsync per record: fewer records keep the run short.
+        let n = if batch == 1 {
+            records.min(2_000)
+        } else {
+            records
+        } as usize;
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open_with_key(
+            &dir.path().join("outbox.db"),
+            POST,
+            PostKey::from_seed([7; 32]),
+        )
+        .unwrap();
+        let crossings: Vec<Crossing> = (0..n as u32).map(crossing).collect();
+        let started = Instant::now();
+        for chunk in crossings.chunks(batch) {
+            outbox.append_batch(chunk, Utc::now()).unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let commits = n.div_ceil(batch) as f64;
+        println!(
+            "| {batch} | {:.0} | {:.0} | {:.2} |",
+            n as f64 / secs,
+            commits / secs,
+            secs * 1000.0 / commits
+        );
+        assert_eq!(outbox.stats().unwrap().last_seq, n as u64);
+    }
+
+    // Sealing alone (CPU), to separate it from the fsync cost.
+    let key = PostKey::from_seed([7; 32]);
+    let mut prev = bcp_record::seal::GENESIS;
+    let sample: Vec<Crossing> = (0..5_000).map(crossing).collect();
+    let started = Instant::now();
+    let mut envs = Vec::with_capacity(sample.len());
+    for (i, c) in sample.iter().enumerate() {
+        let mut env = RecordEnvelope {
+            post: POST.to_owned(),
+            seq: i as u64 + 1,
+            recorded_at: c.left_at + Duration::milliseconds(3_000),
+            crossing: c.clone(),
+            seal: None,
+        };
+        prev = bcp_record::seal::seal(&mut env, &prev, key.signing_key());
+        envs.push(env);
+    }
+    let per_seal_us = started.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;
+    println!();
+    println!("Sealing alone (canonical JSON, SHA-256, Ed25519): {per_seal_us:.1} µs per record");
+
+    println!();
+    println!(
+        "## Bytes on the wire per crossing record (no images), {} records",
+        envs.len()
+    );
+    println!(
+        "| encoding | payload B/record | with MQTT PUBLISH + PUBACK + central's ack, B/record |"
+    );
+    println!("|---|---|---|");
+    let topic = topics::records(POST);
+    let ack_topic = topics::ack(POST);
+    let ack_payload = serde_json::to_vec(&Ack {
+        post: POST.to_owned(),
+        up_to_seq: 123_456,
+    })
+    .unwrap()
+    .len();
+    let ack_bytes = mqtt_bytes(&ack_topic, ack_payload);
+    let json: usize = envs
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap().len())
+        .sum();
+    let json_framed: usize = envs
+        .iter()
+        .map(|e| mqtt_bytes(&topic, serde_json::to_vec(e).unwrap().len()) + ack_bytes)
+        .sum();
+    let n = envs.len() as f64;
+    println!(
+        "| single JSON envelope (sealed) | {:.0} | {:.0} |",
+        json as f64 / n,
+        json_framed as f64 / n
+    );
+    let mut unsealed_json = 0usize;
+    for e in &envs {
+        let mut u = e.clone();
+        u.seal = None;
+        unsealed_json += serde_json::to_vec(&u).unwrap().len();
+    }
+    println!(
+        "| single JSON envelope, unsealed (for scale) | {:.0} | - |",
+        unsealed_json as f64 / n
+    );
+    for batch in [1usize, 10, 100] {
+        let mut payload = 0usize;
+        let mut framed = 0usize;
+        for chunk in envs.chunks(batch) {
+            let p = wire::encode_batch(POST, chunk).unwrap().len();
+            payload += p;
+            framed += mqtt_bytes(&topic, p) + ack_bytes;
+        }
+        println!(
+            "| batch of {batch} (compact seals, zstd 3) | {:.0} | {:.0} |",
+            payload as f64 / n,
+            framed as f64 / n
+        );
+    }
+}
