@@ -136,10 +136,15 @@ pub fn decode(buf: &[u8]) -> Result<Option<(A12eFrame, usize)>, FrameError> {
 pub fn encode(frame: &A12eFrame, out: &mut Vec<u8>) {
     let start = out.len();
     let field = match frame.weight {
-        A12eWeight::Value(w) if w.decimals == 0 => w.padded(6, b'0').map(|mut f| {
-            f.push(BLANK);
-            f
-        }),
+        // Six digits and a blank as the manual shows; a seventh digit, which the decoder
+        // accepts, takes the blank's place (found by fuzzing: `WN6666660kg`).
+        A12eWeight::Value(w) if w.decimals == 0 => w
+            .padded(6, b'0')
+            .map(|mut f| {
+                f.push(BLANK);
+                f
+            })
+            .or_else(|| w.padded(7, b'0')),
         A12eWeight::Value(w) => w.padded(7, b'0'),
         A12eWeight::Overload | A12eWeight::Underload => None,
     };
@@ -231,6 +236,18 @@ mod tests {
         assert_eq!(neg.reading().net_kg, Some(-2456.0));
     }
 
+    /// Found by fuzzing: seven integer digits decode, so they must encode back the same.
+    #[test]
+    fn seven_integer_digits_round_trip() {
+        let f = A12eFrame {
+            net: true,
+            weight: A12eWeight::Value(Decimal::new(6_666_660, 0)),
+        };
+        let bytes = enc(&f);
+        assert_eq!(&bytes[..11], b"WN6666660kg");
+        assert_round_trip(decode, &bytes, &f);
+    }
+
     /// The manual's overload frame (9 blanks, `OL`, check `23`) and the underload one.
     #[test]
     fn overload_and_underload() {
@@ -258,6 +275,7 @@ mod tests {
         let weight = prop_oneof![
             (-99_999i64..=999_999, 0u8..=3)
                 .prop_map(|(m, d)| A12eWeight::Value(Decimal::new(m, d))),
+            (-999_999i64..=9_999_999).prop_map(|m| A12eWeight::Value(Decimal::new(m, 0))),
             Just(A12eWeight::Overload),
             Just(A12eWeight::Underload),
         ];
