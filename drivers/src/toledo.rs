@@ -24,7 +24,7 @@
 //! |---|---|---|---|
 //! | 0-2 | decimal position ([`DecimalPosition`]) | b0 net, b1 negative, b2 out of range | vendor specific |
 //! | 3-4 | increment: 01 = x1, 10 = x2, 11 = x5 (00 is rejected) | b3 motion, b4 kg (0 = lb) | vendor specific |
-//! | 5 | always 1 (checked) | always 1 (checked) | kept raw in [`ToledoFrame::swc`] |
+//! | 5 | always 1 (checked) | always 1 (checked) | kept raw in [`ToledoFrame::swc`]; read per terminal by [`swc::SwcProfile`] |
 //! | 6 | ignored | power up, not yet zeroed | |
 //! | 7 | ignored (Rice Lake may put even parity here) | ignored (same) | |
 //!
@@ -57,6 +57,9 @@
 
 use crate::frame::{FrameError, FrameErrorKind};
 use crate::stability::WeightReading;
+
+pub mod swc;
+pub use swc::{SwcFlags, SwcProfile};
 
 const STX: u8 = 0x02;
 const CR: u8 = 0x0D;
