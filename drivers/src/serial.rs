@@ -69,6 +69,8 @@ pub struct SerialPortConfig {
     pub parity: Parity,
     /// 1 or 2.
     pub stop_bits: u8,
+    /// `none` (default), `software` (XON/XOFF) or `hardware` (RTS/CTS).
+    pub flow_control: FlowControl,
 }
 
 impl Default for SerialPortConfig {
@@ -79,6 +81,7 @@ impl Default for SerialPortConfig {
             data_bits: 8,
             parity: Parity::None,
             stop_bits: 1,
+            flow_control: FlowControl::None,
         }
     }
 }
@@ -110,6 +113,18 @@ pub enum Parity {
     None,
     Odd,
     Even,
+}
+
+/// Serial flow control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowControl {
+    #[default]
+    None,
+    /// XON/XOFF.
+    Software,
+    /// RTS/CTS.
+    Hardware,
 }
 
 /// What a device driver reports to the agent.
@@ -531,10 +546,16 @@ pub fn open_port(cfg: &SerialPortConfig) -> tokio_serial::Result<SerialStream> {
     } else {
         tokio_serial::StopBits::One
     };
+    let flow_control = match cfg.flow_control {
+        FlowControl::None => tokio_serial::FlowControl::None,
+        FlowControl::Software => tokio_serial::FlowControl::Software,
+        FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
+    };
     let builder = tokio_serial::new(cfg.path.as_str(), cfg.baud)
         .data_bits(data_bits)
         .parity(parity)
-        .stop_bits(stop_bits);
+        .stop_bits(stop_bits)
+        .flow_control(flow_control);
     // Shared access (no TIOCEXCL, shared flock) so that a technician's terminal program can open
     // the port alongside the daemon, as the appliance's service procedure expects.
     #[cfg(unix)]

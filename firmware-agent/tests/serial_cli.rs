@@ -663,3 +663,49 @@ async fn unplugging_the_device_ends_a_read_with_an_error_naming_the_port() {
         "readings before the unplug were printed"
     );
 }
+
+#[tokio::test]
+async fn framing_and_flow_control_are_passed_to_the_port() {
+    let mut pty = pty();
+    let _device = streaming(&mut pty, b"WG004.139kg3D\r\n".to_vec(), None);
+    let extra = [
+        "--framing",
+        "7E2",
+        "--flow-control",
+        "hardware",
+        "--baud",
+        "4800",
+    ];
+    for line in read_json(&pty, "a12e", &extra, 1).await {
+        assert_eq!(line["weight_kg"], 4.139);
+    }
+    let out = bcpctl(&[
+        "serial",
+        "read",
+        "--port",
+        &pty.path,
+        "--protocol",
+        "a12e",
+        "--flow-control",
+        "rts",
+    ])
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("none, software or hardware"),
+        "{err}"
+    );
+    let out = bcpctl(&[
+        "serial",
+        "read",
+        "--port",
+        &pty.path,
+        "--protocol",
+        "a12e",
+        "--framing",
+        "9N1",
+    ])
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("9N1"), "{err}");
+}

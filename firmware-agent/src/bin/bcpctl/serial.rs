@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bcp_drivers::indicator::{AnyProtocol, Measurement};
 use bcp_drivers::inspect::{self, Evidence, Segment, SettleRule};
-use bcp_drivers::serial::{open_port, Parity, SerialPortConfig};
+use bcp_drivers::serial::{open_port, FlowControl, Parity, SerialPortConfig};
 use bcp_drivers::tokio_serial::SerialStream;
 use clap::Subcommand;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +47,9 @@ pub enum SerialCommand {
         /// Framing: 8N1, 7E1, 7O1, 8E1, ...
         #[arg(long, default_value = "8N1")]
         framing: String,
+        /// Flow control: none, software (XON/XOFF), hardware (RTS/CTS).
+        #[arg(long, default_value = "none", value_parser = parse_flow_control)]
+        flow_control: FlowControl,
         /// Stop after this many readings (default: run until interrupted).
         #[arg(long)]
         count: Option<u64>,
@@ -106,13 +109,17 @@ pub fn run(cmd: SerialCommand) -> Result<()> {
                 pattern,
                 baud,
                 framing,
+                flow_control,
                 count,
                 json,
                 timeout_ms,
             } => {
                 let protocol = AnyProtocol::parse(&protocol, pattern.as_deref())
                     .map_err(anyhow::Error::msg)?;
-                let cfg = port_config(&port, baud, &framing)?;
+                let cfg = SerialPortConfig {
+                    flow_control,
+                    ..port_config(&port, baud, &framing)?
+                };
                 let timeout = Duration::from_millis(timeout_ms);
                 read(&cfg, &protocol, count, json, timeout).await
             }
@@ -155,6 +162,15 @@ pub fn run(cmd: SerialCommand) -> Result<()> {
     })
 }
 
+fn parse_flow_control(text: &str) -> Result<FlowControl, String> {
+    match text {
+        "none" => Ok(FlowControl::None),
+        "software" => Ok(FlowControl::Software),
+        "hardware" => Ok(FlowControl::Hardware),
+        other => Err(format!("{other:?}: expected none, software or hardware")),
+    }
+}
+
 /// `8N1`-style framing into a port config.
 fn port_config(path: &str, baud: u32, framing: &str) -> Result<SerialPortConfig> {
     let f = framing.as_bytes();
@@ -176,6 +192,7 @@ fn port_config(path: &str, baud: u32, framing: &str) -> Result<SerialPortConfig>
         data_bits,
         parity,
         stop_bits,
+        flow_control: FlowControl::None,
     };
     cfg.validate()
         .map_err(|(key, reason)| anyhow::anyhow!("serial port {path}: {key} {reason}"))?;
