@@ -7,7 +7,8 @@
 //! 2. Publish the outbox's pending records in seq order, in batches ([`crate::wire`]: compact
 //!    seals, zstd) on `topics::records(post)` at QoS 1, at most `max_in_flight` records beyond
 //!    the last ack. A batch goes when it holds `batch_max_records` or when its first record has
-//!    waited `batch_linger_ms` ([`Batcher`]).
+//!    waited `batch_linger_ms` ([`Batcher`]), and no faster than `max_bytes_per_sec` on a slow
+//!    link ([`RateLimit`]).
 //! 3. Mark records delivered in the outbox **only** when an [`Ack`] arrives on the ack topic. A
 //!    broker PUBACK proves only that the broker has the message, not that central committed it.
 //! 4. Wake when a lane appends a record (`new_record`), when an ack or any other MQTT event
@@ -21,6 +22,7 @@
 //! Outbox calls are short SQLite transactions made inline on the driver task (one fsync each).
 
 mod batcher;
+mod rate;
 mod tracker;
 
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 pub use batcher::{BatchDecision, BatchPolicy, Batcher};
+pub use rate::RateLimit;
 pub use tracker::{AckOutcome, DeliveryTracker};
 
 use crate::link::{self, LinkEvent};
@@ -65,6 +68,8 @@ pub struct UplinkConfig {
     pub batch_linger_ms: u64,
     /// Period of the retained status heartbeat.
     pub heartbeat_secs: u64,
+    /// Cap on record payload bytes per second for slow links (0: no cap).
+    pub max_bytes_per_sec: u64,
 }
 
 impl Default for UplinkConfig {
@@ -81,6 +86,7 @@ impl Default for UplinkConfig {
             batch_max_records: DEFAULT_BATCH_MAX_RECORDS,
             batch_linger_ms: DEFAULT_BATCH_LINGER_MS,
             heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
+            max_bytes_per_sec: 0,
         }
     }
 }
@@ -115,6 +121,7 @@ pub async fn run_uplink(
         max_records: cfg.batch_max_records,
         linger: Duration::from_millis(cfg.batch_linger_ms),
     });
+    let mut rate = RateLimit::new(cfg.max_bytes_per_sec);
     let status_topic = topics::status(&cfg.post);
     let broker = format!("{}:{}", cfg.broker_host, cfg.broker_port);
     tracing::info!(post = %cfg.post, %broker, client_id = %cfg.client_id, depth = stats.depth, last_seq = stats.last_seq, last_acked_seq = stats.last_acked_seq, "uplink starting");
@@ -155,7 +162,11 @@ pub async fn run_uplink(
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let deadline = earliest(tracker.poll_timeout(), batcher.poll_timeout()).map(Instant::from_std);
+            let deadline = earliest(
+                earliest(tracker.poll_timeout(), batcher.poll_timeout()),
+                rate.poll_timeout(),
+            )
+            .map(Instant::from_std);
             tokio::select! {
                 event = rx.recv() => match event {
                     None | Some(LinkEvent::Disconnected) => {
@@ -195,7 +206,7 @@ pub async fn run_uplink(
                     }
                 }
             }
-            send_pending(&client, &cfg.post, &records_topic, &mut tracker, &mut batcher, &outbox)?;
+            send_pending(&client, &cfg.post, &records_topic, &mut tracker, &mut batcher, &mut rate, &outbox)?;
         }
     }
     .await;
@@ -259,9 +270,13 @@ fn send_pending(
     topic: &str,
     tracker: &mut DeliveryTracker,
     batcher: &mut Batcher,
+    rate: &mut RateLimit,
     outbox: &Outbox,
 ) -> anyhow::Result<()> {
     while let Some((after_seq, room)) = tracker.next_batch() {
+        if rate.ready_at(std::time::Instant::now()).is_some() {
+            return Ok(()); // over the cap: the driver wakes at rate.poll_timeout()
+        }
         let limit = room.min(batcher.policy().max_records);
         let records = outbox
             .pending(after_seq, limit)
@@ -276,12 +291,15 @@ fn send_pending(
         };
         let payload = wire::encode_batch(post, batch)
             .with_context(|| format!("encoding records {}..={last}", batch[0].seq))?;
+        let bytes = payload.len();
         if let Err(error) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
             // The request channel is full: the next MQTT event retries from here.
             tracing::debug!(seq = last, %error, "uplink: request queue full, deferring");
             return Ok(());
         }
-        tracker.handle_sent(std::time::Instant::now(), last);
+        let now = std::time::Instant::now();
+        rate.spend(now, bytes);
+        tracker.handle_sent(now, last);
     }
     Ok(())
 }

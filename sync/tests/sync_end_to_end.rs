@@ -219,3 +219,64 @@ async fn both_ends_recover_from_a_broker_restart() {
     drain(&mut receiver.stored, &mut newly);
     assert_eq!(newly, (1..=15).collect::<Vec<_>>(), "none twice");
 }
+
+/// A slow link: the uplink keeps under `max_bytes_per_sec` on average, and everything arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_rate_cap_holds_and_everything_still_arrives() {
+    const CAP: u64 = 2_000;
+    const BATCH: usize = 4;
+    let broker = start_embedded(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+    let (host, port) = (broker.addr().ip().to_string(), broker.addr().port());
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
+    let store = Arc::new(CentralStore::open(&dir.path().join("central.db")).unwrap());
+    for n in 1..=40 {
+        outbox.append(&crossing(POST, n)).unwrap();
+    }
+    // The bytes the uplink will send: the same batches, encoded the same way.
+    let sizes: Vec<usize> = outbox
+        .pending(0, 100)
+        .unwrap()
+        .chunks(BATCH)
+        .map(|c| bcp_sync::wire::encode_batch(POST, c).unwrap().len())
+        .collect();
+    let bytes: usize = sizes.iter().sum();
+    let last = *sizes.last().unwrap();
+    let receiver = start_receiver(&host, port, &store);
+    wait_until_receiver_subscribed(&host, port, || store.rejected().unwrap().len()).await;
+    let (uplink_shutdown, uplink_shutdown_rx) = watch::channel(false);
+    let cfg = UplinkConfig {
+        broker_host: host.clone(),
+        broker_port: port,
+        client_id: "edge-slow".to_owned(),
+        post: POST.to_owned(),
+        max_in_flight: 40,
+        batch_max_records: BATCH,
+        batch_linger_ms: 0,
+        max_bytes_per_sec: CAP,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let uplink = tokio::spawn(run_uplink(
+        cfg,
+        Arc::clone(&outbox),
+        Arc::new(Notify::new()),
+        uplink_shutdown_rx,
+    ));
+    wait_for("40 records acknowledged", WAIT, || {
+        outbox.stats().unwrap().last_acked_seq == 40
+    })
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    // One second's worth goes at once (the burst), and the last message's debt is never waited
+    // for; everything between goes at the cap.
+    let floor = (bytes as f64 - CAP as f64 - last as f64) / CAP as f64;
+    eprintln!("{bytes} bytes in {elapsed:.2} s (floor {floor:.2} s at {CAP} B/s)");
+    assert!(
+        elapsed >= floor * 0.95,
+        "{bytes} bytes in {elapsed:.2} s beat the cap"
+    );
+    assert_eq!(exported_seqs(&store), (1..=40).collect::<Vec<_>>());
+    stop(&uplink_shutdown, uplink, "uplink").await;
+    stop(&receiver.shutdown, receiver.task, "receiver").await;
+}
