@@ -69,7 +69,7 @@ pub use frame::{FrameError, FrameErrorKind};
 pub use indicator::{AnyProtocol, Decimal, Measurement, ScaleReading, ScaleStatus, Unit};
 pub use serial::{
     run_dimension_sensor, run_indicator, run_weighbridge, DeviceEvent, DeviceHealth, DriverError,
-    Parity, SerialPortConfig, SharedHealth,
+    FlowControl, Parity, SerialPortConfig, SharedHealth,
 };
 pub use stability::{StabilityConfig, StabilityDetector, StableWeight, WeighEvent, WeightReading};
 pub use toledo::{DecimalPosition, ToledoCodec, ToledoFrame};

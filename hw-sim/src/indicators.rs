@@ -303,6 +303,11 @@ impl PluggablePort {
         &self.link
     }
 
+    /// The device's end of the pty, while plugged in.
+    pub fn master_mut(&mut self) -> Option<&mut SerialStream> {
+        self.master.as_mut()
+    }
+
     pub fn is_plugged(&self) -> bool {
         self.master.is_some()
     }

@@ -9,6 +9,8 @@
 //! - [`indicators`]: every weighing-indicator protocol of `bcp_drivers` on a pty behind a
 //!   stable link, polled ones answering their commands, with faults on demand (noise, truncated
 //!   frames, bad checksums, a rocking vehicle, unplug and replug).
+//! - [`lms`]: a SICK LMS-style laser scanner over the lane, sending CoLa A `LMDscandata`
+//!   profiles of passing vehicles (the `sick-cola` dimension protocol).
 //! - [`plate_render`]: camera frames with rendered number plates of the region's formats.
 //! - [`sim`]: the [`Simulator`] that opens the devices and drives the vehicles through the lane.
 //!
@@ -16,6 +18,7 @@
 
 pub mod devices;
 pub mod indicators;
+pub mod lms;
 pub mod plate_render;
 pub mod scenario;
 pub mod sim;
