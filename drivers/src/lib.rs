@@ -25,7 +25,7 @@
 //! | [`alarms`] | pure, given the time | [`alarms::ScaleMonitor`]: overload, underload, indicator error and zero drift raised and cleared |
 //! | [`axles`] | pure, given the time | [`axles::AxleSummer`]: per-axle stable weights of a short axle scale summed into one vehicle |
 //! | [`codec`] | tokio-util | [`ProtocolCodec`]: a `Decoder`/`Encoder` around any [`Protocol`]; garbage is an item, never a stream error |
-//! | [`serial`] | I/O | [`run_weighbridge`], [`run_indicator`] (any protocol by name), [`run_dimension_sensor`]: open, read, reconnect with backoff, report [`DeviceEvent`]s and [`DeviceHealth`] |
+//! | [`serial`] | I/O | [`run_weighbridge`], [`run_indicator`] (any protocol by name), [`run_dimension_sensor`], [`run_lane_scanner`] (sick-cola): open, read, reconnect with backoff, report [`DeviceEvent`]s and [`DeviceHealth`] |
 //!
 //! ## Contracts
 //!
@@ -68,8 +68,8 @@ pub use dims_ascii::DimensionFrame;
 pub use frame::{FrameError, FrameErrorKind};
 pub use indicator::{AnyProtocol, Decimal, Measurement, ScaleReading, ScaleStatus, Unit};
 pub use serial::{
-    run_dimension_sensor, run_indicator, run_weighbridge, DeviceEvent, DeviceHealth, DriverError,
-    FlowControl, Parity, SerialPortConfig, SharedHealth,
+    run_dimension_sensor, run_indicator, run_lane_scanner, run_weighbridge, DeviceEvent,
+    DeviceHealth, DriverError, FlowControl, Parity, SerialPortConfig, SharedHealth,
 };
 pub use stability::{StabilityConfig, StabilityDetector, StableWeight, WeighEvent, WeightReading};
 pub use toledo::{DecimalPosition, ToledoCodec, ToledoFrame};

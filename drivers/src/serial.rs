@@ -299,6 +299,38 @@ fn alarm_config(stability: &StabilityConfig) -> AlarmConfig {
     }
 }
 
+/// Drive a laser scanner over the lane that streams CoLa A `LMDscandata` telegrams
+/// ([`crate::sick_cola`]) until shutdown: each vehicle that has passed under it is one
+/// [`DeviceEvent::Dimensions`]. A scanner streams 25-50 scans/s, so [`WEIGHBRIDGE_SILENCE`]
+/// without a valid telegram is a lost device, as for a weighbridge.
+pub async fn run_lane_scanner(
+    name: String,
+    port: SerialPortConfig,
+    tracker: crate::sick_cola::DimensionTrackerConfig,
+    events: mpsc::Sender<DeviceEvent>,
+    health: SharedHealth,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), DriverError> {
+    let mut tracker = crate::sick_cola::DimensionTracker::new(tracker);
+    let driver = Driver {
+        name,
+        port,
+        events,
+        health,
+        shutdown,
+        silence: Some(WEIGHBRIDGE_SILENCE),
+        poll: None,
+    };
+    driver
+        .run(
+            crate::sick_cola::SickCola,
+            |scan: crate::sick_cola::ScanTelegram, _now, out, _name: &str| {
+                out.extend(tracker.handle_scan(&scan).map(DeviceEvent::Dimensions));
+            },
+        )
+        .await
+}
+
 /// Drive a dimension system that sends `$DIM` lines until shutdown.
 pub async fn run_dimension_sensor(
     name: String,

@@ -184,6 +184,20 @@ pub fn encode(t: &ScanTelegram, out: &mut Vec<u8>) {
     out.push(ETX);
 }
 
+/// The telegrams as a [`crate::Protocol`] (for [`crate::serial::run_lane_scanner`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SickCola;
+
+impl crate::codec::Protocol for SickCola {
+    type Frame = ScanTelegram;
+    fn decode(&self, buf: &[u8]) -> Result<Option<(ScanTelegram, usize)>, FrameError> {
+        decode(buf)
+    }
+    fn encode(&self, frame: &ScanTelegram, out: &mut Vec<u8>) {
+        encode(frame, out)
+    }
+}
+
 /// Where the scanner hangs; see the module header.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LaneGeometry {

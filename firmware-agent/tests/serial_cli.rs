@@ -709,3 +709,59 @@ async fn framing_and_flow_control_are_passed_to_the_port() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("9N1"), "{err}");
 }
+
+/// `read --protocol sick-cola`: the simulated lane scanner (bcp-sim, its own geometry) passes a
+/// truck under it; bcpctl decodes the telegrams and reports the vehicle's dimensions.
+#[tokio::test]
+async fn read_sick_cola_reports_each_vehicle() {
+    use bcp_sim::indicators::PluggablePort;
+    use bcp_sim::lms::{run_lms_scanner, LmsLane, LmsVehicle};
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let link = dir.path().join("ttyLMS");
+    let port = PluggablePort::open(&link).expect("a pty");
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let _scanner = Device(tokio::spawn(async move {
+        let _ = run_lms_scanner(port, LmsLane::default(), Duration::from_millis(2), rx, stop).await;
+    }));
+    let path = link.display().to_string();
+    let read = tokio::spawn(async move {
+        bcpctl(&[
+            "serial",
+            "read",
+            "--port",
+            &path,
+            "--protocol",
+            "sick-cola",
+            "--count",
+            "1",
+            "--json",
+            "--mount-height-mm",
+            "6000",
+            "--speed-mm-per-s",
+            "2000",
+        ])
+        .await
+    });
+    // Let bcpctl open the port before the truck arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let truck = LmsVehicle {
+        length_mm: 12_000.0,
+        width_mm: 2_500.0,
+        height_mm: 3_800.0,
+        speed_mm_per_s: 2_000.0,
+    };
+    tx.send(truck).await.expect("the scanner takes vehicles");
+    let out = read.await.expect("the bcpctl task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["protocol"], "sick-cola");
+    let mm = |k: &str| v[k].as_i64().unwrap_or(-1);
+    assert!((mm("length_mm") - 12_000).abs() <= 40, "{v}");
+    assert!((mm("width_mm") - 2_500).abs() <= 30, "{v}");
+    assert!((mm("height_mm") - 3_800).abs() <= 5, "{v}");
+}

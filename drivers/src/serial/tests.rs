@@ -488,3 +488,63 @@ async fn overload_is_raised_and_cleared() {
         Ok(Ok(Ok(())))
     ));
 }
+
+/// A lane scanner on a pty: one-point scans straight down (road at 6 m, a roof at 2 m below the
+/// scanner) through `run_lane_scanner`: one Dimensions event per vehicle.
+#[tokio::test]
+async fn lane_scanner_over_a_pty() {
+    use crate::sick_cola::{self, DimensionTrackerConfig, LaneGeometry, ScanTelegram};
+    let (mut master, _slave, path) = pty();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (stop, stop_rx) = watch::channel(false);
+    let tracker = DimensionTrackerConfig {
+        geometry: LaneGeometry {
+            mount_height_mm: 6000.0,
+            down_angle: 0,
+            min_object_height_mm: 300.0,
+        },
+        speed_mm_per_s: 2000.0,
+        min_gap_scans: 2,
+    };
+    let driver = tokio::spawn(run_lane_scanner(
+        "lms-1".into(),
+        SerialPortConfig {
+            path,
+            ..SerialPortConfig::default()
+        },
+        tracker,
+        tx,
+        SharedHealth::default(),
+        stop_rx,
+    ));
+    expect_connected(&mut rx).await;
+    let scan = |counter, range| ScanTelegram {
+        counter,
+        frequency_centi_hz: 5000,
+        scale: 1.0,
+        start_angle: 0,
+        angle_step: 0,
+        ranges: vec![range],
+    };
+    let mut bytes = Vec::new();
+    // 100 scans with the vehicle at 50 Hz and 2 m/s: 4 m long, 4 m high.
+    for i in 0..120 {
+        let range = if (10..110).contains(&i) { 2000 } else { 6000 };
+        sick_cola::encode(&scan(i, range), &mut bytes);
+    }
+    master.write_all(&bytes).await.expect("pty write");
+    match next_event(&mut rx).await {
+        DeviceEvent::Dimensions(d) => {
+            assert_eq!(
+                (d.seq, d.length_mm, d.width_mm, d.height_mm),
+                (1, 4000, 0, 4000)
+            );
+        }
+        other => panic!("expected Dimensions, got {other:?}"),
+    }
+    stop.send(true).expect("driver listening");
+    assert!(matches!(
+        tokio::time::timeout(WAIT, driver).await,
+        Ok(Ok(Ok(())))
+    ));
+}

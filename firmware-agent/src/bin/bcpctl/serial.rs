@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use bcp_drivers::indicator::{AnyProtocol, Measurement};
 use bcp_drivers::inspect::{self, Evidence, Segment, SettleRule};
 use bcp_drivers::serial::{open_port, FlowControl, Parity, SerialPortConfig};
+use bcp_drivers::sick_cola::{self, DimensionTracker, DimensionTrackerConfig, LaneGeometry};
 use bcp_drivers::tokio_serial::SerialStream;
 use clap::Subcommand;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +37,8 @@ pub enum SerialCommand {
         /// Serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/...
         #[arg(long)]
         port: String,
-        /// Protocol name (toledo-continuous, xk3190, mt-sics, sma, rlws, ...; see `probe`).
+        /// Protocol name (toledo-continuous, xk3190, mt-sics, sma, rlws, ..., dims-ascii,
+        /// sick-cola; see `probe`).
         #[arg(long)]
         protocol: String,
         /// Regex with named groups, for `--protocol generic`.
@@ -59,6 +61,18 @@ pub enum SerialCommand {
         /// Fail when no reading arrives for this long.
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
+        /// sick-cola: the scanner's height above the road.
+        #[arg(long, default_value_t = 6000.0)]
+        mount_height_mm: f64,
+        /// sick-cola: the scanner angle that points straight down, degrees.
+        #[arg(long, default_value_t = 0.0)]
+        down_angle_deg: f64,
+        /// sick-cola: points lower than this above the road are road, not vehicle.
+        #[arg(long, default_value_t = 300.0)]
+        min_object_height_mm: f64,
+        /// sick-cola: the vehicles' speed under the scanner (length = speed x time under it).
+        #[arg(long, default_value_t = 2000.0)]
+        speed_mm_per_s: f64,
     },
     /// Find the protocol, baud rate and framing of a port.
     Probe {
@@ -113,14 +127,31 @@ pub fn run(cmd: SerialCommand) -> Result<()> {
                 count,
                 json,
                 timeout_ms,
+                mount_height_mm,
+                down_angle_deg,
+                min_object_height_mm,
+                speed_mm_per_s,
             } => {
-                let protocol = AnyProtocol::parse(&protocol, pattern.as_deref())
-                    .map_err(anyhow::Error::msg)?;
                 let cfg = SerialPortConfig {
                     flow_control,
                     ..port_config(&port, baud, &framing)?
                 };
                 let timeout = Duration::from_millis(timeout_ms);
+                if protocol == "sick-cola" {
+                    let tracker = DimensionTrackerConfig {
+                        geometry: LaneGeometry {
+                            mount_height_mm,
+                            // 1/10000 degree, as the telegram counts angles.
+                            down_angle: (down_angle_deg * 10_000.0).round() as i32,
+                            min_object_height_mm,
+                        },
+                        speed_mm_per_s,
+                        min_gap_scans: 3,
+                    };
+                    return read_scanner(&cfg, tracker, count, json, timeout).await;
+                }
+                let protocol = AnyProtocol::parse(&protocol, pattern.as_deref())
+                    .map_err(|e| anyhow::anyhow!("{e}, sick-cola"))?;
                 read(&cfg, &protocol, count, json, timeout).await
             }
             SerialCommand::Probe {
@@ -339,6 +370,69 @@ async fn read(
             asked_at = None;
             if count.is_some_and(|c| readings >= c) {
                 break;
+            }
+        }
+        buf.drain(..used);
+    }
+    Ok(())
+}
+
+/// `read --protocol sick-cola`: one line per vehicle that has passed under the scanner.
+async fn read_scanner(
+    cfg: &SerialPortConfig,
+    tracker: DimensionTrackerConfig,
+    count: Option<u64>,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
+    let mut port = open(cfg)?;
+    let mut tracker = DimensionTracker::new(tracker);
+    let (mut buf, mut vehicles, mut last_scan) = (Vec::new(), 0u64, Instant::now());
+    while count.is_none_or(|c| vehicles < c) {
+        if last_scan.elapsed() >= timeout {
+            bail!(
+                "serial port {}: no sick-cola scan for {} ms (wrong protocol, baud or cable? try `bcpctl serial sniff`)",
+                cfg.path,
+                timeout.as_millis()
+            );
+        }
+        let until = Instant::now() + Duration::from_millis(100);
+        read_some(&mut port, &cfg.path, &mut buf, until).await?;
+        let mut used = 0;
+        loop {
+            match sick_cola::decode(&buf[used..]) {
+                Ok(Some((scan, n))) => {
+                    last_scan = Instant::now();
+                    let raw = &buf[used..used + n];
+                    used += n;
+                    let Some(d) = tracker.handle_scan(&scan) else {
+                        continue;
+                    };
+                    let line = if json {
+                        serde_json::json!({
+                            "protocol": "sick-cola",
+                            "length_mm": d.length_mm,
+                            "width_mm": d.width_mm,
+                            "height_mm": d.height_mm,
+                            "raw_hex": inspect::hex(raw),
+                        })
+                        .to_string()
+                    } else {
+                        format!(
+                            "L {} mm  W {} mm  H {} mm",
+                            d.length_mm, d.width_mm, d.height_mm
+                        )
+                    };
+                    if !out(&line)? {
+                        return Ok(());
+                    }
+                    vehicles += 1;
+                    if count.is_some_and(|c| vehicles >= c) {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => used += e.skip.clamp(1, buf.len() - used),
             }
         }
         buf.drain(..used);
