@@ -4,13 +4,22 @@
 //! -> recognise -> normalise -> fit formats -> rank`.
 //! Besides every single box, each run of boxes on one line is also read as one text (and each
 //! adjacent pair), because the detector may split a plate at its wide gaps (`1234  AB  01`).
-//! Candidates that fit a plate format rank above all other text; within each class the higher
-//! confidence comes first. A candidate's confidence is the mean of its characters' confidences,
-//! times 0.85 per correction the format needed.
+//! Candidates are ranked by confidence weighted by plate-likeness: text that fits a plate format
+//! counts in full, other plate-shaped text (5-8 characters with digits) at 0.7, anything else
+//! (words, camera timestamps) at 0.4; so a confident plate of a country without a format here
+//! still beats a doubtful read of a timestamp that a format could be bent to fit. A candidate's
+//! confidence is the mean of its characters' confidences, times 0.85 per correction the format
+//! needed.
+//!
+//! Second pass ([`AnprConfig::refine_top`]): the region around each of the best candidates
+//! (margins of a quarter of its width plus half its height, two thirds of its height) is cut
+//! from the full-resolution frame, enlarged so that the text is about 64 px high, and detected
+//! and read again; small plates that the whole-frame detector (long side 960 px) saw at 10-20 px
+//! get tighter boxes and a sharper crop. Its candidates join the first pass's.
 
 use std::time::Instant;
 
-use opencv::core::{Mat, CV_8UC1, CV_8UC3, CV_8UC4};
+use opencv::core::{Mat, Rect, Size, CV_8UC1, CV_8UC3, CV_8UC4};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
 use ort::session::Session;
@@ -44,6 +53,9 @@ pub struct AnprConfig {
     pub rec_batch_size: usize,
     /// Candidates below this confidence are dropped.
     pub min_confidence: f32,
+    /// The best this many candidates are read again from an enlarged region around them
+    /// (0: no second pass); see the module header.
+    pub refine_top: usize,
 }
 
 impl Default for AnprConfig {
@@ -58,6 +70,7 @@ impl Default for AnprConfig {
             det_max_candidates: 200,
             rec_batch_size: 6,
             min_confidence: 0.3,
+            refine_top: 2,
         }
     }
 }
@@ -127,6 +140,7 @@ pub struct PlateReader {
     det_params: DetParams,
     rec_batch: usize,
     min_confidence: f32,
+    refine_top: usize,
 }
 
 impl std::fmt::Debug for PlateReader {
@@ -168,6 +182,7 @@ impl PlateReader {
             },
             rec_batch: cfg.rec_batch_size,
             min_confidence: cfg.min_confidence,
+            refine_top: cfg.refine_top,
         })
     }
 
@@ -200,26 +215,86 @@ impl PlateReader {
     pub fn read_mat(&mut self, frame: &Mat) -> Result<Vec<PlateCandidate>, AnprError> {
         let started = Instant::now();
         let bgr = to_bgr(frame)?;
-        let boxes = detect::detect(&mut self.det, &bgr, &self.det_params)?;
-        let mut crops = Vec::with_capacity(boxes.len());
-        let mut kept = Vec::with_capacity(boxes.len());
-        for b in boxes {
-            let crop = detect::crop(&bgr, &b)?;
-            if plate_shaped(crop.cols(), crop.rows()) {
-                crops.push(crop);
-                kept.push(b);
-            }
-        }
-        let boxes = kept;
-        let reads = recognize::recognize(&mut self.rec, &self.charset, &crops, self.rec_batch)?;
-        let candidates = rank(&boxes, &reads, self.min_confidence);
+        let params = self.det_params;
+        let first = self.read_region(&bgr, &params)?;
+        let candidates = self.refine(&bgr, first)?;
         tracing::debug!(
-            boxes = boxes.len(),
             candidates = candidates.len(),
             best = candidates.first().map(|c| c.text.as_str()),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "frame read"
         );
+        Ok(candidates)
+    }
+
+    /// Detection, crops no plate can be dropped, recognition, ranking: one pass over `img`.
+    fn read_region(
+        &mut self,
+        img: &Mat,
+        params: &DetParams,
+    ) -> Result<Vec<PlateCandidate>, AnprError> {
+        let boxes = detect::detect(&mut self.det, img, params)?;
+        let mut crops = Vec::with_capacity(boxes.len());
+        let mut kept = Vec::with_capacity(boxes.len());
+        for b in boxes {
+            let crop = detect::crop(img, &b)?;
+            if plate_shaped(crop.cols(), crop.rows()) {
+                crops.push(crop);
+                kept.push(b);
+            }
+        }
+        let reads = recognize::recognize(&mut self.rec, &self.charset, &crops, self.rec_batch)?;
+        Ok(rank(&kept, &reads, self.min_confidence))
+    }
+
+    /// The second pass: the region around each of the best `refine_top` candidates, enlarged so
+    /// that the text is about [`REFINE_TEXT_HEIGHT_PX`] high, is detected and read again; its
+    /// candidates (boxes mapped back to the frame) join the first pass's and all are re-ranked.
+    fn refine(
+        &mut self,
+        frame: &Mat,
+        mut candidates: Vec<PlateCandidate>,
+    ) -> Result<Vec<PlateCandidate>, AnprError> {
+        let regions: Vec<[i32; 4]> = candidates
+            .iter()
+            .take(self.refine_top)
+            .map(|c| c.bbox)
+            .collect();
+        for [x, y, w, h] in regions {
+            let (mx, my) = (w / 4 + h / 2, h * 2 / 3);
+            let x0 = (x - mx).clamp(0, frame.cols() - 1);
+            let y0 = (y - my).clamp(0, frame.rows() - 1);
+            let x1 = (x + w + mx).clamp(x0 + 1, frame.cols());
+            let y1 = (y + h + my).clamp(y0 + 1, frame.rows());
+            let roi = Rect::new(x0, y0, x1 - x0, y1 - y0);
+            let scale = (REFINE_TEXT_HEIGHT_PX / h.max(1) as f64).clamp(1.0, 4.0);
+            let mut region = Mat::default();
+            imgproc::resize(
+                &Mat::roi(frame, roi).cv("refine region")?,
+                &mut region,
+                Size::new(
+                    (f64::from(roi.width) * scale).round() as i32,
+                    (f64::from(roi.height) * scale).round() as i32,
+                ),
+                0.0,
+                0.0,
+                imgproc::INTER_CUBIC,
+            )
+            .cv("enlarging the refine region")?;
+            let mut params = self.det_params;
+            params.limit_side_px = (region.cols().max(region.rows()) as u32).clamp(64, 1280);
+            for mut c in self.read_region(&region, &params)? {
+                let [bx, by, bw, bh] = c.bbox;
+                let back = |v: i32| (f64::from(v) / scale).round() as i32;
+                c.bbox = [x0 + back(bx), y0 + back(by), back(bw), back(bh)];
+                match candidates.iter_mut().find(|e| e.text == c.text) {
+                    Some(e) if e.confidence >= c.confidence => {}
+                    Some(e) => *e = c,
+                    None => candidates.push(c),
+                }
+            }
+        }
+        sort_candidates(&mut candidates);
         Ok(candidates)
     }
 }
@@ -272,6 +347,14 @@ const MIN_TEXT_HEIGHT_PX: i32 = 8;
 fn plate_shaped(w: i32, h: i32) -> bool {
     h >= MIN_TEXT_HEIGHT_PX && (w as f32) <= MAX_PLATE_WH_RATIO * h as f32
 }
+
+/// The second pass enlarges a candidate's region so that its text is about this high.
+const REFINE_TEXT_HEIGHT_PX: f64 = 64.0;
+
+/// Ranking weight of text that fits no format but is shaped like a plate.
+const UNFORMATTED_PLATE_LIKE: f32 = 0.7;
+/// Ranking weight of text that is not shaped like a plate.
+const NOT_PLATE_LIKE: f32 = 0.4;
 
 /// A candidate's confidence is multiplied by this per correction its format needed.
 const CORRECTION_FACTOR: f32 = 0.85;
@@ -361,13 +444,54 @@ pub(crate) fn rank(
             None => out.push(cand),
         }
     }
-    out.sort_by(|a, b| {
-        b.format
-            .is_some()
-            .cmp(&a.format.is_some())
-            .then(b.confidence.total_cmp(&a.confidence))
-    });
+    sort_candidates(&mut out);
     out
+}
+
+/// Drops partial reads, then orders candidates by [`plate_likeness`], best first.
+///
+/// A read is partial when another candidate that fits a format contains its text and overlaps
+/// its box: `123ABC` (which fits a US layout) is part of the KZ plate `123ABC02` whose region
+/// code the detector boxed apart.
+fn sort_candidates(c: &mut Vec<PlateCandidate>) {
+    let partial: Vec<bool> = c
+        .iter()
+        .map(|a| {
+            c.iter().any(|b| {
+                b.format.is_some()
+                    && b.text.len() > a.text.len()
+                    && b.text.contains(a.text.as_str())
+                    && overlap(a.bbox, b.bbox)
+            })
+        })
+        .collect();
+    let mut flags = partial.into_iter();
+    c.retain(|_| !flags.next().unwrap_or(false));
+    c.sort_by(|a, b| plate_likeness(b).total_cmp(&plate_likeness(a)));
+}
+
+/// Whether two `[x, y, w, h]` boxes intersect.
+fn overlap(a: [i32; 4], b: [i32; 4]) -> bool {
+    a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3]
+}
+
+/// The ranking score: the confidence (which already carries the format's corrections), times
+/// 1 for text that fits a plate format, [`UNFORMATTED_PLATE_LIKE`] for text shaped like a plate
+/// of a country without a format here (5-8 characters, letters and digits or digits only), and
+/// [`NOT_PLATE_LIKE`] for anything else (words, long digit runs such as camera timestamps).
+fn plate_likeness(c: &PlateCandidate) -> f32 {
+    let weight = if c.format.is_some() {
+        1.0
+    } else {
+        let n = c.text.len();
+        let digits = c.text.bytes().filter(u8::is_ascii_digit).count();
+        if (5..=8).contains(&n) && digits > 0 {
+            UNFORMATTED_PLATE_LIKE
+        } else {
+            NOT_PLATE_LIKE
+        }
+    };
+    c.confidence * weight
 }
 
 /// Groups box indices into text lines, each sorted left to right.
