@@ -164,6 +164,9 @@ pub struct PostStatus {
     /// Bytes the outbox uses on disk.
     #[serde(default)]
     pub outbox_bytes: Option<u64>,
+    /// The outbox is above the high-water mark of its disk budget (an alarm).
+    #[serde(default)]
+    pub outbox_high_water: Option<bool>,
 }
 
 /// Whether a post is connected.

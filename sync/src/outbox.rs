@@ -37,9 +37,20 @@
 //! - Delivery only moves forward: [`Outbox::mark_delivered`] never clears `delivered_at` and
 //!   `last_acked_seq` never decreases; it is also capped at `last_seq` (central cannot confirm a
 //!   record this outbox never wrote).
-//! - Rows are never deleted by this module; there is no retention yet. When the disk fills, the
-//!   append fails with an error and the caller must keep the crossing elsewhere (nothing is lost
-//!   silently).
+//! - Undelivered rows are never deleted. Delivered rows are deleted only when the file is full
+//!   (see "Disk budget").
+//!
+//! ## Disk budget
+//! [`Outbox::set_budget_bytes`] caps the file (SQLite `max_page_count`; a full disk behaves the
+//! same, with `SQLITE_FULL`). The policy, in order:
+//! 1. Above 90 % of the budget the alarm goes on: logged at ERROR once, `high_water` in
+//!    [`OutboxStats`] (which the uplink's heartbeat carries to central); it clears below 80 %.
+//! 2. An append that finds the file full deletes every **delivered** record (central holds them,
+//!    sealed; their pages are reused) and tries once more.
+//! 3. If the file is still full, the append fails with [`OutboxError::Full`], logged at ERROR:
+//!    the caller still holds the crossing and must not drop it silently. SQLite rolls the
+//!    transaction back, so nothing already stored is damaged; appends succeed again as soon as
+//!    central acknowledges records (which makes them prunable) or space is given back.
 //!
 //! The connection sits behind a `Mutex`: every method is one short transaction, so `Outbox` is
 //! `Send + Sync` and is shared as `Arc<Outbox>` between the lanes and the uplink.
@@ -107,6 +118,11 @@ pub enum OutboxError {
     Key(#[from] KeyError),
     #[error("crossing {id} is not a UUID v7 (records are identified by time-ordered UUIDs)")]
     NotV7 { id: uuid::Uuid },
+    #[error(
+        "outbox {path} is full ({depth} records not yet delivered): the record was not stored; \
+         free disk space or raise the outbox budget"
+    )]
+    Full { path: PathBuf, depth: u64 },
     #[error("outbox {path}: the chain head {value:?} is not a SHA-256 in hex")]
     BadChainHead { path: PathBuf, value: String },
     #[error("outbox {path}: {op} failed")]
@@ -143,6 +159,10 @@ pub struct OutboxStats {
     pub last_seq: u64,
     /// The highest sequence number central confirmed (0 when none).
     pub last_acked_seq: u64,
+    /// The file's cap, if one was set ([`Outbox::set_budget_bytes`]).
+    pub budget_bytes: Option<u64>,
+    /// The file is above the high-water mark of its budget (the alarm is on).
+    pub high_water: bool,
 }
 
 /// What [`Outbox::verify_chain`] found.
@@ -161,6 +181,20 @@ pub struct Outbox {
     post: String,
     key: PostKey,
     conn: Mutex<Connection>,
+    /// The cap set by [`Outbox::set_budget_bytes`], in bytes.
+    budget: Mutex<Option<u64>>,
+    /// Above the high-water mark (the alarm is raised once per crossing).
+    high_water: std::sync::atomic::AtomicBool,
+}
+
+/// The alarm is raised when the file uses this share of its budget...
+const HIGH_WATER_PERCENT: u64 = 90;
+/// ...and cleared below this one.
+const LOW_WATER_PERCENT: u64 = 80;
+
+fn is_full(e: &OutboxError) -> bool {
+    matches!(e, OutboxError::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. }
+        if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 impl Outbox {
@@ -194,6 +228,8 @@ impl Outbox {
             post: post.to_owned(),
             key,
             conn: Mutex::new(conn),
+            budget: Mutex::new(None),
+            high_water: std::sync::atomic::AtomicBool::new(false),
         };
         {
             let conn = outbox.lock();
@@ -364,7 +400,106 @@ impl Outbox {
 
     /// Commits `crossings` in one transaction (one fsync), in order, recorded at `now`; returns
     /// one envelope per crossing (the stored one for a crossing id already in the outbox).
+    ///
+    /// When the file is full (its budget, or the disk), delivered records are pruned and the
+    /// append is tried once more; if it is still full, [`OutboxError::Full`] (see "Disk budget").
     pub fn append_batch(
+        &self,
+        crossings: &[Crossing],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RecordEnvelope>, OutboxError> {
+        let result = match self.try_append_batch(crossings, now) {
+            Err(e) if is_full(&e) => {
+                let pruned = self.prune_delivered()?;
+                tracing::warn!(path = %self.path.display(), pruned, "outbox full: pruned delivered records");
+                self.try_append_batch(crossings, now)
+            }
+            other => other,
+        };
+        match result {
+            Err(e) if is_full(&e) => {
+                let depth = self.stats().map(|s| s.depth).unwrap_or(0);
+                tracing::error!(path = %self.path.display(), depth, records = crossings.len(), "outbox full of undelivered records: the crossing was NOT stored; free space or raise the budget");
+                Err(OutboxError::Full {
+                    path: self.path.clone(),
+                    depth,
+                })
+            }
+            Ok(envs) => {
+                self.check_high_water();
+                Ok(envs)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Caps the file at about `bytes` (SQLite's `max_page_count`; the WAL is not counted). A cap
+    /// below what the file already uses is raised to that size by SQLite.
+    pub fn set_budget_bytes(&self, bytes: u64) -> Result<u64, OutboxError> {
+        let conn = self.lock();
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(self.sql("read page_size"))?;
+        let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1);
+        let max: i64 = conn
+            .pragma_update_and_check(None, "max_page_count", pages, |r| r.get(0))
+            .map_err(self.sql("set max_page_count"))?;
+        let budget = u64::try_from(max.saturating_mul(page_size)).unwrap_or(u64::MAX);
+        *self
+            .budget
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(budget);
+        Ok(budget)
+    }
+
+    /// Deletes every delivered record (central has them, sealed); returns how many.
+    pub fn prune_delivered(&self) -> Result<u64, OutboxError> {
+        let n = self
+            .lock()
+            .execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL", [])
+            .map_err(self.sql("prune delivered records"))?;
+        Ok(n as u64)
+    }
+
+    /// Bytes the file's pages take (used and free pages; what the budget caps).
+    fn file_bytes(&self) -> Result<u64, OutboxError> {
+        let conn = self.lock();
+        let pages: i64 = conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))
+            .map_err(self.sql("read page_count"))?;
+        let free: i64 = conn
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))
+            .map_err(self.sql("read freelist_count"))?;
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(self.sql("read page_size"))?;
+        Ok(u64::try_from((pages - free).max(0) * page_size).unwrap_or(0))
+    }
+
+    /// Raises the alarm (ERROR, once per crossing) when the used pages pass the high-water mark
+    /// of the budget, and clears it below the low-water mark.
+    fn check_high_water(&self) {
+        let budget = *self
+            .budget
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (Some(budget), Ok(used)) = (budget, self.file_bytes()) else {
+            return;
+        };
+        let pct = used.saturating_mul(100) / budget.max(1);
+        let was = self.high_water.load(std::sync::atomic::Ordering::Relaxed);
+        if !was && pct >= HIGH_WATER_PERCENT {
+            self.high_water
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(path = %self.path.display(), used, budget, "outbox above its high-water mark; delivered records will be pruned, undelivered ones never are");
+        } else if was && pct < LOW_WATER_PERCENT {
+            self.high_water
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(path = %self.path.display(), used, budget, "outbox back below its low-water mark");
+        }
+    }
+
+    fn try_append_batch(
         &self,
         crossings: &[Crossing],
         now: DateTime<Utc>,
@@ -543,7 +678,7 @@ impl Outbox {
             records: 0,
             first_bad: None,
         };
-        let mut prev = GENESIS;
+        let mut prev: Option<[u8; 32]> = None;
         let key = self.key.public();
         for row in rows {
             let (seq, json, hash) = row.map_err(self.sql("read verify row"))?;
@@ -555,12 +690,16 @@ impl Outbox {
                     Some(format!("envelope says seq {}", o.envelope.seq))
                 }
                 Ok(o) if o.key != key => Some("sealed with another key than the post's".to_owned()),
-                Ok(o) if o.prev != prev => Some("does not follow the previous record".to_owned()),
+                // The first row anchors the chain: seq 1 at the genesis hash, or, after delivered
+                // records were pruned, whatever it names (central holds what came before).
+                Ok(o) if o.prev != prev.unwrap_or(if seq == 1 { GENESIS } else { o.prev }) => {
+                    Some("does not follow the previous record".to_owned())
+                }
                 Ok(o) if hash.as_deref() != Some(to_hex(&o.hash).as_str()) => {
                     Some("hash column differs from the seal".to_owned())
                 }
                 Ok(o) => {
-                    prev = o.hash;
+                    prev = Some(o.hash);
                     None
                 }
             };
@@ -611,11 +750,17 @@ impl Outbox {
                 })
             })
             .transpose()?;
+        drop(conn);
         Ok(OutboxStats {
             depth: seq_from_sql(depth),
             oldest_undelivered_recorded_at,
             last_seq: seq_from_sql(last_seq),
             last_acked_seq: seq_from_sql(last_acked),
+            budget_bytes: *self
+                .budget
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            high_water: self.high_water.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 

@@ -142,6 +142,7 @@ pub async fn run_uplink(
         last_seq: None,
         last_acked_seq: None,
         outbox_bytes: None,
+        outbox_high_water: None,
     };
     opts.set_last_will(LastWill::new(
         status_topic.as_str(),
@@ -332,6 +333,7 @@ fn publish_status(
         last_seq: stats.as_ref().map(|s| s.last_seq),
         last_acked_seq: stats.as_ref().map(|s| s.last_acked_seq),
         outbox_bytes: Some(outbox.bytes_used()),
+        outbox_high_water: stats.as_ref().map(|s| s.high_water),
     };
     match serde_json::to_vec(&status) {
         Ok(payload) => {

@@ -279,3 +279,58 @@ fn a_version_1_outbox_is_upgraded_and_its_records_sealed() {
     let again = Outbox::open_with_key(&path, POST, bcp_sync::PostKey::from_seed([4; 32])).unwrap();
     assert_eq!(again.pending(0, 10).unwrap()[..2], pending[..]);
 }
+
+#[test]
+fn a_full_outbox_prunes_delivered_records_refuses_cleanly_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let outbox = Outbox::open(&path, POST).unwrap();
+    let budget = outbox.set_budget_bytes(256 * 1024).unwrap();
+    assert_eq!(outbox.stats().unwrap().budget_bytes, Some(budget));
+    let mut n = 0;
+    let full = loop {
+        n += 1;
+        match outbox.append(&crossing(POST, n)) {
+            Ok(_) => assert!(n < 10_000, "the budget never filled"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(full, OutboxError::Full { .. }), "{full}");
+    let stored = u64::from(n) - 1;
+    let stats = outbox.stats().unwrap();
+    assert_eq!(
+        (stats.last_seq, stats.depth),
+        (stored, stored),
+        "nothing lost"
+    );
+    assert!(stats.high_water, "the alarm is on");
+    let ok: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+
+    // Central acknowledges half: the next append prunes those and goes through.
+    outbox.mark_delivered(stored / 2).unwrap();
+    let next = outbox.append(&crossing(POST, n)).unwrap();
+    assert_eq!(next.seq, stored + 1);
+    let pending = outbox.pending(0, 100_000).unwrap();
+    assert_eq!(pending.first().unwrap().seq, stored / 2 + 1);
+    assert_eq!(pending.len() as u64, stored + 1 - stored / 2);
+
+    // Full again with nothing delivered: refused; a bigger budget lets ingest resume.
+    let mut m = n;
+    loop {
+        m += 1;
+        if let Err(e) = outbox.append(&crossing(POST, m)) {
+            assert!(matches!(e, OutboxError::Full { .. }), "{e}");
+            break;
+        }
+    }
+    outbox.set_budget_bytes(4 * budget).unwrap();
+    outbox.append(&crossing(POST, m)).unwrap();
+    let report = outbox.verify_chain().unwrap();
+    assert_eq!(report.first_bad, None, "the chain holds after pruning");
+    let stats = outbox.stats().unwrap();
+    assert_eq!(stats.depth, stats.last_seq - stored / 2);
+}

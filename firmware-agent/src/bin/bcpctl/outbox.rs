@@ -24,6 +24,8 @@ pub fn run(config: &Path, json: bool, verify: bool) -> Result<()> {
         "oldest_undelivered_recorded_at": stats.oldest_undelivered_recorded_at,
         "oldest_unsynced_age_secs": oldest_age_secs,
         "bytes_used": outbox.bytes_used(),
+        "budget_bytes": stats.budget_bytes,
+        "high_water": stats.high_water,
         "last_seq": stats.last_seq,
         "last_acked_seq": stats.last_acked_seq,
         "public_key": bcp_record::seal::to_hex(&outbox.public_key()),
