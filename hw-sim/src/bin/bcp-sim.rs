@@ -22,6 +22,7 @@ struct Args {
     /// Instead of the post, play one weighing indicator of this protocol (any name
     /// `bcpctl serial read --protocol` takes) at DIR/ttyINDICATOR, showing --weight-kg: a
     /// device to try `bcpctl serial probe/read/sniff` on. Polled protocols answer their commands.
+    /// `sick-cola` plays a lane scanner with a truck passing every 15 s.
     #[arg(long)]
     indicator: Option<String>,
     #[arg(long, default_value_t = 24_560)]
@@ -90,10 +91,13 @@ async fn wait_for_signal() {
 async fn run_lone_indicator(args: &Args, protocol: &str) -> Result<()> {
     use bcp_sim::devices::BridgeState;
     use bcp_sim::indicators::{run_indicator, Faults, PluggablePort, GENERIC_PATTERN};
-    let protocol = bcp_drivers::AnyProtocol::parse(protocol, Some(GENERIC_PATTERN))
-        .map_err(anyhow::Error::msg)?;
     let link = args.dir.join("ttyINDICATOR");
     let port = PluggablePort::open(&link)?;
+    if protocol == "sick-cola" {
+        return run_lone_scanner(port, &link).await;
+    }
+    let protocol = bcp_drivers::AnyProtocol::parse(protocol, Some(GENERIC_PATTERN))
+        .map_err(|e| anyhow::anyhow!("{e}, sick-cola"))?;
     let state = BridgeState {
         weight_kg: args.weight_kg,
         motion: false,
@@ -115,4 +119,38 @@ async fn run_lone_indicator(args: &Args, protocol: &str) -> Result<()> {
     });
     let interval = std::time::Duration::from_millis(100);
     run_indicator(port, protocol, interval, state_rx, faults_rx, rx).await
+}
+
+/// `--indicator sick-cola`: a lane scanner at 50 Hz, 6 m above the road, with a 16.5 m x 2.55 m
+/// x 4 m truck passing at 2 m/s every 15 s (the first after 3 s), until Ctrl-C.
+async fn run_lone_scanner(
+    port: bcp_sim::indicators::PluggablePort,
+    link: &std::path::Path,
+) -> Result<()> {
+    use bcp_sim::lms::{run_lms_scanner, LmsLane, LmsVehicle};
+    tracing::info!(link = %link.display(), "lane scanner ready (sick-cola, 6000 mm above the road)");
+    let (vehicles_tx, vehicles) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let truck = LmsVehicle {
+            length_mm: 16_500.0,
+            width_mm: 2_550.0,
+            height_mm: 4_000.0,
+            speed_mm_per_s: 2_000.0,
+        };
+        // The first truck after 3 s, so that a reader started with the simulator sees it whole.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            if vehicles_tx.send(truck).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+        }
+    });
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = tx.send(true);
+    });
+    let tick = std::time::Duration::from_millis(20);
+    run_lms_scanner(port, LmsLane::default(), tick, vehicles, rx).await
 }
