@@ -32,6 +32,9 @@
 //! * A decoder is `decode(&[u8]) -> Result<Option<(Frame, consumed)>, FrameError>`: `Ok(None)` means
 //!   "need more bytes"; an error carries `skip >= 1`, the bytes to drop before trying again, and never
 //!   skips past the start of a later frame, so garbage followed by a frame always yields that frame.
+//!   Line protocols without a start byte (MT-SICS, `generic`) cannot know where garbage ends: it
+//!   costs at most the one line it runs into. Every decoder's proptest checks the common bound:
+//!   after garbage and two frames, the second always comes out.
 //! * Encoders are used by the simulator (`bcp-sim`); each protocol also has test vectors written out
 //!   by hand from the vendor's byte layout, so encoder and decoder cannot agree on a mistake.
 //! * Nothing here panics on input. Fuzz targets for every decoder live in `drivers/fuzz/`.
