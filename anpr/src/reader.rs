@@ -3,7 +3,9 @@
 //! `frame -> detect text boxes -> crop upright -> drop crops no plate can be (too wide, too low)
 //! -> recognise -> normalise -> fit formats -> rank`.
 //! Besides every single box, each run of boxes on one line is also read as one text (and each
-//! adjacent pair), because the detector may split a plate at its wide gaps (`1234  AB  01`).
+//! adjacent pair), because the detector may split a plate at its wide gaps (`1234  AB  01`),
+//! and each line stacked directly above another is read with it, top line first (two-line
+//! plates).
 //! Candidates are ranked by confidence weighted by plate-likeness: text that fits a plate format
 //! counts in full, other plate-shaped text (5-8 characters with digits) at 0.7, anything else
 //! (words, camera timestamps) at 0.4; so a confident plate of a country without a format here
@@ -382,7 +384,8 @@ pub(crate) fn rank(
         .collect();
 
     let mut texts: Vec<BoxRead> = items.clone();
-    for line in lines(&items) {
+    let all_lines = lines(&items);
+    for line in &all_lines {
         if line.len() < 2 {
             continue;
         }
@@ -402,7 +405,29 @@ pub(crate) fn rank(
             texts.push(join(pair));
         }
         if line.len() > 2 {
-            texts.push(join(&line));
+            texts.push(join(line));
+        }
+    }
+    // Two-line plates: a line directly above another of about the same height and width
+    // range is read top line first.
+    let line_box = |line: &[usize]| {
+        line.iter()
+            .map(|&i| items[i].0)
+            .reduce(union)
+            .unwrap_or([0; 4])
+    };
+    for top in &all_lines {
+        for bottom in &all_lines {
+            let (a, b) = (line_box(top), line_box(bottom));
+            if stacked(a, b) {
+                let bbox = union(a, b);
+                let chars = top
+                    .iter()
+                    .chain(bottom.iter())
+                    .flat_map(|&i| items[i].1.iter().copied())
+                    .collect();
+                texts.push((bbox, chars));
+            }
         }
     }
 
@@ -521,6 +546,19 @@ fn lines(items: &[BoxRead]) -> Vec<Vec<usize>> {
     lines
 }
 
+/// Whether box `b` is the second line of a two-line plate whose first line is box `a`: below
+/// it with a gap under one line height, heights within a factor of two, and the narrower
+/// line's horizontal extent at least half inside the wider one's.
+fn stacked(a: [i32; 4], b: [i32; 4]) -> bool {
+    let (ha, hb) = (a[3].max(1), b[3].max(1));
+    let gap = b[1] - (a[1] + a[3]);
+    let h_overlap = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
+    b[1] > a[1] + ha / 2
+        && gap < ha.max(hb)
+        && ha.min(hb) * 2 >= ha.max(hb)
+        && h_overlap * 2 >= a[2].min(b[2])
+}
+
 fn union(a: [i32; 4], b: [i32; 4]) -> [i32; 4] {
     let x0 = a[0].min(b[0]);
     let y0 = a[1].min(b[1]);
@@ -578,6 +616,28 @@ mod tests {
         assert!(!is_truncated_jpeg(&[0xFF, 0xD8, 1, 2, 0xFF, 0xD9]));
         assert!(!is_truncated_jpeg(&[0xFF, 0xD8, 1, 2, 0xFF, 0xD9, 0, 0]));
         assert!(!is_truncated_jpeg(b"\x89PNG"), "only JPEGs are checked");
+    }
+
+    #[test]
+    fn two_line_plates_are_read_top_line_first() {
+        let boxes = [tb(300.0, 300.0, 120.0, 40.0), tb(290.0, 350.0, 140.0, 42.0)];
+        let reads = [dt("1234", 0.9), dt("AB 01", 0.9)];
+        let c = rank(&boxes, &reads, 0.3);
+        assert_eq!(c[0].text, "1234AB01");
+        assert_eq!(c[0].format, Some("TJ"));
+        assert!(stacked([0, 0, 100, 40], [10, 45, 90, 40]));
+        assert!(
+            !stacked([0, 0, 100, 40], [10, 200, 90, 40]),
+            "too far below"
+        );
+        assert!(
+            !stacked([0, 0, 100, 40], [300, 45, 90, 40]),
+            "beside, not below"
+        );
+        assert!(
+            !stacked([0, 0, 100, 40], [10, 45, 90, 10]),
+            "much smaller text"
+        );
     }
 
     #[test]

@@ -168,6 +168,25 @@ fn corrupt_images_are_errors_not_panics() -> Result<()> {
 }
 
 #[test]
+fn two_line_plates_read_top_line_first() -> Result<()> {
+    let mut reader = common::reader();
+    for (printed, text, format) in [
+        ("1234\nAB 01", "1234AB01", "TJ"),
+        ("123\nABC 02", "123ABC02", "KZ"),
+    ] {
+        for variant in 0..2 {
+            let jpeg = render_vehicle_frame(printed, variant)?;
+            let got = best(&mut reader, &jpeg)?;
+            ensure!(
+                got == (text.to_string(), Some(format)),
+                "{printed:?} variant {variant} read as {got:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn plate_reader_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<PlateReader>();

@@ -24,6 +24,7 @@ pub const FRAME_HEIGHT: i32 = 540;
 /// A JPEG camera frame (960x540) of a vehicle front with a plate showing `plate_display`
 /// (as printed, e.g. "1234 AB 01", "01 A 123 BC", "123 ABC 02"), varied by `variant` (small
 /// shifts of position, scale, brightness, a little noise), deterministic for the same inputs.
+/// A line break in `plate_display` draws a two-line plate ("1234\nAB 01"), nearly square.
 pub fn render_vehicle_frame(plate_display: &str, variant: u64) -> Result<Vec<u8>> {
     let frame = render_vehicle_mat(plate_display, variant)?;
     let mut buf = Vector::<u8>::new();
@@ -118,8 +119,12 @@ pub fn render_vehicle_mat(plate_display: &str, variant: u64) -> Result<Mat> {
 
     // Plate, centred on the bumper.
     let plate_scale = scale * rng.range_f64(0.92, 1.08);
-    let plate_w = (330.0 * plate_scale) as i32;
-    let plate_h = (70.0 * plate_scale) as i32;
+    // Two-line plates (text with a line break) are nearly square.
+    let (plate_w, plate_h) = if text.contains('\n') {
+        ((230.0 * plate_scale) as i32, (150.0 * plate_scale) as i32)
+    } else {
+        ((330.0 * plate_scale) as i32, (70.0 * plate_scale) as i32)
+    };
     let plate = Rect::new(
         cx - plate_w / 2 + rng.range_i32(-15, 15),
         bumper.y + (bumper.height - plate_h) / 2 + rng.range_i32(-6, 6),
@@ -179,35 +184,50 @@ fn draw_plate(frame: &mut Mat, plate: Rect, text: &str) -> Result<()> {
     );
     fill_rect(frame, strip, Scalar::new(150.0, 60.0, 10.0, 0.0))?;
 
-    // Registration text fitted into the remaining area.
+    // Registration text fitted into the remaining area, one row per line of the text.
     let font = imgproc::FONT_HERSHEY_DUPLEX;
     let area_x = strip.x + strip.width + plate.width / 40;
     let area_w = plate.x + plate.width - border - area_x - plate.width / 40;
-    let target_h = f64::from(plate.height) * 0.58;
-    let mut base = 0;
-    let unit = imgproc::get_text_size(text, font, 1.0, 2, &mut base)?;
-    let mut font_scale = target_h / f64::from(unit.height.max(1));
-    let width_at = f64::from(unit.width) * font_scale;
-    if width_at > f64::from(area_w) {
-        font_scale *= f64::from(area_w) / width_at;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let rows = lines.len().max(1) as i32;
+    let row_h = (plate.height - 2 * border) / rows;
+    for (i, line) in lines.iter().enumerate() {
+        let target_h = if rows == 1 {
+            f64::from(plate.height) * 0.58
+        } else {
+            f64::from(row_h) * 0.62
+        };
+        let mut base = 0;
+        let unit = imgproc::get_text_size(line, font, 1.0, 2, &mut base)?;
+        let mut font_scale = target_h / f64::from(unit.height.max(1));
+        let width_at = f64::from(unit.width) * font_scale;
+        if width_at > f64::from(area_w) {
+            font_scale *= f64::from(area_w) / width_at;
+        }
+        let thickness = ((font_scale * 2.2).round() as i32).max(2);
+        let size = imgproc::get_text_size(line, font, font_scale, thickness, &mut base)?;
+        let row_top = if rows == 1 {
+            plate.y
+        } else {
+            plate.y + border + row_h * i as i32
+        };
+        let row_height = if rows == 1 { plate.height } else { row_h };
+        let org = Point::new(
+            area_x + (area_w - size.width) / 2,
+            row_top + (row_height + size.height) / 2,
+        );
+        imgproc::put_text(
+            frame,
+            line,
+            org,
+            font,
+            font_scale,
+            Scalar::new(10.0, 10.0, 10.0, 0.0),
+            thickness,
+            imgproc::LINE_AA,
+            false,
+        )?;
     }
-    let thickness = ((font_scale * 2.2).round() as i32).max(2);
-    let size = imgproc::get_text_size(text, font, font_scale, thickness, &mut base)?;
-    let org = Point::new(
-        area_x + (area_w - size.width) / 2,
-        plate.y + (plate.height + size.height) / 2,
-    );
-    imgproc::put_text(
-        frame,
-        text,
-        org,
-        font,
-        font_scale,
-        Scalar::new(10.0, 10.0, 10.0, 0.0),
-        thickness,
-        imgproc::LINE_AA,
-        false,
-    )?;
     Ok(())
 }
 
