@@ -14,7 +14,6 @@ use anyhow::{Context, Result};
 use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
 use bcp_drivers::serial::{self, DeviceEvent, DeviceHealth};
 use bcp_drivers::stability::{StabilityConfig, WeighEvent};
-use bcp_drivers::toledo::ToledoCodec;
 use bcp_record::{Crossing, Weighing};
 use bcp_sync::outbox::Outbox;
 use bcp_sync::uplink::{self, UplinkConfig};
@@ -61,6 +60,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
 
     // Weighbridge.
     let wb = cfg.weighbridge.clone();
+    let protocol = wb.indicator_protocol()?;
     let stability = StabilityConfig {
         readings: wb.stable_readings,
         band_divisions: wb.stable_band_divisions,
@@ -79,12 +79,10 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
             shutdown.clone(),
         );
         async move {
-            if let Err(e) = serial::run_weighbridge(
+            if let Err(e) = serial::run_indicator(
                 name.clone(),
                 port,
-                ToledoCodec {
-                    checksum: wb.checksum,
-                },
+                protocol,
                 stability,
                 dev_tx,
                 health,
@@ -249,6 +247,10 @@ fn handle(lane: &mut LaneCorrelator, weighbridge: &str, input: LaneInput) {
         LaneInput::Weighbridge(DeviceEvent::Disconnected { reason })
         | LaneInput::Dimensions(DeviceEvent::Disconnected { reason }) => {
             tracing::debug!(%reason, "device disconnected");
+        }
+        LaneInput::Weighbridge(DeviceEvent::Alarm(alarm)) => {
+            // Overload, underload, indicator error, zero drift: the technician must look.
+            tracing::warn!(device = weighbridge, ?alarm, "weighbridge alarm");
         }
         LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) => {}
         LaneInput::Frame((at, evidence)) => lane.handle_evidence(at, evidence),

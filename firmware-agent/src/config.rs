@@ -4,6 +4,7 @@
 //! names the offending key. Unknown keys are refused, so a typo is an error, not a silent default.
 
 use anyhow::{bail, Context, Result};
+use bcp_drivers::indicator::AnyProtocol;
 use bcp_drivers::serial::SerialPortConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -44,11 +45,14 @@ pub struct WeighbridgeConfig {
     pub name: String,
     #[serde(flatten)]
     pub port: SerialPortConfig,
-    /// Only `toledo-continuous` for now.
+    /// The indicator's protocol: `toledo-continuous`, `xk3190`, `xk3190-f1`, `xk3190-f2`,
+    /// `xk3190-a9`, `mt-sics`, `sma`, `rlws`, `cardinal`, `avery`, `a12e` or `generic`.
     pub protocol: String,
-    /// Whether the indicator appends the checksum byte.
+    /// `toledo-continuous` only: whether the indicator appends the checksum byte.
     #[serde(default = "yes")]
     pub checksum: bool,
+    /// `generic` only: a regex with named groups (see `bcp_drivers::generic`).
+    pub pattern: Option<String>,
     /// N consecutive readings within `stable_band_divisions` scale divisions over at least
     /// `stable_min_ms` make a stable weight.
     #[serde(default = "default_stable_readings")]
@@ -171,6 +175,35 @@ const fn default_in_flight() -> usize {
     100
 }
 
+impl WeighbridgeConfig {
+    /// The indicator protocol this config names; the error says what would be valid.
+    pub fn indicator_protocol(&self) -> Result<AnyProtocol> {
+        let parsed = match self.protocol.as_str() {
+            "toledo-continuous" if self.checksum => {
+                AnyProtocol::parse("toledo-continuous-checksum", None)
+            }
+            // Not indicator protocols, or spelled through `checksum`.
+            "dims-ascii" | "toledo-continuous-checksum" => {
+                Err("not a weighbridge protocol".to_owned())
+            }
+            other => AnyProtocol::parse(other, self.pattern.as_deref()),
+        };
+        parsed.map_err(|e| {
+            let known: Vec<&str> = AnyProtocol::NAMES
+                .iter()
+                .copied()
+                .filter(|n| !matches!(*n, "dims-ascii" | "toledo-continuous-checksum"))
+                .collect();
+            anyhow::anyhow!(
+                "weighbridge.protocol = {:?}: {}; weighbridge protocols: {}",
+                self.protocol,
+                e.split(';').next().unwrap_or_default(),
+                known.join(", ")
+            )
+        })
+    }
+}
+
 impl AgentConfig {
     /// Reads, parses and validates `path`; errors name the file and the key.
     pub fn load(path: &Path) -> Result<Self> {
@@ -202,12 +235,7 @@ impl AgentConfig {
                 self.post.lane
             );
         }
-        if self.weighbridge.protocol != "toledo-continuous" {
-            bail!(
-                "weighbridge.protocol = {:?}: supported: \"toledo-continuous\"",
-                self.weighbridge.protocol
-            );
-        }
+        self.weighbridge.indicator_protocol()?;
         let wb = &self.weighbridge;
         if !(2..=50).contains(&wb.stable_readings) {
             bail!(
@@ -333,6 +361,47 @@ broker_port = 8883
         );
         let e = format!("{:#}", parse(&bad).expect_err("thresholds crossed"));
         assert!(e.contains("weighbridge.empty_threshold_kg"), "{e}");
+    }
+
+    #[test]
+    fn every_indicator_protocol_can_be_configured() -> Result<()> {
+        for name in [
+            "xk3190",
+            "xk3190-f1",
+            "xk3190-a9",
+            "mt-sics",
+            "sma",
+            "rlws",
+            "cardinal",
+            "avery",
+            "a12e",
+        ] {
+            let cfg = parse(&VALID.replace("\"toledo-continuous\"", &format!("\"{name}\"")))?;
+            assert_eq!(cfg.weighbridge.indicator_protocol()?.name(), name);
+        }
+        let cfg = parse(VALID)?;
+        assert_eq!(
+            cfg.weighbridge.indicator_protocol()?.name(),
+            "toledo-continuous-checksum"
+        );
+        let e = format!(
+            "{:#}",
+            parse(&VALID.replace("\"toledo-continuous\"", "\"generic\"")).expect_err("no pattern")
+        );
+        assert!(
+            e.contains("weighbridge.protocol") && e.contains("pattern"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse(&VALID.replace("\"toledo-continuous\"", "\"dims-ascii\""))
+                .expect_err("not a weighbridge")
+        );
+        assert!(
+            e.contains("weighbridge protocols: toledo-continuous, xk3190"),
+            "{e}"
+        );
+        Ok(())
     }
 
     #[test]

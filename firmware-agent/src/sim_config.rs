@@ -27,6 +27,7 @@ pub fn for_simulator(
             port: port(&sim.weighbridge_port),
             protocol: "toledo-continuous".to_owned(),
             checksum: sim.weighbridge_checksum,
+            pattern: None,
             stable_readings: 5,
             stable_band_divisions: 1.0,
             stable_min_ms: 400,
