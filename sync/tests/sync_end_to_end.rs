@@ -280,3 +280,72 @@ async fn the_byte_rate_cap_holds_and_everything_still_arrives() {
     stop(&uplink_shutdown, uplink, "uplink").await;
     stop(&receiver.shutdown, receiver.task, "receiver").await;
 }
+
+/// A rogue client on the broker: a record signed with the wrong key, a replayed old record
+/// (valid signature, other chain) and garbage are rejected and kept aside, never stored, and the
+/// genuine post's records still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_and_garbage_messages_through_the_broker_are_rejected() {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let mosquitto = MosquittoProcess::start().unwrap();
+    let port = mosquitto.port();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(CentralStore::open(&dir.path().join("central.db")).unwrap());
+    let mut genuine = common::SealedPost::new(POST, 1);
+    store
+        .register_post_key(POST, &genuine.public(), "test", chrono::Utc::now())
+        .unwrap();
+    let receiver = start_receiver("127.0.0.1", port, &store);
+    wait_until_receiver_subscribed("127.0.0.1", port, || store.rejected().unwrap().len()).await;
+    let probes = store.rejected().unwrap().len();
+
+    let mut opts = MqttOptions::new("rogue", "127.0.0.1", port);
+    opts.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let topic = bcp_record::topics::records(POST);
+    let (_, first, _) = genuine.next();
+    let mut impostor = common::SealedPost::new(POST, 9);
+    impostor.prev = genuine.prev;
+    impostor.seq = genuine.seq;
+    let (_, forged, _) = impostor.next();
+    let mut earlier_life = common::SealedPost::new(POST, 1);
+    let (_, replayed, _) = earlier_life.next();
+    for payload in [
+        first.clone(),
+        forged,
+        replayed,
+        b"\x00\x01 not a record".to_vec(),
+    ] {
+        client
+            .publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    wait_for("three rejections", WAIT, || {
+        store.rejected().unwrap().len() == probes + 3
+    })
+    .await;
+    let (_, second, _) = genuine.next();
+    client
+        .publish(topic.as_str(), QoS::AtLeastOnce, false, second)
+        .await
+        .unwrap();
+    wait_for("the genuine records", WAIT, || {
+        exported_seqs(&store) == [1, 2]
+    })
+    .await;
+    let reasons: Vec<String> = store.rejected().unwrap()[probes..]
+        .iter()
+        .map(|r| r.reason.clone())
+        .collect();
+    assert!(reasons[0].contains("signed with key"), "{reasons:?}");
+    assert!(reasons[1].contains("different hash"), "{reasons:?}");
+    assert!(reasons[2].contains("not a record envelope"), "{reasons:?}");
+    assert_eq!(store.export().unwrap()[0].crossing.id, {
+        let env: bcp_record::RecordEnvelope = serde_json::from_slice(&first).unwrap();
+        env.crossing.id
+    });
+    pump.abort();
+    stop(&receiver.shutdown, receiver.task, "receiver").await;
+}

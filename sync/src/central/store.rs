@@ -29,7 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use bcp_record::seal::{self, from_hex, to_hex};
+use bcp_record::seal::{self, from_hex, to_hex, Opened, SealError};
 use bcp_record::{topics, Crossing, PostStatus, RecordEnvelope};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -304,13 +304,15 @@ impl CentralStore {
                 ack_up_to: 0,
             });
         };
+        // Hash and signature checks need no database: done before the lock, on every core.
+        let opened = open_all(payloads);
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql("begin receive"))?;
         let mut outcomes = Vec::with_capacity(payloads.len());
-        for payload in payloads {
-            outcomes.push(self.receive_one(&tx, topic, post, payload, received_at)?);
+        for (payload, opened) in payloads.iter().zip(opened) {
+            outcomes.push(self.receive_one(&tx, topic, post, payload, opened, received_at)?);
         }
         let ack_up_to = self.advance_progress(&tx, post, received_at)?;
         tx.commit().map_err(self.sql("commit receive"))?;
@@ -328,6 +330,7 @@ impl CentralStore {
         topic: &str,
         post: &str,
         payload: &[u8],
+        opened: Result<Opened, SealError>,
         received_at: DateTime<Utc>,
     ) -> Result<Outcome, CentralError> {
         let reject = |seq: Option<u64>, reason: String| -> Result<Outcome, CentralError> {
@@ -335,7 +338,7 @@ impl CentralStore {
                 .map_err(self.sql("insert rejected message"))?;
             Ok(Outcome::Rejected(reason))
         };
-        let opened = match seal::open(payload) {
+        let opened = match opened {
             Ok(opened) => opened,
             Err(e) => return reject(None, e.to_string()),
         };
@@ -780,6 +783,38 @@ impl CentralStore {
             source,
         }
     }
+}
+
+/// [`seal::open`] on every payload, in order; a large batch is split over the cores.
+fn open_all(payloads: &[Vec<u8>]) -> Vec<Result<Opened, SealError>> {
+    const PARALLEL_MIN: usize = 16;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if payloads.len() < PARALLEL_MIN || threads < 2 {
+        return payloads.iter().map(|p| seal::open(p)).collect();
+    }
+    let per_thread = payloads.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = payloads
+            .chunks(per_thread)
+            .map(|chunk| {
+                let handle =
+                    scope.spawn(move || chunk.iter().map(|p| seal::open(p)).collect::<Vec<_>>());
+                (chunk.len(), handle)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(len, handle)| {
+                // A panic in seal::open would be a bug; each record of the chunk is then
+                // rejected with that reason (kept aside), never skipped.
+                handle.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(SealError::NotAnEnvelope("verification panicked".into())))
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }
 
 fn insert_rejected(
