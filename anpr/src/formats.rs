@@ -48,6 +48,8 @@ pub struct PlateFormat {
 }
 
 const LATIN: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+/// Turkish plates use no Q, W or X.
+const TR_LETTERS: &str = "ABCDEFGHIJKLMNOPRSTUVYZ";
 /// Russian plates use only the Cyrillic letters that look Latin.
 const RU_LETTERS: &str = "ABEKMHOPCTYX";
 
@@ -116,6 +118,23 @@ pub static FORMATS: &[PlateFormat] = &[
             codes: &[(1, 999)],
         }),
     },
+    // Turkey: province 01-81, 1-3 letters (no Q, W, X), 2-5 digits.
+    PlateFormat {
+        code: "TR",
+        patterns: &[
+            "DD L DDDD",
+            "DD L DDDDD",
+            "DD LL DDD",
+            "DD LL DDDD",
+            "DD LLL DD",
+            "DD LLL DDD",
+        ],
+        letters: TR_LETTERS,
+        region: Some(Region {
+            at: RegionAt::FirstGroup,
+            codes: &[(1, 81)],
+        }),
+    },
     // Brazil: Mercosur (2018+) and the older grey plates.
     PlateFormat {
         code: "BR",
@@ -142,6 +161,13 @@ pub static FORMATS: &[PlateFormat] = &[
             "D LL DDD",
             "DDD LLL",
         ],
+        letters: LATIN,
+        region: None,
+    },
+    // Iran: `dd X ddd - dd`; the Persian letter is not Latin and normalisation drops it.
+    PlateFormat {
+        code: "IR",
+        patterns: &["DD DDD DD"],
         letters: LATIN,
         region: None,
     },
@@ -405,6 +431,19 @@ mod tests {
         assert_eq!(m("HH9G5W"), Some(("US", "HH9G5W".into(), 0)));
         assert_eq!(m("UH1FOF"), Some(("US", "UH1F0F".into(), 1)));
         assert_eq!(m("XNR 374"), Some(("US", "XNR374".into(), 0)));
+    }
+
+    #[test]
+    fn turkey_and_iran_layouts() {
+        assert_eq!(m("34 ABC 123"), Some(("TR", "34ABC123".into(), 0)));
+        assert_eq!(m("06 A 12345"), Some(("TR", "06A12345".into(), 0)));
+        let fits = |code: &str, s: &str| by_code(code).and_then(|f| match_format(f, &normalise(s)));
+        assert_eq!(fits("TR", "34 AQC 123"), None, "no Q on Turkish plates");
+        assert_eq!(fits("TR", "82 ABC 123"), None, "provinces are 01-81");
+        assert_eq!(
+            fits("IR", "12 ب 345 67").map(|m| m.text),
+            Some("1234567".into())
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{self, DetParams, TextBox};
 use crate::error::{AnprError, CvContext};
-use crate::formats::{self, normalise_char};
+use crate::formats::{self, normalise_char, PlateFormat};
 use crate::recognize::{self, DecodedText};
 use crate::runtime::{self, NativePaths};
 
@@ -55,6 +55,10 @@ pub struct AnprConfig {
     pub rec_batch_size: usize,
     /// Candidates below this confidence are dropped.
     pub min_confidence: f32,
+    /// Codes of the plate formats to fit (`["TJ", "UZ", ..]`, see [`formats::FORMATS`]); empty:
+    /// all. A post enables the countries whose vehicles cross it: every extra grammar is one
+    /// more way for a timestamp or a phone number to look like a plate.
+    pub formats: Vec<String>,
     /// The best this many candidates are read again from an enlarged region around them
     /// (0: no second pass); see the module header.
     pub refine_top: usize,
@@ -72,6 +76,7 @@ impl Default for AnprConfig {
             det_max_candidates: 200,
             rec_batch_size: 6,
             min_confidence: 0.3,
+            formats: Vec::new(),
             refine_top: 2,
         }
     }
@@ -112,6 +117,13 @@ impl AnprConfig {
         if self.det_max_candidates == 0 {
             return bad("det_max_candidates", "must be at least 1");
         }
+        if let Some(unknown) = self.formats.iter().find(|c| formats::by_code(c).is_none()) {
+            let known: Vec<&str> = formats::FORMATS.iter().map(|f| f.code).collect();
+            return bad(
+                "formats",
+                &format!("unknown format {unknown:?}; known: {}", known.join(", ")),
+            );
+        }
         if self.rec_batch_size == 0 {
             return bad("rec_batch_size", "must be at least 1");
         }
@@ -143,6 +155,7 @@ pub struct PlateReader {
     rec_batch: usize,
     min_confidence: f32,
     refine_top: usize,
+    formats: Vec<PlateFormat>,
 }
 
 impl std::fmt::Debug for PlateReader {
@@ -185,6 +198,15 @@ impl PlateReader {
             rec_batch: cfg.rec_batch_size,
             min_confidence: cfg.min_confidence,
             refine_top: cfg.refine_top,
+            formats: if cfg.formats.is_empty() {
+                formats::FORMATS.to_vec()
+            } else {
+                formats::FORMATS
+                    .iter()
+                    .filter(|f| cfg.formats.iter().any(|c| c == f.code))
+                    .copied()
+                    .collect()
+            },
         })
     }
 
@@ -246,7 +268,7 @@ impl PlateReader {
             }
         }
         let reads = recognize::recognize(&mut self.rec, &self.charset, &crops, self.rec_batch)?;
-        Ok(rank(&kept, &reads, self.min_confidence))
+        Ok(rank(&kept, &reads, &self.formats, self.min_confidence))
     }
 
     /// The second pass: the region around each of the best `refine_top` candidates, enlarged so
@@ -368,6 +390,7 @@ type BoxRead = ([i32; 4], Vec<(char, f32)>);
 pub(crate) fn rank(
     boxes: &[TextBox],
     reads: &[DecodedText],
+    plate_formats: &[PlateFormat],
     min_confidence: f32,
 ) -> Vec<PlateCandidate> {
     let items: Vec<BoxRead> = boxes
@@ -437,7 +460,7 @@ pub(crate) fn rank(
             continue;
         }
         let text: String = chars.iter().map(|c| c.0).collect();
-        let cand = match formats::best_match(&text) {
+        let cand = match formats::best_match_in(plate_formats, &text) {
             Some(m) => {
                 let confs: Vec<f32> = chars[m.span.clone()].iter().map(|c| c.1).collect();
                 let mean = confs.iter().sum::<f32>() / confs.len().max(1) as f32;
@@ -600,7 +623,7 @@ mod tests {
             dt("AB", 0.9),
             dt("01", 0.9),
         ];
-        let c = rank(&boxes, &reads, 0.3);
+        let c = rank(&boxes, &reads, formats::FORMATS, 0.3);
         assert_eq!(c[0].text, "1234AB01");
         assert_eq!(c[0].format, Some("TJ"));
         assert_eq!(c[0].bbox, [300, 300, 195, 41]);
@@ -622,7 +645,7 @@ mod tests {
     fn two_line_plates_are_read_top_line_first() {
         let boxes = [tb(300.0, 300.0, 120.0, 40.0), tb(290.0, 350.0, 140.0, 42.0)];
         let reads = [dt("1234", 0.9), dt("AB 01", 0.9)];
-        let c = rank(&boxes, &reads, 0.3);
+        let c = rank(&boxes, &reads, formats::FORMATS, 0.3);
         assert_eq!(c[0].text, "1234AB01");
         assert_eq!(c[0].format, Some("TJ"));
         assert!(stacked([0, 0, 100, 40], [10, 45, 90, 40]));
@@ -644,6 +667,13 @@ mod tests {
     fn config_validation_names_the_key() {
         let mut cfg = AnprConfig::default();
         assert!(cfg.validate().is_ok());
+        cfg.formats = vec!["TJ".into(), "XX".into()];
+        let err = cfg.validate().map_err(|e| e.to_string());
+        assert!(
+            matches!(err, Err(ref m) if m.contains("formats") && m.contains("XX")),
+            "{err:?}"
+        );
+        cfg.formats.clear();
         cfg.det_threshold = 1.5;
         let err = cfg.validate().map_err(|e| e.to_string());
         assert!(
