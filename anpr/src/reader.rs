@@ -17,7 +17,8 @@
 //! (margins of a quarter of its width plus half its height, two thirds of its height) is cut
 //! from the full-resolution frame, enlarged so that the text is about 64 px high, and detected
 //! and read again; small plates that the whole-frame detector (long side 960 px) saw at 10-20 px
-//! get tighter boxes and a sharper crop. Its candidates join the first pass's.
+//! get tighter boxes and a sharper crop. Its candidates join the first pass's. It stops at the
+//! first candidate that fits a format with confidence >= 0.95: nothing left to gain there.
 
 use std::time::Instant;
 
@@ -282,6 +283,7 @@ impl PlateReader {
         let regions: Vec<[i32; 4]> = candidates
             .iter()
             .take(self.refine_top)
+            .take_while(|c| !(c.format.is_some() && c.confidence >= REFINE_SKIP_CONFIDENCE))
             .map(|c| c.bbox)
             .collect();
         for [x, y, w, h] in regions {
@@ -374,6 +376,9 @@ fn plate_shaped(w: i32, h: i32) -> bool {
 
 /// The second pass enlarges a candidate's region so that its text is about this high.
 const REFINE_TEXT_HEIGHT_PX: f64 = 64.0;
+
+/// No second pass once the best candidate fits a format with at least this confidence.
+const REFINE_SKIP_CONFIDENCE: f32 = 0.95;
 
 /// Ranking weight of text that fits no format but is shaped like a plate.
 const UNFORMATTED_PLATE_LIKE: f32 = 0.7;
