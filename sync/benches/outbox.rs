@@ -263,6 +263,7 @@ fn drain_bench(n: u32) {
                 broker_host: "127.0.0.1".into(),
                 broker_port: port,
                 client_id: "central-bench".into(),
+                ..Default::default()
             },
             Arc::clone(&store),
             stored_tx,

@@ -52,6 +52,7 @@ pub use central::{
 };
 pub use db::DbError;
 pub use keys::{KeyError, PostKey};
+pub use link::TlsFiles;
 pub use mosquitto::MosquittoProcess;
 pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats};
 pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig};

@@ -40,13 +40,36 @@ impl MosquittoProcess {
     /// Starts Mosquitto on a given port of 127.0.0.1 (to restart a broker where clients expect
     /// it, after dropping the previous one).
     pub fn start_on(port: u16) -> anyhow::Result<Self> {
+        Self::start_with(port, "")
+    }
+
+    /// Starts Mosquitto with a TLS listener on a free port of 127.0.0.1: its certificate and
+    /// key, the CA that clients' certificates must chain to, and whether clients must present
+    /// one (mutual TLS). All PEM files.
+    pub fn start_tls(
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+        require_client_certificate: bool,
+    ) -> anyhow::Result<Self> {
+        let extra = format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_client_certificate}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        Self::start_with(free_port()?, &extra)
+    }
+
+    /// `listener_extra`: configuration lines for the listener (TLS files, ...).
+    fn start_with(port: u16, listener_extra: &str) -> anyhow::Result<Self> {
         let binary = find_binary()?;
         let dir = unique_dir()?;
         let conf = dir.join("mosquitto.conf");
         fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+                "listener {port} 127.0.0.1\n{listener_extra}allow_anonymous true\npersistence false\nlog_dest stderr\n"
             ),
         )
         .with_context(|| format!("writing {}", conf.display()))?;

@@ -70,6 +70,8 @@ pub struct UplinkConfig {
     pub heartbeat_secs: u64,
     /// Cap on record payload bytes per second for slow links (0: no cap).
     pub max_bytes_per_sec: u64,
+    /// TLS to the broker (`None`: plain TCP).
+    pub tls: Option<link::TlsFiles>,
 }
 
 impl Default for UplinkConfig {
@@ -87,6 +89,7 @@ impl Default for UplinkConfig {
             batch_linger_ms: DEFAULT_BATCH_LINGER_MS,
             heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
             max_bytes_per_sec: 0,
+            tls: None,
         }
     }
 }
@@ -133,6 +136,9 @@ pub async fn run_uplink(
         Duration::from_secs(cfg.keep_alive_secs),
     );
     opts.set_inflight(u16::try_from(cfg.max_in_flight).unwrap_or(u16::MAX).max(1));
+    if let Some(tls) = &cfg.tls {
+        link::apply_tls(&mut opts, tls)?;
+    }
     let will = PostStatus {
         post: cfg.post.clone(),
         state: PostState::Offline,

@@ -150,6 +150,7 @@ fn parent() {
             broker_host: "127.0.0.1".into(),
             broker_port: port,
             client_id: "central-kill9".into(),
+            ..Default::default()
         };
         let receiver = tokio::spawn(run_receiver(cfg, Arc::clone(&store), stored_tx, stop_rx));
         wait_until_receiver_subscribed("127.0.0.1", port, || store.rejected().unwrap().len()).await;

@@ -98,6 +98,7 @@ async fn two_hundred_link_cuts_during_ten_thousand_records_lose_and_double_nothi
             broker_host: host.into(),
             broker_port: broker.addr().port(),
             client_id: "central-cuts".into(),
+            ..Default::default()
         },
         Arc::clone(&store),
         stored_tx,

@@ -31,6 +31,7 @@ fn start_receiver(host: &str, port: u16, store: &Arc<CentralStore>) -> Receiver 
         broker_host: host.to_owned(),
         broker_port: port,
         client_id: "central-e2e".to_owned(),
+        ..Default::default()
     };
     let task = tokio::spawn(run_receiver(cfg, Arc::clone(store), tx, shutdown_rx));
     Receiver {

@@ -76,6 +76,7 @@ pub async fn run_scenario(broker_port: u16, n: usize, seed: u64) -> Result<()> {
             broker_host: "127.0.0.1".into(),
             broker_port,
             client_id: format!("central-test-{seed}"),
+            ..Default::default()
         },
         store.clone(),
         stored_tx,

@@ -1,7 +1,8 @@
 //! `bcp-central`: the central office's receiver. Thin: parses arguments, calls `bcp_sync`.
 //!
 //! - `bcp-central serve --db PATH (--embedded-broker ADDR | --broker HOST:PORT) [--expect N] [--timeout-secs S]
-//!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]`
+//!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]
+//!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]`
 //! - `bcp-central export --db PATH --json [--post P] [--since RFC3339]`
 //! - `bcp-central posts --db PATH [--json]`
 
@@ -75,6 +76,15 @@ struct ServeArgs {
     /// A folder of `<POST>.pub` public key files.
     #[arg(long, value_name = "DIR")]
     keys_dir: Option<PathBuf>,
+    /// TLS to the broker: the CA (PEM) that signed its certificate.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: central's client certificate (PEM), for brokers that require one.
+    #[arg(long, value_name = "PEM", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// With --tls-cert: its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Reject records of posts without a registered key (default: pin the key of a post's
     /// first record, trust on first use).
     #[arg(long)]
@@ -222,6 +232,14 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         broker_host,
         broker_port,
         client_id: args.client_id.clone(),
+        tls: match &args.tls_ca {
+            Some(ca) => Some(bcp_sync::TlsFiles {
+                ca: ca.clone(),
+                client_cert: args.tls_cert.clone(),
+                client_key: args.tls_key.clone(),
+            }),
+            None => None,
+        },
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();

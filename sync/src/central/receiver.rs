@@ -33,12 +33,14 @@ use crate::link::{self, LinkEvent};
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Where central's receiver connects.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReceiverConfig {
     pub broker_host: String,
     pub broker_port: u16,
     /// Must be stable across restarts: the broker keeps the persistent session under it.
     pub client_id: String,
+    /// TLS to the broker (`None`: plain TCP).
+    pub tls: Option<link::TlsFiles>,
 }
 
 /// Receives records until `shutdown` becomes true (or its sender is dropped). Each newly stored
@@ -58,6 +60,9 @@ pub async fn run_receiver(
         KEEP_ALIVE,
     );
     opts.set_manual_acks(true);
+    if let Some(tls) = &cfg.tls {
+        link::apply_tls(&mut opts, tls)?;
+    }
     let (client, eventloop) = link::client(opts, 64);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let pump = link::spawn_event_pump(eventloop, "receiver", broker.clone(), tx);
