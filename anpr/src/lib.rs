@@ -5,6 +5,8 @@
 //! OpenCV for decoding and geometry, and regional plate grammars to correct and label the reads.
 //!
 //! ## Layout
+//! - [`capture`]: cameras (RTSP/MJPEG URLs, video files, image folders) through a grab thread
+//!   with a bounded drop-oldest queue, timeouts, reconnect with backoff, health counters.
 //! - [`runtime`]: [`NativePaths`] (where the library and models are), the process-wide ONNX
 //!   Runtime environment, model sessions.
 //! - [`detect`]: text detection (DB post-processing: threshold, contours, box score, unclip) and
@@ -33,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod capture;
 pub mod detect;
 pub mod error;
 pub mod eval;

@@ -130,3 +130,65 @@ fn text_output_names_the_image_and_the_best_read() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn camera_snapshot_and_test_on_a_folder_camera_and_a_missing_one() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cam = dir.path().join("cam");
+    std::fs::create_dir(&cam)?;
+    write(&cam, "0001.jpg", &render_vehicle_frame("1234 AB 01", 1)?)?;
+    write(&cam, "0002.jpg", &render_vehicle_frame("01 A 123 BC", 2)?)?;
+    let cam_arg = cam.to_string_lossy().into_owned();
+
+    let shot = dir.path().join("shot.png");
+    let shot_arg = shot.to_string_lossy().into_owned();
+    let out = bcpctl(&["camera", "snapshot", &cam_arg, "-o", &shot_arg], &[])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot)?;
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+
+    let out = bcpctl(
+        &["camera", "test", &cam_arg, "--seconds", "2", "--json"],
+        &[],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_lines(&out)?.remove(0);
+    assert_eq!(report["frames"], 2, "{report}");
+    assert_eq!(report["frames_read"], 2, "{report}");
+    assert_eq!(report["plates"], 2, "{report}");
+    assert_eq!(report["health"]["connected"], true, "{report}");
+
+    let missing = dir.path().join("gone.avi").to_string_lossy().into_owned();
+    let out = bcpctl(
+        &[
+            "camera",
+            "snapshot",
+            &missing,
+            "-o",
+            &shot_arg,
+            "--timeout-secs",
+            "1",
+        ],
+        &[],
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no frame from") && stderr.contains("gone.avi"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 mod serial;
 
 mod anpr;
+mod camera;
 mod keys;
 mod outbox;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Number plates and identifiers: read images, evaluate on a labelled folder.
     #[command(subcommand)]
     Anpr(anpr::AnprCommand),
+    /// Cameras: a snapshot, frames per second and plate read rate.
+    #[command(subcommand)]
+    Camera(camera::CameraCommand),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -87,6 +91,7 @@ fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Serial(cmd) => serial::run(cmd)?,
         Command::Anpr(cmd) => anpr::run(cmd)?,
+        Command::Camera(cmd) => camera::run(cmd)?,
         Command::Config(ConfigCommand::Validate { file }) => {
             AgentConfig::load(&file)?;
             println!("{}: valid", file.display());
