@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p bcp-anpr --bench openalpr_eval --profile dev -- [--iou 0.3] [--det-limit PX] [--unclip R] [--refine N] [--formats EU,US,BR] [--misses] DIR...`
 //! One line per folder and one for all folders together; `--misses` also prints each image whose
-//! best read is not exact.
+//! best read is not exact. The last line is the process's peak resident memory.
 //!
 //! Wall-clock milliseconds depend on what else the machine runs; the CPU milliseconds (all of the
 //! process's threads, from `/proc/self/task/*/schedstat`) do not, and on an otherwise idle machine
@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
     if dirs.len() > 1 {
         println!("all: {}; {}", Summary::of(&all), cpu_line(&mut all_cpu));
     }
+    println!("peak RSS {} MiB", peak_rss_kib() / 1024);
     Ok(())
 }
 
@@ -124,4 +125,16 @@ fn cpu_line(ms: &mut [f64]) -> String {
             .unwrap_or(0.0)
     };
     format!("CPU median {:.1} ms, p90 {:.1} ms", pct(0.5), pct(0.9))
+}
+
+/// The process's peak resident set size (`VmHWM`), in KiB (0 where /proc is missing).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

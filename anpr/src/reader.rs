@@ -56,6 +56,9 @@ pub struct AnprConfig {
     pub rec_batch_size: usize,
     /// Candidates below this confidence are dropped.
     pub min_confidence: f32,
+    /// Frames with more pixels than this are refused (an error, not an allocation of gigabytes
+    /// for the detector's input and crops).
+    pub max_frame_pixels: u64,
     /// Codes of the plate formats to fit (`["TJ", "UZ", ..]`, see [`formats::FORMATS`]); empty:
     /// all. A post enables the countries whose vehicles cross it: every extra grammar is one
     /// more way for a timestamp or a phone number to look like a plate.
@@ -77,6 +80,7 @@ impl Default for AnprConfig {
             det_max_candidates: 200,
             rec_batch_size: 6,
             min_confidence: 0.3,
+            max_frame_pixels: 40_000_000,
             formats: Vec::new(),
             refine_top: 2,
         }
@@ -157,6 +161,7 @@ pub struct PlateReader {
     min_confidence: f32,
     refine_top: usize,
     formats: Vec<PlateFormat>,
+    max_frame_pixels: u64,
 }
 
 impl std::fmt::Debug for PlateReader {
@@ -199,6 +204,7 @@ impl PlateReader {
             rec_batch: cfg.rec_batch_size,
             min_confidence: cfg.min_confidence,
             refine_top: cfg.refine_top,
+            max_frame_pixels: cfg.max_frame_pixels,
             formats: if cfg.formats.is_empty() {
                 formats::FORMATS.to_vec()
             } else {
@@ -239,6 +245,15 @@ impl PlateReader {
     /// Reads a BGR (or grey, or BGRA) 8-bit frame; best candidate first.
     pub fn read_mat(&mut self, frame: &Mat) -> Result<Vec<PlateCandidate>, AnprError> {
         let started = Instant::now();
+        let pixels = i64::from(frame.rows()) * i64::from(frame.cols());
+        if pixels > self.max_frame_pixels as i64 {
+            return Err(AnprError::UnsupportedFrame(format!(
+                "{}x{} frame has more than max_frame_pixels = {}",
+                frame.cols(),
+                frame.rows(),
+                self.max_frame_pixels
+            )));
+        }
         let bgr = to_bgr(frame)?;
         let params = self.det_params;
         let first = self.read_region(&bgr, &params)?;

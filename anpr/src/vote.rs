@@ -28,6 +28,12 @@ pub struct VotedPlate {
     pub format: Option<&'static str>,
     /// How many reads were merged (the reads of the winning group).
     pub frames: u32,
+    /// Index in the given reads of the best read of the winning group (its text equal to the
+    /// voted text if any is, then the highest confidence): the caller keeps that frame as the
+    /// overview and cuts the plate crop at [`VotedPlate::bbox`] from it.
+    pub best_read: usize,
+    /// The plate's box `[x, y, w, h]` in that frame.
+    pub bbox: [i32; 4],
 }
 
 /// Merges reads of one vehicle; `None` when there is no non-empty read.
@@ -78,8 +84,22 @@ pub fn vote(reads: &[PlateCandidate]) -> Option<VotedPlate> {
         share_sum / len as f32 * mean_conf
     };
     let matched = formats::best_match(&text);
+    let text = matched.as_ref().map_or(text, |m| m.text.clone());
+    let best = group
+        .iter()
+        .max_by(|a, b| {
+            (a.text == text)
+                .cmp(&(b.text == text))
+                .then(a.confidence.total_cmp(&b.confidence))
+        })
+        .copied()?;
     Some(VotedPlate {
-        text: matched.as_ref().map_or(text, |m| m.text.clone()),
+        best_read: reads
+            .iter()
+            .position(|r| std::ptr::eq(r, best))
+            .unwrap_or(0),
+        bbox: best.bbox,
+        text,
         confidence,
         format: matched.map(|m| m.format),
         frames: group.len() as u32,
@@ -112,6 +132,24 @@ mod tests {
         assert_eq!(v.format, Some("TJ"));
         assert_eq!(v.frames, 3);
         assert!(v.confidence > 0.5 && v.confidence < 0.9, "{}", v.confidence);
+    }
+
+    #[test]
+    fn the_best_read_agreeing_with_the_vote_is_named_for_crop_and_overview() {
+        let mut reads = vec![
+            read("1284AB01", 0.95, Some("TJ")),
+            read("1234AB01", 0.9, Some("TJ")),
+            read("1234AD01", 0.85, Some("TJ")),
+            read("1234AB01", 0.7, Some("TJ")),
+        ];
+        reads[1].bbox = [300, 400, 180, 40];
+        let v = vote(&reads).expect("a vote");
+        assert_eq!(v.text, "1234AB01");
+        assert_eq!(
+            v.best_read, 1,
+            "agrees with the vote, most confident of those"
+        );
+        assert_eq!(v.bbox, [300, 400, 180, 40]);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! End to end: frames rendered by `bcp_sim::plate_render` read by the real PP-OCRv4 models.
+//! End to end: frames rendered by `bcp_sim::plate_render` read by the real PP-OCRv4 models:
+//! every region, two-line plates, rotated, blurred and dim frames, two vehicles in one frame,
+//! corrupt, truncated, zero-size and huge frames.
 //!
 //! Set `BCP_ANPR_DUMP_DIR` to a directory to keep the frames of the 20-plate set for a look;
 //! misread frames are always written to the temp directory.
@@ -6,8 +8,11 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use bcp_anpr::{vote, AnprError, PlateReader};
-use bcp_sim::plate_render::render_vehicle_frame;
+use bcp_anpr::{vote, AnprConfig, AnprError, PlateReader};
+use bcp_sim::plate_render::{render_vehicle_frame, render_vehicle_mat};
+use opencv::core::{Mat, Point2f, Size, Vector};
+use opencv::imgproc;
+use opencv::prelude::*;
 
 /// 20 plates as printed, with the expected normalised text and format.
 const PLATES: &[(&str, &str, &str)] = &[
@@ -183,6 +188,112 @@ fn two_line_plates_read_top_line_first() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Reads a rendered frame after `change` (rotation, blur, dimming ..) was applied to it.
+fn read_changed(
+    reader: &mut PlateReader,
+    printed: &str,
+    variant: u64,
+    change: impl Fn(&Mat) -> opencv::Result<Mat>,
+) -> Result<(String, Option<&'static str>)> {
+    let frame = change(&render_vehicle_mat(printed, variant)?)?;
+    let c = reader.read_mat(&frame)?;
+    let best = c.first().context("no text read at all")?;
+    Ok((best.text.clone(), best.format))
+}
+
+#[test]
+fn rotated_blurred_and_dim_frames_read_exactly() -> Result<()> {
+    let mut reader = common::reader();
+    let rotate = |deg: f64| {
+        move |m: &Mat| -> opencv::Result<Mat> {
+            let centre = Point2f::new(m.cols() as f32 / 2.0, m.rows() as f32 / 2.0);
+            let r = imgproc::get_rotation_matrix_2d(centre, deg, 1.0)?;
+            let mut out = Mat::default();
+            imgproc::warp_affine_def(m, &mut out, &r, m.size()?)?;
+            Ok(out)
+        }
+    };
+    let blur = |m: &Mat| -> opencv::Result<Mat> {
+        let mut out = Mat::default();
+        imgproc::gaussian_blur_def(m, &mut out, Size::new(5, 5), 1.5)?;
+        Ok(out)
+    };
+    let dim = |m: &Mat| -> opencv::Result<Mat> {
+        let mut out = Mat::default();
+        m.convert_to(&mut out, -1, 0.4, 0.0)?;
+        Ok(out)
+    };
+    for (printed, text, format) in [PLATES[0], PLATES[7], PLATES[13]] {
+        for (what, got) in [
+            (
+                "rotated 7 degrees",
+                read_changed(&mut reader, printed, 1, rotate(7.0))?,
+            ),
+            (
+                "rotated -7 degrees",
+                read_changed(&mut reader, printed, 2, rotate(-7.0))?,
+            ),
+            ("blurred", read_changed(&mut reader, printed, 3, blur)?),
+            ("dim", read_changed(&mut reader, printed, 4, dim)?),
+        ] {
+            ensure!(
+                got == (text.to_string(), Some(format)),
+                "{printed:?} {what} read as {got:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn two_vehicles_in_one_frame_give_both_plates() -> Result<()> {
+    let mut reader = common::reader();
+    let mut both = Mat::default();
+    let pair = Vector::<Mat>::from_iter([
+        render_vehicle_mat("1234 AB 01", 5)?,
+        render_vehicle_mat("123 ABC 02", 6)?,
+    ]);
+    opencv::core::hconcat(&pair, &mut both)?;
+    let reads = reader.read_mat(&both)?;
+    let plated: Vec<(&str, Option<&str>)> = reads
+        .iter()
+        .filter(|r| r.format.is_some())
+        .map(|r| (r.text.as_str(), r.format))
+        .collect();
+    ensure!(plated.contains(&("1234AB01", Some("TJ"))), "{plated:?}");
+    ensure!(plated.contains(&("123ABC02", Some("KZ"))), "{plated:?}");
+    let left = reads
+        .iter()
+        .find(|r| r.text == "1234AB01")
+        .map(|r| r.bbox[0]);
+    let right = reads
+        .iter()
+        .find(|r| r.text == "123ABC02")
+        .map(|r| r.bbox[0]);
+    ensure!(matches!((left, right), (Some(l), Some(r)) if l < 960 && r >= 960));
+    Ok(())
+}
+
+#[test]
+fn zero_size_and_huge_frames_are_errors() -> Result<()> {
+    let cfg = AnprConfig {
+        max_frame_pixels: 2_000_000,
+        ..AnprConfig::from_env()
+    };
+    let mut reader = PlateReader::new(&cfg)?;
+    let huge = Mat::new_rows_cols_with_default(1500, 2000, opencv::core::CV_8UC3, 0.0.into())?;
+    match reader.read_mat(&huge) {
+        Err(AnprError::UnsupportedFrame(m)) => ensure!(m.contains("max_frame_pixels"), "{m}"),
+        other => anyhow::bail!("expected an error for a huge frame, got {other:?}"),
+    }
+    let zero = Mat::new_rows_cols_with_default(0, 0, opencv::core::CV_8UC3, 0.0.into())?;
+    ensure!(matches!(
+        reader.read_mat(&zero),
+        Err(AnprError::UnsupportedFrame(_))
+    ));
     Ok(())
 }
 
