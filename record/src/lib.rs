@@ -10,6 +10,7 @@
 //! - [`RecordEnvelope`]: a crossing as it travels: the post, its per-post sequence number.
 //! - [`seal`]: the per-post hash chain and Ed25519 signature on each envelope ([`seal::Seal`]).
 //! - [`PostStatus`]: a post's retained birth / heartbeat / last-will message.
+//! - [`lists`]: [`lists::DownlinkList`], central's signed, versioned lists for a post.
 //! - [`Ack`]: central's acknowledgement, the highest contiguous sequence number it has committed.
 //! - [`topics`]: the MQTT topic names, under the versioned prefix `bcp/v1`.
 //!
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod lists;
 pub mod seal;
 
 /// One vehicle's passage through a lane, with all the evidence the lane could link to it.
@@ -205,6 +207,16 @@ pub mod topics {
     /// What central subscribes to for every post's status.
     pub fn status_all() -> String {
         format!("{PREFIX}/+/status")
+    }
+
+    /// Where central publishes (retained) a post's list of `kind`.
+    pub fn list(post: &str, kind: &str) -> String {
+        format!("{PREFIX}/{post}/lists/{kind}")
+    }
+
+    /// What a post subscribes to for all its lists.
+    pub fn lists_of(post: &str) -> String {
+        format!("{PREFIX}/{post}/lists/+")
     }
 
     /// The post named in a status topic, if the topic is one.

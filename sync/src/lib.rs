@@ -19,6 +19,8 @@
 //!   event pump.
 //! - [`keys`]: [`PostKey`], the post's Ed25519 signing key file, and public key files for central.
 //! - [`wire`]: the batch payload (consecutive records, compact seals, zstd).
+//! - [`lists`]: [`ListStore`], the post's copy of central's signed downlink lists, and
+//!   [`lists::publish_list`] for central.
 //! - [`db`]: opening SQLite with WAL, `synchronous=FULL` and `user_version` migrations.
 //!
 //! The binary `bcp-central` (`src/bin/bcp-central.rs`) only parses arguments and calls this
@@ -40,6 +42,7 @@ pub mod central;
 pub mod db;
 pub mod keys;
 pub mod link;
+pub mod lists;
 pub mod mosquitto;
 pub mod outbox;
 pub mod uplink;
@@ -53,6 +56,7 @@ pub use central::{
 pub use db::DbError;
 pub use keys::{KeyError, PostKey};
 pub use link::TlsFiles;
+pub use lists::{ListOutcome, ListStore};
 pub use mosquitto::MosquittoProcess;
 pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats};
 pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig};

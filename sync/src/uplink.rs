@@ -72,6 +72,8 @@ pub struct UplinkConfig {
     pub max_bytes_per_sec: u64,
     /// TLS to the broker (`None`: plain TCP).
     pub tls: Option<link::TlsFiles>,
+    /// Where central's downlink lists are applied (`None`: the post takes no lists).
+    pub lists: Option<Arc<crate::lists::ListStore>>,
 }
 
 impl Default for UplinkConfig {
@@ -90,6 +92,7 @@ impl Default for UplinkConfig {
             heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
             max_bytes_per_sec: 0,
             tls: None,
+            lists: None,
         }
     }
 }
@@ -164,6 +167,7 @@ pub async fn run_uplink(
 
     let records_topic = topics::records(&cfg.post);
     let ack_topic = topics::ack(&cfg.post);
+    let lists_topic = topics::lists_of(&cfg.post);
     let result = async {
         loop {
             if *shutdown.borrow() {
@@ -184,6 +188,12 @@ pub async fn run_uplink(
                             .subscribe(ack_topic.as_str(), QoS::AtLeastOnce)
                             .await
                             .with_context(|| format!("subscribing to {ack_topic}"))?;
+                        if cfg.lists.is_some() {
+                            client
+                                .subscribe(lists_topic.as_str(), QoS::AtLeastOnce)
+                                .await
+                                .with_context(|| format!("subscribing to {lists_topic}"))?;
+                        }
                         tracker.handle_connected(std::time::Instant::now());
                         batcher.reset();
                         publish_status(&client, &status_topic, &cfg.post, PostState::Online, &outbox);
@@ -193,9 +203,10 @@ pub async fn run_uplink(
                         tracker.handle_disconnected();
                         batcher.reset();
                     }
-                    Some(LinkEvent::Message(publish)) => {
-                        handle_ack(&cfg.post, &ack_topic, &publish, &mut tracker, &outbox)?;
-                    }
+                    Some(LinkEvent::Message(publish)) => match &cfg.lists {
+                        Some(lists) if publish.topic != ack_topic => apply_list(lists, &publish)?,
+                        _ => handle_ack(&cfg.post, &ack_topic, &publish, &mut tracker, &outbox)?,
+                    },
                     Some(LinkEvent::Progress) => {}
                 },
                 () = new_record.notified() => {}
@@ -234,6 +245,30 @@ pub async fn run_uplink(
     pump.abort();
     tracing::info!(post = %cfg.post, acked = tracker.acked(), "uplink stopped");
     result
+}
+
+/// Applies a downlink list from central (see [`crate::lists`]).
+fn apply_list(lists: &crate::lists::ListStore, publish: &rumqttc::Publish) -> anyhow::Result<()> {
+    use crate::lists::ListOutcome;
+    match lists
+        .apply(&publish.payload, chrono::Utc::now())
+        .with_context(|| format!("applying the list from {}", publish.topic))?
+    {
+        ListOutcome::Applied { kind, version } => {
+            tracing::info!(%kind, version, "downlink list applied");
+        }
+        ListOutcome::Stale {
+            kind,
+            held,
+            offered,
+        } => {
+            tracing::debug!(%kind, held, offered, "downlink list not newer; kept the one held");
+        }
+        ListOutcome::Rejected(reason) => {
+            tracing::warn!(topic = %publish.topic, %reason, "downlink list rejected");
+        }
+    }
+    Ok(())
 }
 
 /// Applies an ack from central; anything unexpected on the subscription is logged and skipped.
