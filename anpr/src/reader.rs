@@ -7,8 +7,9 @@
 //! and each line stacked directly above another is read with it, top line first (two-line
 //! plates).
 //! Candidates are ranked by confidence weighted by plate-likeness: text that fits a plate format
-//! counts in full, other plate-shaped text (5-8 characters with digits) at 0.7, anything else
-//! (words, camera timestamps) at 0.4; so a confident plate of a country without a format here
+//! counts in full, other plate-shaped text (5-8 characters, letters and digits) at 0.7, or 0.56
+//! when it is digits only (the date part of a camera timestamp looks like that), anything else
+//! (words, whole timestamps) at 0.4; so a confident plate of a country without a format here
 //! still beats a doubtful read of a timestamp that a format could be bent to fit. A candidate's
 //! confidence is the mean of its characters' confidences, times 0.85 per correction the format
 //! needed.
@@ -545,7 +546,8 @@ fn overlap(a: [i32; 4], b: [i32; 4]) -> bool {
 
 /// The ranking score: the confidence (which already carries the format's corrections), times
 /// 1 for text that fits a plate format, [`UNFORMATTED_PLATE_LIKE`] for text shaped like a plate
-/// of a country without a format here (5-8 characters, letters and digits or digits only), and
+/// of a country without a format here (5-8 characters, letters and digits; 0.8 of that for
+/// digits only, which camera date stamps also are), and
 /// [`NOT_PLATE_LIKE`] for anything else (words, long digit runs such as camera timestamps).
 fn plate_likeness(c: &PlateCandidate) -> f32 {
     let weight = if c.format.is_some() {
@@ -553,8 +555,10 @@ fn plate_likeness(c: &PlateCandidate) -> f32 {
     } else {
         let n = c.text.len();
         let digits = c.text.bytes().filter(u8::is_ascii_digit).count();
-        if (5..=8).contains(&n) && digits > 0 {
+        if (5..=8).contains(&n) && digits > 0 && digits < n {
             UNFORMATTED_PLATE_LIKE
+        } else if (5..=8).contains(&n) && digits == n {
+            UNFORMATTED_PLATE_LIKE * 0.8
         } else {
             NOT_PLATE_LIKE
         }
