@@ -46,6 +46,16 @@ fn json_lines_give_the_plate_its_format_box_and_time_and_bad_files_an_error_line
     assert_eq!(out.status.code(), Some(1), "some images failed: {stderr}");
     assert!(stderr.contains("4 of 6 images"), "{stderr}");
 
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    let first = raw.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(r#"{"image":"#)
+            && first.contains(r#","reads":[{"text":"1234AB01","confidence":"#)
+            && first.contains(r#","bbox":["#)
+            && first.contains(r#"],"format":"TJ"}"#)
+            && first.contains(r#"],"ms":"#),
+        "keys in the issue's order: {first}"
+    );
     let lines = json_lines(&out)?;
     assert_eq!(lines.len(), 6, "one line per image, in order");
     for (line, image) in lines.iter().zip(&images) {
@@ -106,6 +116,14 @@ fn identifier_kinds_keep_only_valid_numbers_and_repair_one_look_alike() -> Resul
     let out = bcpctl(&["anpr", "read", "--kind", "boat"], &images[..1])?;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("wagon, container, vessel or uld"));
+
+    let out = bcpctl(&["anpr", "read", "--formats", "TJ,XX"], &images[..1])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("formats") && stderr.contains("\"XX\""),
+        "{stderr}"
+    );
     Ok(())
 }
 

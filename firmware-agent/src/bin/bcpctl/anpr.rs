@@ -22,7 +22,7 @@ use bcp_anpr::eval::{iou, parse_groundtruth, Outcome, Summary};
 use bcp_anpr::identifiers::{self, Check, IdKind};
 use bcp_anpr::{AnprConfig, NativePaths, PlateCandidate, PlateReader};
 use clap::Subcommand;
-use serde_json::json;
+use serde::Serialize;
 
 /// At most this many reads are printed per image.
 const MAX_READS: usize = 5;
@@ -41,6 +41,9 @@ pub enum AnprCommand {
         /// `~/.local/share/bcp-edge/native`.
         #[arg(long)]
         native_dir: Option<PathBuf>,
+        /// Plate formats to fit, comma-separated codes (default: all).
+        #[arg(long, value_delimiter = ',')]
+        formats: Vec<String>,
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
@@ -54,6 +57,9 @@ pub enum AnprCommand {
         misses: bool,
         #[arg(long)]
         native_dir: Option<PathBuf>,
+        /// Plate formats to fit, comma-separated codes (default: all).
+        #[arg(long, value_delimiter = ',')]
+        formats: Vec<String>,
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
@@ -65,23 +71,54 @@ pub fn run(cmd: AnprCommand) -> Result<()> {
             json,
             kind,
             native_dir,
+            formats,
             images,
-        } => read(json, &kind, native_dir.as_deref(), &images),
+        } => read(
+            json,
+            &kind,
+            reader(native_dir.as_deref(), formats)?,
+            &images,
+        ),
         AnprCommand::Eval {
             iou,
             misses,
             native_dir,
+            formats,
             dirs,
-        } => eval(iou, misses, native_dir.as_deref(), &dirs),
+        } => eval(iou, misses, reader(native_dir.as_deref(), formats)?, &dirs),
     }
 }
 
-fn reader(native_dir: Option<&Path>) -> Result<PlateReader> {
+fn reader(native_dir: Option<&Path>, formats: Vec<String>) -> Result<PlateReader> {
     let mut cfg = AnprConfig::from_env();
+    cfg.formats = formats;
     if let Some(dir) = native_dir {
         cfg.paths = NativePaths::in_dir(dir);
     }
     Ok(PlateReader::new(&cfg)?)
+}
+
+/// The `--json` line of an image, keys in the order (struct fields serialise in order).
+#[derive(Serialize)]
+struct ReadLine<'a> {
+    image: &'a str,
+    reads: Vec<ReadJson<'a>>,
+    ms: f64,
+}
+
+#[derive(Serialize)]
+struct ReadJson<'a> {
+    text: &'a str,
+    confidence: f64,
+    bbox: [i32; 4],
+    format: Option<&'static str>,
+}
+
+/// The `--json` line of an image that could not be read.
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    image: &'a str,
+    error: String,
 }
 
 /// One read as printed.
@@ -92,12 +129,11 @@ struct Read {
     format: Option<&'static str>,
 }
 
-fn read(json: bool, kind: &str, native_dir: Option<&Path>, images: &[PathBuf]) -> Result<()> {
+fn read(json: bool, kind: &str, mut reader: PlateReader, images: &[PathBuf]) -> Result<()> {
     let id_kind = match kind {
         "plate" => None,
         other => Some(other.parse::<IdKind>().map_err(anyhow::Error::msg)?),
     };
-    let mut reader = reader(native_dir)?;
     let mut failed = 0usize;
     for image in images {
         let started = Instant::now();
@@ -110,21 +146,20 @@ fn read(json: bool, kind: &str, native_dir: Option<&Path>, images: &[PathBuf]) -
             Ok(candidates) => {
                 let reads = select(candidates, id_kind);
                 if json {
-                    let reads: Vec<_> = reads
-                        .iter()
-                        .map(|r| {
-                            json!({
-                                "text": r.text,
-                                "confidence": round(f64::from(r.confidence), 3),
-                                "bbox": r.bbox,
-                                "format": r.format,
+                    let line = ReadLine {
+                        image: &path,
+                        reads: reads
+                            .iter()
+                            .map(|r| ReadJson {
+                                text: &r.text,
+                                confidence: round(f64::from(r.confidence), 3),
+                                bbox: r.bbox,
+                                format: r.format,
                             })
-                        })
-                        .collect();
-                    println!(
-                        "{}",
-                        json!({"image": path, "reads": reads, "ms": round(ms, 1)})
-                    );
+                            .collect(),
+                        ms: round(ms, 1),
+                    };
+                    println!("{}", serde_json::to_string(&line)?);
                 } else {
                     let best = reads.first().map_or_else(
                         || "no read".to_owned(),
@@ -144,7 +179,11 @@ fn read(json: bool, kind: &str, native_dir: Option<&Path>, images: &[PathBuf]) -
             Err(e) => {
                 failed += 1;
                 if json {
-                    println!("{}", json!({"image": path, "error": format!("{e:#}")}));
+                    let line = ErrorLine {
+                        image: &path,
+                        error: format!("{e:#}"),
+                    };
+                    println!("{}", serde_json::to_string(&line)?);
                 } else {
                     println!("{path}: error: {e:#}");
                 }
@@ -197,8 +236,7 @@ fn round(v: f64, decimals: i32) -> f64 {
     (v * f).round() / f
 }
 
-fn eval(min_iou: f64, misses: bool, native_dir: Option<&Path>, dirs: &[PathBuf]) -> Result<()> {
-    let mut reader = reader(native_dir)?;
+fn eval(min_iou: f64, misses: bool, mut reader: PlateReader, dirs: &[PathBuf]) -> Result<()> {
     let mut all = Vec::new();
     for dir in dirs {
         let gt_path = dir.join("groundtruth.tsv");
