@@ -25,13 +25,21 @@ async fn bad_lines_are_skipped_and_the_feed_reconnects() -> anyhow::Result<()> {
     // First connection: good, malformed, oversized, blank, good; then the scanner hangs up.
     let (mut conn, _) = timeout(Duration::from_secs(5), listener.accept()).await??;
     let oversized = format!("{}\n", "x".repeat(MAX_LINE_BYTES + 10));
-    for chunk in [line("S1"), "{not json}\n".into(), oversized, "\n".into(), line("S2")] {
+    for chunk in [
+        line("S1"),
+        "{not json}\n".into(),
+        oversized,
+        "\n".into(),
+        line("S2"),
+    ] {
         conn.write_all(chunk.as_bytes()).await?;
     }
     conn.shutdown().await?;
     drop(conn);
     for want in ["S1", "S2"] {
-        let got = timeout(Duration::from_secs(5), rx.recv()).await?.expect("feed alive");
+        let got = timeout(Duration::from_secs(5), rx.recv())
+            .await?
+            .expect("feed alive");
         assert_eq!(got.scan_id, want);
         assert_eq!(got.images, vec![format!("{want}.png")]);
     }
@@ -39,7 +47,9 @@ async fn bad_lines_are_skipped_and_the_feed_reconnects() -> anyhow::Result<()> {
     // The client reconnects by itself and reads the next scan.
     let (mut conn, _) = timeout(Duration::from_secs(10), listener.accept()).await??;
     conn.write_all(line("S3").as_bytes()).await?;
-    let got = timeout(Duration::from_secs(5), rx.recv()).await?.expect("feed alive");
+    let got = timeout(Duration::from_secs(5), rx.recv())
+        .await?
+        .expect("feed alive");
     assert_eq!(got.scan_id, "S3");
 
     stop_tx.send(true)?;
