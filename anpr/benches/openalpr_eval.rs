@@ -1,7 +1,7 @@
 //! Bench: reads the photos of openalpr-layout folders (`groundtruth.tsv`: file x y w h PLATE) and
 //! prints exact-match rate, within-one-character rate, detection recall at IoU and ms per image.
 //!
-//! `cargo bench -p bcp-anpr --bench openalpr_eval --profile dev -- [--iou 0.3] [--det-limit PX] [--unclip R] [--refine N] [--formats EU,US,BR] [--misses] DIR...`
+//! `cargo bench -p bcp-anpr --bench openalpr_eval --profile dev -- [--iou 0.3] [--det-limit PX] [--unclip R] [--refine N] [--box-threshold T] [--formats EU,US,BR] [--misses] DIR...`
 //! One line per folder and one for all folders together; `--misses` also prints each image whose
 //! best read is not exact. The last line is the process's peak resident memory.
 //!
@@ -27,6 +27,12 @@ fn main() -> anyhow::Result<()> {
             "--formats" => {
                 let list = args.next().context("--formats needs a value")?;
                 cfg.formats = list.split(',').map(str::to_owned).collect();
+            }
+            "--box-threshold" => {
+                cfg.det_box_threshold = args
+                    .next()
+                    .context("--box-threshold needs a value")?
+                    .parse()?
             }
             "--refine" => {
                 cfg.refine_top = args.next().context("--refine needs a value")?.parse()?
