@@ -50,6 +50,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     if let Some(threads) = cfg.anpr.threads {
         anpr.threads = threads;
     }
+    anpr.formats = cfg.anpr.formats.clone();
     anpr.validate().context("invalid [anpr] settings")?;
     let reader =
         PlateReader::new(&anpr).context("loading the ANPR engine (run scripts/install-native?)")?;

@@ -105,6 +105,10 @@ pub struct AnprSettings {
     pub native_dir: Option<PathBuf>,
     /// ONNX Runtime intra-op threads per model (default: 2).
     pub threads: Option<usize>,
+    /// Plate formats this post reads (`["TJ", "UZ", "KZ", ..]`); default: all that bcp-anpr
+    /// knows. Each extra grammar is one more way for other text to look like a plate.
+    #[serde(default)]
+    pub formats: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,6 +240,18 @@ impl AgentConfig {
             );
         }
         self.weighbridge.indicator_protocol()?;
+        if let Some(code) = self
+            .anpr
+            .formats
+            .iter()
+            .find(|c| bcp_anpr::formats::by_code(c).is_none())
+        {
+            let known: Vec<&str> = bcp_anpr::formats::FORMATS.iter().map(|f| f.code).collect();
+            bail!(
+                "anpr.formats: unknown plate format {code:?}; known: {}",
+                known.join(", ")
+            );
+        }
         let wb = &self.weighbridge;
         if !(2..=50).contains(&wb.stable_readings) {
             bail!(
@@ -350,6 +366,13 @@ broker_port = 8883
             parse(&bad).expect_err("unknown key beside the flattened port")
         );
         assert!(e.contains("baudrate"), "{e}");
+
+        let bad = format!("{VALID}\n[anpr]\nformats = [\"TJ\", \"XX\"]\n");
+        let e = format!("{:#}", parse(&bad).expect_err("unknown plate format"));
+        assert!(
+            e.contains("anpr.formats") && e.contains("\"XX\"") && e.contains("TJ"),
+            "{e}"
+        );
 
         let bad = VALID.replace("[camera]", "[camera]\nfolders = \"x\"");
         let e = format!("{:#}", parse(&bad).expect_err("unknown key"));

@@ -48,7 +48,11 @@ pub fn for_simulator(
             name: "xr1".to_owned(),
             feed_addr: sim.scanner_addr.clone(),
         }),
-        anpr: AnprSettings::default(),
+        // A Tajik post: the plates of Tajikistan and its neighbours that the simulator renders.
+        anpr: AnprSettings {
+            formats: ["TJ", "UZ", "KZ", "KG"].map(str::to_owned).to_vec(),
+            ..AnprSettings::default()
+        },
         lane: LaneSettings::default(),
         limits: crate::checks::Limits::default(),
         outbox: OutboxConfig {
