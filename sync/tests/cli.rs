@@ -232,3 +232,42 @@ fn posts_shows_chain_state_and_export_filters_by_post() {
     assert_eq!(only_b.lines().count(), 1);
     assert!(only_b.contains("\"post\":\"UZALT-02\""));
 }
+
+#[test]
+fn verify_finds_a_record_altered_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db");
+    let store = CentralStore::open(&db).unwrap();
+    let mut post = common::SealedPost::new(POST, 1);
+    for _ in 0..3 {
+        let (topic, payload, _) = post.next();
+        store.receive(&topic, &payload, Utc::now()).unwrap();
+    }
+    let run = || {
+        Command::new(BIN)
+            .args(["verify", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 3 records verified"));
+    // Someone with database access changes a weight.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE crossings SET envelope = replace(envelope, '\"gross_kg\":24040.0', '\"gross_kg\":14040.0') WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("FAIL {POST} #2")), "{stdout}");
+    assert!(!stdout.contains("#1") && !stdout.contains("#3"), "{stdout}");
+}

@@ -5,6 +5,7 @@
 //!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]`
 //! - `bcp-central export --db PATH --json [--post P] [--since RFC3339]`
 //! - `bcp-central posts --db PATH [--json]`
+//! - `bcp-central verify --db PATH`
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -37,6 +38,15 @@ enum Command {
     Export(ExportArgs),
     /// Show every post: key, records stored, gaps, last contact, rejections.
     Posts(PostsArgs),
+    /// Re-verify every stored record's seal and chain; exit 1 if any fails.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The central SQLite database.
+    #[arg(long)]
+    db: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +131,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Export(args) => export(&args),
         Command::Posts(args) => posts(&args),
+        Command::Verify(args) => verify(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,6 +150,20 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
         out.write_all(b"\n").context("writing to stdout")?;
     }
     out.flush().context("writing to stdout")
+}
+
+fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
+    let store = CentralStore::open(&args.db)?;
+    let (checked, problems) = store.verify_all()?;
+    for (post, seq, what) in &problems {
+        println!("FAIL {post} #{seq}: {what}");
+    }
+    if problems.is_empty() {
+        println!("ok: {checked} records verified");
+        Ok(())
+    } else {
+        bail!("{} of {checked} records fail verification", problems.len())
+    }
 }
 
 fn posts(args: &PostsArgs) -> anyhow::Result<()> {
