@@ -13,6 +13,6 @@ pub mod verify;
 pub use receiver::{run_receiver, ReceiverConfig};
 pub use store::{
     CentralError, CentralStore, Outcome, PostSummary, Received, ReceivedMessage, RejectedMessage,
-    StoredCrossing, CENTRAL_SCHEMA_VERSION,
+    StoredCrossing, VerifyReport, CENTRAL_SCHEMA_VERSION,
 };
 pub use verify::{KeyPolicy, Rejection};

@@ -154,7 +154,7 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
 
 fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     let store = CentralStore::open(&args.db)?;
-    let (checked, problems) = store.verify_all()?;
+    let bcp_sync::central::VerifyReport { checked, problems } = store.verify_all()?;
     for (post, seq, what) in &problems {
         println!("FAIL {post} #{seq}: {what}");
     }

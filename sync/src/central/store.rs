@@ -164,6 +164,15 @@ pub struct StoredCrossing {
     pub crossing: Crossing,
 }
 
+/// What [`CentralStore::verify_all`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records read.
+    pub checked: u64,
+    /// `(post, seq, what is wrong)` for each record that fails.
+    pub problems: Vec<(String, u64, String)>,
+}
+
 /// How many gaps [`CentralStore::posts`] lists per post.
 const MAX_GAPS_SHOWN: i64 = 20;
 
@@ -684,9 +693,8 @@ impl CentralStore {
 
     /// Re-verifies every stored record: its seal against the post's key, the stored hash columns,
     /// and the link to the stored record before it (WELMEC 7.2 L6: detect change, warn). Rows
-    /// stored by schema version 1 (no hash) are counted, not checked. Returns how many records
-    /// were checked and the problems found, as `(post, seq, what)`.
-    pub fn verify_all(&self) -> Result<(u64, Vec<(String, u64, String)>), CentralError> {
+    /// stored by schema version 1 (no hash) are counted, not checked.
+    pub fn verify_all(&self) -> Result<VerifyReport, CentralError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare(
@@ -741,7 +749,7 @@ impl CentralStore {
             }
             before = Some((post, seq, hash));
         }
-        Ok((checked, problems))
+        Ok(VerifyReport { checked, problems })
     }
 
     /// Every post central knows (by key, record or rejection), with its chain state.
