@@ -101,5 +101,7 @@ fn scan(i: i64, at: DateTime<Utc>) -> ScanEvent {
         lane: None,
         decision: ScanDecision::NoAlarm,
         images: vec![],
+        conveyance_id: None,
+        decision_by: None,
     }
 }

@@ -123,16 +123,24 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         shutdown.clone(),
     )?;
 
-    // Scanner feed.
+    // Scanner: the TCP feed or the drop folder (`validate` made sure exactly one is set).
     if let Some(s) = cfg.scanner.clone() {
         let (scan_tx, scan_rx) = mpsc::channel(64);
         tasks.spawn(forward(scan_rx, tx.clone(), LaneInput::Scan));
-        tasks.spawn(scanner::run_feed(
-            s.name,
-            s.feed_addr,
-            scan_tx,
-            shutdown.clone(),
-        ));
+        match (s.feed_addr, s.drop_folder) {
+            (Some(addr), _) => {
+                tasks.spawn(scanner::run_feed(s.name, addr, scan_tx, shutdown.clone()));
+            }
+            (None, Some(folder)) => {
+                tasks.spawn(scanner::run_drop_folder(
+                    s.name,
+                    folder,
+                    scan_tx,
+                    shutdown.clone(),
+                ));
+            }
+            (None, None) => anyhow::bail!("scanner: set scanner.feed_addr or scanner.drop_folder"),
+        }
     }
 
     // Uplink to central.

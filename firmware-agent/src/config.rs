@@ -94,7 +94,13 @@ pub struct CameraConfig {
 pub struct ScannerConfig {
     pub name: String,
     /// The scanner's TCP event feed (`host:port`), one JSON object per line.
-    pub feed_addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_addr: Option<String>,
+    /// Or: the folder where the scanner drops one XML file per scan plus images (see
+    /// `bcp_agent::scanner::drop_folder`); read files go to `processed/`, refused ones to
+    /// `quarantine/` beside them. Exactly one of `feed_addr` and `drop_folder` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_folder: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -280,6 +286,23 @@ impl AgentConfig {
                 );
             }
         }
+        if let Some(s) = &self.scanner {
+            match (&s.feed_addr, &s.drop_folder) {
+                (Some(_), Some(_)) => bail!(
+                    "scanner.feed_addr and scanner.drop_folder are both set: use one of them"
+                ),
+                (None, None) => bail!(
+                    "scanner: set scanner.feed_addr (the TCP feed, host:port) or scanner.drop_folder (the XML drop folder)"
+                ),
+                (Some(addr), None) if addr.trim().is_empty() => {
+                    bail!("scanner.feed_addr is empty: give host:port")
+                }
+                (None, Some(dir)) if dir.as_os_str().is_empty() => {
+                    bail!("scanner.drop_folder is empty: give the folder's path")
+                }
+                _ => {}
+            }
+        }
         if self.camera.poll_ms == 0 {
             bail!("camera.poll_ms = 0: use at least 1");
         }
@@ -446,9 +469,36 @@ broker_port = 8883
         let again = parse(&toml::to_string(&cfg)?)?;
         assert_eq!(again.weighbridge.port.path, "/dev/pts/7");
         assert_eq!(
-            again.scanner.map(|s| s.feed_addr),
+            again.scanner.and_then(|s| s.feed_addr),
             Some("127.0.0.1:7000".to_owned())
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_scanner_is_a_feed_or_a_drop_folder_never_both() -> Result<()> {
+        let feed = format!("{VALID}\n[scanner]\nname = \"xr1\"\nfeed_addr = \"10.0.0.5:7000\"\n");
+        let cfg = parse(&feed)?;
+        assert!(cfg.scanner.is_some_and(|s| s.drop_folder.is_none()));
+
+        let folder =
+            format!("{VALID}\n[scanner]\nname = \"xr1\"\ndrop_folder = \"/srv/scanner/xr1\"\n");
+        let cfg = parse(&folder)?;
+        let again = parse(&toml::to_string(&cfg)?)?;
+        assert_eq!(
+            again.scanner.and_then(|s| s.drop_folder),
+            Some(PathBuf::from("/srv/scanner/xr1"))
+        );
+
+        let both = format!("{feed}drop_folder = \"/srv/scanner/xr1\"\n");
+        let e = format!("{:#}", parse(&both).expect_err("both"));
+        assert!(
+            e.contains("scanner.feed_addr") && e.contains("scanner.drop_folder"),
+            "{e}"
+        );
+        let neither = format!("{VALID}\n[scanner]\nname = \"xr1\"\n");
+        let e = format!("{:#}", parse(&neither).expect_err("neither"));
+        assert!(e.contains("scanner.drop_folder"), "{e}");
         Ok(())
     }
 }

@@ -313,6 +313,8 @@ mod tests {
             lane: None,
             decision: ScanDecision::NoAlarm,
             images: vec![],
+            conveyance_id: None,
+            decision_by: None,
         })
     }
 

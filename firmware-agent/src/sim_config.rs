@@ -46,7 +46,8 @@ pub fn for_simulator(
         },
         scanner: Some(ScannerConfig {
             name: "xr1".to_owned(),
-            feed_addr: sim.scanner_addr.clone(),
+            feed_addr: Some(sim.scanner_addr.clone()),
+            drop_folder: None,
         }),
         // A Tajik post: the plates of Tajikistan and its neighbours that the simulator renders.
         anpr: AnprSettings {

@@ -245,6 +245,8 @@ impl Lane<'_> {
             lane: Some("L1".to_owned()),
             decision: v.decision,
             images: vec![format!("{}.png", v.scan_id)],
+            conveyance_id: None,
+            decision_by: None,
         };
         if self.scans.send(scan).is_err() {
             tracing::warn!(scan = %v.scan_id, "no scanner feed client: scan event not delivered");

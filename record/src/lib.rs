@@ -94,6 +94,12 @@ pub struct ScanEvent {
     /// File names of the scan images, as the scanner names them.
     #[serde(default)]
     pub images: Vec<String>,
+    /// The conveyance id (plate, wagon or container number) the scanner operator typed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conveyance_id: Option<String>,
+    /// Who made the decision: `MACHINE` or `OPERATOR` (the DICOS TDR type), if the scanner says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -69,6 +69,8 @@ fn crossing(n: u32) -> Crossing {
                 ScanDecision::NoAlarm
             },
             images: Vec::new(),
+            conveyance_id: None,
+            decision_by: None,
         }),
         flags: if n.is_multiple_of(10) {
             vec![Flag::new("plate_low_confidence", "best read below 0.92")]

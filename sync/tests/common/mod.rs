@@ -40,6 +40,8 @@ pub fn crossing(post: &str, n: u32) -> Crossing {
             lane: Some("L1".to_owned()),
             decision: ScanDecision::NoAlarm,
             images: vec![format!("XR1-{n:06}.png")],
+            conveyance_id: None,
+            decision_by: None,
         }),
         flags: Vec::new(),
     }
