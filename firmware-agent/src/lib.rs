@@ -6,7 +6,8 @@
 //! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
 //!   hotlist).
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
-//! - [`scanner`]: the X-ray scanner's JSON-lines TCP feed.
+//! - [`scanner`]: the X-ray scanner adapters: a JSON-lines TCP feed and a drop folder of XML
+//!   metadata files (processed once, bad files quarantined with a reason).
 //! - [`agent`]: the main loop: device tasks, correlator, outbox, uplink, systemd notifications.
 //! - [`systemd`]: READY / watchdog / STOPPING.
 //! - [`sim_config`]: a config for the simulated post of `bcp-sim` (demo and tests).
