@@ -33,10 +33,7 @@ enum LaneInput {
 
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-    let outbox = Arc::new(
-        Outbox::open(&cfg.outbox.path, &cfg.post.id)
-            .with_context(|| format!("opening the outbox {}", cfg.outbox.path.display()))?,
-    );
+    let outbox = Arc::new(cfg.outbox.open(&cfg.post.id)?);
     let paths = cfg
         .anpr
         .native_dir

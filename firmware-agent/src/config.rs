@@ -139,6 +139,30 @@ impl Default for LaneSettings {
 pub struct OutboxConfig {
     /// The SQLite outbox file.
     pub path: PathBuf,
+    /// The post's Ed25519 signing key (mode 0600); default: beside the outbox (`<path>.key`).
+    /// Created on first start if missing; give central its public key (`bcpctl keys show`).
+    pub key_path: Option<PathBuf>,
+}
+
+impl OutboxConfig {
+    /// Where the post's signing key is.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_path
+            .clone()
+            .unwrap_or_else(|| bcp_sync::keys::default_key_path(&self.path))
+    }
+
+    /// Opens the outbox with the configured key (made on first use).
+    pub fn open(&self, post: &str) -> Result<bcp_sync::outbox::Outbox> {
+        let key_path = self.key_path();
+        let (key, created) = bcp_sync::keys::PostKey::load_or_init(&key_path)
+            .with_context(|| format!("the post's signing key {}", key_path.display()))?;
+        if created {
+            tracing::warn!(post, key = %key_path.display(), public_key = %key.public_hex(), "generated a new post signing key; give central its public key (bcpctl keys show)");
+        }
+        bcp_sync::outbox::Outbox::open_with_key(&self.path, post, key)
+            .with_context(|| format!("opening the outbox {}", self.path.display()))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -407,6 +431,45 @@ broker_port = 8883
         );
         let e = format!("{:#}", parse(&bad).expect_err("thresholds crossed"));
         assert!(e.contains("weighbridge.empty_threshold_kg"), "{e}");
+    }
+
+    #[test]
+    fn the_signing_key_is_beside_the_outbox_unless_configured() -> Result<()> {
+        let cfg = parse(VALID)?;
+        assert_eq!(
+            cfg.outbox.key_path(),
+            PathBuf::from("/var/lib/bcp/outbox.db.key")
+        );
+        let cfg = parse(&VALID.replace(
+            "path = \"/var/lib/bcp/outbox.db\"",
+            "path = \"/var/lib/bcp/outbox.db\"\nkey_path = \"/etc/bcp/post.key\"",
+        ))?;
+        assert_eq!(cfg.outbox.key_path(), PathBuf::from("/etc/bcp/post.key"));
+        Ok(())
+    }
+
+    #[test]
+    fn an_outbox_opens_with_the_configured_key_made_on_first_use() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let outbox = OutboxConfig {
+            path: dir.path().join("outbox.db"),
+            key_path: Some(dir.path().join("keys/post.key")),
+        };
+        std::fs::create_dir_all(dir.path().join("keys"))?;
+        outbox.open("TJ-1")?;
+        let key = std::fs::read(dir.path().join("keys/post.key"))?;
+        assert!(!key.is_empty(), "the key was created where the config says");
+        assert!(
+            !dir.path().join("outbox.db.key").exists(),
+            "and not beside the outbox"
+        );
+        outbox.open("TJ-1")?;
+        assert_eq!(
+            std::fs::read(dir.path().join("keys/post.key"))?,
+            key,
+            "reopening keeps the key"
+        );
+        Ok(())
     }
 
     #[test]

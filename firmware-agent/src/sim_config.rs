@@ -58,6 +58,7 @@ pub fn for_simulator(
         limits: crate::checks::Limits::default(),
         outbox: OutboxConfig {
             path: state_dir.join("outbox.db"),
+            key_path: None,
         },
         sync: SyncConfig {
             broker_host: broker_host.to_owned(),

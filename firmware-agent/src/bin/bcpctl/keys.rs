@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use bcp_agent::{config, AgentConfig};
-use bcp_sync::keys::{default_key_path, PostKey};
+use bcp_sync::keys::PostKey;
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
@@ -34,9 +34,7 @@ impl KeyLocation {
     fn path(&self) -> Result<PathBuf> {
         match &self.key {
             Some(path) => Ok(path.clone()),
-            None => Ok(default_key_path(
-                &AgentConfig::load(&self.config)?.outbox.path,
-            )),
+            None => Ok(AgentConfig::load(&self.config)?.outbox.key_path()),
         }
     }
 }

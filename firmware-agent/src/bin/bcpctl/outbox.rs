@@ -3,14 +3,12 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use bcp_agent::AgentConfig;
-use bcp_sync::outbox::Outbox;
 
 pub fn run(config: &Path, json: bool, verify: bool) -> Result<()> {
     let cfg = AgentConfig::load(config)?;
-    let outbox = Outbox::open(&cfg.outbox.path, &cfg.post.id)
-        .with_context(|| format!("opening the outbox {}", cfg.outbox.path.display()))?;
+    let outbox = cfg.outbox.open(&cfg.post.id)?;
     let stats = outbox.stats()?;
     let now = chrono::Utc::now();
     let oldest_age_secs = stats
