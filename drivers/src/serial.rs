@@ -46,7 +46,7 @@ use crate::indicator::{AnyProtocol, Measurement};
 use crate::stability::{
     StabilityConfig, StabilityConfigError, StabilityDetector, WeighEvent, WeightReading,
 };
-use crate::toledo::{ToledoCodec, ToledoFrame};
+use crate::toledo::ToledoCodec;
 
 /// First reconnection delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -176,7 +176,8 @@ pub enum DriverError {
     EventsClosed { device: String },
 }
 
-/// Drive a Mettler Toledo continuous-output weighbridge indicator until shutdown.
+/// Drive a Mettler Toledo continuous-output weighbridge indicator until shutdown: the same as
+/// [`run_indicator`] with [`AnyProtocol::Toledo`].
 pub async fn run_weighbridge(
     name: String,
     port: SerialPortConfig,
@@ -186,51 +187,12 @@ pub async fn run_weighbridge(
     health: SharedHealth,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
-    stability
-        .validate()
-        .map_err(|source| DriverError::InvalidStabilityConfig {
-            device: name.clone(),
-            source,
-        })?;
-    let mut monitor = ScaleMonitor::new(alarm_config(&stability));
-    let mut detector = StabilityDetector::new(stability);
-    let mut not_kg_logged = false;
-    let driver = Driver {
-        name,
-        port,
-        events,
-        health,
-        shutdown,
-        silence: Some(WEIGHBRIDGE_SILENCE),
-        poll: None,
-    };
-    driver
-        .run(codec, |frame: ToledoFrame, now, out, name: &str| {
-            monitor.handle_reading(now, &crate::ScaleReading::from(&frame));
-            while let Some(alarm) = monitor.poll() {
-                out.push(DeviceEvent::Alarm(alarm));
-            }
-            match frame.reading() {
-                Some(reading) => {
-                    out.push(DeviceEvent::Reading(reading));
-                    detector.handle_reading(now, reading);
-                    while let Some(event) = detector.poll() {
-                        out.push(DeviceEvent::Weigh(event));
-                    }
-                }
-                None if !frame.unit_kg && !not_kg_logged => {
-                    not_kg_logged = true;
-                    warn!(device = %name, swc = frame.swc, "indicator is not sending kg; its frames are ignored");
-                }
-                None => {}
-            }
-        })
-        .await
+    let protocol = AnyProtocol::Toledo(codec);
+    run_indicator(name, port, protocol, stability, events, health, shutdown).await
 }
 
 /// Drive a weighing indicator of any protocol ([`AnyProtocol`], chosen by name in the config)
-/// until shutdown: readings in kg go through the [`StabilityDetector`] as in
-/// [`run_weighbridge`]; polled protocols are asked every [`POLL_INTERVAL`]. Readings that are
+/// until shutdown: readings in kg go through the [`StabilityDetector`]; polled protocols are asked every [`POLL_INTERVAL`]. Readings that are
 /// not a valid weight in kg (overload, underload, error, a non-metric unit) are counted as
 /// frames but feed nothing; the first non-metric one is logged. Dimension frames, should the
 /// protocol be `dims-ascii`, are forwarded as [`DeviceEvent::Dimensions`].

@@ -2,7 +2,7 @@
 //! the driver opens the slave by its path, as it would open `/dev/ttyUSB0`.
 
 use super::*;
-use crate::toledo::DecimalPosition;
+use crate::toledo::{DecimalPosition, ToledoFrame};
 use tokio::io::AsyncWriteExt;
 use tokio_serial::SerialPort;
 
