@@ -172,15 +172,7 @@ pub fn encode(frame: &A12eFrame, out: &mut Vec<u8>) {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct A12e;
 
-impl crate::codec::Protocol for A12e {
-    type Frame = A12eFrame;
-    fn decode(&self, buf: &[u8]) -> Result<Option<(A12eFrame, usize)>, FrameError> {
-        decode(buf)
-    }
-    fn encode(&self, frame: &A12eFrame, out: &mut Vec<u8>) {
-        encode(frame, out)
-    }
-}
+crate::codec::module_protocol!(A12e, A12eFrame);
 
 #[cfg(test)]
 mod tests {

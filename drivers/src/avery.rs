@@ -137,15 +137,7 @@ pub fn encode(frame: &AveryFrame, out: &mut Vec<u8>) {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Avery;
 
-impl crate::codec::Protocol for Avery {
-    type Frame = AveryFrame;
-    fn decode(&self, buf: &[u8]) -> Result<Option<(AveryFrame, usize)>, FrameError> {
-        decode(buf)
-    }
-    fn encode(&self, frame: &AveryFrame, out: &mut Vec<u8>) {
-        encode(frame, out)
-    }
-}
+crate::codec::module_protocol!(Avery, AveryFrame);
 
 #[cfg(test)]
 mod tests {

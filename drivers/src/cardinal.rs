@@ -157,15 +157,7 @@ pub fn encode(frame: &CardinalFrame, out: &mut Vec<u8>) {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cardinal;
 
-impl crate::codec::Protocol for Cardinal {
-    type Frame = CardinalFrame;
-    fn decode(&self, buf: &[u8]) -> Result<Option<(CardinalFrame, usize)>, FrameError> {
-        decode(buf)
-    }
-    fn encode(&self, frame: &CardinalFrame, out: &mut Vec<u8>) {
-        encode(frame, out)
-    }
-}
+crate::codec::module_protocol!(Cardinal, CardinalFrame);
 
 #[cfg(test)]
 mod tests {

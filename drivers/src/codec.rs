@@ -22,6 +22,30 @@ pub trait Protocol {
     fn encode(&self, frame: &Self::Frame, out: &mut Vec<u8>);
 }
 
+/// `impl Protocol for $unit`, a unit struct standing for a protocol module whose pure functions
+/// `$decode(&[u8])` and `$encode(&Frame, &mut Vec<u8>)` do the work (by default the module's
+/// `decode` and `encode`).
+macro_rules! module_protocol {
+    ($unit:ident, $frame:ty) => {
+        $crate::codec::module_protocol!($unit, $frame, decode, encode);
+    };
+    ($unit:ident, $frame:ty, $decode:ident, $encode:ident) => {
+        impl $crate::codec::Protocol for $unit {
+            type Frame = $frame;
+            fn decode(
+                &self,
+                buf: &[u8],
+            ) -> Result<Option<($frame, usize)>, $crate::frame::FrameError> {
+                $decode(buf)
+            }
+            fn encode(&self, frame: &$frame, out: &mut Vec<u8>) {
+                $encode(frame, out)
+            }
+        }
+    };
+}
+pub(crate) use module_protocol;
+
 impl Protocol for ToledoCodec {
     type Frame = ToledoFrame;
     fn decode(&self, buf: &[u8]) -> Result<Option<(ToledoFrame, usize)>, FrameError> {

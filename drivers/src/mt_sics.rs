@@ -315,15 +315,7 @@ pub fn encode_reply(reply: &MtSicsReply, out: &mut Vec<u8>) {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MtSicsReplies;
 
-impl crate::codec::Protocol for MtSicsReplies {
-    type Frame = MtSicsReply;
-    fn decode(&self, buf: &[u8]) -> Result<Option<(MtSicsReply, usize)>, FrameError> {
-        decode_reply(buf)
-    }
-    fn encode(&self, frame: &MtSicsReply, out: &mut Vec<u8>) {
-        encode_reply(frame, out)
-    }
-}
+crate::codec::module_protocol!(MtSicsReplies, MtSicsReply, decode_reply, encode_reply);
 
 #[cfg(test)]
 mod tests {

@@ -169,15 +169,7 @@ pub fn encode(frame: &RlwsFrame, out: &mut Vec<u8>) {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rlws;
 
-impl crate::codec::Protocol for Rlws {
-    type Frame = RlwsFrame;
-    fn decode(&self, buf: &[u8]) -> Result<Option<(RlwsFrame, usize)>, FrameError> {
-        decode(buf)
-    }
-    fn encode(&self, frame: &RlwsFrame, out: &mut Vec<u8>) {
-        encode(frame, out)
-    }
-}
+crate::codec::module_protocol!(Rlws, RlwsFrame);
 
 #[cfg(test)]
 mod tests {

@@ -192,10 +192,11 @@ pub async fn run_weighbridge(
 }
 
 /// Drive a weighing indicator of any protocol ([`AnyProtocol`], chosen by name in the config)
-/// until shutdown: readings in kg go through the [`StabilityDetector`]; polled protocols are asked every [`POLL_INTERVAL`]. Readings that are
-/// not a valid weight in kg (overload, underload, error, a non-metric unit) are counted as
-/// frames but feed nothing; the first non-metric one is logged. Dimension frames, should the
-/// protocol be `dims-ascii`, are forwarded as [`DeviceEvent::Dimensions`].
+/// until shutdown: readings in kg go through the [`StabilityDetector`]; polled protocols are
+/// asked every [`POLL_INTERVAL`]. Readings that are not a valid weight in kg (overload,
+/// underload, error, a non-metric unit) are counted as frames but feed nothing; the first
+/// non-metric one is logged. Dimension frames, should the protocol be `dims-ascii`, are
+/// forwarded as [`DeviceEvent::Dimensions`].
 pub async fn run_indicator(
     name: String,
     port: SerialPortConfig,

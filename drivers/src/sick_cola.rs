@@ -188,15 +188,7 @@ pub fn encode(t: &ScanTelegram, out: &mut Vec<u8>) {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SickCola;
 
-impl crate::codec::Protocol for SickCola {
-    type Frame = ScanTelegram;
-    fn decode(&self, buf: &[u8]) -> Result<Option<(ScanTelegram, usize)>, FrameError> {
-        decode(buf)
-    }
-    fn encode(&self, frame: &ScanTelegram, out: &mut Vec<u8>) {
-        encode(frame, out)
-    }
-}
+crate::codec::module_protocol!(SickCola, ScanTelegram);
 
 /// Where the scanner hangs; see the module header.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

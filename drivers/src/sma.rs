@@ -243,15 +243,7 @@ pub fn encode(frame: &SmaFrame, out: &mut Vec<u8>) {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sma;
 
-impl crate::codec::Protocol for Sma {
-    type Frame = SmaFrame;
-    fn decode(&self, buf: &[u8]) -> Result<Option<(SmaFrame, usize)>, FrameError> {
-        decode(buf)
-    }
-    fn encode(&self, frame: &SmaFrame, out: &mut Vec<u8>) {
-        encode(frame, out)
-    }
-}
+crate::codec::module_protocol!(Sma, SmaFrame);
 
 #[cfg(test)]
 mod tests {
