@@ -9,6 +9,8 @@
 //! - [`indicators`]: every weighing-indicator protocol of `bcp_drivers` on a pty behind a
 //!   stable link, polled ones answering their commands, with faults on demand (noise, truncated
 //!   frames, bad checksums, a rocking vehicle, unplug and replug).
+//! - [`link`]: the post's WAN link as a TCP proxy that can be cut ([`LinkProxy`]), on a
+//!   schedule for the link-cut tests and `bcp-sim --link-proxy`.
 //! - [`lms`]: a SICK LMS-style laser scanner over the lane, sending CoLa A `LMDscandata`
 //!   profiles of passing vehicles (the `sick-cola` dimension protocol).
 //! - [`plate_render`]: camera frames with rendered number plates of the region's formats.
@@ -18,10 +20,12 @@
 
 pub mod devices;
 pub mod indicators;
+pub mod link;
 pub mod lms;
 pub mod plate_render;
 pub mod scenario;
 pub mod sim;
 
+pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
 pub use sim::{SimEndpoints, Simulator, Timing};

@@ -1,91 +1,30 @@
-//! 200 link cuts during a 10,000-record run: the post reaches the broker through a TCP proxy
-//! that, each time the post has reconnected and sent for 20-80 ms, kills every connection
-//! through it (and, most times, refuses new ones for up to 30 ms). Central must end with exactly the records the post created, none twice.
+//! 200 link cuts during a 10,000-record run: the post reaches the broker through hw-sim's
+//! [`LinkProxy`] that, each time the post has reconnected and sent for 20-80 ms, kills every
+//! connection through it (and, most times, refuses new ones for up to 30 ms). Central must end with exactly the records the post created, none twice.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
 
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bcp_sim::{CutSchedule, LinkProxy};
 use bcp_sync::{
     run_receiver, run_uplink, start_embedded, CentralStore, Outbox, ReceiverConfig, UplinkConfig,
 };
 use common::{crossing, wait_for, wait_until_receiver_subscribed, POST};
-use rand::{Rng as _, SeedableRng as _};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
-use tokio::task::JoinHandle;
 
 const RECORDS: u32 = 10_000;
 const CUTS: usize = 200;
-
-/// A TCP proxy whose connections can all be cut at once.
-struct Proxy {
-    addr: SocketAddr,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    down: Arc<AtomicBool>,
-    /// Connections carried (not refused), to prove the cuts bit.
-    carried: Arc<AtomicUsize>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let down = Arc::new(AtomicBool::new(false));
-        let carried = Arc::new(AtomicUsize::new(0));
-        let (c, d, k) = (Arc::clone(&conns), Arc::clone(&down), Arc::clone(&carried));
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if d.load(Ordering::SeqCst) {
-                    continue; // the link is down: the connection is dropped at once
-                }
-                k.fetch_add(1, Ordering::SeqCst);
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                c.lock().unwrap().push(task);
-            }
-        });
-        Self {
-            addr,
-            conns,
-            down,
-            carried,
-            accept,
-        }
-    }
-
-    /// Kills every connection through the proxy; new ones are refused while `down`.
-    fn cut(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-        for task in self.conns.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut(true);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_link_cuts_during_ten_thousand_records_lose_and_double_nothing() {
     let seed: u64 = rand::random();
     eprintln!("link_cuts: seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let broker = start_embedded(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
-    let proxy = Proxy::start(broker.addr()).await;
+    let proxy = LinkProxy::start_local(broker.addr()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
     let store = Arc::new(CentralStore::open(&dir.path().join("central.db")).unwrap());
@@ -120,7 +59,7 @@ async fn two_hundred_link_cuts_during_ten_thousand_records_lose_and_double_nothi
     let uplink = tokio::spawn(run_uplink(
         UplinkConfig {
             broker_host: host.into(),
-            broker_port: proxy.addr.port(),
+            broker_port: proxy.addr().port(),
             client_id: "edge-cuts".into(),
             post: POST.into(),
             keep_alive_secs: 5,
@@ -153,22 +92,20 @@ async fn two_hundred_link_cuts_during_ten_thousand_records_lose_and_double_nothi
     });
     // Each cut hits a live connection: wait for the post to reconnect (its backoff), let the
     // link carry traffic for a moment, cut.
-    for _ in 0..CUTS {
-        let before = proxy.carried.load(Ordering::SeqCst);
-        wait_for("the post to reconnect", Duration::from_secs(30), || {
-            proxy.carried.load(Ordering::SeqCst) > before
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(rng.random_range(20..80))).await;
-        let down_for = rng.random_range(0..30);
-        proxy.cut(down_for > 0);
-        tokio::time::sleep(Duration::from_millis(down_for)).await;
-        proxy.down.store(false, Ordering::SeqCst);
-    }
+    let schedule = CutSchedule {
+        cuts: Some(CUTS),
+        seed,
+        ..CutSchedule::default()
+    };
+    let made = proxy
+        .run_cuts(schedule, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(made, CUTS);
     let appended_during_cuts = outbox.stats().unwrap().last_seq;
     eprintln!("link_cuts: {appended_during_cuts} records appended while the link was being cut");
     lane.await.unwrap();
-    let carried = proxy.carried.load(Ordering::SeqCst);
+    let carried = proxy.carried();
     eprintln!("link_cuts: {carried} connections carried through {CUTS} cuts");
     assert!(carried >= CUTS, "only {carried} connections");
     let limit = bcp_sync::uplink::ACK_RESEND_AFTER + Duration::from_secs(60);

@@ -39,6 +39,33 @@ struct Args {
     /// Indicator faults: the vehicle rocks by this many kg (motion flag set).
     #[arg(long, default_value_t = 0)]
     rocking_kg: u32,
+    /// Instead of the post, play its WAN link: a TCP proxy on --link-listen to this broker
+    /// address (HOST:PORT) that cuts every connection through it again and again.
+    #[arg(long)]
+    link_proxy: Option<std::net::SocketAddr>,
+    #[arg(long, default_value = "127.0.0.1:1884")]
+    link_listen: std::net::SocketAddr,
+    /// Link: after each reconnect, carry traffic this long (ms, MIN-MAX) before the next cut.
+    #[arg(long, default_value = "2000-10000", value_parser = parse_range)]
+    link_up_ms: (u64, u64),
+    /// Link: stay down this long after each cut (ms, MIN-MAX).
+    #[arg(long, default_value = "500-5000", value_parser = parse_range)]
+    link_down_ms: (u64, u64),
+}
+
+/// `MIN-MAX` (or one number) in milliseconds.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{x:?}: {e} (expected MIN-MAX in ms)"))
+    };
+    let (a, b) = (parse(a)?, parse(b)?);
+    if a > b {
+        return Err(format!("{s:?}: MIN is above MAX"));
+    }
+    Ok((a, b))
 }
 
 #[tokio::main]
@@ -53,6 +80,9 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
+    if let Some(upstream) = args.link_proxy {
+        return run_link_proxy(&args, upstream).await;
+    }
     if let Some(protocol) = &args.indicator {
         return run_lone_indicator(&args, protocol).await;
     }
@@ -83,6 +113,27 @@ async fn wait_for_signal() {
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `--link-proxy`: the post's WAN link, cut on a schedule until Ctrl-C.
+async fn run_link_proxy(args: &Args, upstream: std::net::SocketAddr) -> Result<()> {
+    let proxy = bcp_sim::LinkProxy::start(args.link_listen, upstream).await?;
+    let schedule = bcp_sim::CutSchedule {
+        cuts: None,
+        up_ms: args.link_up_ms,
+        down_ms: args.link_down_ms,
+        seed: args.seed,
+    };
+    tracing::info!(listen = %proxy.addr(), %upstream, ?schedule, "link proxy: point the post's [sync] broker here");
+    // The post may take its time to connect the first time; after that, a day.
+    let reconnect = std::time::Duration::from_secs(24 * 3600);
+    tokio::select! {
+        r = proxy.run_cuts(schedule, reconnect) => r.map(|_| ()),
+        _ = wait_for_signal() => {
+            tracing::info!(cuts = proxy.cuts(), carried = proxy.carried(), "link proxy stopped");
+            Ok(())
         }
     }
 }
