@@ -1,10 +1,13 @@
 //! # The embedded MQTT broker (rumqttd)
 //!
 //! For an appliance or a test bench that has no Mosquitto, [`start_embedded`] runs rumqttd
-//! in-process with one MQTT 3.1.1 listener.
+//! in-process with two listeners: MQTT 3.1.1 on the address asked for (the posts' uplinks speak
+//! 3.1.1) and MQTT 5 on another free port of the same interface
+//! ([`EmbeddedBroker::v5_addr`], where central's receivers subscribe with MQTT 5 shared
+//! subscriptions). rumqttd routes messages between the two.
 //!
 //! - The configuration is built as TOML and parsed into `rumqttd::Config` (rumqttd needs `id`, a
-//!   `[router]` table and a `[v4.1]` listener with its `[v4.1.connections]`).
+//!   `[router]` table and a `[v4.1]` / `[v5.1]` listener with its `connections` table).
 //! - `Broker::start()` blocks for ever, so it runs on its own named thread. rumqttd has no way to
 //!   stop it: **the thread lives until the process exits**, and so does the port. Start one per
 //!   process (or per test) and let the process end take it down.
@@ -26,31 +29,41 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     addr: SocketAddr,
+    v5_addr: SocketAddr,
     _thread: JoinHandle<()>,
 }
 
 impl EmbeddedBroker {
-    /// The address MQTT clients connect to.
+    /// The MQTT 3.1.1 listener (posts connect here).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// The MQTT 5 listener (central's receivers connect here).
+    pub fn v5_addr(&self) -> SocketAddr {
+        self.v5_addr
+    }
+}
+
+/// `listen` itself, or a free port on its interface when its port is 0.
+fn resolve(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    let probe = TcpListener::bind(listen)
+        .with_context(|| format!("finding a free port on {}", listen.ip()))?;
+    probe.local_addr().context("reading the probed port")
 }
 
 /// Starts rumqttd listening on `listen`. Port 0 picks a free port (read it back with
 /// [`EmbeddedBroker::addr`]).
 pub fn start_embedded(listen: SocketAddr) -> anyhow::Result<EmbeddedBroker> {
-    let addr = if listen.port() == 0 {
-        let probe = TcpListener::bind(listen)
-            .with_context(|| format!("finding a free port on {}", listen.ip()))?;
-        probe.local_addr().context("reading the probed port")?
-    } else {
-        listen
-    };
+    let addr = resolve(listen)?;
     // Fail early and clearly if something already listens there (rumqttd would only log it).
-    drop(
-        TcpListener::bind(addr)
-            .with_context(|| format!("embedded MQTT broker cannot listen on {addr}"))?,
-    );
+    let held = TcpListener::bind(addr)
+        .with_context(|| format!("embedded MQTT broker cannot listen on {addr}"))?;
+    let v5_addr = resolve(SocketAddr::new(addr.ip(), 0))?;
+    drop(held);
 
     let toml_text = format!(
         r#"
@@ -73,6 +86,17 @@ connection_timeout_ms = 60000
 max_payload_size = {max_payload}
 max_inflight_count = 500
 dynamic_filters = true
+
+[v5.1]
+name = "v5-1"
+listen = "{v5_addr}"
+next_connection_delay_ms = 1
+
+[v5.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = {max_payload}
+max_inflight_count = 500
+dynamic_filters = true
 "#,
         max_payload = crate::link::MAX_PACKET_BYTES,
     );
@@ -91,10 +115,12 @@ dynamic_filters = true
 
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            tracing::info!(%addr, "embedded MQTT broker listening");
+        let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+        if up(&addr) && up(&v5_addr) {
+            tracing::info!(%addr, %v5_addr, "embedded MQTT broker listening (3.1.1, 5)");
             return Ok(EmbeddedBroker {
                 addr,
+                v5_addr,
                 _thread: thread,
             });
         }

@@ -10,7 +10,7 @@ pub mod receiver;
 pub mod store;
 pub mod verify;
 
-pub use receiver::{run_receiver, ReceiverConfig};
+pub use receiver::{run_receiver, ReceiverConfig, ReceiverStats};
 pub use store::{
     CentralError, CentralStore, Outcome, PostSummary, Received, ReceivedMessage, RejectedMessage,
     StoredCrossing, VerifyReport, CENTRAL_SCHEMA_VERSION,

@@ -12,8 +12,10 @@
 //! ## Layout
 //! - [`outbox`]: [`Outbox`], the appliance's durable buffer (seq per post, delivered only on ack).
 //! - [`uplink`]: [`run_uplink`], the MQTT driver around the pure [`DeliveryTracker`].
-//! - [`central`]: [`CentralStore`] (dedup by `(post, seq)`, contiguous ack) and [`run_receiver`].
-//! - [`broker`]: [`start_embedded`], rumqttd in-process for appliances or benches without Mosquitto.
+//! - [`central`]: [`CentralStore`] (dedup by `(post, seq)`, contiguous ack) and [`run_receiver`]
+//!   (MQTT 5, a shared subscription: several instances on one store split the load).
+//! - [`broker`]: [`start_embedded`], rumqttd in-process for appliances or benches without
+//!   Mosquitto (an MQTT 3.1.1 listener for the posts, an MQTT 5 one for central).
 //! - [`mosquitto`]: [`MosquittoProcess`], a throw-away Mosquitto for tests and demos.
 //! - [`link`]: what both MQTT ends share: session options, TCP_NODELAY, [`link::Backoff`], the
 //!   event pump.
@@ -51,7 +53,7 @@ pub mod wire;
 pub use broker::{start_embedded, EmbeddedBroker};
 pub use central::{
     run_receiver, CentralError, CentralStore, KeyPolicy, Outcome, PostSummary, Received,
-    ReceivedMessage, ReceiverConfig, StoredCrossing,
+    ReceivedMessage, ReceiverConfig, ReceiverStats, StoredCrossing,
 };
 pub use db::DbError;
 pub use keys::{KeyError, PostKey};

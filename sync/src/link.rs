@@ -12,6 +12,8 @@
 //!   random fraction, so tests are deterministic.
 //! - [`spawn_event_pump`]: a task that owns rumqttc's `EventLoop`, polls it, sleeps the backoff
 //!   after a failure and forwards what happened as [`LinkEvent`]s on an unbounded channel.
+//!   Posts speak MQTT 3.1.1 (`rumqttc`), central's receiver MQTT 5 (`rumqttc::v5`, for shared
+//!   subscriptions); both event loops implement [`MqttEventLoop`], so one pump serves both.
 //!
 //! ## Why a separate pump task
 //! The drivers (`uplink`, `central`) both publish and consume events. If one task did both,
@@ -32,6 +34,7 @@
 //! also ends as soon as the driver drops the receiving end of the channel.
 
 use std::collections::hash_map::RandomState;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
@@ -65,6 +68,12 @@ pub struct TlsFiles {
 
 /// Switches `opts` to TLS with `tls`'s files.
 pub fn apply_tls(opts: &mut MqttOptions, tls: &TlsFiles) -> anyhow::Result<()> {
+    opts.set_transport(tls_transport(tls)?);
+    Ok(())
+}
+
+/// The TLS transport (rustls) for `tls`'s files, for either MQTT version's options.
+pub(crate) fn tls_transport(tls: &TlsFiles) -> anyhow::Result<rumqttc::Transport> {
     use anyhow::Context as _;
     let read = |p: &std::path::Path| {
         std::fs::read(p).with_context(|| format!("reading TLS file {}", p.display()))
@@ -75,12 +84,11 @@ pub fn apply_tls(opts: &mut MqttOptions, tls: &TlsFiles) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("TLS: give both a client certificate and its key, or neither"),
     };
-    opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+    Ok(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
         ca,
         alpn: None,
         client_auth,
-    }));
-    Ok(())
+    }))
 }
 
 /// Exponential backoff with jitter: `initial * 2^n`, capped, then stretched by up to a quarter.
@@ -157,15 +165,96 @@ pub(crate) fn client(opts: MqttOptions, cap: usize) -> (AsyncClient, EventLoop) 
     (client, eventloop)
 }
 
+/// How long the broker keeps an MQTT 5 session (subscriptions and queued QoS 1 messages) of a
+/// disconnected client: a week, as long as a post's outbox is sized to ride out.
+pub const SESSION_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// MQTT 5 options for a persistent-session client: `clean_start = false` and a
+/// [`SESSION_EXPIRY`] (in MQTT 5 a session without an expiry ends with the connection).
+pub(crate) fn mqtt5_options(
+    client_id: &str,
+    host: &str,
+    port: u16,
+    keep_alive: Duration,
+) -> rumqttc::v5::MqttOptions {
+    let mut opts = rumqttc::v5::MqttOptions::new(client_id, host, port);
+    let expiry = u32::try_from(SESSION_EXPIRY.as_secs()).unwrap_or(u32::MAX);
+    let max = u32::try_from(MAX_PACKET_BYTES).unwrap_or(u32::MAX);
+    opts.set_clean_start(false)
+        .set_session_expiry_interval(Some(expiry))
+        .set_keep_alive(keep_alive.max(Duration::from_secs(1)))
+        .set_max_packet_size(Some(max))
+        .set_network_options(network_options());
+    opts
+}
+
+/// One MQTT version's event loop as the pump sees it.
+pub(crate) trait MqttEventLoop: Send + 'static {
+    /// An incoming PUBLISH of this version.
+    type Message: Send + 'static;
+    /// Polls once (and so reconnects after a failure).
+    fn next(&mut self) -> impl Future<Output = Polled<Self::Message>> + Send;
+}
+
+/// One poll's result, in the pump's terms.
+pub(crate) enum Polled<M> {
+    ConnAck {
+        session_present: bool,
+    },
+    Message(M),
+    /// Our DISCONNECT went out.
+    DisconnectSent,
+    /// Anything else that moved (acks, pings, our own packets).
+    Other,
+    /// Every client handle is gone.
+    RequestsDone,
+    /// The connection failed; the text says why.
+    Failed(String),
+}
+
+impl MqttEventLoop for EventLoop {
+    type Message = Publish;
+    async fn next(&mut self) -> Polled<Publish> {
+        match self.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => Polled::ConnAck {
+                session_present: ack.session_present,
+            },
+            Ok(Event::Incoming(Packet::Publish(p))) => Polled::Message(p),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
+            Ok(_) => Polled::Other,
+            Err(ConnectionError::RequestsDone) => Polled::RequestsDone,
+            Err(e) => Polled::Failed(e.to_string()),
+        }
+    }
+}
+
+impl MqttEventLoop for rumqttc::v5::EventLoop {
+    type Message = rumqttc::v5::mqttbytes::v5::Publish;
+    async fn next(&mut self) -> Polled<Self::Message> {
+        use rumqttc::v5::mqttbytes::v5::Packet as P5;
+        use rumqttc::v5::{ConnectionError as E5, Event as Ev5};
+        match self.poll().await {
+            Ok(Ev5::Incoming(P5::ConnAck(ack))) => Polled::ConnAck {
+                session_present: ack.session_present,
+            },
+            Ok(Ev5::Incoming(P5::Publish(p))) => Polled::Message(p),
+            Ok(Ev5::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
+            Ok(_) => Polled::Other,
+            Err(E5::RequestsDone) => Polled::RequestsDone,
+            Err(e) => Polled::Failed(e.to_string()),
+        }
+    }
+}
+
 /// What the pump tells the driver.
 #[derive(Debug)]
-pub(crate) enum LinkEvent {
+pub(crate) enum LinkEvent<M = Publish> {
     /// A CONNACK arrived: the session is (re)established.
     Connected { session_present: bool },
     /// The connection failed or was closed; the pump retries after a backoff.
     ConnectionLost,
     /// A message arrived on a subscription.
-    Message(Publish),
+    Message(M),
     /// Something else moved (an ack, a ping): a chance for the driver to send more.
     Progress,
     /// Our DISCONNECT went out; the pump has stopped.
@@ -173,11 +262,11 @@ pub(crate) enum LinkEvent {
 }
 
 /// Spawns the task that polls `eventloop`. `name` and `broker` only label the logs.
-pub(crate) fn spawn_event_pump(
-    mut eventloop: EventLoop,
+pub(crate) fn spawn_event_pump<E: MqttEventLoop>(
+    mut eventloop: E,
     name: &'static str,
     broker: String,
-    tx: mpsc::UnboundedSender<LinkEvent>,
+    tx: mpsc::UnboundedSender<LinkEvent<E::Message>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_CAP);
@@ -185,33 +274,31 @@ pub(crate) fn spawn_event_pump(
         let mut warned = false;
         loop {
             let polled = tokio::select! {
-                polled = eventloop.poll() => polled,
+                polled = eventloop.next() => polled,
                 () = tx.closed() => return,
             };
             let event = match polled {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                Polled::ConnAck { session_present } => {
                     let attempts = backoff.attempts();
-                    tracing::info!(link = name, %broker, session_present = ack.session_present, attempts, "MQTT connected");
+                    tracing::info!(link = name, %broker, session_present, attempts, "MQTT connected");
                     backoff.reset();
                     connected = true;
                     warned = false;
-                    LinkEvent::Connected {
-                        session_present: ack.session_present,
-                    }
+                    LinkEvent::Connected { session_present }
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => LinkEvent::Message(publish),
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                Polled::Message(publish) => LinkEvent::Message(publish),
+                Polled::DisconnectSent => {
                     tracing::info!(link = name, %broker, "MQTT disconnected at shutdown");
                     let _ = tx.send(LinkEvent::Disconnected);
                     return;
                 }
-                Ok(_) => LinkEvent::Progress,
-                Err(error) => {
-                    if let ConnectionError::RequestsDone = error {
-                        // Every client handle is gone: nobody can ask for anything any more.
-                        let _ = tx.send(LinkEvent::Disconnected);
-                        return;
-                    }
+                Polled::Other => LinkEvent::Progress,
+                Polled::RequestsDone => {
+                    // Every client handle is gone: nobody can ask for anything any more.
+                    let _ = tx.send(LinkEvent::Disconnected);
+                    return;
+                }
+                Polled::Failed(error) => {
                     let delay = backoff.next_delay(jitter());
                     if connected || !warned {
                         tracing::warn!(link = name, %broker, %error, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost; retrying with backoff");
@@ -238,7 +325,7 @@ pub(crate) fn spawn_event_pump(
 }
 
 /// Waits (bounded) for the pump to report the end of the session after `disconnect()`.
-pub(crate) async fn drain_until_disconnected(rx: &mut mpsc::UnboundedReceiver<LinkEvent>) {
+pub(crate) async fn drain_until_disconnected<M>(rx: &mut mpsc::UnboundedReceiver<LinkEvent<M>>) {
     let drained = tokio::time::timeout(DISCONNECT_GRACE, async {
         while let Some(event) = rx.recv().await {
             if matches!(event, LinkEvent::Disconnected) {

@@ -148,7 +148,7 @@ fn parent() {
         let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
         let cfg = ReceiverConfig {
             broker_host: "127.0.0.1".into(),
-            broker_port: port,
+            broker_port: broker.v5_addr().port(),
             client_id: "central-kill9".into(),
             ..Default::default()
         };

@@ -35,7 +35,7 @@ async fn two_hundred_link_cuts_during_ten_thousand_records_lose_and_double_nothi
     let receiver = tokio::spawn(run_receiver(
         ReceiverConfig {
             broker_host: host.into(),
-            broker_port: broker.addr().port(),
+            broker_port: broker.v5_addr().port(),
             client_id: "central-cuts".into(),
             ..Default::default()
         },

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bcp_sync::{
     run_receiver, run_uplink, start_embedded, CentralStore, MosquittoProcess, Outbox,
-    ReceiverConfig, StoredCrossing, UplinkConfig,
+    ReceiverConfig, ReceiverStats, StoredCrossing, UplinkConfig,
 };
 use common::{crossing, wait_for, wait_until_receiver_subscribed, POST};
 use tokio::sync::{mpsc, watch, Notify};
@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 struct Receiver {
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<anyhow::Result<()>>,
+    task: JoinHandle<anyhow::Result<ReceiverStats>>,
     stored: mpsc::UnboundedReceiver<StoredCrossing>,
 }
 
@@ -41,7 +41,7 @@ fn start_receiver(host: &str, port: u16, store: &Arc<CentralStore>) -> Receiver 
     }
 }
 
-async fn stop(shutdown: &watch::Sender<bool>, task: JoinHandle<anyhow::Result<()>>, what: &str) {
+async fn stop<T>(shutdown: &watch::Sender<bool>, task: JoinHandle<anyhow::Result<T>>, what: &str) {
     shutdown.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -60,7 +60,8 @@ fn exported_seqs(store: &CentralStore) -> Vec<u64> {
     store.export().unwrap().iter().map(|c| c.seq).collect()
 }
 
-async fn scenario(host: &str, port: u16) {
+/// `port`: where the post connects; `central_port`: where central's MQTT 5 receiver does.
+async fn scenario(host: &str, port: u16, central_port: u16) {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
     let store = Arc::new(CentralStore::open(&dir.path().join("central.db")).unwrap());
@@ -69,7 +70,7 @@ async fn scenario(host: &str, port: u16) {
     }
 
     // Central first, and proven subscribed, so that the persistent session exists.
-    let mut receiver = start_receiver(host, port, &store);
+    let mut receiver = start_receiver(host, central_port, &store);
     wait_until_receiver_subscribed(host, port, || store.rejected().unwrap().len()).await;
     let rejected = store.rejected().unwrap();
     assert!(rejected
@@ -117,7 +118,7 @@ async fn scenario(host: &str, port: u16) {
 
     // Central comes back under the same client id: its session held the records.
     let started = std::time::Instant::now();
-    let mut receiver = start_receiver(host, port, &store);
+    let mut receiver = start_receiver(host, central_port, &store);
     wait_for("30 records acknowledged", WAIT, || {
         let stats = outbox.stats().unwrap();
         stats.depth == 0 && stats.last_acked_seq == 30
@@ -151,13 +152,13 @@ async fn scenario(host: &str, port: u16) {
 async fn end_to_end_through_embedded_rumqttd() {
     let broker = start_embedded(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
     let addr = broker.addr();
-    scenario(&addr.ip().to_string(), addr.port()).await;
+    scenario(&addr.ip().to_string(), addr.port(), broker.v5_addr().port()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_through_mosquitto() {
     let mosquitto = MosquittoProcess::start().unwrap();
-    scenario("127.0.0.1", mosquitto.port()).await;
+    scenario("127.0.0.1", mosquitto.port(), mosquitto.port()).await;
 }
 
 /// The broker dies and comes back empty (no persistence): both ends reconnect with backoff, the
@@ -243,7 +244,7 @@ async fn the_byte_rate_cap_holds_and_everything_still_arrives() {
         .collect();
     let bytes: usize = sizes.iter().sum();
     let last = *sizes.last().unwrap();
-    let receiver = start_receiver(&host, port, &store);
+    let receiver = start_receiver(&host, broker.v5_addr().port(), &store);
     wait_until_receiver_subscribed(&host, port, || store.rejected().unwrap().len()).await;
     let (uplink_shutdown, uplink_shutdown_rx) = watch::channel(false);
     let cfg = UplinkConfig {

@@ -61,9 +61,10 @@ impl Drop for AgentProcess {
     }
 }
 
-/// Runs `n` vehicles through the whole chain against the broker at `broker_port`, and checks
-/// that central holds exactly the scenario's crossings.
-pub async fn run_scenario(broker_port: u16, n: usize, seed: u64) -> Result<()> {
+/// Runs `n` vehicles through the whole chain against the broker at `broker_port` (central's
+/// receiver on its MQTT 5 port `central_port`), and checks that central holds exactly the
+/// scenario's crossings.
+pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let post = "TJ-TEST-01";
 
@@ -74,7 +75,7 @@ pub async fn run_scenario(broker_port: u16, n: usize, seed: u64) -> Result<()> {
     let receiver = tokio::spawn(central::run_receiver(
         ReceiverConfig {
             broker_host: "127.0.0.1".into(),
-            broker_port,
+            broker_port: central_port,
             client_id: format!("central-test-{seed}"),
             ..Default::default()
         },

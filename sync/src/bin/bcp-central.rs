@@ -1,6 +1,7 @@
 //! `bcp-central`: the central office's receiver. Thin: parses arguments, calls `bcp_sync`.
 //!
-//! - `bcp-central serve --db PATH (--embedded-broker ADDR | --broker HOST:PORT) [--expect N] [--timeout-secs S]
+//! - `bcp-central serve --db PATH (--embedded-broker ADDR | --broker HOST:PORT) [--share-group G]
+//!   [--client-id ID] [--expect N] [--timeout-secs S]
 //!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]
 //!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]`
 //! - `bcp-central export --db PATH --json [--post P] [--since RFC3339]`
@@ -33,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Receive records from the posts, store them, acknowledge them.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the stored crossings.
     Export(ExportArgs),
     /// Show every post: key, records stored, gaps, last contact, rejections.
@@ -65,15 +66,21 @@ struct ServeArgs {
     /// The central SQLite database (created if missing).
     #[arg(long)]
     db: PathBuf,
-    /// Run an embedded MQTT broker listening on this address (for example 127.0.0.1:18830).
+    /// Run an embedded MQTT broker for the posts (MQTT 3.1.1) on this address (for example
+    /// 127.0.0.1:18830); the receiver joins it over its MQTT 5 listener on another port.
     #[arg(long, value_name = "ADDR")]
     embedded_broker: Option<SocketAddr>,
-    /// Connect to this MQTT broker.
+    /// Connect to this MQTT 5 broker (Mosquitto 2, EMQX, HiveMQ...).
     #[arg(long, value_name = "HOST:PORT")]
     broker: Option<String>,
-    /// MQTT client id; keep it stable, the broker keeps the session under it.
+    /// MQTT client id; keep it stable (the broker keeps the session under it) and different for
+    /// each instance.
     #[arg(long, default_value = "bcp-central")]
     client_id: String,
+    /// Shared-subscription group: instances of one group (storing into one database) split the
+    /// posts' records between them.
+    #[arg(long, value_name = "G", default_value = bcp_sync::central::receiver::DEFAULT_SHARE_GROUP)]
+    share_group: String,
     /// Exit 0 once this many crossings were newly stored.
     #[arg(long, value_name = "N")]
     expect: Option<u64>,
@@ -128,7 +135,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Export(args) => export(&args),
         Command::Posts(args) => posts(&args),
         Command::Verify(args) => verify(&args),
@@ -239,8 +246,8 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
     let (broker_host, broker_port, _embedded) = match (&args.embedded_broker, &args.broker) {
         (Some(addr), _) => {
             let broker = start_embedded(*addr)?;
-            let addr = broker.addr();
-            (addr.ip().to_string(), addr.port(), Some(broker))
+            let v5 = broker.v5_addr();
+            (v5.ip().to_string(), v5.port(), Some(broker))
         }
         (None, Some(hp)) => {
             let (host, port) = hp
@@ -257,6 +264,7 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         broker_host,
         broker_port,
         client_id: args.client_id.clone(),
+        share_group: args.share_group.clone(),
         tls: match &args.tls_ca {
             Some(ca) => Some(bcp_sync::TlsFiles {
                 ca: ca.clone(),

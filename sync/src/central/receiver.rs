@@ -1,8 +1,14 @@
 //! # The receiver: records from every post into the [`CentralStore`], acks back
 //!
-//! Subscribes to `topics::records_all()` (and `topics::status_all()`, the posts' retained
-//! status messages, kept by [`CentralStore::record_status`]) at QoS 1 under a persistent session (the broker queues
-//! records while central is down) and handles each message in this order:
+//! Speaks MQTT 5 and subscribes to `topics::records_all()` as a **shared subscription**
+//! (`$share/<group>/bcp/v1/+/records`, group [`ReceiverConfig::share_group`], by default
+//! [`DEFAULT_SHARE_GROUP`]): the broker hands each message to one receiver of the group, so
+//! several central instances on one store split the posts' load, and one instance alone gets
+//! everything. It also subscribes, unshared, to `topics::status_all()` (the posts' retained status
+//! messages, kept by [`CentralStore::record_status`]; retained messages are not sent to shared
+//! subscriptions). Both at QoS 1 under a persistent session (`clean_start = false` with a session
+//! expiry, [`link::SESSION_EXPIRY`]: the broker queues records while central is down). Each
+//! message is handled in this order:
 //!
 //! 1. [`CentralStore::receive`]: the post comes from the topic; the payload must be a sealed
 //!    `RecordEnvelope` of that post whose hash, signature, key and chain hold. It is stored (one
@@ -16,6 +22,10 @@
 //!
 //! A failing store (disk full, I/O error) is not acknowledged and ends [`run_receiver`] with the
 //! error: it needs an operator, and the unacknowledged messages stay with the broker and posts.
+//!
+//! Several instances may store into the same database: each computes the ack from what is
+//! committed (the contiguous prefix), so whichever stores the record that closes a gap
+//! acknowledges the whole prefix.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +33,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bcp_record::{topics, Ack, PostStatus};
 use chrono::{SubsecRound as _, Utc};
-use rumqttc::{AsyncClient, Publish, QoS};
+use rumqttc::v5::mqttbytes::v5::Publish;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::AsyncClient;
 use tokio::sync::{mpsc, watch};
 
 use super::store::{CentralStore, Outcome, StoredCrossing};
@@ -32,15 +44,51 @@ use crate::link::{self, LinkEvent};
 /// Keep-alive of the receiver's MQTT connection.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
+/// The shared-subscription group of central's receivers unless configured otherwise.
+pub const DEFAULT_SHARE_GROUP: &str = "bcp-central";
+
 /// Where central's receiver connects.
 #[derive(Debug, Clone, Default)]
 pub struct ReceiverConfig {
     pub broker_host: String,
+    /// The broker's MQTT 5 port (the embedded broker's [`crate::EmbeddedBroker::v5_addr`]).
     pub broker_port: u16,
-    /// Must be stable across restarts: the broker keeps the persistent session under it.
+    /// Must be stable across restarts and unique per instance: the broker keeps the persistent
+    /// session under it.
     pub client_id: String,
     /// TLS to the broker (`None`: plain TCP).
     pub tls: Option<link::TlsFiles>,
+    /// The shared-subscription group; instances of one group split the records (empty:
+    /// [`DEFAULT_SHARE_GROUP`]).
+    pub share_group: String,
+}
+
+impl ReceiverConfig {
+    /// The records filter as this instance subscribes to it.
+    pub fn records_filter(&self) -> String {
+        let group = if self.share_group.is_empty() {
+            DEFAULT_SHARE_GROUP
+        } else {
+            &self.share_group
+        };
+        format!("$share/{group}/{}", topics::records_all())
+    }
+}
+
+/// What one receiver handled (since it started): logged when it stops and returned by
+/// [`run_receiver`]. With a shared subscription, `records` shows this instance's share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReceiverStats {
+    /// Record messages (batches) taken from the broker.
+    pub messages: u64,
+    /// Records in them.
+    pub records: u64,
+    /// Records newly stored.
+    pub stored: u64,
+    /// Records the store already had (resends), acknowledged again.
+    pub duplicates: u64,
+    /// Records or messages rejected and kept aside.
+    pub rejected: u64,
 }
 
 /// Receives records until `shutdown` becomes true (or its sender is dropped). Each newly stored
@@ -50,10 +98,10 @@ pub async fn run_receiver(
     store: Arc<CentralStore>,
     stored: mpsc::UnboundedSender<StoredCrossing>,
     mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ReceiverStats> {
     let broker = format!("{}:{}", cfg.broker_host, cfg.broker_port);
     tracing::info!(%broker, client_id = %cfg.client_id, db = %store.path().display(), "receiver starting");
-    let mut opts = link::mqtt_options(
+    let mut opts = link::mqtt5_options(
         &cfg.client_id,
         &cfg.broker_host,
         cfg.broker_port,
@@ -61,12 +109,13 @@ pub async fn run_receiver(
     );
     opts.set_manual_acks(true);
     if let Some(tls) = &cfg.tls {
-        link::apply_tls(&mut opts, tls)?;
+        opts.set_transport(link::tls_transport(tls)?);
     }
-    let (client, eventloop) = link::client(opts, 64);
+    let (client, eventloop) = AsyncClient::new(opts, 64);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let pump = link::spawn_event_pump(eventloop, "receiver", broker.clone(), tx);
-    let filter = topics::records_all();
+    let filter = cfg.records_filter();
+    let mut stats = ReceiverStats::default();
     let status_filter = topics::status_all();
 
     let result = async {
@@ -91,10 +140,10 @@ pub async fn run_receiver(
                             .with_context(|| format!("subscribing to {status_filter}"))?;
                     }
                     Some(LinkEvent::Message(publish)) => {
-                        if topics::post_of_status_topic(&publish.topic).is_some() {
+                        if topics::post_of_status_topic(&topic_of(&publish)).is_some() {
                             handle_status(&client, &store, publish).await?;
                         } else {
-                            handle_record(&client, &store, &stored, publish).await?;
+                            handle_record(&client, &store, &stored, publish, &mut stats).await?;
                         }
                     }
                     Some(LinkEvent::ConnectionLost | LinkEvent::Progress) => {}
@@ -115,8 +164,8 @@ pub async fn run_receiver(
     link::drain_until_disconnected(&mut rx).await;
     drop(rx);
     pump.abort();
-    tracing::info!(%broker, "receiver stopped");
-    result
+    tracing::info!(%broker, ?stats, "receiver stopped");
+    result.map(|()| stats)
 }
 
 /// Verifies, stores and acknowledges one message (a batch or a single record).
@@ -125,22 +174,28 @@ async fn handle_record(
     store: &CentralStore,
     stored: &mpsc::UnboundedSender<StoredCrossing>,
     publish: Publish,
+    stats: &mut ReceiverStats,
 ) -> anyhow::Result<()> {
     // Stored with microseconds: truncate so that what is sent on `stored` equals the export.
     let received_at = Utc::now().trunc_subsecs(6);
-    let topic = &publish.topic;
+    let topic = &topic_of(&publish);
     let received = store
         .receive_message(topic, &publish.payload, received_at)
         .with_context(|| format!("storing a message from {topic}"))?;
+    stats.messages += 1;
     for outcome in &received.outcomes {
+        stats.records += 1;
         match outcome {
             Outcome::Rejected(reason) => {
+                stats.rejected += 1;
                 tracing::warn!(%topic, %reason, bytes = publish.payload.len(), "record rejected and kept aside in the rejected table");
             }
             Outcome::Duplicate => {
+                stats.duplicates += 1;
                 tracing::debug!(%topic, ack_up_to = received.ack_up_to, "duplicate record acknowledged again");
             }
             Outcome::Stored { crossing, .. } => {
+                stats.stored += 1;
                 tracing::debug!(post = %crossing.post, seq = crossing.seq, ack_up_to = received.ack_up_to, "record stored");
             }
         }
@@ -176,7 +231,7 @@ async fn handle_status(
     store: &CentralStore,
     publish: Publish,
 ) -> anyhow::Result<()> {
-    let topic = &publish.topic;
+    let topic = &topic_of(&publish);
     let post = topics::post_of_status_topic(topic).unwrap_or_default();
     match serde_json::from_slice::<PostStatus>(&publish.payload) {
         Ok(status) if status.post == post => {
@@ -197,4 +252,10 @@ async fn handle_status(
         .await
         .context("queueing the PUBACK to the broker")?;
     Ok(())
+}
+
+/// An MQTT 5 topic is bytes on the wire; ours are UTF-8 (a broker forwards only valid UTF-8
+/// topics, MQTT 5 section 1.5.4), and anything else becomes a topic no post has.
+fn topic_of(publish: &Publish) -> String {
+    String::from_utf8_lossy(&publish.topic).into_owned()
 }
