@@ -8,6 +8,7 @@
 
 use crate::checks::EdgeChecks;
 use crate::config::AgentConfig;
+use crate::health::DeviceBoard;
 use crate::lane::{Evidence, LaneCorrelator, LaneRules};
 use crate::{camera, scanner};
 use anyhow::{Context, Result};
@@ -66,7 +67,9 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         occupied_threshold_kg: wb.occupied_threshold_kg,
         empty_threshold_kg: wb.empty_threshold_kg,
     };
+    let (mut board, devices_rx) = DeviceBoard::new();
     let wb_health = Arc::new(Mutex::new(DeviceHealth::default()));
+    board.add_serial(&wb.name, "weighbridge", wb_health.clone());
     let (dev_tx, dev_rx) = mpsc::channel(256);
     tasks.spawn(forward(dev_rx, tx.clone(), LaneInput::Weighbridge));
     tasks.spawn({
@@ -98,6 +101,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         let (dev_tx, dev_rx) = mpsc::channel(64);
         tasks.spawn(forward(dev_rx, tx.clone(), LaneInput::Dimensions));
         let health = Arc::new(Mutex::new(DeviceHealth::default()));
+        board.add_serial(&d.name, "dimensions", health.clone());
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) =
@@ -109,6 +113,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     }
 
     // Camera and ANPR.
+    board.add(&cfg.camera.name, "camera");
     let (frame_tx, frame_rx) = mpsc::channel(64);
     tasks.spawn(forward(frame_rx, tx.clone(), LaneInput::Frame));
     let camera_thread = camera::spawn(
@@ -121,7 +126,9 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     )?;
 
     // Scanner: the TCP feed or the drop folder (`validate` made sure exactly one is set).
+    let scanner_name = cfg.scanner.as_ref().map(|s| s.name.clone());
     if let Some(s) = cfg.scanner.clone() {
+        board.add(&s.name, "scanner");
         let (scan_tx, scan_rx) = mpsc::channel(64);
         tasks.spawn(forward(scan_rx, tx.clone(), LaneInput::Scan));
         match (s.feed_addr, s.drop_folder) {
@@ -149,8 +156,11 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         post: cfg.post.id.clone(),
         keep_alive_secs: cfg.sync.keep_alive_secs,
         max_in_flight: cfg.sync.max_in_flight,
+        devices: Some(devices_rx),
         ..Default::default()
     };
+    board.publish(std::time::Instant::now());
+    let mut board_tick = tokio::time::interval(BOARD_PERIOD);
     let uplink_task = tokio::spawn(uplink::run_uplink(
         uplink_cfg,
         outbox.clone(),
@@ -180,9 +190,13 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             input = rx.recv() => match input {
-                Some(input) => handle(&mut lane, &wb.name, input),
+                Some(input) => {
+                    observe(&mut board, &cfg.camera.name, scanner_name.as_deref(), &wb.name, &input);
+                    handle(&mut lane, &wb.name, input);
+                }
                 None => break,
             },
+            _ = board_tick.tick() => board.publish(std::time::Instant::now()),
             _ = tokio::time::sleep(wake) => {}
             _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
             _ = shutdown.changed() => if *shutdown.borrow() { break },
@@ -223,6 +237,30 @@ async fn forward<T>(
         if tx.send(wrap(item)).await.is_err() {
             return;
         }
+    }
+}
+
+/// How often the device board is refreshed for the uplink's status messages.
+const BOARD_PERIOD: Duration = Duration::from_secs(5);
+
+/// Tells the device board what `input` says about its device.
+fn observe(
+    board: &mut DeviceBoard,
+    camera: &str,
+    scanner: Option<&str>,
+    weighbridge: &str,
+    input: &LaneInput,
+) {
+    let now = std::time::Instant::now();
+    match input {
+        LaneInput::Frame(_) => board.seen(camera, now),
+        LaneInput::Scan(_) => {
+            if let Some(name) = scanner {
+                board.seen(name, now);
+            }
+        }
+        LaneInput::Weighbridge(DeviceEvent::Alarm(alarm)) => board.alarm(weighbridge, alarm),
+        LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) => {}
     }
 }
 

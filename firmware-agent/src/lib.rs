@@ -8,6 +8,8 @@
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
 //! - [`scanner`]: the X-ray scanner adapters: a JSON-lines TCP feed and a drop folder of XML
 //!   metadata files (processed once, bad files quarantined with a reason).
+//! - [`health`]: the device board: each device's connection, frame counters, last evidence and
+//!   alarms, sent to central with the uplink's heartbeat.
 //! - [`agent`]: the main loop: device tasks, correlator, outbox, uplink, systemd notifications.
 //! - [`systemd`]: READY / watchdog / STOPPING.
 //! - [`sim_config`]: a config for the simulated post of `bcp-sim` (demo and tests).
@@ -18,6 +20,7 @@ pub mod agent;
 pub mod camera;
 pub mod checks;
 pub mod config;
+pub mod health;
 pub mod lane;
 pub mod scanner;
 pub mod sim_config;

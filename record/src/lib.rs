@@ -175,6 +175,48 @@ pub struct PostStatus {
     /// The outbox is above the high-water mark of its disk budget (an alarm).
     #[serde(default)]
     pub outbox_high_water: Option<bool>,
+    /// The health of the lane's devices (weighbridge, dimension sensor, camera, scanner).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceStatus>,
+}
+
+/// One device's health as the post reports it in its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    /// The device's configured name (`WB-1`, `CAM-1`...).
+    pub name: String,
+    /// `weighbridge`, `dimensions`, `camera` or `scanner`.
+    pub kind: String,
+    /// Whether its port or connection is open (`None` where the post cannot tell, as for a
+    /// camera folder).
+    #[serde(default)]
+    pub connected: Option<bool>,
+    /// Frames decoded and rejected (garbled, bad checksum, truncated) since the agent started.
+    #[serde(default)]
+    pub frames_ok: u64,
+    #[serde(default)]
+    pub frames_bad: u64,
+    /// Seconds since the device last sent anything usable (`None`: never since the start).
+    #[serde(default)]
+    pub last_seen_secs: Option<u64>,
+    /// Active alarms (`overload`, `zero_drift`...); empty when all is well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+}
+
+impl DeviceStatus {
+    /// `ok`, `alarm`, `silent` (nothing for longer than `silent_after_secs`) or `down`.
+    pub fn state(&self, silent_after_secs: u64) -> &'static str {
+        if self.connected == Some(false) {
+            "down"
+        } else if !self.alarms.is_empty() {
+            "alarm"
+        } else if self.last_seen_secs.is_none_or(|s| s > silent_after_secs) {
+            "silent"
+        } else {
+            "ok"
+        }
+    }
 }
 
 /// Whether a post is connected.

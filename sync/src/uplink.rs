@@ -14,7 +14,8 @@
 //! 4. Wake when a lane appends a record (`new_record`), when an ack or any other MQTT event
 //!    arrives, and when the tracker's ack timeout is due ([`ACK_RESEND_AFTER`]).
 //! 5. Status, retained on `topics::status(post)`: a birth message on every CONNACK, a heartbeat
-//!    every `heartbeat_secs` (queue depth, oldest unsynced age, positions, outbox bytes), an
+//!    every `heartbeat_secs` (queue depth, oldest unsynced age, positions, outbox bytes, and the
+//!    lane's device health from [`UplinkConfig::devices`]), an
 //!    `offline` message at clean shutdown, and the same as MQTT last will for an unclean end.
 //! 6. Reconnect with exponential backoff and jitter (in [`crate::link`]); on shutdown send
 //!    DISCONNECT and stop polling.
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bcp_record::{topics, Ack, PostState, PostStatus};
+use bcp_record::{topics, Ack, DeviceStatus, PostState, PostStatus};
 use rumqttc::{AsyncClient, LastWill, QoS};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
@@ -74,6 +75,8 @@ pub struct UplinkConfig {
     pub tls: Option<link::TlsFiles>,
     /// Where central's downlink lists are applied (`None`: the post takes no lists).
     pub lists: Option<Arc<crate::lists::ListStore>>,
+    /// The lane's device health, kept current by the agent, sent with every status message.
+    pub devices: Option<watch::Receiver<Vec<DeviceStatus>>>,
 }
 
 impl Default for UplinkConfig {
@@ -93,6 +96,7 @@ impl Default for UplinkConfig {
             max_bytes_per_sec: 0,
             tls: None,
             lists: None,
+            devices: None,
         }
     }
 }
@@ -152,6 +156,7 @@ pub async fn run_uplink(
         last_acked_seq: None,
         outbox_bytes: None,
         outbox_high_water: None,
+        devices: Vec::new(),
     };
     opts.set_last_will(LastWill::new(
         status_topic.as_str(),
@@ -196,7 +201,7 @@ pub async fn run_uplink(
                         }
                         tracker.handle_connected(std::time::Instant::now());
                         batcher.reset();
-                        publish_status(&client, &status_topic, &cfg.post, PostState::Online, &outbox);
+                        publish_status(&client, &status_topic, &cfg.post, PostState::Online, &outbox, cfg.devices.as_ref());
                         tracing::debug!(post = %cfg.post, session_present, resend_after = tracker.acked(), "uplink: resending everything unacknowledged");
                     }
                     Some(LinkEvent::ConnectionLost) => {
@@ -211,7 +216,7 @@ pub async fn run_uplink(
                 },
                 () = new_record.notified() => {}
                 _ = heartbeat.tick() => {
-                    publish_status(&client, &status_topic, &cfg.post, PostState::Online, &outbox);
+                    publish_status(&client, &status_topic, &cfg.post, PostState::Online, &outbox, cfg.devices.as_ref());
                 }
                 () = sleep_until_opt(deadline) => {
                     if tracker.handle_timeout(std::time::Instant::now()) {
@@ -236,6 +241,7 @@ pub async fn run_uplink(
         &cfg.post,
         PostState::Offline,
         &outbox,
+        cfg.devices.as_ref(),
     );
     if let Err(error) = client.try_disconnect() {
         tracing::debug!(%error, "uplink: could not queue DISCONNECT");
@@ -353,6 +359,7 @@ fn publish_status(
     post: &str,
     state: PostState,
     outbox: &Outbox,
+    devices: Option<&watch::Receiver<Vec<DeviceStatus>>>,
 ) {
     let now = chrono::Utc::now();
     let stats = match outbox.stats() {
@@ -375,6 +382,7 @@ fn publish_status(
         last_acked_seq: stats.as_ref().map(|s| s.last_acked_seq),
         outbox_bytes: Some(outbox.bytes_used()),
         outbox_high_water: stats.as_ref().map(|s| s.high_water),
+        devices: devices.map(|d| d.borrow().clone()).unwrap_or_default(),
     };
     match serde_json::to_vec(&status) {
         Ok(payload) => {

@@ -122,6 +122,8 @@ pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u
     .await;
 
     let status = agent.terminate(Duration::from_secs(10));
+    // The agent's goodbye status carries its device board: central must have it.
+    let devices = wait_for_goodbye(&store, post).await;
     let _ = stop_tx.send(true);
     let _ = sim_task.await;
     let _ = receiver.await;
@@ -130,6 +132,22 @@ pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!("{e:#}\n--- agent log (last lines) ---\n{}", tail.join("\n"));
+    }
+    let devices = devices?;
+    let kinds: Vec<&str> = devices.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["weighbridge", "dimensions", "camera", "scanner"],
+        "{devices:?}"
+    );
+    for d in &devices {
+        // Every device delivered during the run; the serial ones were open and decoding.
+        assert!(d.last_seen_secs.is_some(), "{d:?}");
+        if d.kind == "weighbridge" || d.kind == "dimensions" {
+            assert_eq!(d.connected, Some(true), "{d:?}");
+            assert!(d.frames_ok > 0, "{d:?}");
+        }
+        assert!(d.alarms.is_empty(), "{d:?}");
     }
     let status = status.context("bcp-agent did not stop within 10 s of SIGTERM")?;
     assert!(status.success(), "bcp-agent exited with {status}");
@@ -150,6 +168,28 @@ pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u
         "{said:?}"
     );
     Ok(())
+}
+
+/// Waits (up to 10 s) until central holds the post's offline status; returns its devices.
+async fn wait_for_goodbye(
+    store: &CentralStore,
+    post: &str,
+) -> Result<Vec<bcp_record::DeviceStatus>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = store
+            .posts()?
+            .into_iter()
+            .find(|p| p.post == post)
+            .and_then(|p| p.status);
+        if let Some(s) = status.filter(|s| s.state == bcp_record::PostState::Offline) {
+            return Ok(s.devices);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("central never got the agent's offline status");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Central holds exactly the scenario's crossings, in order, once each.

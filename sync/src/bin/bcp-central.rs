@@ -124,6 +124,9 @@ struct ExportArgs {
     since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// `bcp-central posts` calls a device that has sent nothing for this long `silent`.
+const DEVICE_SILENT_AFTER_SECS: u64 = 600;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -196,10 +199,15 @@ fn posts(args: &PostsArgs) -> anyhow::Result<()> {
                 p.rejected,
                 p.last_contact.map_or("-".to_owned(), |t| t.to_rfc3339()),
                 p.status.as_ref().map_or("status=-".to_owned(), |s| format!(
-                    "status={:?} backlog={} oldest_unsynced={}",
+                    "status={:?} backlog={} oldest_unsynced={} devices=[{}]",
                     s.state,
                     s.depth.map_or("-".to_owned(), |d| d.to_string()),
                     s.oldest_unsynced_age_secs.map_or("-".to_owned(), |a| format!("{a}s")),
+                    s.devices
+                        .iter()
+                        .map(|d| format!("{}:{}", d.name, d.state(DEVICE_SILENT_AFTER_SECS)))
+                        .collect::<Vec<_>>()
+                        .join(","),
                 )),
                 p.public_key.as_deref().unwrap_or("-"),
             )
