@@ -724,6 +724,18 @@ impl Outbox {
             .sum()
     }
 
+    /// The highest sequence number appended (0 when empty): one indexed read, for the uplink's
+    /// every wake-up.
+    pub fn last_seq(&self) -> Result<u64, OutboxError> {
+        let last: i64 = self
+            .lock()
+            .query_row("SELECT last_seq FROM outbox_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.sql("read last_seq"))?;
+        Ok(seq_from_sql(last))
+    }
+
     /// Depth and positions of the outbox.
     pub fn stats(&self) -> Result<OutboxStats, OutboxError> {
         let conn = self.lock();

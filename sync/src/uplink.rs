@@ -4,7 +4,8 @@
 //!
 //! 1. Connect with a persistent session (`clean_session = false`, TCP_NODELAY) and, on every
 //!    CONNACK, subscribe to `topics::ack(post)` at QoS 1 and rewind to the last acknowledged seq.
-//! 2. Publish the outbox's pending records in seq order, in batches ([`crate::wire`]: compact
+//! 2. Publish the outbox's pending records in seq order (after a long outage, live records
+//!    interleaved with the backlog: see [`DeliveryTracker`]), in batches ([`crate::wire`]: compact
 //!    seals, zstd) on `topics::records(post)` at QoS 1, at most `max_in_flight` records beyond
 //!    the last ack. A batch goes when it holds `batch_max_records` or when its first record has
 //!    waited `batch_linger_ms` ([`Batcher`]), and no faster than `max_bytes_per_sec` on a slow
@@ -321,6 +322,10 @@ fn send_pending(
     rate: &mut RateLimit,
     outbox: &Outbox,
 ) -> anyhow::Result<()> {
+    let head = outbox
+        .last_seq()
+        .context("reading the outbox head before sending")?;
+    tracker.note_head(head);
     while let Some((after_seq, room)) = tracker.next_batch() {
         if rate.ready_at(std::time::Instant::now()).is_some() {
             return Ok(()); // over the cap: the driver wakes at rate.poll_timeout()

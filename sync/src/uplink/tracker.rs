@@ -22,6 +22,20 @@
 //!   messages (for example one that connected with a clean session) while our own connection
 //!   stayed up.
 //! - Disconnect: nothing is sent until the next CONNACK.
+//!
+//! ## Live records during a backlog
+//! After a long outage the backlog drains in seq order, window by window; a crossing recorded
+//! now would wait behind all of it. So when the driver reports the outbox head
+//! ([`note_head`](DeliveryTracker::note_head)) more than a window ahead of `sent`, the tracker
+//! splits the stream at that head `L`: records up to `L` are the backlog, records after it are
+//! live. [`next_batch`](DeliveryTracker::next_batch) then alternates between a live batch
+//! (from `live_sent`, at most a window of live records in flight) and a backlog batch (which
+//! stops at `L`), so new records reach central within a batch or two while the backlog goes on.
+//! Central stores the live records at once (a gap below them is normal and fills) and
+//! acknowledges the contiguous prefix as always; once the backlog reaches `L` the two cursors
+//! merge and sending is sequential again (so up to two windows are in flight for a moment, and
+//! [`in_flight`](DeliveryTracker::in_flight) may read up to `2 * max_in_flight`). A reconnect or an ack timeout ends the split (live
+//! records sent so far are sent again with the backlog: duplicates, harmless).
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +60,14 @@ pub struct DeliveryTracker {
     /// When the in-flight records were last given progress (a send into an idle window or an
     /// advancing ack); the ack timeout counts from here.
     progress_at: Option<Instant>,
+    /// The outbox's last seq, as the driver last reported it.
+    head: u64,
+    /// During a backlog: the last backlog seq `L` (records after it are live).
+    live_from: Option<u64>,
+    /// The highest live seq sent on this connection (`>= L` while split).
+    live_sent: u64,
+    /// The last batch went to the backlog: the next one goes to the live records if any wait.
+    prefer_live: bool,
 }
 
 impl DeliveryTracker {
@@ -59,7 +81,29 @@ impl DeliveryTracker {
             highest_sent: last_acked_seq,
             connected: false,
             progress_at: None,
+            head: last_acked_seq,
+            live_from: None,
+            live_sent: 0,
+            prefer_live: false,
         }
+    }
+
+    /// The outbox's last seq is `last_seq`: starts the live/backlog split when the backlog is
+    /// more than a window long (see the module documentation).
+    pub fn note_head(&mut self, last_seq: u64) {
+        self.head = self.head.max(last_seq);
+        if self.connected
+            && self.live_from.is_none()
+            && self.head.saturating_sub(self.sent) > self.max_in_flight
+        {
+            self.live_from = Some(self.head);
+            self.live_sent = self.head;
+        }
+    }
+
+    /// The last backlog seq while live records are sent apart from the backlog.
+    pub fn live_from(&self) -> Option<u64> {
+        self.live_from
     }
 
     /// The highest sequence number central confirmed.
@@ -91,12 +135,24 @@ impl DeliveryTracker {
 
     /// `after_seq` and `limit` for [`Outbox::pending`](crate::outbox::Outbox::pending), or `None`
     /// when disconnected or the window is full.
+    ///
+    /// While the stream is split (see the module documentation) it alternates between the live
+    /// records and the backlog; a backlog batch then stops at the split.
     pub fn next_batch(&self) -> Option<(u64, usize)> {
         if !self.connected {
             return None;
         }
-        let room = (self.acked.saturating_add(self.max_in_flight)).saturating_sub(self.sent);
-        (room > 0).then(|| (self.sent, usize::try_from(room).unwrap_or(usize::MAX)))
+        let mut room = (self.acked.saturating_add(self.max_in_flight)).saturating_sub(self.sent);
+        if let Some(split) = self.live_from {
+            room = room.min(split.saturating_sub(self.sent));
+            let live_room = (split.saturating_add(self.max_in_flight))
+                .saturating_sub(self.live_sent)
+                .min(self.head.saturating_sub(self.live_sent));
+            if live_room > 0 && (self.prefer_live || room == 0) {
+                return Some((self.live_sent, to_usize(live_room)));
+            }
+        }
+        (room > 0).then(|| (self.sent, to_usize(room)))
     }
 
     /// `seq` was handed to MQTT.
@@ -104,8 +160,30 @@ impl DeliveryTracker {
         if self.in_flight() == 0 {
             self.progress_at = Some(now);
         }
-        self.sent = self.sent.max(seq);
+        match self.live_from {
+            Some(split) if seq > split => {
+                self.live_sent = self.live_sent.max(seq);
+                self.prefer_live = false;
+            }
+            _ => {
+                self.sent = self.sent.max(seq);
+                self.prefer_live = true;
+            }
+        }
         self.highest_sent = self.highest_sent.max(seq);
+        self.head = self.head.max(seq);
+        self.merge_if_caught_up();
+    }
+
+    /// Ends the split once the backlog cursor has reached it.
+    fn merge_if_caught_up(&mut self) {
+        if let Some(split) = self.live_from {
+            if self.sent >= split {
+                self.sent = self.sent.max(self.live_sent);
+                self.live_from = None;
+                self.prefer_live = false;
+            }
+        }
     }
 
     /// Central confirmed everything up to `up_to_seq`.
@@ -116,6 +194,7 @@ impl DeliveryTracker {
         }
         self.acked = up_to;
         self.sent = self.sent.max(up_to);
+        self.merge_if_caught_up();
         self.progress_at = (self.in_flight() > 0).then_some(now);
         AckOutcome::Advanced { up_to_seq: up_to }
     }
@@ -141,8 +220,15 @@ impl DeliveryTracker {
 
     fn rewind(&mut self, now: Instant) {
         self.sent = self.acked;
+        self.live_from = None;
+        self.live_sent = 0;
+        self.prefer_live = false;
         self.progress_at = Some(now);
     }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
@@ -160,6 +246,83 @@ mod tests {
             t.handle_sent(now, s);
         }
         seqs
+    }
+
+    #[test]
+    fn live_records_interleave_with_a_long_backlog_then_the_cursors_merge() {
+        let now = Instant::now();
+        let mut t = DeliveryTracker::new(0, 100, TIMEOUT);
+        t.handle_connected(now);
+        t.note_head(1_000); // a backlog of ten windows
+        assert_eq!(t.live_from(), Some(1_000));
+        assert_eq!(send_batch(&mut t, now), (1..=100).collect::<Vec<_>>());
+        // Nothing live yet: the backlog waits for its window.
+        assert_eq!(t.next_batch(), None);
+        // A vehicle crosses: its record goes out next, before the backlog moves on.
+        t.note_head(1_001);
+        assert_eq!(send_batch(&mut t, now), [1_001]);
+        t.handle_ack(now, 100);
+        assert_eq!(send_batch(&mut t, now), (101..=200).collect::<Vec<_>>());
+        t.note_head(1_003);
+        assert_eq!(send_batch(&mut t, now), [1_002, 1_003]);
+        // Central's ack is contiguous: it cannot cover the live records yet.
+        assert_eq!(
+            t.handle_ack(now, 200),
+            AckOutcome::Advanced { up_to_seq: 200 }
+        );
+        // The backlog stops at the split...
+        for _ in 0..8 {
+            let batch = send_batch(&mut t, now);
+            assert!(batch.iter().all(|&s| s <= 1_000), "{batch:?}");
+            let last = *batch.last().expect("the backlog has records left");
+            t.handle_ack(now, last);
+        }
+        // ...and once it has reached it, sending is sequential again after the live records.
+        assert_eq!(t.live_from(), None);
+        assert_eq!(t.sent(), 1_003);
+        t.note_head(1_004);
+        assert_eq!(t.acked(), 1_000);
+        assert_eq!(t.next_batch(), Some((1_003, 97)));
+    }
+
+    #[test]
+    fn live_records_in_flight_are_capped_by_a_window_too() {
+        let now = Instant::now();
+        let mut t = DeliveryTracker::new(0, 10, TIMEOUT);
+        t.handle_connected(now);
+        t.note_head(100);
+        assert_eq!(send_batch(&mut t, now), (1..=10).collect::<Vec<_>>());
+        t.note_head(150);
+        assert_eq!(send_batch(&mut t, now), (101..=110).collect::<Vec<_>>());
+        assert_eq!(t.next_batch(), None, "both windows are full");
+    }
+
+    #[test]
+    fn a_reconnect_ends_the_split_and_resends_from_the_ack() {
+        let now = Instant::now();
+        let mut t = DeliveryTracker::new(0, 10, TIMEOUT);
+        t.handle_connected(now);
+        t.note_head(100);
+        send_batch(&mut t, now);
+        t.note_head(101);
+        assert_eq!(send_batch(&mut t, now), [101]);
+        t.handle_disconnected();
+        t.handle_connected(now);
+        assert_eq!(t.live_from(), None);
+        assert_eq!(send_batch(&mut t, now), (1..=10).collect::<Vec<_>>());
+        // The next report of the head splits again, at the new head.
+        t.note_head(101);
+        assert_eq!(t.live_from(), Some(101));
+    }
+
+    #[test]
+    fn a_short_backlog_is_not_split() {
+        let now = Instant::now();
+        let mut t = DeliveryTracker::new(0, 100, TIMEOUT);
+        t.handle_connected(now);
+        t.note_head(100);
+        assert_eq!(t.live_from(), None);
+        assert_eq!(t.next_batch(), Some((0, 100)));
     }
 
     #[test]
