@@ -12,9 +12,11 @@
 //! ## Layout
 //! - [`outbox`]: [`Outbox`], the appliance's durable buffer (seq per post, delivered only on ack).
 //! - [`uplink`]: [`run_uplink`], the MQTT driver around the pure [`DeliveryTracker`].
-//! - [`central`]: [`CentralStore`] (dedup by `(post, seq)`, contiguous ack) and [`run_receiver`].
+//! - [`central`]: [`CentralStore`] (dedup by `(post, seq)`, contiguous ack; in SQLite or
+//!   PostgreSQL) and [`run_receiver`].
 //! - [`broker`]: [`start_embedded`], rumqttd in-process for appliances or benches without Mosquitto.
 //! - [`mosquitto`]: [`MosquittoProcess`], a throw-away Mosquitto for tests and demos.
+//! - [`pg_process`]: [`PostgresProcess`], a throw-away PostgreSQL server for tests and benches.
 //! - [`link`]: what both MQTT ends share: session options, TCP_NODELAY, [`link::Backoff`], the
 //!   event pump.
 //! - [`keys`]: [`PostKey`], the post's Ed25519 signing key file, and public key files for central.
@@ -45,6 +47,7 @@ pub mod link;
 pub mod lists;
 pub mod mosquitto;
 pub mod outbox;
+pub mod pg_process;
 pub mod uplink;
 pub mod wire;
 
@@ -59,4 +62,5 @@ pub use link::TlsFiles;
 pub use lists::{ListOutcome, ListStore};
 pub use mosquitto::MosquittoProcess;
 pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats};
+pub use pg_process::PostgresProcess;
 pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig};

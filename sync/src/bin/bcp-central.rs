@@ -1,11 +1,14 @@
 //! `bcp-central`: the central office's receiver. Thin: parses arguments, calls `bcp_sync`.
 //!
-//! - `bcp-central serve --db PATH (--embedded-broker ADDR | --broker HOST:PORT) [--expect N] [--timeout-secs S]
+//! - `bcp-central serve --db (PATH | postgres://USER@HOST:PORT/DB) (--embedded-broker ADDR | --broker HOST:PORT) [--expect N] [--timeout-secs S]
 //!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]
 //!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]`
 //! - `bcp-central export --db PATH --json [--post P] [--since RFC3339]`
 //! - `bcp-central posts --db PATH [--json]`
 //! - `bcp-central verify --db PATH`
+//!
+//! `--db` (alias `--database`) everywhere: a SQLite file (the default store), or a PostgreSQL
+//! URL (`postgres://` or `postgresql://`; the password from `PGPASSWORD` if the URL has none).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -44,16 +47,16 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// The central SQLite database.
-    #[arg(long)]
-    db: PathBuf,
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: String,
 }
 
 #[derive(Debug, Args)]
 struct PostsArgs {
-    /// The central SQLite database.
-    #[arg(long)]
-    db: PathBuf,
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: String,
     /// One JSON object per post per line.
     #[arg(long)]
     json: bool,
@@ -62,9 +65,9 @@ struct PostsArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["embedded_broker", "broker"]))]
 struct ServeArgs {
-    /// The central SQLite database (created if missing).
-    #[arg(long)]
-    db: PathBuf,
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: String,
     /// Run an embedded MQTT broker listening on this address (for example 127.0.0.1:18830).
     #[arg(long, value_name = "ADDR")]
     embedded_broker: Option<SocketAddr>,
@@ -103,9 +106,9 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// The central SQLite database.
-    #[arg(long)]
-    db: PathBuf,
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: String,
     /// One JSON object per line (the only format so far).
     #[arg(long, required = true)]
     json: bool,
@@ -143,7 +146,7 @@ fn main() -> ExitCode {
 }
 
 fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open(&args.db)?;
+    let store = CentralStore::open_url(&args.db)?;
     let mut out = std::io::stdout().lock();
     for crossing in store.export_filtered(args.post.as_deref(), args.since)? {
         serde_json::to_writer(&mut out, &crossing).context("writing JSON")?;
@@ -153,7 +156,7 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open(&args.db)?;
+    let store = CentralStore::open_url(&args.db)?;
     let bcp_sync::central::VerifyReport { checked, problems } = store.verify_all()?;
     for (post, seq, what) in &problems {
         println!("FAIL {post} #{seq}: {what}");
@@ -167,7 +170,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
 }
 
 fn posts(args: &PostsArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open(&args.db)?;
+    let store = CentralStore::open_url(&args.db)?;
     let mut out = std::io::stdout().lock();
     for p in store.posts()? {
         if args.json {
@@ -229,7 +232,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
-    let mut store = CentralStore::open(&args.db)?;
+    let mut store = CentralStore::open_url(&args.db)?;
     if args.registered_keys_only {
         store.set_key_policy(bcp_sync::KeyPolicy::RegisteredOnly);
     }
