@@ -25,7 +25,7 @@
 //! runtime's `block_on`, which panics on a thread that is already inside a tokio runtime (the
 //! receiver's). So every call made from such a thread runs on a scoped helper thread while the
 //! caller waits ([`off_runtime`]), exactly as long as a SQLite call would block it; from plain
-//! threads (the CLI, tests) the call runs in place. `CentralStore` stays one sync API for both
+//! threads (the CLI, tests) the call runs in place. Closing the connection (drop) likewise. `CentralStore` stays one sync API for both
 //! databases.
 
 use std::sync::{Mutex, MutexGuard};
@@ -100,10 +100,22 @@ struct Conn {
     st: Statements,
 }
 
-/// Central's PostgreSQL database: one connection behind a mutex.
+/// Central's PostgreSQL database: one connection behind a mutex (`None` only while dropping).
 pub(crate) struct PgStore {
     location: String,
-    conn: Mutex<Conn>,
+    conn: Mutex<Option<Conn>>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing the client blocks too (it says goodbye to the server): off the runtime.
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        off_runtime(move || drop(conn));
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -142,7 +154,7 @@ impl PgStore {
         })?;
         Ok(Self {
             location,
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Some(conn)),
         })
     }
 
@@ -152,11 +164,14 @@ impl PgStore {
         f: impl FnOnce(&mut Conn) -> Result<R, CentralError> + Send,
     ) -> Result<R, CentralError> {
         let mut guard = self.lock();
-        let conn: &mut Conn = &mut guard;
+        let conn: &mut Conn = guard.as_mut().ok_or_else(|| CentralError::Config {
+            db: self.location.clone(),
+            what: "the connection is closed".to_owned(),
+        })?;
         off_runtime(move || f(conn))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Conn> {
+    fn lock(&self) -> MutexGuard<'_, Option<Conn>> {
         // Every method works in one statement or one transaction, which the server rolls back
         // if the client drops it: a panic elsewhere leaves nothing half-written.
         self.conn
