@@ -1,18 +1,25 @@
 //! # Central: the receiving end at the central office
 //!
-//! - [`store`]: [`CentralStore`], the SQLite file of received crossings, deduplicated by
-//!   `(post, seq)`, with the per-post contiguous prefix that central acknowledges.
+//! - [`store`]: [`CentralStore`], the database of received crossings, deduplicated by
+//!   `(post, seq)`, with the per-post contiguous prefix that central acknowledges: one API over
+//!   two backends, `sqlite` (a file, the embedded default) and `postgres` (production; see
+//!   their module headers).
 //! - [`verify`]: [`verify::judge`], the pure verdict on a sealed record (key, replay, chain).
+//! - `batch`: the pure handling of one message's records around the verdict, shared by both
+//!   backends.
 //! - [`receiver`]: [`run_receiver`], the MQTT driver: subscribe to every post's records, store,
 //!   then acknowledge.
 
+mod batch;
+pub(crate) mod postgres;
 pub mod receiver;
+mod sqlite;
 pub mod store;
 pub mod verify;
 
 pub use receiver::{run_receiver, ReceiverConfig, ReceiverStats};
 pub use store::{
     CentralError, CentralStore, Outcome, PostSummary, Received, ReceivedMessage, RejectedMessage,
-    StoredCrossing, VerifyReport, CENTRAL_SCHEMA_VERSION,
+    StoredCrossing, VerifyReport, CENTRAL_PG_SCHEMA_VERSION, CENTRAL_SCHEMA_VERSION,
 };
 pub use verify::{KeyPolicy, Rejection};

@@ -12,11 +12,13 @@
 //! ## Layout
 //! - [`outbox`]: [`Outbox`], the appliance's durable buffer (seq per post, delivered only on ack).
 //! - [`uplink`]: [`run_uplink`], the MQTT driver around the pure [`DeliveryTracker`].
-//! - [`central`]: [`CentralStore`] (dedup by `(post, seq)`, contiguous ack) and [`run_receiver`]
-//!   (MQTT 5, a shared subscription: several instances on one store split the load).
+//! - [`central`]: [`CentralStore`] (dedup by `(post, seq)`, contiguous ack; in SQLite or
+//!   PostgreSQL) and [`run_receiver`] (MQTT 5, a shared subscription: several instances on one
+//!   store split the load).
 //! - [`broker`]: [`start_embedded`], rumqttd in-process for appliances or benches without
 //!   Mosquitto (an MQTT 3.1.1 listener for the posts, an MQTT 5 one for central).
 //! - [`mosquitto`]: [`MosquittoProcess`], a throw-away Mosquitto for tests and demos.
+//! - [`pg_process`]: [`PostgresProcess`], a throw-away PostgreSQL server for tests and benches.
 //! - [`link`]: what both MQTT ends share: session options, TCP_NODELAY, [`link::Backoff`], the
 //!   event pump.
 //! - [`keys`]: [`PostKey`], the post's Ed25519 signing key file, and public key files for central.
@@ -47,6 +49,7 @@ pub mod link;
 pub mod lists;
 pub mod mosquitto;
 pub mod outbox;
+pub mod pg_process;
 pub mod uplink;
 pub mod wire;
 
@@ -61,4 +64,5 @@ pub use link::TlsFiles;
 pub use lists::{ListOutcome, ListStore};
 pub use mosquitto::MosquittoProcess;
 pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats};
+pub use pg_process::PostgresProcess;
 pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig};

@@ -1,4 +1,7 @@
-//! The central store against real SQLite files: verification, dedup, gaps, rejections.
+//! The central store against real databases: verification, dedup, gaps, rejections. Each
+//! behaviour runs twice, in `sqlite::` (a file in a temp dir) and `pg::` (a database on a
+//! throw-away PostgreSQL server, [`bcp_sync::PostgresProcess`]); the schema tests are per
+//! database.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
 
 mod common;
@@ -6,7 +9,7 @@ mod common;
 use bcp_sync::central::{Rejection, CENTRAL_SCHEMA_VERSION};
 use bcp_sync::{CentralError, CentralStore, DbError, KeyPolicy, Outcome};
 use chrono::{SubsecRound as _, Utc};
-use common::{SealedPost, POST};
+use common::{SealedPost, TestDb, POST};
 
 /// Receives `(topic, payload)`; returns `(stored?, ack)` and panics on a rejection.
 fn put(store: &CentralStore, rec: &(String, Vec<u8>, bcp_record::RecordEnvelope)) -> (bool, u64) {
@@ -25,10 +28,8 @@ fn rejected_reason(store: &CentralStore, topic: &str, payload: &[u8]) -> String 
     }
 }
 
-#[test]
-fn a_duplicate_is_ignored_but_still_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+fn a_duplicate_is_ignored_but_still_acknowledged(db: &TestDb) {
+    let store = db.open();
     let mut p = SealedPost::new(POST, 1);
     let r1 = p.next();
     assert_eq!(put(&store, &r1), (true, 1));
@@ -36,10 +37,8 @@ fn a_duplicate_is_ignored_but_still_acknowledged() {
     assert_eq!(store.export().unwrap().len(), 1);
 }
 
-#[test]
-fn ack_is_the_contiguous_prefix_and_gaps_are_shown() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+fn ack_is_the_contiguous_prefix_and_gaps_are_shown(db: &TestDb) {
+    let store = db.open();
     let mut p = SealedPost::new(POST, 1);
     let r: Vec<_> = (0..5).map(|_| p.next()).collect();
     assert_eq!(put(&store, &r[0]), (true, 1));
@@ -71,25 +70,20 @@ fn ack_is_the_contiguous_prefix_and_gaps_are_shown() {
     assert_eq!(posts[0].key_source.as_deref(), Some("first record"));
 }
 
-#[test]
-fn the_prefix_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("central.db");
+fn the_prefix_survives_reopen(db: &TestDb) {
     let mut p = SealedPost::new(POST, 1);
     let r: Vec<_> = (0..3).map(|_| p.next()).collect();
     {
-        let store = CentralStore::open(&path).unwrap();
+        let store = db.open();
         put(&store, &r[0]);
         put(&store, &r[2]);
     }
-    let store = CentralStore::open(&path).unwrap();
+    let store = db.open();
     assert_eq!(put(&store, &r[1]), (true, 3));
 }
 
-#[test]
-fn export_is_ordered_by_post_then_seq_filters_and_round_trips() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+fn export_is_ordered_by_post_then_seq_filters_and_round_trips(db: &TestDb) {
+    let store = db.open();
     let received_at = Utc::now().trunc_subsecs(6);
     let mut a = SealedPost::new(POST, 1);
     let mut b = SealedPost::new("UZALT-02", 2);
@@ -121,10 +115,8 @@ fn export_is_ordered_by_post_then_seq_filters_and_round_trips() {
     assert!(!later.iter().any(|c| c.post == POST && c.seq == 1));
 }
 
-#[test]
-fn garbage_is_rejected_with_a_reason_and_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+fn garbage_is_rejected_with_a_reason_and_kept(db: &TestDb) {
+    let store = db.open();
     let why = rejected_reason(&store, "bcp/v1/X/records", b"{not json");
     assert!(why.contains("not a record envelope"), "{why}");
     let why = rejected_reason(&store, "elsewhere", b"{}");
@@ -141,10 +133,8 @@ fn garbage_is_rejected_with_a_reason_and_kept() {
     assert!(store.export().unwrap().is_empty());
 }
 
-#[test]
-fn unsigned_tampered_wrong_key_replayed_and_unchained_records_are_rejected_not_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+fn unsigned_tampered_wrong_key_replayed_and_unchained_records_are_rejected_not_stored(db: &TestDb) {
+    let store = db.open();
     let mut post = SealedPost::new(POST, 1);
     store
         .register_post_key(POST, &post.public(), "test", Utc::now())
@@ -213,13 +203,10 @@ fn unsigned_tampered_wrong_key_replayed_and_unchained_records_are_rejected_not_s
     assert_eq!(posts[0].key_source.as_deref(), Some("test"));
 }
 
-#[test]
-fn keys_are_pinned_on_first_use_or_required() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("central.db");
+fn keys_are_pinned_on_first_use_or_required(db: &TestDb) {
     let mut post = SealedPost::new(POST, 1);
     {
-        let mut store = CentralStore::open(&path).unwrap();
+        let mut store = db.open();
         store.set_key_policy(KeyPolicy::RegisteredOnly);
         let r1 = post.next();
         let why = rejected_reason(&store, &r1.0, &r1.1);
@@ -236,7 +223,7 @@ fn keys_are_pinned_on_first_use_or_required() {
             .unwrap();
     }
     // The pin persists.
-    let store = CentralStore::open(&path).unwrap();
+    let store = db.open();
     let mut other = SealedPost::new(POST, 2);
     other.prev = post.prev;
     other.seq = 1;
@@ -263,10 +250,8 @@ fn a_newer_database_is_refused() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
-#[test]
-fn summary_line_matches_the_operator_format() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+fn summary_line_matches_the_operator_format(db: &TestDb) {
+    let store = db.open();
     let mut p = SealedPost::new(POST, 1);
     p.seq = 11;
     let (topic, payload, env) = p.next();
@@ -316,10 +301,8 @@ fn a_version_1_central_store_is_upgraded_and_keeps_its_records() {
     assert_eq!((posts[0].stored, posts[0].contiguous_up_to), (2, 2));
 }
 
-#[test]
-fn a_batch_is_stored_in_one_message_and_a_tampered_one_is_rejected_record_by_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = CentralStore::open(&dir.path().join("central.db")).unwrap();
+fn a_batch_is_stored_in_one_message_and_a_tampered_one_is_rejected_record_by_record(db: &TestDb) {
+    let store = db.open();
     let mut p = SealedPost::new(POST, 1);
     let recs: Vec<_> = (0..5).map(|_| p.next().2).collect();
     let topic = bcp_record::topics::records(POST);
@@ -347,4 +330,77 @@ fn a_batch_is_stored_in_one_message_and_a_tampered_one_is_rejected_record_by_rec
         .receive_message(&topic, b"BCPB\x01garbage", Utc::now())
         .unwrap();
     assert!(matches!(&m.outcomes[..], [Outcome::Rejected(why)] if why.contains("decompress")));
+}
+
+fn verify_all_finds_a_record_changed_in_the_database(db: &TestDb) {
+    let store = db.open();
+    let mut p = SealedPost::new(POST, 1);
+    for _ in 0..3 {
+        assert!(put(&store, &p.next()).0);
+    }
+    let report = store.verify_all().unwrap();
+    assert_eq!((report.checked, report.problems.len()), (3, 0));
+    db.execute("UPDATE crossings SET envelope = replace(envelope, 'L1', 'L7') WHERE seq = 2");
+    let report = store.verify_all().unwrap();
+    assert_eq!(report.checked, 3);
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(
+        (report.problems[0].0.as_str(), report.problems[0].1),
+        (POST, 2)
+    );
+}
+
+/// Each behaviour above, once per database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::TestDb::sqlite());
+            })*
+        }
+        mod pg {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::TestDb::postgres());
+            })*
+        }
+    };
+}
+
+on_both_databases!(
+    verify_all_finds_a_record_changed_in_the_database,
+    a_duplicate_is_ignored_but_still_acknowledged,
+    ack_is_the_contiguous_prefix_and_gaps_are_shown,
+    the_prefix_survives_reopen,
+    export_is_ordered_by_post_then_seq_filters_and_round_trips,
+    garbage_is_rejected_with_a_reason_and_kept,
+    unsigned_tampered_wrong_key_replayed_and_unchained_records_are_rejected_not_stored,
+    keys_are_pinned_on_first_use_or_required,
+    summary_line_matches_the_operator_format,
+    a_batch_is_stored_in_one_message_and_a_tampered_one_is_rejected_record_by_record,
+);
+
+#[test]
+fn a_newer_postgres_database_is_refused_and_left_alone() {
+    let db = TestDb::postgres();
+    let TestDb::Postgres(_, url) = &db else {
+        unreachable!()
+    };
+    drop(db.open());
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .batch_execute("UPDATE schema_version SET version = 7")
+        .unwrap();
+    let err = CentralStore::open_postgres(url).unwrap_err();
+    assert!(
+        matches!(err, CentralError::SchemaTooNew { found: 7, supported, .. } if supported == bcp_sync::central::CENTRAL_PG_SCHEMA_VERSION as i64),
+        "{err:?}"
+    );
+    let version: i64 = client
+        .query_one("SELECT version FROM schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 7);
+    assert!(err.to_string().contains("newer"), "{err}");
 }

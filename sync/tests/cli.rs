@@ -82,9 +82,50 @@ fn serve_with_expect_times_out_with_exit_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived() {
-    let mosquitto = MosquittoProcess::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("central.db");
+    let db = dir.path().join("central.db").display().to_string();
+    serve_scenario(&dir, &db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_export_posts_and_verify_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = bcp_sync::PostgresProcess::start().unwrap();
+    serve_scenario(&dir, &pg.url()).await;
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let url = pg.url();
+    let exported = run(&["export", "--json", "--post", POST, "--database", &url]);
+    let seqs: Vec<u64> = exported
+        .lines()
+        .map(|l| serde_json::from_str::<StoredCrossing>(l).unwrap().seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let posts = run(&["posts", "--db", &url]);
+    assert!(
+        posts
+            .lines()
+            .any(|l| l.starts_with(&format!("{POST} chain=ok stored=3 contiguous=3"))),
+        "{posts}"
+    );
+    assert_eq!(
+        run(&["verify", "--db", &url]).trim(),
+        "ok: 3 records verified"
+    );
+}
+
+/// `bcp-central serve` on `db` (a SQLite path or a PostgreSQL URL) until 3 records arrived.
+async fn serve_scenario(dir: &tempfile::TempDir, db: &str) {
+    let mosquitto = MosquittoProcess::start().unwrap();
+    let is_url = db.starts_with("postgres://");
     // The post's key exists before central starts; central accepts only registered keys.
     let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
     let pub_file = dir.path().join(format!("{POST}.pub"));
@@ -101,7 +142,7 @@ async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived()
             .arg("--post-key")
             .arg(format!("{POST}={}", pub_file.display()))
             .arg("--db")
-            .arg(&db)
+            .arg(db)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -110,8 +151,8 @@ async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived()
     // Read central's database from here (WAL allows it) to see the probes arrive.
     let mut store = None;
     wait_until_receiver_subscribed("127.0.0.1", mosquitto.port(), || {
-        if store.is_none() && db.exists() {
-            store = CentralStore::open(&db).ok();
+        if store.is_none() && (is_url || std::path::Path::new(db).exists()) {
+            store = CentralStore::open_url(db).ok();
         }
         store
             .as_ref()
@@ -169,7 +210,7 @@ async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived()
         );
         assert!(line.ends_with(" ms"), "{line}");
     }
-    let posts = CentralStore::open(&db).unwrap().posts().unwrap();
+    let posts = CentralStore::open_url(db).unwrap().posts().unwrap();
     let post = posts.iter().find(|p| p.post == POST).unwrap();
     assert!(
         post.key_source

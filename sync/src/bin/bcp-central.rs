@@ -1,12 +1,15 @@
 //! `bcp-central`: the central office's receiver. Thin: parses arguments, calls `bcp_sync`.
 //!
-//! - `bcp-central serve --db PATH (--embedded-broker ADDR | --broker HOST:PORT) [--share-group G]
-//!   [--client-id ID] [--expect N] [--timeout-secs S]
+//! - `bcp-central serve --db (PATH | postgres://USER@HOST:PORT/DB) (--embedded-broker ADDR | --broker HOST:PORT)
+//!   [--share-group G] [--client-id ID] [--expect N] [--timeout-secs S]
 //!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]
 //!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]`
 //! - `bcp-central export --db PATH --json [--post P] [--since RFC3339]`
 //! - `bcp-central posts --db PATH [--json]`
 //! - `bcp-central verify --db PATH`
+//!
+//! `--db` (alias `--database`) everywhere: a SQLite file (the default store), or a PostgreSQL
+//! URL (`postgres://` or `postgresql://`; the password from `PGPASSWORD` if the URL has none).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -45,16 +48,16 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// The central SQLite database.
-    #[arg(long)]
-    db: PathBuf,
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: String,
 }
 
 #[derive(Debug, Args)]
 struct PostsArgs {
-    /// The central SQLite database.
-    #[arg(long)]
-    db: PathBuf,
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: String,
     /// One JSON object per post per line.
     #[arg(long)]
     json: bool,
@@ -63,9 +66,9 @@ struct PostsArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["embedded_broker", "broker"]))]
 struct ServeArgs {
-    /// The central SQLite database (created if missing).
-    #[arg(long)]
-    db: PathBuf,
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: String,
     /// Run an embedded MQTT broker for the posts (MQTT 3.1.1) on this address (for example
     /// 127.0.0.1:18830); the receiver joins it over its MQTT 5 listener on another port.
     #[arg(long, value_name = "ADDR")]
@@ -110,9 +113,9 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// The central SQLite database.
-    #[arg(long)]
-    db: PathBuf,
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: String,
     /// One JSON object per line (the only format so far).
     #[arg(long, required = true)]
     json: bool,
@@ -153,7 +156,7 @@ fn main() -> ExitCode {
 }
 
 fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open(&args.db)?;
+    let store = CentralStore::open_url(&args.db)?;
     let mut out = std::io::stdout().lock();
     for crossing in store.export_filtered(args.post.as_deref(), args.since)? {
         serde_json::to_writer(&mut out, &crossing).context("writing JSON")?;
@@ -163,7 +166,7 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open(&args.db)?;
+    let store = CentralStore::open_url(&args.db)?;
     let bcp_sync::central::VerifyReport { checked, problems } = store.verify_all()?;
     for (post, seq, what) in &problems {
         println!("FAIL {post} #{seq}: {what}");
@@ -177,7 +180,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
 }
 
 fn posts(args: &PostsArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open(&args.db)?;
+    let store = CentralStore::open_url(&args.db)?;
     let mut out = std::io::stdout().lock();
     for p in store.posts()? {
         if args.json {
@@ -244,7 +247,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
-    let mut store = CentralStore::open(&args.db)?;
+    let mut store = CentralStore::open_url(&args.db)?;
     if args.registered_keys_only {
         store.set_key_policy(bcp_sync::KeyPolicy::RegisteredOnly);
     }

@@ -100,7 +100,7 @@ pub async fn run_receiver(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<ReceiverStats> {
     let broker = format!("{}:{}", cfg.broker_host, cfg.broker_port);
-    tracing::info!(%broker, client_id = %cfg.client_id, db = %store.path().display(), "receiver starting");
+    tracing::info!(%broker, client_id = %cfg.client_id, db = %store.location(), "receiver starting");
     let mut opts = link::mqtt5_options(
         &cfg.client_id,
         &cfg.broker_host,

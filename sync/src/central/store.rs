@@ -1,17 +1,23 @@
-//! # CentralStore: central's SQLite file of received crossings
+//! # CentralStore: central's database of received crossings
 //!
-//! ## Format (schema version 3)
+//! One API, two databases: SQLite, a file beside the receiver (the embedded default,
+//! [`CentralStore::open`], [`super::sqlite`]), or PostgreSQL (production,
+//! [`CentralStore::open_postgres`], [`super::postgres`]). This module holds what they share: the
+//! public types, the message handling around the verdict ([`super::batch`]), and turning rows
+//! into exports, reports and summaries. A backend only reads and writes rows.
+//!
+//! ## Format (SQLite schema version 3, PostgreSQL schema version 1: the same tables)
 //! - `crossings(post, seq, crossing_id, recorded_at, received_at, envelope, hash, prev_hash)`:
 //!   primary key `(post, seq)`, `crossing_id` unique. `envelope` is the sealed JSON exactly as
 //!   received (so it can be verified again at any time), `hash`/`prev_hash` its seal (hex;
-//!   `NULL` on rows stored by version 1).
+//!   `NULL` on rows stored by SQLite version 1).
 //! - `post_keys(post, public_key, pinned_at, source)`: the Ed25519 key each post's records must be
 //!   signed with: registered by the operator (`--post-key`, `--keys-dir`) or pinned from the
 //!   post's first record ([`KeyPolicy::PinFirst`]).
 //! - `post_progress(post, contiguous_up_to, last_contact, last_status)`: per post, the highest
 //!   `n` such that seqs `1..=n` are all stored (what central acknowledges), when it last heard
-//!   from the post, and its last status message (schema version 3: birth, heartbeat with queue
-//!   depth and oldest unsynced age, or last will).
+//!   from the post, and its last status message (birth, heartbeat with queue depth and oldest
+//!   unsynced age, or last will).
 //! - `rejected(id, received_at, topic, payload, reason, post, seq)`: messages that could not be
 //!   stored, kept aside for an operator (nothing is dropped silently, nothing rejected is stored
 //!   as good).
@@ -23,65 +29,30 @@
 //!   ack position.
 //! - The verdict's reads, the insert and the advance of `contiguous_up_to` commit in one
 //!   transaction, and the caller acknowledges only after [`CentralStore::receive`] returned: an
-//!   ack never covers a record that is not on disk.
+//!   ack never covers a record that is not on disk. Writers are serialised (SQLite
+//!   `BEGIN IMMEDIATE`, PostgreSQL a table lock per receiving transaction); readers never wait.
 //! - `contiguous_up_to` only grows; with seqs 1, 2, 4 stored it is 2, and storing 3 moves it to 4.
+//! - Timestamps are kept to the microsecond, truncated (both databases give back what the
+//!   other would).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
 
 use bcp_record::seal::{self, from_hex, to_hex, Opened, SealError};
 use bcp_record::{topics, Crossing, PostStatus, RecordEnvelope};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::verify::{judge, KeyPolicy, Surroundings, Verdict};
-use crate::db::{self, seq_from_sql, seq_to_sql, ts_from_sql, ts_to_sql, DbError};
+use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
+use super::verify::KeyPolicy;
+use crate::db::DbError;
 use crate::wire;
 
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE crossings (
-    post        TEXT    NOT NULL,
-    seq         INTEGER NOT NULL CHECK (seq > 0),
-    crossing_id TEXT    NOT NULL UNIQUE,
-    recorded_at TEXT    NOT NULL,
-    received_at TEXT    NOT NULL,
-    envelope    TEXT    NOT NULL,
-    PRIMARY KEY (post, seq)
-) WITHOUT ROWID;
-CREATE TABLE post_progress (
-    post             TEXT    PRIMARY KEY,
-    contiguous_up_to INTEGER NOT NULL CHECK (contiguous_up_to >= 0)
-) WITHOUT ROWID;
-CREATE TABLE rejected (
-    id          INTEGER PRIMARY KEY,
-    received_at TEXT    NOT NULL,
-    topic       TEXT    NOT NULL,
-    payload     BLOB    NOT NULL,
-    reason      TEXT    NOT NULL
-);
-"#,
-    r#"
-ALTER TABLE crossings ADD COLUMN hash TEXT;
-ALTER TABLE crossings ADD COLUMN prev_hash TEXT;
-CREATE TABLE post_keys (
-    post       TEXT PRIMARY KEY,
-    public_key TEXT NOT NULL,
-    pinned_at  TEXT NOT NULL,
-    source     TEXT NOT NULL
-) WITHOUT ROWID;
-ALTER TABLE post_progress ADD COLUMN last_contact TEXT;
-ALTER TABLE rejected ADD COLUMN post TEXT;
-ALTER TABLE rejected ADD COLUMN seq INTEGER;
-"#,
-    r#"
-ALTER TABLE post_progress ADD COLUMN last_status TEXT;
-"#,
-];
+/// The SQLite schema version this build writes.
+pub const CENTRAL_SCHEMA_VERSION: usize = super::sqlite::MIGRATIONS.len();
 
-/// The schema version this build writes.
-pub const CENTRAL_SCHEMA_VERSION: usize = MIGRATIONS.len();
+/// The PostgreSQL schema version this build writes (its own numbering, in `schema_version`).
+pub const CENTRAL_PG_SCHEMA_VERSION: usize = super::postgres::MIGRATIONS.len();
 
 /// Errors of the central store; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -90,22 +61,41 @@ pub enum CentralError {
     Db(#[from] DbError),
     #[error("central store {path}: {op} failed")]
     Sqlite {
-        path: PathBuf,
+        path: std::path::PathBuf,
         op: &'static str,
         #[source]
         source: rusqlite::Error,
     },
-    #[error("central store {path}: record {post} #{seq} cannot be encoded or decoded as JSON")]
+    #[error("central store {db}: {op} failed")]
+    Postgres {
+        /// The database, as [`CentralStore::location`] names it (never with a password).
+        db: String,
+        op: &'static str,
+        #[source]
+        source: ::postgres::Error,
+    },
+    #[error(
+        "central store {db} has schema version {found}, newer than version {supported} that this \
+         build understands; refusing to use it (nothing was changed: run the newer software)"
+    )]
+    SchemaTooNew {
+        db: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("central store {db}: {what}")]
+    Config { db: String, what: String },
+    #[error("central store {db}: record {post} #{seq} cannot be encoded or decoded as JSON")]
     Json {
-        path: PathBuf,
+        db: String,
         post: String,
         seq: u64,
         #[source]
         source: serde_json::Error,
     },
-    #[error("central store {path}: stored timestamp {value:?} is not RFC 3339")]
+    #[error("central store {db}: stored timestamp {value:?} is not RFC 3339")]
     BadTimestamp {
-        path: PathBuf,
+        db: String,
         value: String,
         #[source]
         source: chrono::ParseError,
@@ -174,7 +164,7 @@ pub struct VerifyReport {
 }
 
 /// How many gaps [`CentralStore::posts`] lists per post.
-const MAX_GAPS_SHOWN: i64 = 20;
+pub(crate) const MAX_GAPS_SHOWN: i64 = 20;
 
 /// One post as `bcp-central posts` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -221,28 +211,126 @@ pub struct RejectedMessage {
     pub reason: String,
 }
 
+/// A raw row of `crossings` for [`CentralStore::export_filtered`].
+#[derive(Debug)]
+pub(crate) struct ExportRow {
+    pub post: String,
+    pub seq: u64,
+    pub received_at: DateTime<Utc>,
+    pub envelope: String,
+}
+
+/// A raw row for [`CentralStore::verify_all`]: a stored record and its post's key.
+#[derive(Debug)]
+pub(crate) struct VerifyRow {
+    pub post: String,
+    pub seq: u64,
+    pub envelope: String,
+    pub hash: Option<String>,
+    pub prev_hash: Option<String>,
+    pub public_key: Option<String>,
+}
+
+/// A message (or record) to keep aside in `rejected`.
+#[derive(Debug)]
+pub(crate) struct RejectedRow<'a> {
+    pub topic: &'a str,
+    pub payload: &'a [u8],
+    pub reason: &'a str,
+    pub post: Option<&'a str>,
+    pub seq: Option<u64>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What a database does for [`CentralStore`]: reads and writes rows, each method in one
+/// statement or one transaction. The logic around them is shared (this module and
+/// [`super::batch`]).
+pub(crate) trait Backend: std::fmt::Debug + Send + Sync {
+    /// Names the database in logs and errors (a path, or a PostgreSQL URL without password).
+    fn location(&self) -> &str;
+    /// In one transaction: reads what [`super::batch::Lookups::of`] asks, runs
+    /// [`super::batch::decide`], applies its writes and advances the post's contiguous prefix.
+    /// Returns the outcomes and the new prefix.
+    fn receive_batch(
+        &self,
+        post: &str,
+        topic: &str,
+        payloads: &[Vec<u8>],
+        opened: Vec<Result<Opened, SealError>>,
+        policy: KeyPolicy,
+        received_at: DateTime<Utc>,
+    ) -> Result<(Vec<Outcome>, u64), CentralError>;
+    fn insert_rejected(&self, row: RejectedRow<'_>) -> Result<(), CentralError>;
+    fn progress_of(&self, post: &str) -> Result<u64, CentralError>;
+    /// Upserts `last_contact` and `last_status` (JSON) of the post.
+    fn record_status(&self, post: &str, at: DateTime<Utc>, json: &str) -> Result<(), CentralError>;
+    fn post_key(&self, post: &str) -> Result<Option<String>, CentralError>;
+    fn insert_post_key(
+        &self,
+        post: &str,
+        key_hex: &str,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), CentralError>;
+    /// Oldest first.
+    fn rejected(&self) -> Result<Vec<RejectedMessage>, CentralError>;
+    /// Ordered by post, then seq.
+    fn export_rows(
+        &self,
+        post: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<ExportRow>, CentralError>;
+    /// Every stored record, ordered by post, then seq, streamed to `each`.
+    fn for_each_verify_row(
+        &self,
+        each: &mut (dyn FnMut(VerifyRow) + Send),
+    ) -> Result<(), CentralError>;
+    /// Every post, ordered by name, with `gaps` empty and `status` the stored JSON.
+    fn post_rows(&self) -> Result<Vec<(PostSummary, Option<String>)>, CentralError>;
+    /// The first `limit` missing ranges of `post` below its highest stored seq.
+    fn gaps(&self, post: &str, limit: i64) -> Result<Vec<(u64, u64)>, CentralError>;
+}
+
 /// Central's database. `Send + Sync`; share as `Arc<CentralStore>`.
 #[derive(Debug)]
 pub struct CentralStore {
-    path: PathBuf,
     policy: KeyPolicy,
-    conn: Mutex<Connection>,
+    backend: Box<dyn Backend>,
 }
 
 impl CentralStore {
-    /// Opens (or creates) the central database.
+    /// Opens (or creates) the central SQLite database.
     pub fn open(path: &Path) -> Result<Self, CentralError> {
-        let conn = db::open_migrated(path, MIGRATIONS)?;
-        Ok(Self {
-            path: path.to_owned(),
-            policy: KeyPolicy::default(),
-            conn: Mutex::new(conn),
-        })
+        Ok(Self::with(Box::new(SqliteStore::open(path)?)))
     }
 
-    /// The file this store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to central's PostgreSQL database and brings its schema up to date.
+    /// `url`: `postgres://user[:password]@host:port/dbname` or `host=... port=... user=...
+    /// dbname=...`. Works from plain threads and from inside a tokio runtime alike.
+    pub fn open_postgres(url: &str) -> Result<Self, CentralError> {
+        Ok(Self::with(Box::new(PgStore::connect(url)?)))
+    }
+
+    /// [`Self::open_postgres`] for `postgres://` and `postgresql://` URLs, else
+    /// [`Self::open`] on the path (an optional `sqlite:` prefix is dropped).
+    pub fn open_url(db: &str) -> Result<Self, CentralError> {
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Self::open_postgres(db)
+        } else {
+            Self::open(Path::new(db.strip_prefix("sqlite:").unwrap_or(db)))
+        }
+    }
+
+    fn with(backend: Box<dyn Backend>) -> Self {
+        Self {
+            policy: KeyPolicy::default(),
+            backend,
+        }
+    }
+
+    /// The database: the SQLite file's path, or the PostgreSQL URL without its password.
+    pub fn location(&self) -> &str {
+        self.backend.location()
     }
 
     /// Verifies, stores (at most once) or rejects one sealed envelope (plain JSON) from `topic`,
@@ -280,8 +368,7 @@ impl CentralStore {
             Ok(records) => self.receive_records(topic, &records, received_at),
             Err(e) => {
                 let post = topics::post_of_records_topic(topic);
-                let r =
-                    self.rejected_outcome(post, None, topic, payload, e.to_string(), received_at)?;
+                let r = self.rejected_outcome(post, topic, payload, &e.to_string(), received_at)?;
                 Ok(ReceivedMessage {
                     post: r.post,
                     outcomes: vec![r.outcome],
@@ -301,10 +388,9 @@ impl CentralStore {
             let payload = payloads.first().map_or(&[][..], Vec::as_slice);
             let r = self.rejected_outcome(
                 None,
-                None,
                 topic,
                 payload,
-                "the topic is not a records topic".into(),
+                "the topic is not a records topic",
                 received_at,
             )?;
             return Ok(ReceivedMessage {
@@ -313,18 +399,11 @@ impl CentralStore {
                 ack_up_to: 0,
             });
         };
-        // Hash and signature checks need no database: done before the lock, on every core.
+        // Hash and signature checks need no database: done before the transaction, on every core.
         let opened = open_all(payloads);
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql("begin receive"))?;
-        let mut outcomes = Vec::with_capacity(payloads.len());
-        for (payload, opened) in payloads.iter().zip(opened) {
-            outcomes.push(self.receive_one(&tx, topic, post, payload, opened, received_at)?);
-        }
-        let ack_up_to = self.advance_progress(&tx, post, received_at)?;
-        tx.commit().map_err(self.sql("commit receive"))?;
+        let (outcomes, ack_up_to) =
+            self.backend
+                .receive_batch(post, topic, payloads, opened, self.policy, received_at)?;
         Ok(ReceivedMessage {
             post: Some(post.to_owned()),
             outcomes,
@@ -332,218 +411,31 @@ impl CentralStore {
         })
     }
 
-    /// One envelope inside the receiving transaction.
-    fn receive_one(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        topic: &str,
-        post: &str,
-        payload: &[u8],
-        opened: Result<Opened, SealError>,
-        received_at: DateTime<Utc>,
-    ) -> Result<Outcome, CentralError> {
-        let reject = |seq: Option<u64>, reason: String| -> Result<Outcome, CentralError> {
-            insert_rejected(tx, topic, payload, &reason, Some(post), seq, received_at)
-                .map_err(self.sql("insert rejected message"))?;
-            Ok(Outcome::Rejected(reason))
-        };
-        let opened = match opened {
-            Ok(opened) => opened,
-            Err(e) => return reject(None, e.to_string()),
-        };
-        let env = &opened.envelope;
-        if env.post != post {
-            let reason = format!(
-                "envelope post {:?} does not match the topic's post {post:?}",
-                env.post
-            );
-            return reject(Some(env.seq), reason);
-        }
-        if env.seq == 0 {
-            return reject(
-                Some(0),
-                "sequence number 0 (sequences start at 1)".to_owned(),
-            );
-        }
-        let around = self.surroundings(tx, env)?;
-        let seq = env.seq;
-        match judge(&opened, &around, self.policy) {
-            Verdict::Duplicate => Ok(Outcome::Duplicate),
-            Verdict::Reject(why) => reject(Some(seq), why.to_string()),
-            Verdict::Store {
-                pin_key,
-                gap_before,
-            } => {
-                if pin_key {
-                    tx.execute(
-                        "INSERT INTO post_keys (post, public_key, pinned_at, source) \
-                         VALUES (?1, ?2, ?3, 'first record')",
-                        params![post, to_hex(&opened.key), ts_to_sql(received_at)],
-                    )
-                    .map_err(self.sql("pin post key"))?;
-                    tracing::warn!(post, public_key = %to_hex(&opened.key), "no key registered for this post: pinned the key of its first record (trust on first use)");
-                }
-                let text = String::from_utf8_lossy(payload);
-                tx.execute(
-                    "INSERT INTO crossings \
-                     (post, seq, crossing_id, recorded_at, received_at, envelope, hash, prev_hash) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        post,
-                        seq_to_sql(seq),
-                        env.crossing.id.to_string(),
-                        ts_to_sql(env.recorded_at),
-                        ts_to_sql(received_at),
-                        text,
-                        to_hex(&opened.hash),
-                        to_hex(&opened.prev),
-                    ],
-                )
-                .map_err(self.sql("insert crossing"))?;
-                if gap_before {
-                    tracing::warn!(
-                        post,
-                        seq,
-                        "gap: records before this one have not arrived yet"
-                    );
-                }
-                Ok(Outcome::Stored {
-                    crossing: Box::new(StoredCrossing {
-                        post: post.to_owned(),
-                        seq,
-                        received_at,
-                        recorded_at: env.recorded_at,
-                        crossing: env.crossing.clone(),
-                    }),
-                    gap_before,
-                })
-            }
-        }
-    }
-
-    /// Reads what [`judge`] needs.
-    fn surroundings(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        env: &RecordEnvelope,
-    ) -> Result<Surroundings, CentralError> {
-        let hash_at = |seq: u64, col: &str| -> Result<Option<Option<[u8; 32]>>, CentralError> {
-            let sql = format!("SELECT {col} FROM crossings WHERE post = ?1 AND seq = ?2");
-            let found: Option<Option<String>> = tx
-                .query_row(&sql, params![env.post, seq_to_sql(seq)], |r| r.get(0))
-                .optional()
-                .map_err(self.sql("read a chain neighbour"))?;
-            Ok(found.map(|h| h.and_then(|h| from_hex::<32>(&h))))
-        };
-        let pinned_key = tx
-            .query_row(
-                "SELECT public_key FROM post_keys WHERE post = ?1",
-                [&env.post],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map_err(self.sql("read post key"))?
-            .and_then(|k| from_hex::<32>(&k));
-        let same_crossing = tx
-            .query_row(
-                "SELECT post, seq FROM crossings WHERE crossing_id = ?1",
-                [env.crossing.id.to_string()],
-                |r| Ok((r.get::<_, String>(0)?, seq_from_sql(r.get(1)?))),
-            )
-            .optional()
-            .map_err(self.sql("look up crossing id"))?
-            .filter(|(p, s)| !(p == &env.post && *s == env.seq));
-        Ok(Surroundings {
-            pinned_key,
-            same_seq: hash_at(env.seq, "hash")?,
-            same_crossing,
-            before: if env.seq > 1 {
-                hash_at(env.seq - 1, "hash")?
-            } else {
-                None
-            },
-            after_prev: hash_at(env.seq + 1, "prev_hash")?,
-        })
-    }
-
-    /// Records the contact and moves `contiguous_up_to` over every stored seq that follows it.
-    fn advance_progress(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        post: &str,
-        now: DateTime<Utc>,
-    ) -> Result<u64, CentralError> {
-        let mut contiguous: u64 = tx
-            .query_row(
-                "SELECT contiguous_up_to FROM post_progress WHERE post = ?1",
-                [post],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map_err(self.sql("read post progress"))?
-            .map_or(0, seq_from_sql);
-        {
-            let mut exists = tx
-                .prepare_cached("SELECT 1 FROM crossings WHERE post = ?1 AND seq = ?2")
-                .map_err(self.sql("prepare progress scan"))?;
-            while exists
-                .exists(params![post, seq_to_sql(contiguous + 1)])
-                .map_err(self.sql("scan progress"))?
-            {
-                contiguous += 1;
-            }
-        }
-        tx.execute(
-            "INSERT INTO post_progress (post, contiguous_up_to, last_contact) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (post) DO UPDATE SET contiguous_up_to = excluded.contiguous_up_to, \
-             last_contact = excluded.last_contact",
-            params![post, seq_to_sql(contiguous), ts_to_sql(now)],
-        )
-        .map_err(self.sql("advance post progress"))?;
-        Ok(contiguous)
-    }
-
     fn rejected_outcome(
         &self,
         post: Option<&str>,
-        seq: Option<u64>,
         topic: &str,
         payload: &[u8],
-        reason: String,
+        reason: &str,
         received_at: DateTime<Utc>,
     ) -> Result<Received, CentralError> {
-        insert_rejected(
-            &self.lock(),
+        self.backend.insert_rejected(RejectedRow {
             topic,
             payload,
-            &reason,
+            reason,
             post,
-            seq,
+            seq: None,
             received_at,
-        )
-        .map_err(self.sql("insert rejected message"))?;
+        })?;
         let ack_up_to = match post {
-            Some(post) => self.progress_of(post)?,
+            Some(post) => self.backend.progress_of(post)?,
             None => 0,
         };
         Ok(Received {
             post: post.map(str::to_owned),
-            outcome: Outcome::Rejected(reason),
+            outcome: Outcome::Rejected(reason.to_owned()),
             ack_up_to,
         })
-    }
-
-    fn progress_of(&self, post: &str) -> Result<u64, CentralError> {
-        Ok(self
-            .lock()
-            .query_row(
-                "SELECT contiguous_up_to FROM post_progress WHERE post = ?1",
-                [post],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map_err(self.sql("read post progress"))?
-            .map_or(0, seq_from_sql))
     }
 
     /// Keeps a post's status message (birth, heartbeat, last will) as its latest.
@@ -553,20 +445,12 @@ impl CentralStore {
         received_at: DateTime<Utc>,
     ) -> Result<(), CentralError> {
         let json = serde_json::to_string(status).map_err(|source| CentralError::Json {
-            path: self.path.clone(),
+            db: self.location().to_owned(),
             post: status.post.clone(),
             seq: 0,
             source,
         })?;
-        self.lock()
-            .execute(
-                "INSERT INTO post_progress (post, contiguous_up_to, last_contact, last_status) \
-                 VALUES (?1, 0, ?2, ?3) ON CONFLICT (post) DO UPDATE SET \
-                 last_contact = excluded.last_contact, last_status = excluded.last_status",
-                params![status.post, ts_to_sql(received_at), json],
-            )
-            .map_err(self.sql("record post status"))?;
-        Ok(())
+        self.backend.record_status(&status.post, received_at, &json)
     }
 
     /// Gives central a post's public key (from `--post-key` or a keys folder). Registering the
@@ -578,30 +462,16 @@ impl CentralStore {
         source: &str,
         now: DateTime<Utc>,
     ) -> Result<(), CentralError> {
-        let conn = self.lock();
-        let existing: Option<String> = conn
-            .query_row(
-                "SELECT public_key FROM post_keys WHERE post = ?1",
-                [post],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql("read post key"))?;
-        match existing {
+        match self.backend.post_key(post)? {
             Some(k) if from_hex::<32>(&k) == Some(*key) => Ok(()),
             Some(k) => Err(CentralError::KeyConflict {
                 post: post.to_owned(),
                 registered: k,
                 given: to_hex(key),
             }),
-            None => {
-                conn.execute(
-                    "INSERT INTO post_keys (post, public_key, pinned_at, source) VALUES (?1, ?2, ?3, ?4)",
-                    params![post, to_hex(key), ts_to_sql(now), source],
-                )
-                .map_err(self.sql("register post key"))?;
-                Ok(())
-            }
+            None => self
+                .backend
+                .insert_post_key(post, &to_hex(key), source, now),
         }
     }
 
@@ -612,31 +482,7 @@ impl CentralStore {
 
     /// Every rejected message, oldest first.
     pub fn rejected(&self) -> Result<Vec<RejectedMessage>, CentralError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare("SELECT received_at, topic, payload, reason FROM rejected ORDER BY id")
-            .map_err(self.sql("prepare rejected"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(self.sql("query rejected"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (at, topic, payload, reason) = row.map_err(self.sql("read rejected row"))?;
-            out.push(RejectedMessage {
-                received_at: self.ts(at)?,
-                topic,
-                payload,
-                reason,
-            });
-        }
-        Ok(out)
+        self.backend.rejected()
     }
 
     /// Every stored crossing, ordered by post, then seq.
@@ -651,39 +497,20 @@ impl CentralStore {
         post: Option<&str>,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<StoredCrossing>, CentralError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT post, seq, received_at, envelope FROM crossings \
-                 WHERE (?1 IS NULL OR post = ?1) AND (?2 IS NULL OR recorded_at >= ?2) \
-                 ORDER BY post, seq",
-            )
-            .map_err(self.sql("prepare export"))?;
-        let rows = stmt
-            .query_map(params![post, since.map(ts_to_sql)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(self.sql("query export"))?;
-        let mut out = Vec::new();
+        let rows = self.backend.export_rows(post, since)?;
+        let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let (post, seq, received_at, json) = row.map_err(self.sql("read export row"))?;
-            let seq = seq_from_sql(seq);
             let env: RecordEnvelope =
-                serde_json::from_str(&json).map_err(|source| CentralError::Json {
-                    path: self.path.clone(),
-                    post: post.clone(),
-                    seq,
+                serde_json::from_str(&row.envelope).map_err(|source| CentralError::Json {
+                    db: self.location().to_owned(),
+                    post: row.post.clone(),
+                    seq: row.seq,
                     source,
                 })?;
             out.push(StoredCrossing {
-                post,
-                seq,
-                received_at: self.ts(received_at)?,
+                post: row.post,
+                seq: row.seq,
+                received_at: row.received_at,
                 recorded_at: env.recorded_at,
                 crossing: env.crossing,
             });
@@ -693,37 +520,24 @@ impl CentralStore {
 
     /// Re-verifies every stored record: its seal against the post's key, the stored hash columns,
     /// and the link to the stored record before it (WELMEC 7.2 L6: detect change, warn). Rows
-    /// stored by schema version 1 (no hash) are counted, not checked.
+    /// stored by SQLite schema version 1 (no hash) are counted, not checked.
     pub fn verify_all(&self) -> Result<VerifyReport, CentralError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT c.post, c.seq, c.envelope, c.hash, c.prev_hash, k.public_key \
-                 FROM crossings c LEFT JOIN post_keys k ON k.post = c.post ORDER BY c.post, c.seq",
-            )
-            .map_err(self.sql("prepare verify"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    seq_from_sql(r.get(1)?),
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                ))
-            })
-            .map_err(self.sql("query verify"))?;
         let mut checked = 0u64;
         let mut problems = Vec::new();
         // The previous row: (post, seq, hash).
         let mut before: Option<(String, u64, Option<String>)> = None;
-        for row in rows {
-            let (post, seq, envelope, hash, prev_hash, key) =
-                row.map_err(self.sql("read verify row"))?;
+        self.backend.for_each_verify_row(&mut |row: VerifyRow| {
             checked += 1;
+            let VerifyRow {
+                post,
+                seq,
+                envelope,
+                hash,
+                prev_hash,
+                public_key: key,
+            } = row;
             let problem = match (&hash, seal::open(envelope.as_bytes())) {
-                (None, _) => None, // schema version 1: nothing to check against
+                (None, _) => None, // SQLite schema version 1: nothing to check against
                 (Some(_), Err(e)) => Some(e.to_string()),
                 (Some(h), Ok(o)) => {
                     let linked_hash = before
@@ -748,110 +562,21 @@ impl CentralStore {
                 problems.push((post.clone(), seq, what));
             }
             before = Some((post, seq, hash));
-        }
+        })?;
         Ok(VerifyReport { checked, problems })
     }
 
     /// Every post central knows (by key, record or rejection), with its chain state.
     pub fn posts(&self) -> Result<Vec<PostSummary>, CentralError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "WITH names AS (SELECT post FROM post_keys UNION SELECT post FROM post_progress \
-                   UNION SELECT post FROM rejected WHERE post IS NOT NULL) \
-                 SELECT n.post, k.public_key, k.source, \
-                   (SELECT COUNT(*) FROM crossings c WHERE c.post = n.post), \
-                   (SELECT MAX(seq) FROM crossings c WHERE c.post = n.post), \
-                   COALESCE(p.contiguous_up_to, 0), p.last_contact, \
-                   (SELECT COUNT(*) FROM rejected r WHERE r.post = n.post), p.last_status \
-                 FROM names n LEFT JOIN post_keys k ON k.post = n.post \
-                 LEFT JOIN post_progress p ON p.post = n.post ORDER BY n.post",
-            )
-            .map_err(self.sql("prepare posts"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, i64>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                ))
-            })
-            .map_err(self.sql("query posts"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (
-                post,
-                public_key,
-                key_source,
-                stored,
-                highest,
-                contiguous,
-                contact,
-                rejected,
-                status,
-            ) = row.map_err(self.sql("read posts row"))?;
+        let rows = self.backend.post_rows()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (mut p, status) in rows {
             // A status that does not parse (written by a newer build) is shown as absent.
-            let status = status.and_then(|s| serde_json::from_str::<PostStatus>(&s).ok());
-            out.push(PostSummary {
-                post,
-                public_key,
-                key_source,
-                stored: seq_from_sql(stored),
-                highest_seq: highest.map_or(0, seq_from_sql),
-                contiguous_up_to: seq_from_sql(contiguous),
-                gaps: Vec::new(),
-                last_contact: contact.map(|c| self.ts(c)).transpose()?,
-                rejected: seq_from_sql(rejected),
-                status,
-            });
-        }
-        let mut gaps = conn
-            .prepare(
-                "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq, 1, 0) OVER (ORDER BY seq) \
-                 AS prev FROM crossings WHERE post = ?1) WHERE seq > prev + 1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(self.sql("prepare gaps"))?;
-        for p in &mut out {
-            let rows = gaps
-                .query_map(params![p.post, MAX_GAPS_SHOWN], |r| {
-                    Ok((seq_from_sql(r.get(0)?), seq_from_sql(r.get(1)?)))
-                })
-                .map_err(self.sql("query gaps"))?;
-            p.gaps = rows
-                .collect::<Result<_, _>>()
-                .map_err(self.sql("read gaps"))?;
+            p.status = status.and_then(|s| serde_json::from_str::<PostStatus>(&s).ok());
+            p.gaps = self.backend.gaps(&p.post, MAX_GAPS_SHOWN)?;
+            out.push(p);
         }
         Ok(out)
-    }
-
-    fn ts(&self, value: String) -> Result<DateTime<Utc>, CentralError> {
-        ts_from_sql(&value).map_err(|source| CentralError::BadTimestamp {
-            path: self.path.clone(),
-            value,
-            source,
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // Every method works in one statement or one transaction that rolls back when dropped,
-        // so a panic elsewhere while holding the lock leaves nothing half-written.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn sql(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> CentralError + '_ {
-        move |source| CentralError::Sqlite {
-            path: self.path.clone(),
-            op,
-            source,
-        }
     }
 }
 
@@ -885,29 +610,6 @@ fn open_all(payloads: &[Vec<u8>]) -> Vec<Result<Opened, SealError>> {
             })
             .collect()
     })
-}
-
-fn insert_rejected(
-    conn: &Connection,
-    topic: &str,
-    payload: &[u8],
-    reason: &str,
-    post: Option<&str>,
-    seq: Option<u64>,
-    received_at: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
-    conn.execute(
-        "INSERT INTO rejected (received_at, topic, payload, reason, post, seq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            ts_to_sql(received_at),
-            topic,
-            payload,
-            reason,
-            post,
-            seq.map(seq_to_sql)
-        ],
-    )
 }
 
 impl StoredCrossing {

@@ -134,3 +134,60 @@ impl SealedPost {
         (bcp_record::topics::records(&self.post), payload, env)
     }
 }
+
+/// A central store's database for a test: a SQLite file in a temp dir, or a fresh database on a
+/// throw-away PostgreSQL server shared by the tests of this binary that run at the same time
+/// (stopped when the last of them drops it).
+pub enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres(std::sync::Arc<bcp_sync::PostgresProcess>, String),
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    pub fn postgres() -> Self {
+        use std::sync::{Arc, Mutex, Weak};
+        static SHARED: Mutex<Weak<bcp_sync::PostgresProcess>> = Mutex::new(Weak::new());
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let server = {
+            let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+            match shared.upgrade() {
+                Some(server) => server,
+                None => {
+                    let server = Arc::new(bcp_sync::PostgresProcess::start().unwrap());
+                    *shared = Arc::downgrade(&server);
+                    server
+                }
+            }
+        };
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = server.create_database(&format!("test_{n}")).unwrap();
+        Self::Postgres(server, url)
+    }
+
+    /// Runs SQL on the database behind the store's back (to tamper with it).
+    pub fn execute(&self, sql: &str) {
+        match self {
+            Self::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("central.db"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Self::Postgres(_, url) => postgres::Client::connect(url, postgres::NoTls)
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap(),
+        }
+    }
+
+    /// Opens (again) the store on this database.
+    pub fn open(&self) -> bcp_sync::CentralStore {
+        match self {
+            Self::Sqlite(dir) => bcp_sync::CentralStore::open(&dir.path().join("central.db")),
+            Self::Postgres(_, url) => bcp_sync::CentralStore::open_postgres(url),
+        }
+        .unwrap()
+    }
+}
