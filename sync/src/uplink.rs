@@ -152,6 +152,10 @@ pub async fn run_uplink(
         last_acked_seq: None,
         outbox_bytes: None,
         outbox_high_water: None,
+        blobs_bytes: None,
+        blobs_pending: None,
+        blobs_evicted_total: None,
+        full_rejections_total: None,
     };
     opts.set_last_will(LastWill::new(
         status_topic.as_str(),
@@ -375,6 +379,10 @@ fn publish_status(
         last_acked_seq: stats.as_ref().map(|s| s.last_acked_seq),
         outbox_bytes: Some(outbox.bytes_used()),
         outbox_high_water: stats.as_ref().map(|s| s.high_water),
+        blobs_bytes: None,
+        blobs_pending: None,
+        blobs_evicted_total: None,
+        full_rejections_total: None,
     };
     match serde_json::to_vec(&status) {
         Ok(payload) => {
