@@ -21,6 +21,8 @@
 //! - [`wire`]: the batch payload (consecutive records, compact seals, zstd).
 //! - [`lists`]: [`ListStore`], the post's copy of central's signed downlink lists, and
 //!   [`lists::publish_list`] for central.
+//! - [`blobs`]: [`blobs::BlobDir`], content-addressed image files (the outbox's and central's),
+//!   and the budget's eviction order.
 //! - [`db`]: opening SQLite with WAL, `synchronous=FULL` and `user_version` migrations.
 //!
 //! The binary `bcp-central` (`src/bin/bcp-central.rs`) only parses arguments and calls this
@@ -37,6 +39,7 @@
 //! unacknowledged after each reconnect (and after an ack timeout), and central ignores what it
 //! already has while acknowledging it again.
 
+pub mod blobs;
 pub mod broker;
 pub mod central;
 pub mod db;
