@@ -73,9 +73,11 @@
 //!    stored anyway and its row says `evicted_at` with the reason (`budget`, `disk_full`; also
 //!    `too_large` above [`MAX_IMAGE_BYTES`]). An evicted image's row stays, so the record "says
 //!    its image was evicted", and the uplink tells central about unsynced ones.
-//! 3. A record append that finds the file full deletes every **delivered** record (central holds
-//!    them, sealed; their pages are reused) and tries again; then evicts images in the same
-//!    order, 256 KiB at a time, trying again after each slice.
+//! 3. A record append that finds the file full checkpoints and truncates the WAL (on a small
+//!    disk the WAL, up to 4 MiB before SQLite's automatic checkpoint, is often what filled it),
+//!    deletes every **delivered** record (central holds them, sealed; their pages are reused)
+//!    and tries again; then evicts images in the same order, 256 KiB at a time, checkpointing
+//!    and trying again after each slice.
 //! 4. If no image is left and the file is still full, the append fails with
 //!    [`OutboxError::Full`], logged at ERROR and counted: the caller still holds the crossing
 //!    and must not drop it silently. Records are never deleted to make room. SQLite rolls the
@@ -491,6 +493,8 @@ impl Outbox {
     ) -> Result<Vec<RecordEnvelope>, OutboxError> {
         let mut result = match self.try_append_batch(crossings, now, blob_rows) {
             Err(e) if is_full(&e) => {
+                // The WAL may be what fills the disk: fold it into the file and cut it short.
+                self.checkpoint_truncate();
                 let pruned = self.prune_delivered()?;
                 tracing::warn!(path = %self.path.display(), pruned, "outbox full: pruned delivered records");
                 self.try_append_batch(crossings, now, blob_rows)
@@ -502,6 +506,7 @@ impl Outbox {
             if self.evict_blobs(images::EVICT_SLICE_BYTES, images::REASON_DISK_FULL)? == 0 {
                 break;
             }
+            self.checkpoint_truncate();
             result = self.try_append_batch(crossings, now, blob_rows);
         }
         match result {
@@ -551,6 +556,19 @@ impl Outbox {
             .budget
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Copies the WAL into the file and truncates it (best effort: on a full disk it may not
+    /// finish, which leaves the WAL valid).
+    fn checkpoint_truncate(&self) {
+        let result = self
+            .lock()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        if let Err(error) = result {
+            tracing::warn!(path = %self.path.display(), %error, "outbox: WAL checkpoint failed");
+        }
     }
 
     /// Deletes every delivered record (central has them, sealed); returns how many.
