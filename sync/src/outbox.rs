@@ -67,7 +67,8 @@
 //!    [`OutboxStats`] (which the uplink's heartbeat carries to central, with the image figures
 //!    and the counters `blobs_evicted_total` and `full_rejections_total`); it clears below 80 %.
 //! 2. An image that would take the outbox past its budget (keeping 64 KiB for records) first
-//!    evicts held images in this order ([`crate::blobs::choose_evictions`]): **synced** images
+//!    deletes **delivered** records (central holds them, sealed), then evicts held images in
+//!    this order ([`crate::blobs::choose_evictions`]): **synced** images
 //!    (central has them), oldest first; then **unsynced** images, oldest first. If it still does
 //!    not fit, or the filesystem says `ENOSPC` after evicting, it is not stored: its record is
 //!    stored anyway and its row says `evicted_at` with the reason (`budget`, `disk_full`; also

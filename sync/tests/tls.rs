@@ -156,6 +156,7 @@ async fn records_flow_over_mutual_tls_and_a_client_without_a_certificate_is_refu
             broker_port: port,
             client_id: "central-tls".into(),
             tls: Some(files(d, "central")),
+            blob_dir: None,
         },
         Arc::clone(&store),
         stored_tx,

@@ -254,6 +254,7 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => bail!("one of --embedded-broker or --broker is required"),
     };
     let cfg = ReceiverConfig {
+        blob_dir: None,
         broker_host,
         broker_port,
         client_id: args.client_id.clone(),

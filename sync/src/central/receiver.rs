@@ -14,6 +14,10 @@
 //! 3. Only then PUBACK the message to the broker (manual acks). If central dies between receiving
 //!    and committing, the broker still holds the message and delivers it again.
 //!
+//! Images (`topics::blobs_all()`) and eviction notices (`topics::blob_evicted_all()`) go to
+//! [`super::blobs`]: checked against their hash, written beside the database
+//! ([`ReceiverConfig::blob_dir`]), acknowledged with a `BlobAck` on `topics::blob_ack(post)`.
+//!
 //! A failing store (disk full, I/O error) is not acknowledged and ends [`run_receiver`] with the
 //! error: it needs an operator, and the unacknowledged messages stay with the broker and posts.
 
@@ -26,6 +30,7 @@ use chrono::{SubsecRound as _, Utc};
 use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
+use super::blobs::{default_blob_dir, handle_blob_message, CentralBlobs};
 use super::store::{CentralStore, Outcome, StoredCrossing};
 use crate::link::{self, LinkEvent};
 
@@ -41,6 +46,8 @@ pub struct ReceiverConfig {
     pub client_id: String,
     /// TLS to the broker (`None`: plain TCP).
     pub tls: Option<link::TlsFiles>,
+    /// Where the posts' images are kept (`None`: `<db>.blobs`, beside the store's file).
+    pub blob_dir: Option<std::path::PathBuf>,
 }
 
 /// Receives records until `shutdown` becomes true (or its sender is dropped). Each newly stored
@@ -68,6 +75,11 @@ pub async fn run_receiver(
     let pump = link::spawn_event_pump(eventloop, "receiver", broker.clone(), tx);
     let filter = topics::records_all();
     let status_filter = topics::status_all();
+    let blobs = CentralBlobs::new(
+        cfg.blob_dir
+            .clone()
+            .unwrap_or_else(|| default_blob_dir(store.path())),
+    );
 
     let result = async {
         loop {
@@ -89,10 +101,18 @@ pub async fn run_receiver(
                             .subscribe(status_filter.as_str(), QoS::AtLeastOnce)
                             .await
                             .with_context(|| format!("subscribing to {status_filter}"))?;
+                        for images in [topics::blobs_all(), topics::blob_evicted_all()] {
+                            client
+                                .subscribe(images.as_str(), QoS::AtLeastOnce)
+                                .await
+                                .with_context(|| format!("subscribing to {images}"))?;
+                        }
                     }
                     Some(LinkEvent::Message(publish)) => {
                         if topics::post_of_status_topic(&publish.topic).is_some() {
                             handle_status(&client, &store, publish).await?;
+                        } else if handle_blob_message(&client, &blobs, &publish).await? {
+                            // an image or an eviction notice
                         } else {
                             handle_record(&client, &store, &stored, publish).await?;
                         }

@@ -182,6 +182,18 @@ impl Outbox {
                 .saturating_add(bytes)
                 .saturating_add(RECORD_RESERVE_BYTES);
             if want > budget {
+                // Delivered records first: central holds them, sealed; an unsynced image it
+                // does not.
+                let pruned = self.prune_delivered()?;
+                if pruned > 0 {
+                    tracing::info!(path = %self.path.display(), pruned, "outbox: pruned delivered records to make room for an image");
+                }
+            }
+            let used = self.file_bytes()?.saturating_add(self.blobs_bytes()?);
+            let want = used
+                .saturating_add(bytes)
+                .saturating_add(RECORD_RESERVE_BYTES);
+            if want > budget {
                 self.evict_blobs(want - budget, REASON_BUDGET)?;
                 let used = self.file_bytes()?.saturating_add(self.blobs_bytes()?);
                 if used
