@@ -153,14 +153,17 @@ async fn two_hundred_link_cuts_during_ten_thousand_records_lose_and_double_nothi
     });
     // Each cut hits a live connection: wait for the post to reconnect (its backoff), let the
     // link carry traffic for a moment, cut.
+    // `before` is read just before each cut, so a post that connected before the first
+    // iteration (it may be that quick) is not waited for a second time.
+    let mut before = 0;
     for _ in 0..CUTS {
-        let before = proxy.carried.load(Ordering::SeqCst);
         wait_for("the post to reconnect", Duration::from_secs(30), || {
             proxy.carried.load(Ordering::SeqCst) > before
         })
         .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..80))).await;
         let down_for = rng.random_range(0..30);
+        before = proxy.carried.load(Ordering::SeqCst);
         proxy.cut(down_for > 0);
         tokio::time::sleep(Duration::from_millis(down_for)).await;
         proxy.down.store(false, Ordering::SeqCst);

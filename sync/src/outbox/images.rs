@@ -167,7 +167,7 @@ impl Outbox {
         let kept = earlier
             .iter()
             .any(|r| r.sha256 == sha256 && r.evicted.is_none())
-            || (self.held_hashes()?.contains(&sha256) && self.blobs.has(&sha256, bytes));
+            || (self.is_held(&sha256)? && self.blobs.has(&sha256, bytes));
         if kept {
             return Ok(row);
         }
@@ -355,6 +355,17 @@ impl Outbox {
             .map_err(self.sql("read eviction candidate"))
     }
 
+    /// Whether the outbox holds the bytes of the image `sha256` (by its index).
+    fn is_held(&self, sha256: &str) -> Result<bool, OutboxError> {
+        self.lock()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM blobs WHERE sha256 = ?1 AND evicted_at IS NULL)",
+                [sha256],
+                |r| r.get(0),
+            )
+            .map_err(self.sql("look up an image"))
+    }
+
     /// Hashes of the images whose bytes the outbox holds.
     fn held_hashes(&self) -> Result<HashSet<String>, OutboxError> {
         let conn = self.lock();
@@ -476,7 +487,7 @@ impl Outbox {
     /// The bytes of a held image; `None` if it was evicted (or its file vanished, which is then
     /// recorded as an eviction).
     pub fn read_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, OutboxError> {
-        if !self.held_hashes()?.contains(sha256) {
+        if !self.is_held(sha256)? {
             return Ok(None);
         }
         match self.blobs.get(sha256) {
