@@ -137,6 +137,7 @@ mod tests {
             dimensions: Some(dims),
             scan: None,
             flags: vec![],
+            images: Vec::new(),
         }
     }
 

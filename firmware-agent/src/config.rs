@@ -142,6 +142,10 @@ pub struct OutboxConfig {
     /// The post's Ed25519 signing key (mode 0600); default: beside the outbox (`<path>.key`).
     /// Created on first start if missing; give central its public key (`bcpctl keys show`).
     pub key_path: Option<PathBuf>,
+    /// Disk budget of the outbox, records and images together (bytes; none: the disk's size).
+    /// See the outbox's "Disk budget": images give way first, records are never dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_bytes: Option<std::num::NonZeroU64>,
 }
 
 impl OutboxConfig {
@@ -160,8 +164,14 @@ impl OutboxConfig {
         if created {
             tracing::warn!(post, key = %key_path.display(), public_key = %key.public_hex(), "generated a new post signing key; give central its public key (bcpctl keys show)");
         }
-        bcp_sync::outbox::Outbox::open_with_key(&self.path, post, key)
-            .with_context(|| format!("opening the outbox {}", self.path.display()))
+        let outbox = bcp_sync::outbox::Outbox::open_with_key(&self.path, post, key)
+            .with_context(|| format!("opening the outbox {}", self.path.display()))?;
+        if let Some(budget) = self.budget_bytes {
+            outbox
+                .set_budget_bytes(budget.get())
+                .with_context(|| format!("outbox.budget_bytes on {}", self.path.display()))?;
+        }
+        Ok(outbox)
     }
 }
 
@@ -454,9 +464,18 @@ broker_port = 8883
         let outbox = OutboxConfig {
             path: dir.path().join("outbox.db"),
             key_path: Some(dir.path().join("keys/post.key")),
+            budget_bytes: std::num::NonZeroU64::new(8 * 1024 * 1024),
         };
         std::fs::create_dir_all(dir.path().join("keys"))?;
-        outbox.open("TJ-1")?;
+        let opened = outbox.open("TJ-1")?;
+        assert!(
+            opened
+                .stats()?
+                .budget_bytes
+                .is_some_and(|b| b > 7 * 1024 * 1024),
+            "the configured budget applies"
+        );
+        drop(opened);
         let key = std::fs::read(dir.path().join("keys/post.key"))?;
         assert!(!key.is_empty(), "the key was created where the config says");
         assert!(

@@ -266,6 +266,7 @@ impl LaneCorrelator {
             dimensions: p.dimensions,
             scan: p.scan,
             flags: p.flags,
+            images: Vec::new(),
         }
     }
 }

@@ -59,6 +59,7 @@ pub fn for_simulator(
         outbox: OutboxConfig {
             path: state_dir.join("outbox.db"),
             key_path: None,
+            budget_bytes: None,
         },
         sync: SyncConfig {
             broker_host: broker_host.to_owned(),

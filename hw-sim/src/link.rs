@@ -160,8 +160,10 @@ impl LinkProxy {
     ) -> anyhow::Result<usize> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(schedule.seed);
         let mut made = 0;
+        // Connections carried when the last cut was made: a post that connected before the
+        // first round (it may be that quick) is not waited for a second time.
+        let mut before = 0;
         while schedule.cuts.is_none_or(|n| made < n) {
-            let before = self.carried();
             let deadline = tokio::time::Instant::now() + reconnect_timeout;
             while self.carried() == before {
                 if tokio::time::Instant::now() >= deadline {
@@ -175,6 +177,7 @@ impl LinkProxy {
             let up = rng.random_range(schedule.up_ms.0..=schedule.up_ms.1);
             tokio::time::sleep(Duration::from_millis(up)).await;
             let down = rng.random_range(schedule.down_ms.0..=schedule.down_ms.1);
+            before = self.carried();
             self.cut(down > 0);
             tokio::time::sleep(Duration::from_millis(down)).await;
             self.restore();

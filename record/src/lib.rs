@@ -12,6 +12,9 @@
 //! - [`PostStatus`]: a post's retained birth / heartbeat / last-will message.
 //! - [`lists`]: [`lists::DownlinkList`], central's signed, versioned lists for a post.
 //! - [`Ack`]: central's acknowledgement, the highest contiguous sequence number it has committed.
+//! - [`ImageRef`]: an image of a crossing, named by its SHA-256; the bytes travel apart
+//!   ([`topics::blob`]), acknowledged one by one ([`BlobAck`]); [`BlobEvicted`] tells central an
+//!   image will never come.
 //! - [`topics`]: the MQTT topic names, under the versioned prefix `bcp/v1`.
 //!
 //! ## Compatibility
@@ -46,6 +49,82 @@ pub struct Crossing {
     /// What is doubtful about this record, each with its reason.
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// The images of this crossing, by content hash; the bytes travel apart from the record
+    /// (`topics::blob`). Absent on the wire when empty, so older records keep their encoding
+    /// (and their seals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageRef>,
+}
+
+/// An image a crossing refers to: a content-addressed blob, stored and sent apart from records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub kind: ImageKind,
+    /// SHA-256 of the image bytes, lowercase hex (64 characters): the blob's name.
+    pub sha256: String,
+    /// Size of the image in bytes.
+    pub bytes: u64,
+    /// `image/jpeg`, `image/png`, ...
+    pub media_type: String,
+}
+
+/// What an image shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageKind {
+    /// The number plate, cropped from a camera frame.
+    PlateCrop,
+    /// A whole camera frame of the vehicle.
+    Overview,
+    /// A reduced image of an X-ray / gamma scan.
+    ScanThumbnail,
+}
+
+impl ImageKind {
+    /// The name used in storage and in the CLI (`plate_crop`, `overview`, `scan_thumbnail`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PlateCrop => "plate_crop",
+            Self::Overview => "overview",
+            Self::ScanThumbnail => "scan_thumbnail",
+        }
+    }
+
+    /// The inverse of [`ImageKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::PlateCrop, Self::Overview, Self::ScanThumbnail]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Central's acknowledgement of one blob: it holds the bytes (checked against the hash), or it
+/// noted that the post evicted the image before sending it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobAck {
+    pub post: String,
+    pub sha256: String,
+    pub state: BlobAckState,
+}
+
+/// What a [`BlobAck`] confirms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobAckState {
+    /// Central stored the bytes under their hash.
+    Stored,
+    /// Central recorded that the post evicted the image (it will never come).
+    EvictionNoted,
+}
+
+/// A post telling central that it evicted an image before central had it (disk budget).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobEvicted {
+    pub post: String,
+    pub sha256: String,
+    pub evicted_at: DateTime<Utc>,
+    /// Why (`budget`, `disk_full`, `too_large`).
+    pub reason: String,
 }
 
 /// A number plate as read by the lane's camera(s), merged over frames.
@@ -175,6 +254,18 @@ pub struct PostStatus {
     /// The outbox is above the high-water mark of its disk budget (an alarm).
     #[serde(default)]
     pub outbox_high_water: Option<bool>,
+    /// Bytes of image blobs held by the outbox (part of its disk budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs_bytes: Option<u64>,
+    /// Images not yet confirmed by central (and not evicted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs_pending: Option<u64>,
+    /// Images evicted by the disk budget since the outbox was created (counter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs_evicted_total: Option<u64>,
+    /// Appends refused because the outbox was full, since this process started (counter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_rejections_total: Option<u64>,
     /// The health of the lane's devices (weighbridge, dimension sensor, camera, scanner).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceStatus>,
@@ -252,6 +343,51 @@ pub mod topics {
         format!("{PREFIX}/{post}/status")
     }
 
+    /// Where a post publishes the bytes of the image whose SHA-256 (hex) is `sha256`.
+    pub fn blob(post: &str, sha256: &str) -> String {
+        format!("{PREFIX}/{post}/blobs/{sha256}")
+    }
+
+    /// What central subscribes to for every post's image blobs.
+    pub fn blobs_all() -> String {
+        format!("{PREFIX}/+/blobs/+")
+    }
+
+    /// Where a post tells central that it evicted an image central does not have.
+    pub fn blob_evicted(post: &str) -> String {
+        format!("{PREFIX}/{post}/blob-evicted")
+    }
+
+    /// What central subscribes to for every post's eviction notices.
+    pub fn blob_evicted_all() -> String {
+        format!("{PREFIX}/+/blob-evicted")
+    }
+
+    /// Where central acknowledges a post's blobs and eviction notices.
+    pub fn blob_ack(post: &str) -> String {
+        format!("{PREFIX}/{post}/blob-ack")
+    }
+
+    /// The post and hash named in a blob topic, if the topic is one.
+    pub fn post_and_hash_of_blob_topic(topic: &str) -> Option<(&str, &str)> {
+        let rest = topic.strip_prefix(PREFIX)?.strip_prefix('/')?;
+        let (post, hash) = rest.split_once("/blobs/")?;
+        let ok = !post.is_empty()
+            && !post.contains('/')
+            && hash.len() == 64
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then_some((post, hash))
+    }
+
+    /// The post named in an eviction-notice topic, if the topic is one.
+    pub fn post_of_blob_evicted_topic(topic: &str) -> Option<&str> {
+        let rest = topic.strip_prefix(PREFIX)?.strip_prefix('/')?;
+        let post = rest.strip_suffix("/blob-evicted")?;
+        (!post.is_empty() && !post.contains('/')).then_some(post)
+    }
+
     /// What central subscribes to for every post's status.
     pub fn status_all() -> String {
         format!("{PREFIX}/+/status")
@@ -297,6 +433,39 @@ mod tests {
         let s = topics::status("TJDYU-01");
         assert_eq!(topics::post_of_status_topic(&s), Some("TJDYU-01"));
         assert_eq!(topics::post_of_status_topic(&t), None);
+        let h = "ab".repeat(32);
+        let b = topics::blob("TJDYU-01", &h);
+        assert_eq!(
+            topics::post_and_hash_of_blob_topic(&b),
+            Some(("TJDYU-01", h.as_str()))
+        );
+        assert_eq!(
+            topics::post_and_hash_of_blob_topic("bcp/v1/TJDYU-01/blobs/../x"),
+            None
+        );
+        let e = topics::blob_evicted("TJDYU-01");
+        assert_eq!(topics::post_of_blob_evicted_topic(&e), Some("TJDYU-01"));
+    }
+
+    #[test]
+    fn a_crossing_without_images_encodes_as_before_and_one_with_images_round_trips() {
+        let old = r#"{"id":"019aa4c2-5a10-7c3e-9d1b-1f2e3d4c5b01","post":"P","lane":"L1","arrived_at":"2026-11-20T08:00:20Z","left_at":"2026-11-20T08:00:58Z","plate":null,"weight":null,"dimensions":null,"scan":null,"flags":[]}"#;
+        let mut c: Crossing = serde_json::from_str(old).expect("old record");
+        assert!(c.images.is_empty());
+        assert_eq!(serde_json::to_string(&c).expect("encodes"), old);
+        c.images.push(ImageRef {
+            kind: ImageKind::Overview,
+            sha256: "00".repeat(32),
+            bytes: 3,
+            media_type: "image/jpeg".to_owned(),
+        });
+        let json = serde_json::to_string(&c).expect("encodes");
+        assert!(json.contains(r#""kind":"overview""#), "{json}");
+        assert_eq!(serde_json::from_str::<Crossing>(&json).expect("decodes"), c);
+        assert_eq!(
+            ImageKind::parse("scan_thumbnail"),
+            Some(ImageKind::ScanThumbnail)
+        );
     }
 
     #[test]

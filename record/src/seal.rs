@@ -275,6 +275,7 @@ mod tests {
                 dimensions: None,
                 scan: None,
                 flags: Vec::new(),
+                images: Vec::new(),
             },
             seal: None,
         }

@@ -77,6 +77,7 @@ fn crossing(n: u32) -> Crossing {
         } else {
             Vec::new()
         },
+        images: Vec::new(),
     }
 }
 

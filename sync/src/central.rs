@@ -7,10 +7,13 @@
 //! - [`verify`]: [`verify::judge`], the pure verdict on a sealed record (key, replay, chain).
 //! - `batch`: the pure handling of one message's records around the verdict, shared by both
 //!   backends.
+//! - [`blobs`]: [`CentralBlobs`](blobs::CentralBlobs), the posts' images as content-addressed
+//!   files beside the database, checked against their hash; their state for the export.
 //! - [`receiver`]: [`run_receiver`], the MQTT driver: subscribe to every post's records, store,
 //!   then acknowledge.
 
 mod batch;
+pub mod blobs;
 pub(crate) mod postgres;
 pub mod receiver;
 mod sqlite;

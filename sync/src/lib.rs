@@ -25,6 +25,8 @@
 //! - [`wire`]: the batch payload (consecutive records, compact seals, zstd).
 //! - [`lists`]: [`ListStore`], the post's copy of central's signed downlink lists, and
 //!   [`lists::publish_list`] for central.
+//! - [`blobs`]: [`blobs::BlobDir`], content-addressed image files (the outbox's and central's),
+//!   and the budget's eviction order.
 //! - [`db`]: opening SQLite with WAL, `synchronous=FULL` and `user_version` migrations.
 //!
 //! The binary `bcp-central` (`src/bin/bcp-central.rs`) only parses arguments and calls this
@@ -36,11 +38,19 @@
 //! stores only records whose seal, key and chain hold ([`central::verify`]); the rest are kept
 //! aside with the reason.
 //!
+//! ## Images
+//! A crossing's images are content-addressed blobs beside the outbox
+//! ([`Outbox::append_with_images`]); the record names them by SHA-256. The uplink sends them
+//! after the records, one message each; central checks the hash, keeps them beside its database
+//! ([`central::blobs`]) and acknowledges each; only that marks an image synced. Under the disk
+//! budget images give way before records (see the outbox's "Disk budget").
+//!
 //! ## Delivery guarantee
 //! At least once on the wire, exactly once in the central store: the outbox resends everything
 //! unacknowledged after each reconnect (and after an ack timeout), and central ignores what it
 //! already has while acknowledging it again.
 
+pub mod blobs;
 pub mod broker;
 pub mod central;
 pub mod db;

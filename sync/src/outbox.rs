@@ -4,7 +4,7 @@
 //! uplink reads from here and marks rows delivered only when central has confirmed that it
 //! committed them (an application-level [`Ack`](bcp_record::Ack), not a broker PUBACK).
 //!
-//! ## Format (schema version 2)
+//! ## Format (schema version 3)
 //! - `outbox(seq, uuid, recorded_at, envelope, delivered_at, hash)`: one row per crossing. `seq` is
 //!   the per-post sequence number (the `INTEGER PRIMARY KEY`), `uuid` the crossing id (a UUID v7,
 //!   unique), `envelope` the exact JSON [`RecordEnvelope`] that goes on the wire, sealed
@@ -12,7 +12,25 @@
 //!   Ed25519 key), `hash` that seal's hash in hex, `delivered_at` is `NULL` until central
 //!   acknowledged it. A partial index covers the undelivered rows.
 //! - `outbox_state`: a single row holding the post this file belongs to, `last_seq`,
-//!   `last_acked_seq` and `last_hash` (the chain head, hex).
+//!   `last_acked_seq` and `last_hash` (the chain head, hex), and `blobs_evicted_total` (a counter).
+//! - `blobs(sha256, kind, media_type, bytes, first_referenced_at, synced_at, evicted_at,
+//!   evict_reason, eviction_reported_at)`: one row per distinct image (see "Images").
+//!
+//! ## Images
+//! [`Outbox::append_with_images`] stores a crossing's images (plate crops, overview frames, scan
+//! thumbnails) as content-addressed files under `<outbox>.blobs/ab/cdef…`
+//! ([`crate::blobs::BlobDir`]: temp file, fsync, rename, directory fsync), **then** commits the
+//! record, whose `crossing.images` names each by SHA-256, together with the index rows in one
+//! transaction. A crash in between leaves an orphan file, deleted on a later open (once a minute
+//! old); a record never names bytes that were never written: an image that could not be kept
+//! has its row say `evicted_at` and why. `synced_at` is set only by central's blob
+//! acknowledgement ([`Outbox::mark_blob_synced`]); `eviction_reported_at` when central confirmed
+//! it was told that an image it never had was evicted ([`Outbox::mark_eviction_reported`]). On
+//! open, rows whose file is gone are marked evicted (`missing`).
+//!
+//! ## Upgrading from version 2
+//! Adds the `blobs` table and the eviction counter; nothing else changes (records without
+//! images encode exactly as before, so their seals hold). Fixture: `tests/fixtures/outbox_v2.sql`.
 //!
 //! ## Upgrading from version 1
 //! Version 1 rows were not sealed. The migration adds the columns; the first open with the key
@@ -41,16 +59,32 @@
 //!   (see "Disk budget").
 //!
 //! ## Disk budget
-//! [`Outbox::set_budget_bytes`] caps the file (SQLite `max_page_count`; a full disk behaves the
-//! same, with `SQLITE_FULL`). The policy, in order:
+//! [`Outbox::set_budget_bytes`] caps the database file **plus** the image files, in bytes. The
+//! records get the budget less what the images hold (SQLite `max_page_count`, adjusted whenever
+//! images come or go); a full filesystem behaves the same (`SQLITE_FULL`, `ENOSPC`). Records
+//! always win over images. The policy, in order:
 //! 1. Above 90 % of the budget the alarm goes on: logged at ERROR once, `high_water` in
-//!    [`OutboxStats`] (which the uplink's heartbeat carries to central); it clears below 80 %.
-//! 2. An append that finds the file full deletes every **delivered** record (central holds them,
-//!    sealed; their pages are reused) and tries once more.
-//! 3. If the file is still full, the append fails with [`OutboxError::Full`], logged at ERROR:
-//!    the caller still holds the crossing and must not drop it silently. SQLite rolls the
-//!    transaction back, so nothing already stored is damaged; appends succeed again as soon as
-//!    central acknowledges records (which makes them prunable) or space is given back.
+//!    [`OutboxStats`] (which the uplink's heartbeat carries to central, with the image figures
+//!    and the counters `blobs_evicted_total` and `full_rejections_total`); it clears below 80 %.
+//! 2. An image that would take the outbox past its budget (keeping 64 KiB for records) first
+//!    deletes **delivered** records (central holds them, sealed), then evicts held images in
+//!    this order ([`crate::blobs::choose_evictions`]): **synced** images
+//!    (central has them), oldest first; then **unsynced** images, oldest first. If it still does
+//!    not fit, or the filesystem says `ENOSPC` after evicting, it is not stored: its record is
+//!    stored anyway and its row says `evicted_at` with the reason (`budget`, `disk_full`; also
+//!    `too_large` above [`MAX_IMAGE_BYTES`]). An evicted image's row stays, so the record "says
+//!    its image was evicted", and the uplink tells central about unsynced ones.
+//! 3. A record append that finds the file full checkpoints and truncates the WAL (on a small
+//!    disk the WAL, up to 4 MiB before SQLite's automatic checkpoint, is often what filled it),
+//!    deletes every **delivered** record (central holds them, sealed; their pages are reused)
+//!    and tries again; then evicts images in the same order, 256 KiB at a time, checkpointing
+//!    and trying again after each slice.
+//! 4. If no image is left and the file is still full, the append fails with
+//!    [`OutboxError::Full`], logged at ERROR and counted: the caller still holds the crossing
+//!    and must not drop it silently. Records are never deleted to make room. SQLite rolls the
+//!    transaction back and image files this call wrote are deleted, so nothing already stored
+//!    is damaged; appends succeed again as soon as central acknowledges records (which makes
+//!    them prunable) or space is given back.
 //!
 //! The connection sits behind a `Mutex`: every method is one short transaction, so `Outbox` is
 //! `Send + Sync` and is shared as `Arc<Outbox>` between the lanes and the uplink.
@@ -62,9 +96,13 @@ use bcp_record::{Crossing, RecordEnvelope};
 use chrono::{DateTime, SubsecRound as _, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::blobs::{BlobDir, BlobIoError};
 use crate::db::{self, seq_from_sql, seq_to_sql, ts_from_sql, ts_to_sql, DbError};
 use crate::keys::{default_key_path, KeyError, PostKey};
 use bcp_record::seal::{self, from_hex, to_hex, GENESIS};
+
+mod images;
+pub use images::{default_blob_dir, BlobState, ImageData, PendingBlob, MAX_IMAGE_BYTES};
 
 /// Schema migrations; index `i` takes the file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -87,6 +125,21 @@ CREATE TABLE outbox_state (
     r#"
 ALTER TABLE outbox ADD COLUMN hash TEXT;
 ALTER TABLE outbox_state ADD COLUMN last_hash TEXT;
+"#,
+    r#"
+CREATE TABLE blobs (
+    sha256               TEXT    PRIMARY KEY,
+    kind                 TEXT    NOT NULL,
+    media_type           TEXT    NOT NULL,
+    bytes                INTEGER NOT NULL CHECK (bytes >= 0),
+    first_referenced_at  TEXT    NOT NULL,
+    synced_at            TEXT,
+    evicted_at           TEXT,
+    evict_reason         TEXT,
+    eviction_reported_at TEXT
+) WITHOUT ROWID;
+CREATE INDEX blobs_held ON blobs (first_referenced_at) WHERE evicted_at IS NULL;
+ALTER TABLE outbox_state ADD COLUMN blobs_evicted_total INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -116,6 +169,8 @@ pub enum OutboxError {
     },
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Blob(#[from] BlobIoError),
     #[error("crossing {id} is not a UUID v7 (records are identified by time-ordered UUIDs)")]
     NotV7 { id: uuid::Uuid },
     #[error(
@@ -163,6 +218,18 @@ pub struct OutboxStats {
     pub budget_bytes: Option<u64>,
     /// The file is above the high-water mark of its budget (the alarm is on).
     pub high_water: bool,
+    /// Bytes of the image blobs held (part of the budget).
+    pub blobs_bytes: u64,
+    /// Images held and not yet confirmed by central.
+    pub blobs_pending: u64,
+    /// Images held that central confirmed (evicted first when space runs short).
+    pub blobs_synced: u64,
+    /// Images evicted (their records stay and say so).
+    pub blobs_evicted: u64,
+    /// Evictions since the file was created (counter).
+    pub blobs_evicted_total: u64,
+    /// Appends refused with [`OutboxError::Full`] since this process opened the file (counter).
+    pub full_rejections_total: u64,
 }
 
 /// What [`Outbox::verify_chain`] found.
@@ -185,6 +252,10 @@ pub struct Outbox {
     budget: Mutex<Option<u64>>,
     /// Above the high-water mark (the alarm is raised once per crossing).
     high_water: std::sync::atomic::AtomicBool,
+    /// The image blobs, beside the file ([`images::default_blob_dir`]).
+    blobs: BlobDir,
+    /// Appends refused with [`OutboxError::Full`] (a counter for the status message).
+    full_rejections: std::sync::atomic::AtomicU64,
 }
 
 /// The alarm is raised when the file uses this share of its budget...
@@ -230,6 +301,8 @@ impl Outbox {
             conn: Mutex::new(conn),
             budget: Mutex::new(None),
             high_water: std::sync::atomic::AtomicBool::new(false),
+            blobs: BlobDir::new(images::default_blob_dir(path)),
+            full_rejections: std::sync::atomic::AtomicU64::new(0),
         };
         {
             let conn = outbox.lock();
@@ -259,6 +332,7 @@ impl Outbox {
             }
         }
         outbox.seal_legacy_rows()?;
+        outbox.reconcile_blobs()?;
         Ok(outbox)
     }
 
@@ -408,16 +482,38 @@ impl Outbox {
         crossings: &[Crossing],
         now: DateTime<Utc>,
     ) -> Result<Vec<RecordEnvelope>, OutboxError> {
-        let result = match self.try_append_batch(crossings, now) {
+        self.append_with_rows(crossings, now, &[])
+    }
+
+    /// [`Outbox::append_batch`] that also upserts `blob_rows` in the same transaction.
+    fn append_with_rows(
+        &self,
+        crossings: &[Crossing],
+        now: DateTime<Utc>,
+        blob_rows: &[images::BlobRow],
+    ) -> Result<Vec<RecordEnvelope>, OutboxError> {
+        let mut result = match self.try_append_batch(crossings, now, blob_rows) {
             Err(e) if is_full(&e) => {
+                // The WAL may be what fills the disk: fold it into the file and cut it short.
+                self.checkpoint_truncate();
                 let pruned = self.prune_delivered()?;
                 tracing::warn!(path = %self.path.display(), pruned, "outbox full: pruned delivered records");
-                self.try_append_batch(crossings, now)
+                self.try_append_batch(crossings, now, blob_rows)
             }
             other => other,
         };
+        // Still full: images give way to records, a slice at a time (see "Disk budget").
+        while matches!(&result, Err(e) if is_full(e)) {
+            if self.evict_blobs(images::EVICT_SLICE_BYTES, images::REASON_DISK_FULL)? == 0 {
+                break;
+            }
+            self.checkpoint_truncate();
+            result = self.try_append_batch(crossings, now, blob_rows);
+        }
         match result {
             Err(e) if is_full(&e) => {
+                self.full_rejections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let depth = self.stats().map(|s| s.depth).unwrap_or(0);
                 tracing::error!(path = %self.path.display(), depth, records = crossings.len(), "outbox full of undelivered records: the crossing was NOT stored; free space or raise the budget");
                 Err(OutboxError::Full {
@@ -445,11 +541,35 @@ impl Outbox {
             .pragma_update_and_check(None, "max_page_count", pages, |r| r.get(0))
             .map_err(self.sql("set max_page_count"))?;
         let budget = u64::try_from(max.saturating_mul(page_size)).unwrap_or(u64::MAX);
+        drop(conn);
         *self
             .budget
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(budget);
+        // The images' share of the budget is not the records' to use.
+        self.apply_page_cap()?;
+        self.check_high_water();
         Ok(budget)
+    }
+
+    fn budget(&self) -> Option<u64> {
+        *self
+            .budget
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Copies the WAL into the file and truncates it (best effort: on a full disk it may not
+    /// finish, which leaves the WAL valid).
+    fn checkpoint_truncate(&self) {
+        let result = self
+            .lock()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        if let Err(error) = result {
+            tracing::warn!(path = %self.path.display(), %error, "outbox: WAL checkpoint failed");
+        }
     }
 
     /// Deletes every delivered record (central has them, sealed); returns how many.
@@ -483,15 +603,17 @@ impl Outbox {
             .budget
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (Some(budget), Ok(used)) = (budget, self.file_bytes()) else {
+        let (Some(budget), Ok(file), Ok(blobs)) = (budget, self.file_bytes(), self.blobs_bytes())
+        else {
             return;
         };
+        let used = file.saturating_add(blobs);
         let pct = used.saturating_mul(100) / budget.max(1);
         let was = self.high_water.load(std::sync::atomic::Ordering::Relaxed);
         if !was && pct >= HIGH_WATER_PERCENT {
             self.high_water
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(path = %self.path.display(), used, budget, "outbox above its high-water mark; delivered records will be pruned, undelivered ones never are");
+            tracing::error!(path = %self.path.display(), used, blobs, budget, "outbox above its high-water mark; delivered records will be pruned and images evicted, undelivered records never are");
         } else if was && pct < LOW_WATER_PERCENT {
             self.high_water
                 .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -503,6 +625,7 @@ impl Outbox {
         &self,
         crossings: &[Crossing],
         now: DateTime<Utc>,
+        blob_rows: &[images::BlobRow],
     ) -> Result<Vec<RecordEnvelope>, OutboxError> {
         for crossing in crossings {
             if crossing.post != self.post {
@@ -603,6 +726,7 @@ impl Outbox {
             params![seq_to_sql(seq), to_hex(&prev)],
         )
         .map_err(self.sql("advance last_seq"))?;
+        self.upsert_blob_rows(&tx, blob_rows, recorded_at)?;
         tx.commit().map_err(self.sql("commit append"))?;
         Ok(out)
     }
@@ -762,6 +886,7 @@ impl Outbox {
                 })
             })
             .transpose()?;
+        let blobs = self.blob_counts(&conn)?;
         drop(conn);
         Ok(OutboxStats {
             depth: seq_from_sql(depth),
@@ -773,6 +898,14 @@ impl Outbox {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
             high_water: self.high_water.load(std::sync::atomic::Ordering::Relaxed),
+            blobs_bytes: blobs.bytes,
+            blobs_pending: blobs.pending,
+            blobs_synced: blobs.synced,
+            blobs_evicted: blobs.evicted,
+            blobs_evicted_total: blobs.evicted_total,
+            full_rejections_total: self
+                .full_rejections
+                .load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 

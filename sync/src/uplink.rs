@@ -18,12 +18,17 @@
 //!    every `heartbeat_secs` (queue depth, oldest unsynced age, positions, outbox bytes, and the
 //!    lane's device health from [`UplinkConfig::devices`]), an
 //!    `offline` message at clean shutdown, and the same as MQTT last will for an unclean end.
-//! 6. Reconnect with exponential backoff and jitter (in [`crate::link`]); on shutdown send
+//! 6. Images ([`blobs`]): once every pending record is handed to MQTT, unsynced images go one
+//!    message each on `topics::blob(post, sha256)` (and eviction notices on
+//!    `topics::blob_evicted(post)`); a [`BlobAck`](bcp_record::BlobAck) on
+//!    `topics::blob_ack(post)` marks them synced.
+//! 7. Reconnect with exponential backoff and jitter (in [`crate::link`]); on shutdown send
 //!    DISCONNECT and stop polling.
 //!
 //! Outbox calls are short SQLite transactions made inline on the driver task (one fsync each).
 
 mod batcher;
+pub mod blobs;
 mod rate;
 mod tracker;
 
@@ -133,6 +138,7 @@ pub async fn run_uplink(
         linger: Duration::from_millis(cfg.batch_linger_ms),
     });
     let mut rate = RateLimit::new(cfg.max_bytes_per_sec);
+    let mut blob_sync = blobs::BlobSync::new(blobs::BLOBS_IN_FLIGHT, ACK_RESEND_AFTER);
     let status_topic = topics::status(&cfg.post);
     let broker = format!("{}:{}", cfg.broker_host, cfg.broker_port);
     tracing::info!(post = %cfg.post, %broker, client_id = %cfg.client_id, depth = stats.depth, last_seq = stats.last_seq, last_acked_seq = stats.last_acked_seq, "uplink starting");
@@ -157,6 +163,10 @@ pub async fn run_uplink(
         last_acked_seq: None,
         outbox_bytes: None,
         outbox_high_water: None,
+        blobs_bytes: None,
+        blobs_pending: None,
+        blobs_evicted_total: None,
+        full_rejections_total: None,
         devices: Vec::new(),
     };
     opts.set_last_will(LastWill::new(
@@ -173,6 +183,7 @@ pub async fn run_uplink(
 
     let records_topic = topics::records(&cfg.post);
     let ack_topic = topics::ack(&cfg.post);
+    let blob_ack_topic = topics::blob_ack(&cfg.post);
     let lists_topic = topics::lists_of(&cfg.post);
     let result = async {
         loop {
@@ -181,7 +192,7 @@ pub async fn run_uplink(
             }
             let deadline = earliest(
                 earliest(tracker.poll_timeout(), batcher.poll_timeout()),
-                rate.poll_timeout(),
+                earliest(rate.poll_timeout(), blob_sync.poll_timeout()),
             )
             .map(Instant::from_std);
             tokio::select! {
@@ -194,6 +205,11 @@ pub async fn run_uplink(
                             .subscribe(ack_topic.as_str(), QoS::AtLeastOnce)
                             .await
                             .with_context(|| format!("subscribing to {ack_topic}"))?;
+                        client
+                            .subscribe(blob_ack_topic.as_str(), QoS::AtLeastOnce)
+                            .await
+                            .with_context(|| format!("subscribing to {blob_ack_topic}"))?;
+                        blob_sync.handle_connected();
                         if cfg.lists.is_some() {
                             client
                                 .subscribe(lists_topic.as_str(), QoS::AtLeastOnce)
@@ -208,6 +224,10 @@ pub async fn run_uplink(
                     Some(LinkEvent::ConnectionLost) => {
                         tracker.handle_disconnected();
                         batcher.reset();
+                        blob_sync.handle_disconnected();
+                    }
+                    Some(LinkEvent::Message(publish)) if publish.topic == blob_ack_topic => {
+                        blobs::handle_blob_ack(&cfg.post, &publish.payload, &mut blob_sync, &outbox)?;
                     }
                     Some(LinkEvent::Message(publish)) => match &cfg.lists {
                         Some(lists) if publish.topic != ack_topic => apply_list(lists, &publish)?,
@@ -223,6 +243,10 @@ pub async fn run_uplink(
                     if tracker.handle_timeout(std::time::Instant::now()) {
                         tracing::warn!(post = %cfg.post, acked = tracker.acked(), timeout_secs = ACK_RESEND_AFTER.as_secs(), "no ack from central in time; resending unconfirmed records");
                     }
+                    let again = blob_sync.handle_timeout(std::time::Instant::now());
+                    if again > 0 {
+                        tracing::warn!(post = %cfg.post, images = again, "no ack from central in time; resending unconfirmed images");
+                    }
                 }
                 changed = shutdown.changed() => {
                     if changed.is_err() {
@@ -231,6 +255,15 @@ pub async fn run_uplink(
                 }
             }
             send_pending(&client, &cfg.post, &records_topic, &mut tracker, &mut batcher, &mut rate, &outbox)?;
+            // Records first: images only when no pending record is left unsent.
+            let records_waiting = match tracker.next_batch() {
+                Some((after_seq, _)) => !outbox
+                    .pending(after_seq, 1)
+                    .context("reading pending records from the outbox")?
+                    .is_empty(),
+                None => true,
+            };
+            blobs::send_blobs(&client, &cfg.post, &mut blob_sync, &mut rate, &outbox, records_waiting)?;
         }
     }
     .await;
@@ -387,6 +420,10 @@ fn publish_status(
         last_acked_seq: stats.as_ref().map(|s| s.last_acked_seq),
         outbox_bytes: Some(outbox.bytes_used()),
         outbox_high_water: stats.as_ref().map(|s| s.high_water),
+        blobs_bytes: stats.as_ref().map(|s| s.blobs_bytes),
+        blobs_pending: stats.as_ref().map(|s| s.blobs_pending),
+        blobs_evicted_total: stats.as_ref().map(|s| s.blobs_evicted_total),
+        full_rejections_total: stats.as_ref().map(|s| s.full_rejections_total),
         devices: devices.map(|d| d.borrow().clone()).unwrap_or_default(),
     };
     match serde_json::to_vec(&status) {

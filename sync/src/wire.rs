@@ -176,6 +176,7 @@ mod tests {
                         dimensions: None,
                         scan: None,
                         flags: Vec::new(),
+                        images: Vec::new(),
                     },
                     seal: None,
                 };

@@ -54,6 +54,82 @@ fn export_prints_one_json_object_per_line() {
 }
 
 #[test]
+fn export_shows_where_each_image_stands() {
+    use bcp_sync::blobs::sha256_hex;
+    use bcp_sync::central::blobs::{default_blob_dir, CentralBlobs};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db");
+    let store = CentralStore::open(&db).unwrap();
+    let images: Vec<Vec<u8>> = (0..3u8).map(|i| vec![0xff, 0xd8, i]).collect();
+    let mut c = crossing(POST, 1);
+    for bytes in &images {
+        c.images.push(bcp_record::ImageRef {
+            kind: bcp_record::ImageKind::Overview,
+            sha256: sha256_hex(bytes),
+            bytes: bytes.len() as u64,
+            media_type: "image/jpeg".into(),
+        });
+    }
+    let mut env = bcp_record::RecordEnvelope {
+        post: POST.into(),
+        seq: 1,
+        recorded_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
+        crossing: c,
+        seal: None,
+    };
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    bcp_record::seal::seal(&mut env, &bcp_record::seal::GENESIS, &key);
+    store
+        .receive(
+            &bcp_record::topics::records(POST),
+            &serde_json::to_vec(&env).unwrap(),
+            Utc::now(),
+        )
+        .unwrap();
+    let blobs = CentralBlobs::new(default_blob_dir(&db));
+    assert!(blobs.store(&sha256_hex(&images[0]), &images[0]).unwrap());
+    blobs
+        .note_evicted(&bcp_record::BlobEvicted {
+            post: POST.into(),
+            sha256: sha256_hex(&images[1]),
+            evicted_at: Utc::now(),
+            reason: "budget".into(),
+        })
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["export", "--json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let states: Vec<(&str, &str)> = line["image_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["state"].as_str().unwrap(), s["sha256"].as_str().unwrap()))
+        .collect();
+    let sha: Vec<String> = images.iter().map(|b| sha256_hex(b)).collect();
+    assert_eq!(
+        states,
+        [
+            ("stored", sha[0].as_str()),
+            ("evicted_at_post", sha[1].as_str()),
+            ("pending", sha[2].as_str())
+        ]
+    );
+    assert_eq!(line["image_states"][1]["reason"], "budget");
+    // The rest of the line is the stored crossing, as before.
+    let stored: StoredCrossing = serde_json::from_value(line).unwrap();
+    assert_eq!(stored.crossing, env.crossing);
+}
+
+#[test]
 fn serve_with_expect_times_out_with_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -3,8 +3,9 @@
 //! - `bcp-central serve --db (PATH | postgres://USER@HOST:PORT/DB) (--embedded-broker ADDR | --broker HOST:PORT)
 //!   [--share-group G] [--client-id ID] [--expect N] [--timeout-secs S]
 //!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]
-//!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]`
-//! - `bcp-central export --db PATH --json [--post P] [--since RFC3339]`
+//!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--blob-dir DIR]`
+//! - `bcp-central export --db PATH --json [--post P] [--since RFC3339] [--blob-dir DIR]`: a
+//!   crossing with images also gets `image_states` (`stored`, `evicted_at_post`, `pending`)
 //! - `bcp-central posts --db PATH [--json]`
 //! - `bcp-central verify --db PATH`
 //!
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use bcp_sync::central::blobs::{blob_dir_for, CentralBlobs};
 use bcp_sync::{run_receiver, start_embedded, CentralStore, ReceiverConfig};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
@@ -96,6 +98,9 @@ struct ServeArgs {
     /// A folder of `<POST>.pub` public key files.
     #[arg(long, value_name = "DIR")]
     keys_dir: Option<PathBuf>,
+    /// Where the posts' images are kept (default: `<db>.blobs`).
+    #[arg(long, value_name = "DIR")]
+    blob_dir: Option<PathBuf>,
     /// TLS to the broker: the CA (PEM) that signed its certificate.
     #[arg(long, value_name = "PEM")]
     tls_ca: Option<PathBuf>,
@@ -125,6 +130,9 @@ struct ExportArgs {
     /// Only crossings recorded at or after this time (RFC 3339, e.g. 2026-11-21T00:00:00Z).
     #[arg(long, value_name = "T")]
     since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where the posts' images are kept (default: `<db>.blobs`).
+    #[arg(long, value_name = "DIR")]
+    blob_dir: Option<PathBuf>,
 }
 
 /// `bcp-central posts` calls a device that has sent nothing for this long `silent`.
@@ -157,9 +165,31 @@ fn main() -> ExitCode {
 
 fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let store = CentralStore::open_url(&args.db)?;
+    let blobs = CentralBlobs::new(
+        args.blob_dir
+            .clone()
+            .unwrap_or_else(|| blob_dir_for(store.location())),
+    );
     let mut out = std::io::stdout().lock();
     for crossing in store.export_filtered(args.post.as_deref(), args.since)? {
-        serde_json::to_writer(&mut out, &crossing).context("writing JSON")?;
+        let mut json = serde_json::to_value(&crossing).context("encoding JSON")?;
+        let images = &crossing.crossing.images;
+        if let (false, Some(obj)) = (images.is_empty(), json.as_object_mut()) {
+            let states: Vec<serde_json::Value> = images
+                .iter()
+                .map(|image| {
+                    let mut state =
+                        serde_json::to_value(blobs.state(image)).unwrap_or(serde_json::Value::Null);
+                    if let Some(s) = state.as_object_mut() {
+                        s.insert("sha256".into(), image.sha256.clone().into());
+                        s.insert("kind".into(), image.kind.as_str().into());
+                    }
+                    state
+                })
+                .collect();
+            obj.insert("image_states".into(), states.into());
+        }
+        serde_json::to_writer(&mut out, &json).context("writing JSON")?;
         out.write_all(b"\n").context("writing to stdout")?;
     }
     out.flush().context("writing to stdout")
@@ -272,6 +302,7 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => bail!("one of --embedded-broker or --broker is required"),
     };
     let cfg = ReceiverConfig {
+        blob_dir: args.blob_dir.clone(),
         broker_host,
         broker_port,
         client_id: args.client_id.clone(),

@@ -20,6 +20,10 @@
 //! 3. Only then PUBACK the message to the broker (manual acks). If central dies between receiving
 //!    and committing, the broker still holds the message and delivers it again.
 //!
+//! Images (`topics::blobs_all()`) and eviction notices (`topics::blob_evicted_all()`) go to
+//! [`super::blobs`]: checked against their hash, written beside the database
+//! ([`ReceiverConfig::blob_dir`]), acknowledged with a `BlobAck` on `topics::blob_ack(post)`.
+//!
 //! A failing store (disk full, I/O error) is not acknowledged and ends [`run_receiver`] with the
 //! error: it needs an operator, and the unacknowledged messages stay with the broker and posts.
 //!
@@ -38,6 +42,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
 use tokio::sync::{mpsc, watch};
 
+use super::blobs::{blob_dir_for, handle_blob_message, CentralBlobs};
 use super::store::{CentralStore, Outcome, StoredCrossing};
 use crate::link::{self, LinkEvent};
 
@@ -61,17 +66,24 @@ pub struct ReceiverConfig {
     /// The shared-subscription group; instances of one group split the records (empty:
     /// [`DEFAULT_SHARE_GROUP`]).
     pub share_group: String,
+    /// Where the posts' images are kept (`None`: `<db>.blobs`, beside the store's file).
+    pub blob_dir: Option<std::path::PathBuf>,
 }
 
 impl ReceiverConfig {
     /// The records filter as this instance subscribes to it.
     pub fn records_filter(&self) -> String {
+        self.shared(&topics::records_all())
+    }
+
+    /// `filter` as a shared subscription of this instance's group.
+    pub fn shared(&self, filter: &str) -> String {
         let group = if self.share_group.is_empty() {
             DEFAULT_SHARE_GROUP
         } else {
             &self.share_group
         };
-        format!("$share/{group}/{}", topics::records_all())
+        format!("$share/{group}/{filter}")
     }
 }
 
@@ -117,6 +129,11 @@ pub async fn run_receiver(
     let filter = cfg.records_filter();
     let mut stats = ReceiverStats::default();
     let status_filter = topics::status_all();
+    let blobs = CentralBlobs::new(
+        cfg.blob_dir
+            .clone()
+            .unwrap_or_else(|| blob_dir_for(store.location())),
+    );
 
     let result = async {
         loop {
@@ -138,10 +155,21 @@ pub async fn run_receiver(
                             .subscribe(status_filter.as_str(), QoS::AtLeastOnce)
                             .await
                             .with_context(|| format!("subscribing to {status_filter}"))?;
+                        // Images and eviction notices: unshared (every instance stores an
+                        // image it gets, idempotently, into the blob dir). rumqttd 0.20 loses
+                        // messages on a second shared filter of one client.
+                        for images in [topics::blobs_all(), topics::blob_evicted_all()] {
+                            client
+                                .subscribe(images.as_str(), QoS::AtLeastOnce)
+                                .await
+                                .with_context(|| format!("subscribing to {images}"))?;
+                        }
                     }
                     Some(LinkEvent::Message(publish)) => {
                         if topics::post_of_status_topic(&topic_of(&publish)).is_some() {
                             handle_status(&client, &store, publish).await?;
+                        } else if handle_blob_message(&client, &blobs, &publish).await? {
+                            // an image or an eviction notice
                         } else {
                             handle_record(&client, &store, &stored, publish, &mut stats).await?;
                         }

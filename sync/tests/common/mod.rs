@@ -44,6 +44,7 @@ pub fn crossing(post: &str, n: u32) -> Crossing {
             decision_by: None,
         }),
         flags: Vec::new(),
+        images: Vec::new(),
     }
 }
 

@@ -1,5 +1,6 @@
-//! `bcpctl outbox [--json] [--verify]`: the outbox's depth, oldest unsynced age, bytes used and
-//! last acknowledgement; with `--verify`, every record's seal and chain checked again.
+//! `bcpctl outbox [--json] [--verify]`: the outbox's depth, oldest unsynced age, bytes used,
+//! last acknowledgement, its images (bytes; pending, synced and evicted counts) and the disk
+//! budget's alarm; with `--verify`, every record's seal and chain checked again.
 
 use std::path::Path;
 
@@ -26,6 +27,12 @@ pub fn run(config: &Path, json: bool, verify: bool) -> Result<()> {
         "high_water": stats.high_water,
         "last_seq": stats.last_seq,
         "last_acked_seq": stats.last_acked_seq,
+        "blobs_bytes": stats.blobs_bytes,
+        "blobs_pending": stats.blobs_pending,
+        "blobs_synced": stats.blobs_synced,
+        "blobs_evicted": stats.blobs_evicted,
+        "blobs_evicted_total": stats.blobs_evicted_total,
+        "full_rejections_total": stats.full_rejections_total,
         "public_key": bcp_record::seal::to_hex(&outbox.public_key()),
         "chain": chain,
     });
@@ -41,6 +48,24 @@ pub fn run(config: &Path, json: bool, verify: bool) -> Result<()> {
         println!("bytes used:         {}", outbox.bytes_used());
         println!("last seq:           {}", stats.last_seq);
         println!("last acked seq:     {}", stats.last_acked_seq);
+        println!(
+            "images:             {} bytes; {} pending, {} synced, {} evicted",
+            stats.blobs_bytes, stats.blobs_pending, stats.blobs_synced, stats.blobs_evicted
+        );
+        println!(
+            "budget:             {}",
+            stats
+                .budget_bytes
+                .map_or("none".to_owned(), |b| format!("{b} bytes"))
+        );
+        println!(
+            "alarm:              {}",
+            if stats.high_water {
+                "ON (above the high-water mark of the budget)"
+            } else {
+                "off"
+            }
+        );
         if let Some(chain) = &chain {
             match &broken {
                 None => println!("chain:              ok ({} records)", chain.records),
