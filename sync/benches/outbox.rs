@@ -13,7 +13,12 @@
 //!   until central has acknowledged the last one; records/s end to end, and the process's peak
 //!   RSS (post and central together in this one process).
 //!
+//! - **Backlog drain into PostgreSQL** (`--drain-postgres N`, alone: the other rows are skipped):
+//!   the same drain into central on a throw-away PostgreSQL server ([`bcp_sync::PostgresProcess`],
+//!   `fsync=on`, loopback TCP).
+//!
 //! `cargo bench -p bcp-sync --bench outbox [--profile dev] [-- --records N] [--drain N]`
+//! `cargo bench -p bcp-sync --bench outbox -- --drain-postgres 1000000`
 #![allow(clippy::unwrap_used)] // a bench: a failed unwrap is the report
 
 use std::time::Instant;
@@ -105,6 +110,11 @@ fn main() {
     };
     let records = flag("--records", 50_000);
     let drain = flag("--drain", 100_000);
+    let drain_postgres = flag("--drain-postgres", 0);
+    if drain_postgres > 0 {
+        drain_bench(drain_postgres, true);
+        return;
+    }
 
     println!("## Durable outbox insert (WAL, synchronous=FULL, sealed), {records} records per row");
     println!("| batch | records/s | fsyncs/s | ms per commit |");
@@ -218,10 +228,11 @@ fn main() {
     }
 
     println!();
-    drain_bench(drain);
+    drain_bench(drain, false);
 }
 
-fn drain_bench(n: u32) {
+/// Drains `n` records into central on SQLite or (`postgres`) on a throw-away PostgreSQL.
+fn drain_bench(n: u32, postgres: bool) {
     use bcp_sync::{
         run_receiver, run_uplink, CentralStore, MosquittoProcess, ReceiverConfig, UplinkConfig,
     };
@@ -251,7 +262,11 @@ fn drain_bench(n: u32) {
     }
     let fill = started.elapsed().as_secs_f64();
     drop(all);
-    let store = Arc::new(CentralStore::open(&dir.path().join("central.db")).unwrap());
+    let pg = postgres.then(|| bcp_sync::PostgresProcess::start().unwrap());
+    let store = Arc::new(match &pg {
+        Some(pg) => CentralStore::open_postgres(&pg.url()).unwrap(),
+        None => CentralStore::open(&dir.path().join("central.db")).unwrap(),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -321,7 +336,8 @@ fn drain_bench(n: u32) {
             })
         })
         .unwrap_or(0);
-    println!("## Backlog drain through Mosquitto into central (SQLite), {n} records");
+    let db = if postgres { "PostgreSQL" } else { "SQLite" };
+    println!("## Backlog drain through Mosquitto into central ({db}), {n} records");
     println!("| measure | figure |");
     println!("|---|---|");
     println!(
@@ -336,4 +352,9 @@ fn drain_bench(n: u32) {
         "| peak RSS of the bench process (post + central + data) | {} MB |",
         hwm_kb / 1024
     );
+    if postgres {
+        println!("(PostgreSQL's own processes are not in that figure.)");
+    }
+    drop(store);
+    drop(pg);
 }
