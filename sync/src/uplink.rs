@@ -256,13 +256,7 @@ pub async fn run_uplink(
             }
             send_pending(&client, &cfg.post, &records_topic, &mut tracker, &mut batcher, &mut rate, &outbox)?;
             // Records first: images only when no pending record is left unsent.
-            let records_waiting = match tracker.next_batch() {
-                Some((after_seq, _)) => !outbox
-                    .pending(after_seq, 1)
-                    .context("reading pending records from the outbox")?
-                    .is_empty(),
-                None => true,
-            };
+            let records_waiting = tracker.records_waiting();
             blobs::send_blobs(&client, &cfg.post, &mut blob_sync, &mut rate, &outbox, records_waiting)?;
         }
     }

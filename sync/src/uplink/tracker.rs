@@ -155,6 +155,16 @@ impl DeliveryTracker {
         (room > 0).then(|| (self.sent, to_usize(room)))
     }
 
+    /// Whether records the outbox holds (up to the head last given to
+    /// [`note_head`](Self::note_head)) still wait to be sent, or the window is full: what
+    /// holds the images back. Derived from the cursors, without asking the outbox.
+    pub fn records_waiting(&self) -> bool {
+        match self.next_batch() {
+            Some((after_seq, _)) => self.head > after_seq,
+            None => true,
+        }
+    }
+
     /// `seq` was handed to MQTT.
     pub fn handle_sent(&mut self, now: Instant, seq: u64) {
         if self.in_flight() == 0 {
@@ -313,6 +323,21 @@ mod tests {
         // The next report of the head splits again, at the new head.
         t.note_head(101);
         assert_eq!(t.live_from(), Some(101));
+    }
+
+    #[test]
+    fn records_wait_while_some_are_unsent_or_the_window_is_full() {
+        let now = Instant::now();
+        let mut t = DeliveryTracker::new(0, 2, TIMEOUT);
+        assert!(t.records_waiting(), "not connected");
+        t.handle_connected(now);
+        assert!(!t.records_waiting(), "an empty outbox");
+        t.note_head(2);
+        assert!(t.records_waiting());
+        send_batch(&mut t, now);
+        assert!(t.records_waiting(), "the window is full");
+        t.handle_ack(now, 2);
+        assert!(!t.records_waiting(), "all sent and acknowledged");
     }
 
     #[test]
