@@ -50,6 +50,17 @@ pub struct PostgresProcess {
 impl PostgresProcess {
     /// Initialises a cluster in a temporary directory and starts it on a free loopback port.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_inner(None)
+    }
+
+    /// [`Self::start`] with TLS on (`ssl=on`): the server presents `cert_pem` (its key in
+    /// `key_pem`, both PEM; copied into the cluster's folder with mode 0600 as PostgreSQL wants).
+    /// Plain connections are still accepted, so one test can try both.
+    pub fn start_with_tls(cert_pem: &Path, key_pem: &Path) -> anyhow::Result<Self> {
+        Self::start_inner(Some((cert_pem, key_pem)))
+    }
+
+    fn start_inner(tls: Option<(&Path, &Path)>) -> anyhow::Result<Self> {
         let bindir = find_bindir()?;
         let dir = unique_dir()?;
         let data = dir.join("data");
@@ -85,6 +96,32 @@ impl PostgresProcess {
                 String::from_utf8_lossy(&initdb.stderr)
             );
         }
+        let mut tls_args = Vec::new();
+        if let Some((cert, key)) = tls {
+            let (cert_to, key_to) = (dir.join("server.crt"), dir.join("server.key"));
+            let copied = fs::copy(cert, &cert_to)
+                .with_context(|| format!("copying {}", cert.display()))
+                .and_then(|_| {
+                    fs::copy(key, &key_to).with_context(|| format!("copying {}", key.display()))
+                })
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    fs::set_permissions(&key_to, fs::Permissions::from_mode(0o600))
+                        .with_context(|| format!("chmod 600 {}", key_to.display()))
+                });
+            if let Err(e) = copied {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+            tls_args = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert_to.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key_to.display()),
+            ];
+        }
         let port = free_port()?;
         let log = fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
@@ -98,6 +135,7 @@ impl PostgresProcess {
             .arg(&dir)
             // Enough connections for a few test clients; small shared memory.
             .args(["-c", "max_connections=20", "-c", "shared_buffers=32MB"])
+            .args(&tls_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -217,3 +217,58 @@ async fn records_flow_over_mutual_tls_and_a_client_without_a_certificate_is_refu
     uplink.await.unwrap().unwrap();
     receiver.await.unwrap().unwrap();
 }
+
+/// The error and its sources on one line, as `{:#}` of anyhow would print them.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Central's PostgreSQL over TLS: the store works through a server whose certificate the given
+/// CA signed, a server signed by another CA is refused in the handshake, and a connection string
+/// asking for TLS without a CA is refused with the setting to fix.
+#[test]
+fn central_reaches_postgresql_over_tls_only_with_the_right_ca() {
+    let make = || {
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        pki(dir.path());
+        dir
+    };
+    let ours = make();
+    let theirs = make();
+    // The "broker" certificate names 127.0.0.1: it serves as the database server's here.
+    let pg = bcp_sync::PostgresProcess::start_with_tls(
+        &ours.path().join("broker.pem"),
+        &ours.path().join("broker.key"),
+    )
+    .unwrap();
+
+    let store = CentralStore::open_postgres_tls(&pg.url(), &ours.path().join("ca.pem")).unwrap();
+    store
+        .register_post_key(POST, &[7; 32], "test", chrono::Utc::now())
+        .unwrap();
+    let posts = store.posts().unwrap();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].post, POST);
+    drop(store);
+
+    let refused =
+        CentralStore::open_postgres_tls(&pg.url(), &theirs.path().join("ca.pem")).unwrap_err();
+    let why = chain(&refused);
+    assert!(
+        why.contains("connect") && why.contains("certificate"),
+        "a server signed by another CA must fail the handshake: {why}"
+    );
+
+    let no_ca = CentralStore::open_postgres(&format!("{}?sslmode=require", pg.url())).unwrap_err();
+    let why = chain(&no_ca);
+    assert!(why.contains("ca_pem"), "{why}");
+}

@@ -28,10 +28,13 @@
 //! threads (the CLI, tests) the call runs in place. Closing the connection (drop) likewise. `CentralStore` stays one sync API for both
 //! databases.
 
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use bcp_record::seal::{Opened, SealError};
 use chrono::{DateTime, SubsecRound as _, Utc};
+
+use postgres::config::SslMode;
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement, Transaction};
@@ -126,9 +129,52 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// A rustls connector that trusts only the CA in `ca_pem` (PEM, one or more certificates).
+fn tls_connector(
+    ca_pem: &Path,
+    location: &str,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, CentralError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let fail = |what: String| CentralError::Config {
+        db: location.to_owned(),
+        what,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca_pem)
+        .map_err(|e| fail(format!("reading the database CA {}: {e}", ca_pem.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| fail(format!("the database CA {}: {e}", ca_pem.display())))?;
+        roots.add(cert).map_err(|e| {
+            fail(format!(
+                "the database CA {}: not a usable certificate: {e}",
+                ca_pem.display()
+            ))
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(fail(format!(
+            "the database CA {} holds no PEM certificate",
+            ca_pem.display()
+        )));
+    }
+    // The provider is named, not taken from the process default: more than one may be built in.
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fail(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 impl PgStore {
-    /// Connects, migrates and prepares the statements.
-    pub fn connect(url: &str) -> Result<Self, CentralError> {
+    /// Connects, migrates and prepares the statements. With `ca_pem`, the connection is TLS
+    /// (required, whatever the URL's `sslmode`) and the server's certificate must be signed by
+    /// that CA and name the host; without it, plain TCP (a URL asking for `sslmode=require`
+    /// is refused with a hint).
+    pub fn connect(url: &str, ca_pem: Option<&Path>) -> Result<Self, CentralError> {
         let mut config: Config = url.parse().map_err(|source| CentralError::Postgres {
             db: "(connection string)".to_owned(),
             op: "parse the connection string",
@@ -146,8 +192,28 @@ impl PgStore {
             let db = location.clone();
             move |source| CentralError::Postgres { db, op, source }
         };
+        let tls = match ca_pem {
+            Some(ca) => {
+                config.ssl_mode(SslMode::Require);
+                Some(tls_connector(ca, &location)?)
+            }
+            None if config.get_ssl_mode() == SslMode::Require => {
+                return Err(CentralError::Config {
+                    db: location,
+                    what: "the connection string asks for sslmode=require but no CA was given: \
+                           set [database] ca_pem (or --db-ca PEM) to the CA that signed the \
+                           server's certificate"
+                        .to_owned(),
+                });
+            }
+            None => None,
+        };
         let conn = off_runtime(|| -> Result<Conn, CentralError> {
-            let mut client = config.connect(NoTls).map_err(err("connect"))?;
+            let mut client = match tls {
+                Some(tls) => config.connect(tls),
+                None => config.connect(NoTls),
+            }
+            .map_err(err("connect"))?;
             migrate(&mut client, &location)?;
             let st = prepare(&mut client).map_err(err("prepare statements"))?;
             Ok(Conn { client, st })

@@ -308,7 +308,13 @@ impl CentralStore {
     /// `url`: `postgres://user[:password]@host:port/dbname` or `host=... port=... user=...
     /// dbname=...`. Works from plain threads and from inside a tokio runtime alike.
     pub fn open_postgres(url: &str) -> Result<Self, CentralError> {
-        Ok(Self::with(Box::new(PgStore::connect(url)?)))
+        Ok(Self::with(Box::new(PgStore::connect(url, None)?)))
+    }
+
+    /// [`Self::open_postgres`] over TLS: the server's certificate must be signed by the CA in
+    /// `ca_pem` and name the host of the URL.
+    pub fn open_postgres_tls(url: &str, ca_pem: &Path) -> Result<Self, CentralError> {
+        Ok(Self::with(Box::new(PgStore::connect(url, Some(ca_pem))?)))
     }
 
     /// [`Self::open_postgres`] for `postgres://` and `postgresql://` URLs, else
