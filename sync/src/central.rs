@@ -11,9 +11,12 @@
 //!   files beside the database, checked against their hash; their state for the export.
 //! - [`receiver`]: [`run_receiver`], the MQTT driver: subscribe to every post's records, store,
 //!   then acknowledge.
+//! - [`config`]: [`CentralConfig`](config::CentralConfig), the operator's `central.toml`
+//!   (database and its TLS, broker, keys, images).
 
 mod batch;
 pub mod blobs;
+pub mod config;
 pub(crate) mod postgres;
 pub mod receiver;
 mod sqlite;

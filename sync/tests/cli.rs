@@ -160,14 +160,64 @@ fn serve_with_expect_times_out_with_exit_1() {
 async fn serve_prints_each_stored_crossing_and_exits_when_all_expected_arrived() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("central.db").display().to_string();
-    serve_scenario(&dir, &db).await;
+    serve_scenario(&dir, &db, Settings::Flags).await;
+}
+
+/// The operator's way: database, broker and keys only in `central.toml`; then `posts` and
+/// `export` find the database through the same file, and a misspelt key stops the program
+/// with the key's name and line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_posts_and_export_take_their_settings_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db").display().to_string();
+    let config = serve_scenario(&dir, &db, Settings::ConfigFile).await;
+    let config = config.unwrap().display().to_string();
+    let out = Command::new(BIN)
+        .args(["--config", &config, "posts"])
+        .output()
+        .unwrap();
+    let posts = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{posts}");
+    assert!(
+        posts.contains(&format!("{POST} chain=ok stored=3 contiguous=3")),
+        "{posts}"
+    );
+    let out = Command::new(BIN)
+        .args(["export", "--json", "--config", &config])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[database]\nurl = \"x.db\"\n\n[broker]\nembeded_listen = \"0.0.0.0:1883\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", &bad.display().to_string(), "serve"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("bad.toml")
+            && stderr.contains("embeded_listen")
+            && stderr.contains("line 5"),
+        "{stderr}"
+    );
+    // No database anywhere: the message says where to give one.
+    let out = Command::new(BIN).args(["posts"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no database: give --db"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_export_posts_and_verify_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let pg = bcp_sync::PostgresProcess::start().unwrap();
-    serve_scenario(&dir, &pg.url()).await;
+    serve_scenario(&dir, &pg.url(), Settings::Flags).await;
     let run = |args: &[&str]| {
         let out = Command::new(BIN).args(args).output().unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
@@ -198,8 +248,20 @@ async fn serve_export_posts_and_verify_on_postgres() {
     );
 }
 
+/// How `serve_scenario` gives `bcp-central serve` its settings.
+#[derive(Clone, Copy, PartialEq)]
+enum Settings {
+    Flags,
+    /// A `central.toml` in the test folder (its path is returned).
+    ConfigFile,
+}
+
 /// `bcp-central serve` on `db` (a SQLite path or a PostgreSQL URL) until 3 records arrived.
-async fn serve_scenario(dir: &tempfile::TempDir, db: &str) {
+async fn serve_scenario(
+    dir: &tempfile::TempDir,
+    db: &str,
+    settings: Settings,
+) -> Option<std::path::PathBuf> {
     let mosquitto = MosquittoProcess::start().unwrap();
     let is_url = db.starts_with("postgres://");
     // The post's key exists before central starts; central accepts only registered keys.
@@ -210,15 +272,43 @@ async fn serve_scenario(dir: &tempfile::TempDir, db: &str) {
         bcp_record::seal::to_hex(&outbox.public_key()) + "\n",
     )
     .unwrap();
+    let mut command = Command::new(BIN);
+    let config = match settings {
+        Settings::Flags => {
+            command
+                .args(["serve", "--expect", "3", "--timeout-secs", "60", "--broker"])
+                .arg(format!("127.0.0.1:{}", mosquitto.port()))
+                .arg("--registered-keys-only")
+                .arg("--post-key")
+                .arg(format!("{POST}={}", pub_file.display()))
+                .arg("--db")
+                .arg(db);
+            None
+        }
+        Settings::ConfigFile => {
+            let path = dir.path().join("central.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "[database]\nurl = {db:?}\n\n[broker]\naddress = \"127.0.0.1:{}\"\n\n\
+                     [keys]\ndir = {:?}\nregistered_only = true\n",
+                    mosquitto.port(),
+                    dir.path().display().to_string()
+                ),
+            )
+            .unwrap();
+            command.arg("--config").arg(&path).args([
+                "serve",
+                "--expect",
+                "3",
+                "--timeout-secs",
+                "60",
+            ]);
+            Some(path)
+        }
+    };
     let mut child = Proc(
-        Command::new(BIN)
-            .args(["serve", "--expect", "3", "--timeout-secs", "60", "--broker"])
-            .arg(format!("127.0.0.1:{}", mosquitto.port()))
-            .arg("--registered-keys-only")
-            .arg("--post-key")
-            .arg(format!("{POST}={}", pub_file.display()))
-            .arg("--db")
-            .arg(db)
+        command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -288,11 +378,15 @@ async fn serve_scenario(dir: &tempfile::TempDir, db: &str) {
     }
     let posts = CentralStore::open_url(db).unwrap().posts().unwrap();
     let post = posts.iter().find(|p| p.post == POST).unwrap();
+    let expected_source = match settings {
+        Settings::Flags => "--post-key",
+        Settings::ConfigFile => "keys dir",
+    };
     assert!(
         post.key_source
             .as_deref()
             .unwrap()
-            .starts_with("--post-key"),
+            .starts_with(expected_source),
         "{post:?}"
     );
     shutdown.send(true).unwrap();
@@ -301,6 +395,7 @@ async fn serve_scenario(dir: &tempfile::TempDir, db: &str) {
         .unwrap()
         .unwrap()
         .unwrap();
+    config
 }
 
 #[test]

@@ -10,7 +10,12 @@
 //! - `bcp-central verify --db PATH`
 //!
 //! `--db` (alias `--database`) everywhere: a SQLite file (the default store), or a PostgreSQL
-//! URL (`postgres://` or `postgresql://`; the password from `PGPASSWORD` if the URL has none).
+//! URL (`postgres://` or `postgresql://`; the password from `PGPASSWORD` if the URL has none),
+//! with `--db-ca PEM` for TLS to PostgreSQL.
+//!
+//! `--config FILE` (default `/etc/bcp-central/central.toml` if it exists): the same settings in
+//! a file ([`bcp_sync::central::config`], example `sync/central.example.toml`); a flag given on
+//! the command line wins over the file.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -21,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use bcp_sync::central::blobs::{blob_dir_for, CentralBlobs};
+use bcp_sync::central::config::{is_postgres_url, CentralConfig};
 use bcp_sync::{run_receiver, start_embedded, CentralStore, ReceiverConfig};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
@@ -32,8 +38,42 @@ use tokio::sync::{mpsc, watch};
     about = "Central office receiver for bcp-edge posts"
 )]
 struct Cli {
+    /// The configuration file (default: /etc/bcp-central/central.toml, if it exists). Flags
+    /// given on the command line win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The database options every command has (each wins over `[database]` in the config file).
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// The central database: a SQLite file (created if missing) or a postgres:// URL
+    /// (default: `[database] url` of the config file).
+    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
+    db: Option<String>,
+    /// PostgreSQL over TLS, verified against this CA (PEM) (default: `[database] ca_pem`).
+    #[arg(long, value_name = "PEM")]
+    db_ca: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// Opens the store the flags or the config file name.
+    fn open(&self, config: &CentralConfig) -> anyhow::Result<CentralStore> {
+        let Some(db) = self.db.as_ref().or(config.database.url.as_ref()) else {
+            bail!(
+                "no database: give --db PATH|URL, or set [database] url in {} (or the file given with --config)",
+                bcp_sync::central::config::DEFAULT_CONFIG_PATH
+            );
+        };
+        let ca = self.db_ca.as_ref().or(config.database.ca_pem.as_ref());
+        Ok(match ca {
+            Some(ca) if is_postgres_url(db) => CentralStore::open_postgres_tls(db, ca)?,
+            Some(_) => bail!("--db-ca / [database] ca_pem is for PostgreSQL over TLS, but the database {db:?} is a SQLite file"),
+            None => CentralStore::open_url(db)?,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,27 +90,24 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
-    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
-    db: String,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Debug, Args)]
 struct PostsArgs {
-    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
-    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
-    db: String,
+    #[command(flatten)]
+    db: DbArgs,
     /// One JSON object per post per line.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("source").required(true).args(["embedded_broker", "broker"]))]
+#[command(group = clap::ArgGroup::new("source").args(["embedded_broker", "broker"]))]
 struct ServeArgs {
-    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
-    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
-    db: String,
+    #[command(flatten)]
+    db: DbArgs,
     /// Run an embedded MQTT broker for the posts (MQTT 3.1.1) on this address (for example
     /// 127.0.0.1:18830); the receiver joins it over its MQTT 5 listener on another port.
     #[arg(long, value_name = "ADDR")]
@@ -79,13 +116,13 @@ struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT")]
     broker: Option<String>,
     /// MQTT client id; keep it stable (the broker keeps the session under it) and different for
-    /// each instance.
-    #[arg(long, default_value = "bcp-central")]
-    client_id: String,
+    /// each instance (default: `[broker] client_id`, else bcp-central).
+    #[arg(long)]
+    client_id: Option<String>,
     /// Shared-subscription group: instances of one group (storing into one database) split the
-    /// posts' records between them.
-    #[arg(long, value_name = "G", default_value = bcp_sync::central::receiver::DEFAULT_SHARE_GROUP)]
-    share_group: String,
+    /// posts' records between them (default: `[broker] share_group`, else bcp-central).
+    #[arg(long, value_name = "G")]
+    share_group: Option<String>,
     /// Exit 0 once this many crossings were newly stored.
     #[arg(long, value_name = "N")]
     expect: Option<u64>,
@@ -118,9 +155,8 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// The central database: a SQLite file (created if missing) or a postgres:// URL.
-    #[arg(long, visible_alias = "database", value_name = "PATH|URL")]
-    db: String,
+    #[command(flatten)]
+    db: DbArgs,
     /// One JSON object per line (the only format so far).
     #[arg(long, required = true)]
     json: bool,
@@ -148,12 +184,14 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve(*args),
-        Command::Export(args) => export(&args),
-        Command::Posts(args) => posts(&args),
-        Command::Verify(args) => verify(&args),
-    };
+    let result = CentralConfig::load_or_default(cli.config.as_deref()).and_then(|config| match cli
+        .command
+    {
+        Command::Serve(args) => serve(*args, config),
+        Command::Export(args) => export(&args, &config),
+        Command::Posts(args) => posts(&args, &config),
+        Command::Verify(args) => verify(&args, &config),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -163,11 +201,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open_url(&args.db)?;
+fn export(args: &ExportArgs, config: &CentralConfig) -> anyhow::Result<()> {
+    let store = args.db.open(config)?;
     let blobs = CentralBlobs::new(
         args.blob_dir
             .clone()
+            .or_else(|| config.images.dir.clone())
             .unwrap_or_else(|| blob_dir_for(store.location())),
     );
     let mut out = std::io::stdout().lock();
@@ -195,8 +234,8 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
     out.flush().context("writing to stdout")
 }
 
-fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open_url(&args.db)?;
+fn verify(args: &VerifyArgs, config: &CentralConfig) -> anyhow::Result<()> {
+    let store = args.db.open(config)?;
     let bcp_sync::central::VerifyReport { checked, problems } = store.verify_all()?;
     for (post, seq, what) in &problems {
         println!("FAIL {post} #{seq}: {what}");
@@ -209,8 +248,8 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     }
 }
 
-fn posts(args: &PostsArgs) -> anyhow::Result<()> {
-    let store = CentralStore::open_url(&args.db)?;
+fn posts(args: &PostsArgs, config: &CentralConfig) -> anyhow::Result<()> {
+    let store = args.db.open(config)?;
     let mut out = std::io::stdout().lock();
     for p in store.posts()? {
         if args.json {
@@ -251,7 +290,11 @@ fn posts(args: &PostsArgs) -> anyhow::Result<()> {
 }
 
 /// Registers the keys given on the command line before anything is received.
-fn register_keys(store: &CentralStore, args: &ServeArgs) -> anyhow::Result<()> {
+fn register_keys(
+    store: &CentralStore,
+    args: &ServeArgs,
+    config: &CentralConfig,
+) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     for spec in &args.post_key {
         let (post, file) = spec
@@ -260,7 +303,7 @@ fn register_keys(store: &CentralStore, args: &ServeArgs) -> anyhow::Result<()> {
         let key = bcp_sync::keys::read_public_key(std::path::Path::new(file))?;
         store.register_post_key(post, &key, &format!("--post-key {file}"), now)?;
     }
-    if let Some(dir) = &args.keys_dir {
+    if let Some(dir) = args.keys_dir.as_ref().or(config.keys.dir.as_ref()) {
         for (post, key) in bcp_sync::keys::read_keys_dir(dir)? {
             store.register_post_key(&post, &key, "keys dir", now)?;
         }
@@ -268,23 +311,28 @@ fn register_keys(store: &CentralStore, args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs, config: CentralConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve_async(args))
+    runtime.block_on(serve_async(args, config))
 }
 
-async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
-    let mut store = CentralStore::open_url(&args.db)?;
-    if args.registered_keys_only {
+async fn serve_async(args: ServeArgs, config: CentralConfig) -> anyhow::Result<()> {
+    let mut store = args.db.open(&config)?;
+    if args.registered_keys_only || config.keys.registered_only == Some(true) {
         store.set_key_policy(bcp_sync::KeyPolicy::RegisteredOnly);
     }
-    register_keys(&store, &args)?;
+    register_keys(&store, &args, &config)?;
     let store = Arc::new(store);
+    // The command line wins; a flag for one broker kind replaces the file's choice entirely.
+    let (embedded_broker, broker) = match (&args.embedded_broker, &args.broker) {
+        (None, None) => (config.broker.embedded_listen, config.broker.address.clone()),
+        (embedded, broker) => (*embedded, broker.clone()),
+    };
     // Held for the whole run: the embedded broker's thread lives until the process exits.
-    let (broker_host, broker_port, _embedded) = match (&args.embedded_broker, &args.broker) {
+    let (broker_host, broker_port, _embedded) = match (&embedded_broker, &broker) {
         (Some(addr), _) => {
             let broker = start_embedded(*addr)?;
             let v5 = broker.v5_addr();
@@ -299,22 +347,40 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--broker {hp:?}: {port:?} is not a port number"))?;
             (host.to_owned(), port, None)
         }
-        (None, None) => bail!("one of --embedded-broker or --broker is required"),
+        (None, None) => bail!(
+            "no broker: give --embedded-broker ADDR or --broker HOST:PORT, or set [broker] \
+             embedded_listen or address in the config file"
+        ),
+    };
+    // TLS settings come as a set, from the flags or from the file, never mixed.
+    let tls = match (&args.tls_ca, &config.broker.tls_ca_pem) {
+        (Some(ca), _) => Some(bcp_sync::TlsFiles {
+            ca: ca.clone(),
+            client_cert: args.tls_cert.clone(),
+            client_key: args.tls_key.clone(),
+        }),
+        (None, Some(ca)) => Some(bcp_sync::TlsFiles {
+            ca: ca.clone(),
+            client_cert: config.broker.tls_cert_pem.clone(),
+            client_key: config.broker.tls_key_pem.clone(),
+        }),
+        (None, None) => None,
     };
     let cfg = ReceiverConfig {
-        blob_dir: args.blob_dir.clone(),
+        blob_dir: args.blob_dir.clone().or(config.images.dir.clone()),
         broker_host,
         broker_port,
-        client_id: args.client_id.clone(),
-        share_group: args.share_group.clone(),
-        tls: match &args.tls_ca {
-            Some(ca) => Some(bcp_sync::TlsFiles {
-                ca: ca.clone(),
-                client_cert: args.tls_cert.clone(),
-                client_key: args.tls_key.clone(),
-            }),
-            None => None,
-        },
+        client_id: args
+            .client_id
+            .clone()
+            .or(config.broker.client_id.clone())
+            .unwrap_or_else(|| "bcp-central".to_owned()),
+        share_group: args
+            .share_group
+            .clone()
+            .or(config.broker.share_group.clone())
+            .unwrap_or_else(|| bcp_sync::central::receiver::DEFAULT_SHARE_GROUP.to_owned()),
+        tls,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
