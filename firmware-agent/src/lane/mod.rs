@@ -1,39 +1,74 @@
-//! The lane correlator: links a vehicle's evidence into one [`Crossing`].
+//! The lane correlator: links a vehicle's evidence into one [`Crossing`], and decides, with a
+//! reason a customs officer can read, everything that is not one vehicle's ordinary crossing.
 //!
 //! A pure state machine (no I/O, no clock): every input comes with the time it happened, and
 //! [`LaneCorrelator::poll`] is given `now`. The tokio task in `agent.rs` is its driver.
 //!
-//! ## Rules
-//! - The weighbridge frames a vehicle: `VehicleOn` opens a crossing at `arrived_at`, `VehicleOff`
-//!   sets `left_at`. The crossing stays open for late evidence until `left_at + close_after`,
-//!   then [`poll`](LaneCorrelator::poll) emits it.
-//! - Evidence (a plate read, dimensions, a scan) joins by *when it happened* (a frame's capture
-//!   time, the scanner's `scanned_at`), not when it arrived: it joins the vehicle that was on
-//!   the bridge then; else the one that arrived within `pre_arrival` after (a camera sees a
-//!   vehicle before the bridge does); else the last one that had arrived (a scanner further down
-//!   the lane). Evidence older than every crossing waits up to `pre_arrival` for one.
-//! - A second `VehicleOn` while a vehicle is still on closes the first with a flag: two vehicles
-//!   are never merged. A stable weight with no vehicle on opens one (the agent started with a
-//!   vehicle on the bridge), flagged.
-//! - Every doubt is written into the record as a [`Flag`] with its reason.
+//! ## Outputs
+//! - [`poll`](LaneCorrelator::poll): records for the outbox. A vehicle's [`Crossing`]; or a
+//!   Crossing-shaped *scan record* (no plate, weight or dimensions, `arrived_at = left_at =` the
+//!   scan's time) for a scan that has no open crossing to join, flagged `orphan_scan` or
+//!   `scan_after_close`. Scan records go through the same outbox, seal and sync as crossings.
+//! - [`poll_event`](LaneCorrelator::poll_event): decisions that make no record ([`LaneEvent`]):
+//!   a vehicle that reversed off, evidence that matched nothing. The agent logs them.
+//! - [`counters`](LaneCorrelator::counters): how often each rule fired.
+//!
+//! ## Rules (the windows are [`LaneRules`], the `[lane]` section of the config)
+//! - **Framing**: the weighbridge frames a vehicle: `VehicleOn` opens a crossing at `arrived_at`,
+//!   `VehicleOff` sets `left_at`. The crossing stays open for late evidence until
+//!   `left_at + close_after`, then [`poll`](LaneCorrelator::poll) emits it.
+//! - **Evidence joins by when it happened** (a frame's capture time, the scanner's `scanned_at`),
+//!   not when it arrived: it joins the vehicle that was on the bridge then; else the one that
+//!   arrived within `pre_arrival` after (a camera sees a vehicle before the bridge does); else the
+//!   last one that had arrived. Evidence older than every crossing waits up to `pre_arrival` for
+//!   one, then is reported as [`LaneEvent::Unmatched`].
+//! - **A late scan still joins its vehicle.** The scanner workstation's verdict can come minutes
+//!   after the vehicle left. Design: a crossing without a scan is *held open* for up to
+//!   `scan_wait` after its vehicle left (zero on a lane without a scanner: not held); a scan that
+//!   arrives in that time joins it, flagged `scan_joined_late` when the crossing would otherwise
+//!   have closed. A scan joins, in this order: the open crossing whose plate equals the
+//!   conveyance id the operator typed at the scanner; else by time: the vehicle on the bridge at
+//!   `scanned_at`, one that came on within `pre_arrival` after, one that left at most
+//!   `scan_after_left` before (a portal further down the lane). A typed id that contradicts the
+//!   plate read by time is flagged `scan_conveyance_mismatch`. A scan that comes after its
+//!   crossing was closed (the hold ran out) becomes a scan record flagged `scan_after_close`,
+//!   whose reason names that crossing's id: a supplement, never silently merged into a record
+//!   already sealed and sent. (Holding records costs latency and, on a power cut, the held
+//!   crossings; on shutdown they are closed and committed.)
+//! - **A scan that matches no vehicle becomes an orphan-scan record**: when no crossing, open or
+//!   recently closed, matches it and none came on within `pre_arrival` after it, a scan record
+//!   flagged `orphan_scan` with the reason.
+//!
+//! Every doubt is written into the record as a [`Flag`] with its reason.
 
 use bcp_anpr::PlateCandidate;
 use bcp_record::{Crossing, Dimensions, Flag, PlateRead, ScanEvent, Weighing};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::VecDeque;
+use uuid::Uuid;
 
-/// Time windows of the correlator.
+/// Time windows of the correlator (the `[lane]` config section, `*_ms` keys).
 #[derive(Debug, Clone, Copy)]
 pub struct LaneRules {
+    /// How long after a vehicle left its crossing waits for late evidence.
     pub close_after: TimeDelta,
+    /// How long before a vehicle came on evidence may have happened and still be its own.
     pub pre_arrival: TimeDelta,
+    /// How long after a vehicle left a crossing without a scan is held open for the scan's
+    /// result; zero on a lane without a scanner (nothing held).
+    pub scan_wait: TimeDelta,
+    /// How long after a vehicle left a scan may have been made and still be its scan by time.
+    pub scan_after_left: TimeDelta,
 }
 
 impl Default for LaneRules {
+    /// The windows of a lane without a scanner (`scan_wait` zero).
     fn default() -> Self {
         Self {
             close_after: TimeDelta::seconds(3),
             pre_arrival: TimeDelta::seconds(2),
+            scan_wait: TimeDelta::zero(),
+            scan_after_left: TimeDelta::seconds(30),
         }
     }
 }
@@ -44,16 +79,45 @@ pub enum Evidence {
     /// The reads of one camera frame, best first.
     PlateReads(Vec<PlateCandidate>),
     Dimensions(Dimensions),
+    /// A scan; [`LaneCorrelator::handle_scan`] is the better entry (it knows when it arrived).
     Scan(ScanEvent),
+}
+
+/// A decision of the correlator that makes no record; the agent logs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LaneEvent {
+    /// Evidence that joined no vehicle within its window (a passer-by's plate, ...).
+    Unmatched {
+        at: DateTime<Utc>,
+        what: &'static str,
+        reason: String,
+    },
+}
+
+/// How often each rule fired since the correlator started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneCounters {
+    /// Vehicle crossings emitted.
+    pub crossings: u64,
+    /// Scans that joined a crossing held open for them (`scan_joined_late`).
+    pub late_scans: u64,
+    /// Scan records for a scan that came after its crossing closed (`scan_after_close`).
+    pub scans_after_close: u64,
+    /// Scan records for a scan that matched no vehicle (`orphan_scan`).
+    pub orphan_scans: u64,
+    /// Evidence that matched nothing and was dropped ([`LaneEvent::Unmatched`]).
+    pub unmatched: u64,
 }
 
 #[derive(Debug)]
 struct Pending {
     arrived_at: DateTime<Utc>,
     left_at: Option<DateTime<Utc>>,
-    plate_frames: Vec<PlateCandidate>,
-    weight: Option<Weighing>,
-    dimensions: Option<Dimensions>,
+    /// Each frame's best read, with its capture time.
+    frames: Vec<(DateTime<Utc>, PlateCandidate)>,
+    /// Every stable weight; the last one is the vehicle's.
+    weights: Vec<Weighing>,
+    dimensions: Option<(DateTime<Utc>, Dimensions)>,
     scan: Option<ScanEvent>,
     extra_scans: Vec<String>,
     flags: Vec<Flag>,
@@ -64,15 +128,58 @@ impl Pending {
         Self {
             arrived_at,
             left_at: None,
-            plate_frames: Vec::new(),
-            weight: None,
+            frames: Vec::new(),
+            weights: Vec::new(),
             dimensions: None,
             scan: None,
             extra_scans: Vec::new(),
             flags: Vec::new(),
         }
     }
+
+    fn was_on_bridge_at(&self, at: DateTime<Utc>) -> bool {
+        self.arrived_at <= at && self.left_at.is_none_or(|l| at <= l)
+    }
+
+    /// The plate voted from the frames so far.
+    fn plate(&self) -> Option<PlateRead> {
+        let reads: Vec<PlateCandidate> = self.frames.iter().map(|(_, r)| r.clone()).collect();
+        bcp_anpr::vote::vote(&reads).map(|v| PlateRead {
+            text: v.text,
+            confidence: v.confidence,
+            format: v.format.map(str::to_owned),
+            frames: v.frames,
+        })
+    }
+
+    fn attach(&mut self, at: DateTime<Utc>, evidence: Evidence) {
+        match evidence {
+            Evidence::PlateReads(reads) => {
+                // The frame's best read; the vote over frames decides the plate.
+                if let Some(best) = reads.into_iter().next() {
+                    self.frames.push((at, best));
+                }
+            }
+            Evidence::Dimensions(d) => self.dimensions = Some((at, d)),
+            Evidence::Scan(s) => match &self.scan {
+                Some(_) => self.extra_scans.push(s.scan_id),
+                None => self.scan = Some(s),
+            },
+        }
+    }
 }
+
+/// What is remembered of a closed crossing, so that a scan arriving after it closed can name it.
+#[derive(Debug, Clone)]
+struct Closed {
+    id: Uuid,
+    plate: Option<String>,
+    arrived_at: DateTime<Utc>,
+    left_at: DateTime<Utc>,
+}
+
+/// How many closed crossings are remembered for scans that come after the close.
+const CLOSED_KEPT: usize = 64;
 
 /// One lane's correlator.
 #[derive(Debug)]
@@ -80,11 +187,15 @@ pub struct LaneCorrelator {
     post: String,
     lane: String,
     rules: LaneRules,
-    /// Crossings not yet emitted, oldest first; only the last may still be on the bridge.
+    /// Crossings not yet emitted, in arrival order; only the last may still be on the bridge.
     pending: VecDeque<Pending>,
     /// Evidence that happened before any pending crossing arrived, with its time.
     early: Vec<(DateTime<Utc>, Evidence)>,
+    /// The last crossings emitted, oldest first.
+    closed: VecDeque<Closed>,
     ready: VecDeque<Crossing>,
+    events: VecDeque<LaneEvent>,
+    counters: LaneCounters,
 }
 
 impl LaneCorrelator {
@@ -95,8 +206,19 @@ impl LaneCorrelator {
             rules,
             pending: VecDeque::new(),
             early: Vec::new(),
+            closed: VecDeque::new(),
             ready: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: LaneCounters::default(),
         }
+    }
+
+    pub fn rules(&self) -> &LaneRules {
+        &self.rules
+    }
+
+    pub fn counters(&self) -> &LaneCounters {
+        &self.counters
     }
 
     fn on_bridge(&mut self) -> Option<&mut Pending> {
@@ -112,13 +234,14 @@ impl LaneCorrelator {
             ));
         }
         let mut p = Pending::new(at);
-        // Early evidence that is recent enough joins the arriving vehicle.
+        // Early evidence that is recent enough joins the arriving vehicle; the rest waits for
+        // `poll` to report it.
         let earliest = at - self.rules.pre_arrival;
         for (t, e) in std::mem::take(&mut self.early) {
             if t >= earliest {
-                attach(&mut p, e);
+                p.attach(t, e);
             } else {
-                tracing::debug!(evidence = ?e, "dropping evidence that matched no vehicle");
+                self.early.push((t, e));
             }
         }
         self.pending.push_back(p);
@@ -134,7 +257,7 @@ impl LaneCorrelator {
             self.pending.push_back(p);
         }
         if let Some(p) = self.on_bridge() {
-            p.weight = Some(weight);
+            p.weights.push(weight);
         }
     }
 
@@ -144,17 +267,20 @@ impl LaneCorrelator {
         }
     }
 
-    /// Evidence that happened at `at` (capture time, scan time, measurement time).
+    /// Evidence that happened at `at` (capture time, measurement time). A scan given here is
+    /// handled as [`handle_scan`](Self::handle_scan) arriving at `at`.
     pub fn handle_evidence(&mut self, at: DateTime<Utc>, evidence: Evidence) {
+        if let Evidence::Scan(scan) = evidence {
+            return self.handle_scan(at, scan);
+        }
         let pre = self.rules.pre_arrival;
-        let on_bridge_at = |p: &Pending| p.arrived_at <= at && p.left_at.is_none_or(|l| at <= l);
         // 1. The vehicle that was on the bridge then; 2. else one that arrived just after
         // (a camera sees a vehicle before the bridge does); 3. else the last one that had
-        // arrived by then (evidence from after it left, such as a scanner further down the lane).
+        // arrived by then (evidence from after it left).
         let target = self
             .pending
             .iter()
-            .rposition(on_bridge_at)
+            .rposition(|p| p.was_on_bridge_at(at))
             .or_else(|| {
                 self.pending
                     .iter()
@@ -162,44 +288,196 @@ impl LaneCorrelator {
             })
             .or_else(|| self.pending.iter().rposition(|p| p.arrived_at <= at));
         match target.and_then(|i| self.pending.get_mut(i)) {
-            Some(p) => attach(p, evidence),
+            Some(p) => p.attach(at, evidence),
             None => self.early.push((at, evidence)),
         }
     }
 
-    /// Emits crossings whose window for late evidence has passed.
-    pub fn poll(&mut self, now: DateTime<Utc>) -> Option<Crossing> {
-        while let Some(front) = self.pending.front() {
-            match front.left_at {
-                Some(left) if left + self.rules.close_after <= now => {
-                    if let Some(p) = self.pending.pop_front() {
-                        let c = self.finish(p, left, now);
-                        self.ready.push_back(c);
-                    }
+    /// A scan result that arrived at `now` (it happened at `scan.scanned_at`); see the module
+    /// header for how it finds its vehicle.
+    pub fn handle_scan(&mut self, now: DateTime<Utc>, scan: ScanEvent) {
+        let at = scan.scanned_at;
+        let typed = scan
+            .conveyance_id
+            .as_deref()
+            .map(normalise_id)
+            .filter(|s| !s.is_empty());
+        let by_id = typed.as_deref().and_then(|id| {
+            self.pending
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.plate().is_some_and(|r| r.text == id))
+                // Prefer a crossing still without a scan, then the nearest in time.
+                .min_by_key(|(_, p)| (p.scan.is_some(), (p.arrived_at - at).abs()))
+                .map(|(i, _)| (i, format!("by the conveyance id {id} typed at the scanner")))
+        });
+        let target = by_id.or_else(|| self.scan_target_by_time(at));
+        let close_after = self.rules.close_after;
+        if let Some((i, how)) = target {
+            let Some(p) = self.pending.get_mut(i) else {
+                return;
+            };
+            if let (Some(id), Some(read)) = (typed.as_deref(), p.plate()) {
+                if read.text != id {
+                    p.flags.push(Flag::new(
+                        "scan_conveyance_mismatch",
+                        format!(
+                            "scan {} joined {how}, but the conveyance id typed at the scanner is {id} and the lane read {}",
+                            scan.scan_id, read.text
+                        ),
+                    ));
                 }
-                _ => break,
+            }
+            if let Some(left) = p.left_at.filter(|l| now > *l + close_after) {
+                p.flags.push(Flag::new(
+                    "scan_joined_late",
+                    format!(
+                        "scan {} ({}) arrived {} after the vehicle left; the crossing was held open for it and it joined {how}",
+                        scan.scan_id,
+                        decision(&scan),
+                        duration(now - left)
+                    ),
+                ));
+                self.counters.late_scans += 1;
+            }
+            p.attach(at, Evidence::Scan(scan));
+            return;
+        }
+        if let Some((closed, how)) = self.closed_match(typed.as_deref(), at) {
+            let reason = format!(
+                "scan {} ({}) arrived {} after crossing {} ({}, left at {}) was closed; it belongs to that crossing {how}, and is recorded apart so the sealed crossing is not changed",
+                scan.scan_id,
+                decision(&scan),
+                duration(now - closed.left_at),
+                closed.id,
+                closed.plate.as_deref().map_or("plate unread".to_owned(), |p| format!("plate {p}")),
+                clock(closed.left_at),
+            );
+            self.counters.scans_after_close += 1;
+            let record = self.scan_record(scan, Flag::new("scan_after_close", reason), now);
+            self.ready.push_back(record);
+            return;
+        }
+        self.early.push((at, Evidence::Scan(scan)));
+    }
+
+    /// The open crossing a scan made at `at` belongs to by time, and how it was chosen.
+    fn scan_target_by_time(&self, at: DateTime<Utc>) -> Option<(usize, String)> {
+        let pre = self.rules.pre_arrival;
+        let after = self.rules.scan_after_left;
+        if let Some(i) = self.pending.iter().rposition(|p| p.was_on_bridge_at(at)) {
+            return Some((
+                i,
+                format!(
+                    "by time: scanned at {} while the vehicle was on the bridge",
+                    clock(at)
+                ),
+            ));
+        }
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.arrived_at - pre <= at && at < p.arrived_at)
+        {
+            return Some((
+                i,
+                format!(
+                    "by time: scanned at {}, just before the vehicle came on",
+                    clock(at)
+                ),
+            ));
+        }
+        self.pending
+            .iter()
+            .rposition(|p| p.left_at.is_some_and(|l| l < at && at - l <= after))
+            .map(|i| {
+                (
+                    i,
+                    format!(
+                        "by time: scanned at {}, within {} after the vehicle left",
+                        clock(at),
+                        duration(after)
+                    ),
+                )
+            })
+    }
+
+    /// The closed crossing a scan belongs to: by the typed id, else by time.
+    fn closed_match(&self, typed: Option<&str>, at: DateTime<Utc>) -> Option<(Closed, String)> {
+        if let Some(id) = typed {
+            if let Some(c) = self
+                .closed
+                .iter()
+                .rev()
+                .find(|c| c.plate.as_deref() == Some(id))
+            {
+                return Some((
+                    c.clone(),
+                    format!("by the conveyance id {id} typed at the scanner"),
+                ));
             }
         }
-        let horizon = now - self.rules.pre_arrival;
-        self.early.retain(|(t, e)| {
-            let keep = *t >= horizon;
-            if !keep {
-                if let Evidence::Scan(s) = e {
-                    tracing::warn!(scan = %s.scan_id, "scan matched no vehicle (orphan scan)");
-                }
+        let (pre, after) = (self.rules.pre_arrival, self.rules.scan_after_left);
+        self.closed
+            .iter()
+            .rev()
+            .find(|c| c.arrived_at - pre <= at && at <= c.left_at + after)
+            .map(|c| (c.clone(), format!("by time: scanned at {}", clock(at))))
+    }
+
+    /// Emits records whose window has passed: crossings, and scan records.
+    pub fn poll(&mut self, now: DateTime<Utc>) -> Option<Crossing> {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let due = self
+                .pending
+                .get(i)
+                .and_then(|p| self.close_at(p))
+                .is_some_and(|t| t <= now);
+            match due.then(|| self.pending.remove(i)).flatten() {
+                Some(p) => self.close(p, now),
+                None => i += 1,
             }
-            keep
-        });
+        }
+        let pre = self.rules.pre_arrival;
+        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
+            .into_iter()
+            .partition(|(t, _)| *t + pre <= now);
+        self.early = kept;
+        for (at, e) in expired {
+            let what = match e {
+                Evidence::Scan(scan) => {
+                    let reason = self.orphan_reason(&scan);
+                    self.counters.orphan_scans += 1;
+                    let record = self.scan_record(scan, Flag::new("orphan_scan", reason), now);
+                    self.ready.push_back(record);
+                    continue;
+                }
+                Evidence::PlateReads(_) => "plate read",
+                Evidence::Dimensions(_) => "dimensions",
+            };
+            self.counters.unmatched += 1;
+            self.events.push_back(LaneEvent::Unmatched {
+                at,
+                what,
+                reason: format!(
+                    "no vehicle was on the bridge at {} or came on within {} after",
+                    clock(at),
+                    duration(pre)
+                ),
+            });
+        }
         self.ready.pop_front()
+    }
+
+    /// The next decision that made no record, if any (call after [`poll`](Self::poll)).
+    pub fn poll_event(&mut self) -> Option<LaneEvent> {
+        self.events.pop_front()
     }
 
     /// When [`poll`](Self::poll) should next be called, if anything is waiting.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
-        let close = self
-            .pending
-            .front()
-            .and_then(|p| p.left_at)
-            .map(|l| l + self.rules.close_after);
+        let close = self.pending.iter().filter_map(|p| self.close_at(p)).min();
         let early = self
             .early
             .iter()
@@ -211,22 +489,81 @@ impl LaneCorrelator {
         }
     }
 
-    fn finish(&self, mut p: Pending, left_at: DateTime<Utc>, now: DateTime<Utc>) -> Crossing {
-        let plate = bcp_anpr::vote::vote(&p.plate_frames).map(|v| PlateRead {
-            text: v.text,
-            confidence: v.confidence,
-            format: v.format.map(str::to_owned),
-            frames: v.frames,
+    /// When a crossing closes: `close_after` after its vehicle left, or, while it still has no
+    /// scan, `scan_wait` after if that is longer.
+    fn close_at(&self, p: &Pending) -> Option<DateTime<Utc>> {
+        let left = p.left_at?;
+        let wait = if p.scan.is_none() {
+            self.rules.close_after.max(self.rules.scan_wait)
+        } else {
+            self.rules.close_after
+        };
+        Some(left + wait)
+    }
+
+    fn close(&mut self, p: Pending, now: DateTime<Utc>) {
+        let left_at = p.left_at.unwrap_or(now);
+        let c = self.finish(p, left_at, now);
+        self.closed.push_back(Closed {
+            id: c.id,
+            plate: c.plate.as_ref().map(|p| p.text.clone()),
+            arrived_at: c.arrived_at,
+            left_at: c.left_at,
         });
+        if self.closed.len() > CLOSED_KEPT {
+            self.closed.pop_front();
+        }
+        self.counters.crossings += 1;
+        self.ready.push_back(c);
+    }
+
+    fn orphan_reason(&self, scan: &ScanEvent) -> String {
+        let typed = match scan.conveyance_id.as_deref() {
+            Some(id) if !normalise_id(id).is_empty() => format!(
+                "; no open or recent crossing has the plate {} typed at the scanner",
+                normalise_id(id)
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "scan {} by {} at {} ({}) matched no vehicle: none was on the bridge then, none came on within {} after, none had left less than {} before{typed}",
+            scan.scan_id,
+            scan.scanner_id,
+            clock(scan.scanned_at),
+            decision(scan),
+            duration(self.rules.pre_arrival),
+            duration(self.rules.scan_after_left),
+        )
+    }
+
+    /// A record that carries only a scan (no vehicle evidence), at the scan's time.
+    fn scan_record(&self, scan: ScanEvent, flag: Flag, now: DateTime<Utc>) -> Crossing {
+        Crossing {
+            id: uuid_v7(now),
+            post: self.post.clone(),
+            lane: self.lane.clone(),
+            arrived_at: scan.scanned_at,
+            left_at: scan.scanned_at,
+            plate: None,
+            weight: None,
+            dimensions: None,
+            scan: Some(scan),
+            flags: vec![flag],
+            images: Vec::new(),
+        }
+    }
+
+    fn finish(&self, mut p: Pending, left_at: DateTime<Utc>, now: DateTime<Utc>) -> Crossing {
+        let plate = p.plate();
         if plate.is_none() {
-            let why = if p.plate_frames.is_empty() {
+            let why = if p.frames.is_empty() {
                 "no camera frame with a plate-like read"
             } else {
                 "reads did not agree on a plate"
             };
             p.flags.push(Flag::new("plate_unread", why));
         }
-        if p.weight.is_none() {
+        if p.weights.is_empty() {
             p.flags.push(Flag::new(
                 "no_stable_weight",
                 "the weight never settled while the vehicle was on the bridge",
@@ -239,10 +576,15 @@ impl LaneCorrelator {
             ));
         }
         if p.scan.is_none() {
-            p.flags.push(Flag::new(
-                "no_scan",
-                "no scan event joined before the record closed",
-            ));
+            let why = if self.rules.scan_wait > self.rules.close_after {
+                format!(
+                    "no scan event joined within {} after the vehicle left",
+                    duration(self.rules.scan_wait)
+                )
+            } else {
+                "no scan event joined before the record closed".to_owned()
+            };
+            p.flags.push(Flag::new("no_scan", why));
         }
         for s in &p.extra_scans {
             p.flags.push(Flag::new(
@@ -250,20 +592,15 @@ impl LaneCorrelator {
                 format!("scan {s} also matched this vehicle"),
             ));
         }
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            now.timestamp().max(0).unsigned_abs(),
-            now.timestamp_subsec_nanos(),
-        );
         Crossing {
-            id: uuid::Uuid::new_v7(ts),
+            id: uuid_v7(now),
             post: self.post.clone(),
             lane: self.lane.clone(),
             arrived_at: p.arrived_at,
             left_at,
             plate,
-            weight: p.weight,
-            dimensions: p.dimensions,
+            weight: p.weights.pop(),
+            dimensions: p.dimensions.map(|(_, d)| d),
             scan: p.scan,
             flags: p.flags,
             images: Vec::new(),
@@ -271,19 +608,48 @@ impl LaneCorrelator {
     }
 }
 
-fn attach(p: &mut Pending, evidence: Evidence) {
-    match evidence {
-        Evidence::PlateReads(reads) => {
-            // The frame's best read; the vote over frames decides the plate.
-            if let Some(best) = reads.into_iter().next() {
-                p.plate_frames.push(best);
-            }
-        }
-        Evidence::Dimensions(d) => p.dimensions = Some(d),
-        Evidence::Scan(s) => match &p.scan {
-            Some(_) => p.extra_scans.push(s.scan_id),
-            None => p.scan = Some(s),
-        },
+fn uuid_v7(now: DateTime<Utc>) -> Uuid {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.timestamp().max(0).unsigned_abs(),
+        now.timestamp_subsec_nanos(),
+    );
+    Uuid::new_v7(ts)
+}
+
+/// A typed plate or conveyance id as plates are stored: letters and digits, uppercase.
+fn normalise_id(id: &str) -> String {
+    id.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// `10:00:03.120 UTC`: a time in a reason.
+fn clock(t: DateTime<Utc>) -> String {
+    t.format("%H:%M:%S%.3f UTC").to_string()
+}
+
+/// `2.5 s`, `3 min 12 s`: a duration in a reason.
+fn duration(d: TimeDelta) -> String {
+    let ms = d.num_milliseconds();
+    if ms.abs() < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// `ALARM by OPERATOR`: a scan's decision in a reason.
+fn decision(s: &ScanEvent) -> String {
+    let d = match s.decision {
+        bcp_record::ScanDecision::Alarm => "ALARM",
+        bcp_record::ScanDecision::NoAlarm => "NO_ALARM",
+        bcp_record::ScanDecision::Unknown => "UNKNOWN",
+    };
+    match &s.decision_by {
+        Some(by) => format!("{d} by {by}"),
+        None => d.to_owned(),
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use bcp_record::{ScanDecision, ScanEvent};
+use bcp_record::{Crossing, ScanDecision, ScanEvent};
 
 fn t(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_800_000_000_000 + ms).expect("valid time")
@@ -147,4 +147,155 @@ fn a_stable_weight_without_arrival_opens_a_flagged_crossing() {
     let c = l.poll(t(3_500)).expect("a crossing");
     assert!(c.flags.iter().any(|f| f.code == "arrival_not_seen"));
     assert_eq!(c.weight.map(|w| w.gross_kg), Some(5_000.0));
+}
+
+fn typed_scan(id: &str, at: DateTime<Utc>, typed: Option<&str>) -> ScanEvent {
+    ScanEvent {
+        scanner_id: "XR-1".into(),
+        scan_id: id.into(),
+        scanned_at: at,
+        lane: None,
+        decision: ScanDecision::Alarm,
+        images: vec![],
+        conveyance_id: typed.map(str::to_owned),
+        decision_by: Some("OPERATOR".into()),
+    }
+}
+
+fn scanning_lane(scan_wait_ms: i64) -> LaneCorrelator {
+    LaneCorrelator::new(
+        "TJ-1",
+        "L1",
+        LaneRules {
+            scan_wait: TimeDelta::milliseconds(scan_wait_ms),
+            ..LaneRules::default()
+        },
+    )
+}
+
+/// A vehicle on the bridge from `on` to `off` with a plate and a stable weight.
+fn drive(l: &mut LaneCorrelator, on: i64, off: i64, plate: &str, kg: f64) {
+    l.handle_vehicle_on(t(on));
+    l.handle_evidence(t(on + 200), read(plate));
+    l.handle_stable_weight(t(on + 600), weighing(kg, t(on + 600)));
+    l.handle_evidence(t(off - 200), read(plate));
+    l.handle_vehicle_off(t(off));
+}
+
+fn flag<'a>(c: &'a Crossing, code: &str) -> Option<&'a str> {
+    c.flags
+        .iter()
+        .find(|f| f.code == code)
+        .map(|f| f.reason.as_str())
+}
+
+#[test]
+fn a_late_scan_joins_its_vehicle_while_the_crossing_is_held_for_it() {
+    let mut l = scanning_lane(300_000);
+    drive(&mut l, 0, 2_000, "1234AB01", 24_560.0);
+    assert!(l.poll(t(5_000)).is_none(), "held open for the scan");
+    assert_eq!(l.poll_timeout(), Some(t(302_000)));
+    // The workstation's verdict, three minutes later, for a scan made on the bridge.
+    l.handle_scan(t(182_000), typed_scan("S1", t(1_500), None));
+    let c = l.poll(t(182_000)).expect("closes once its scan came");
+    assert_eq!(c.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
+    assert_eq!(c.plate.as_ref().map(|p| p.text.as_str()), Some("1234AB01"));
+    let why = flag(&c, "scan_joined_late").expect("the decision is in the record");
+    assert!(
+        why.contains("S1") && why.contains("3 min 0 s") && why.contains("on the bridge"),
+        "{why}"
+    );
+    assert!(why.contains("ALARM by OPERATOR"), "{why}");
+    assert_eq!(l.counters().late_scans, 1);
+    assert!(l.poll(t(400_000)).is_none());
+}
+
+#[test]
+fn a_late_scan_joins_by_the_conveyance_id_typed_at_the_scanner() {
+    let mut l = scanning_lane(300_000);
+    drive(&mut l, 0, 2_000, "1111AA01", 10_000.0);
+    drive(&mut l, 3_000, 5_000, "2222BB02", 20_000.0);
+    // Scanned while the second vehicle was on the bridge, but the operator typed the first's
+    // plate: the typed id wins over the time.
+    l.handle_scan(t(90_000), typed_scan("S1", t(4_000), Some("1111 aa-01")));
+    let a = l.poll(t(90_000)).expect("the first, with its scan");
+    assert_eq!(a.plate.as_ref().map(|p| p.text.as_str()), Some("1111AA01"));
+    assert_eq!(a.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
+    let why = flag(&a, "scan_joined_late").expect("late");
+    assert!(why.contains("conveyance id 1111AA01"), "{why}");
+    assert!(flag(&a, "scan_conveyance_mismatch").is_none());
+    assert!(l.poll(t(304_999)).is_none());
+    let b = l.poll(t(305_000)).expect("the second, after its hold");
+    assert!(b.scan.is_none());
+    assert!(
+        flag(&b, "no_scan").is_some_and(|w| w.contains("5 min 0 s")),
+        "{:?}",
+        b.flags
+    );
+}
+
+#[test]
+fn a_scan_joined_by_time_against_the_typed_id_is_flagged() {
+    let mut l = lane();
+    drive(&mut l, 0, 2_000, "1234AB01", 24_560.0);
+    l.handle_scan(t(1_000), typed_scan("S1", t(1_000), Some("9999ZZ99")));
+    let c = l.poll(t(5_000)).expect("a crossing");
+    assert_eq!(c.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
+    let why = flag(&c, "scan_conveyance_mismatch").expect("mismatch flagged");
+    assert!(
+        why.contains("9999ZZ99") && why.contains("1234AB01"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_scan_after_its_crossing_closed_becomes_a_record_naming_that_crossing() {
+    let mut l = lane(); // no hold: scan_wait 0
+    drive(&mut l, 0, 2_000, "1234AB01", 24_560.0);
+    let c = l.poll(t(5_000)).expect("closed without a scan");
+    l.handle_scan(t(60_000), typed_scan("S1", t(1_500), None));
+    let s = l.poll(t(60_000)).expect("a scan record");
+    assert_eq!(s.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
+    assert!(s.plate.is_none() && s.weight.is_none() && s.dimensions.is_none());
+    assert_eq!(s.flags.len(), 1, "{:?}", s.flags);
+    let why = flag(&s, "scan_after_close").expect("flagged");
+    assert!(
+        why.contains(&c.id.to_string()) && why.contains("1234AB01"),
+        "{why}"
+    );
+    assert_ne!(s.id, c.id);
+    assert_eq!(l.counters().scans_after_close, 1);
+}
+
+#[test]
+fn a_scan_that_matches_no_vehicle_becomes_an_orphan_scan_record() {
+    let mut l = lane();
+    drive(&mut l, 0, 2_000, "1234AB01", 24_560.0);
+    // 40 s after the vehicle left: beyond scan_after_left (30 s), nobody else came.
+    l.handle_scan(t(42_000), typed_scan("S9", t(42_000), None));
+    let c = l.poll(t(42_000)).expect("the vehicle's crossing");
+    assert!(c.scan.is_none());
+    assert!(l.poll(t(43_999)).is_none(), "a vehicle may still come on");
+    assert_eq!(l.poll_timeout(), Some(t(44_000)));
+    let o = l.poll(t(44_000)).expect("an orphan-scan record");
+    assert_eq!(o.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S9"));
+    assert!(o.plate.is_none() && o.weight.is_none());
+    assert_eq!((o.arrived_at, o.left_at), (t(42_000), t(42_000)));
+    let codes: Vec<_> = o.flags.iter().map(|f| f.code.as_str()).collect();
+    assert_eq!(codes, ["orphan_scan"]);
+    assert!(o.flags[0].reason.contains("S9 by XR-1"), "{:?}", o.flags);
+    assert_eq!(l.counters().orphan_scans, 1);
+    assert!(l.poll(t(100_000)).is_none());
+}
+
+#[test]
+fn a_scan_just_before_a_vehicle_comes_on_is_not_an_orphan() {
+    let mut l = lane();
+    l.handle_scan(t(-1_000), typed_scan("S1", t(-1_000), None));
+    l.handle_vehicle_on(t(0));
+    l.handle_vehicle_off(t(2_000));
+    assert!(l.poll(t(4_999)).is_none());
+    let c = l.poll(t(5_000)).expect("a crossing");
+    assert_eq!(c.scan.map(|s| s.scan_id), Some("S1".into()));
+    assert_eq!(l.counters().orphan_scans, 0);
 }
