@@ -219,6 +219,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         scans_after_close = n.scans_after_close,
         orphan_scans = n.orphan_scans,
         unmatched = n.unmatched,
+        tailgates = n.tailgates,
         "lane counters since start"
     );
     tasks.shutdown().await;

@@ -140,6 +140,10 @@ pub struct LaneSettings {
     /// vehicle becomes an `orphan_scan` record.
     #[serde(default = "default_scan_after_left_ms")]
     pub scan_after_left_ms: u64,
+    /// A vehicle that comes on less than this after the previous one left is tailgating: both
+    /// crossings are flagged `tailgating`. At most `close_after_ms`.
+    #[serde(default = "default_tailgate_gap_ms")]
+    pub tailgate_gap_ms: u64,
 }
 
 impl Default for LaneSettings {
@@ -149,6 +153,7 @@ impl Default for LaneSettings {
             pre_arrival_ms: default_pre_arrival_ms(),
             scan_wait_ms: default_scan_wait_ms(),
             scan_after_left_ms: default_scan_after_left_ms(),
+            tailgate_gap_ms: default_tailgate_gap_ms(),
         }
     }
 }
@@ -169,6 +174,7 @@ impl LaneSettings {
                 chrono::TimeDelta::zero()
             },
             scan_after_left: ms(self.scan_after_left_ms),
+            tailgate_gap: ms(self.tailgate_gap_ms),
         }
     }
 
@@ -179,6 +185,7 @@ impl LaneSettings {
             ("lane.pre_arrival_ms", self.pre_arrival_ms),
             ("lane.scan_wait_ms", self.scan_wait_ms),
             ("lane.scan_after_left_ms", self.scan_after_left_ms),
+            ("lane.tailgate_gap_ms", self.tailgate_gap_ms),
         ] {
             if v > Self::MAX_WINDOW_MS {
                 bail!(
@@ -194,6 +201,13 @@ impl LaneSettings {
             bail!(
                 "lane.scan_wait_ms = {} is shorter than lane.close_after_ms = {}: use 0 (do not hold crossings for scans) or at least close_after_ms",
                 self.scan_wait_ms,
+                self.close_after_ms
+            );
+        }
+        if self.tailgate_gap_ms > self.close_after_ms {
+            bail!(
+                "lane.tailgate_gap_ms = {} is longer than lane.close_after_ms = {}: the previous crossing would be closed before the tailgater could be flagged on it",
+                self.tailgate_gap_ms,
                 self.close_after_ms
             );
         }
@@ -287,6 +301,9 @@ const fn default_scan_wait_ms() -> u64 {
 }
 const fn default_scan_after_left_ms() -> u64 {
     30_000
+}
+const fn default_tailgate_gap_ms() -> u64 {
+    500
 }
 const fn default_keep_alive() -> u64 {
     30
@@ -531,18 +548,20 @@ broker_port = 8883
     #[test]
     fn the_lane_windows_are_validated_by_key() -> Result<()> {
         let cfg = parse(&format!(
-            "{VALID}\n[lane]\nclose_after_ms = 2000\npre_arrival_ms = 1500\nscan_wait_ms = 600000\nscan_after_left_ms = 20000\n"
+            "{VALID}\n[lane]\nclose_after_ms = 2000\npre_arrival_ms = 1500\nscan_wait_ms = 600000\nscan_after_left_ms = 20000\ntailgate_gap_ms = 800\n"
         ))?;
         let rules = cfg.lane.rules(true);
         assert_eq!(rules.close_after.num_milliseconds(), 2000);
         assert_eq!(rules.pre_arrival.num_milliseconds(), 1500);
         assert_eq!(rules.scan_wait.num_milliseconds(), 600_000);
         assert_eq!(rules.scan_after_left.num_milliseconds(), 20_000);
+        assert_eq!(rules.tailgate_gap.num_milliseconds(), 800);
 
         for (bad, key) in [
             ("scan_wait_ms = 1000", "lane.scan_wait_ms"),
             ("scan_wait_ms = 7200000", "lane.scan_wait_ms"),
             ("close_after_ms = 0", "lane.close_after_ms"),
+            ("tailgate_gap_ms = 5000", "lane.tailgate_gap_ms"),
             ("scan_after_left_ms = 4000000", "lane.scan_after_left_ms"),
         ] {
             let e = format!(

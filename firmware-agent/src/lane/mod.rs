@@ -35,6 +35,16 @@
 //!   whose reason names that crossing's id: a supplement, never silently merged into a record
 //!   already sealed and sent. (Holding records costs latency and, on a power cut, the held
 //!   crossings; on shutdown they are closed and committed.)
+//! - **Two vehicles close together are split, not merged**, and both crossings are flagged
+//!   `tailgating` with the reason: a second `VehicleOn` while a vehicle is still on (light
+//!   curtains can say so; the first also gets `no_vehicle_off`); a `VehicleOn` less than
+//!   `tailgate_gap` after the previous vehicle left (evidence near the boundary may belong to
+//!   either); and a second plate read on the bridge without the weight going back to zero (a
+//!   weighbridge sees two vehicles nose to tail as one): at least two frames of one plate, then
+//!   at least two frames of a plain different one (more than two characters apart, so a misread
+//!   never splits), splits the crossing at the first frame of the second plate; evidence from
+//!   then on goes to the second. A lane with a rear camera that reads a *trailer's* plate must
+//!   not feed it here as a front read (it would look like a second vehicle).
 //! - **A scan that matches no vehicle becomes an orphan-scan record**: when no crossing, open or
 //!   recently closed, matches it and none came on within `pre_arrival` after it, a scan record
 //!   flagged `orphan_scan` with the reason.
@@ -59,6 +69,8 @@ pub struct LaneRules {
     pub scan_wait: TimeDelta,
     /// How long after a vehicle left a scan may have been made and still be its scan by time.
     pub scan_after_left: TimeDelta,
+    /// A vehicle that comes on less than this after the previous one left is tailgating.
+    pub tailgate_gap: TimeDelta,
 }
 
 impl Default for LaneRules {
@@ -69,6 +81,7 @@ impl Default for LaneRules {
             pre_arrival: TimeDelta::seconds(2),
             scan_wait: TimeDelta::zero(),
             scan_after_left: TimeDelta::seconds(30),
+            tailgate_gap: TimeDelta::milliseconds(500),
         }
     }
 }
@@ -107,6 +120,8 @@ pub struct LaneCounters {
     pub orphan_scans: u64,
     /// Evidence that matched nothing and was dropped ([`LaneEvent::Unmatched`]).
     pub unmatched: u64,
+    /// Times two vehicles were split apart (`tailgating`, on both crossings).
+    pub tailgates: u64,
 }
 
 #[derive(Debug)]
@@ -226,14 +241,50 @@ impl LaneCorrelator {
     }
 
     pub fn handle_vehicle_on(&mut self, at: DateTime<Utc>) {
+        let gap = self.rules.tailgate_gap;
+        let mut tailgate = None;
         if let Some(prev) = self.on_bridge() {
             prev.left_at = Some(at);
             prev.flags.push(Flag::new(
                 "no_vehicle_off",
                 "a second vehicle came on before the weight went back to zero: split, not merged",
             ));
+            prev.flags.push(Flag::new(
+                "tailgating",
+                format!(
+                    "the next vehicle came on at {} while this one was still on the bridge: split into two crossings; this weight may include part of the other vehicle",
+                    clock(at)
+                ),
+            ));
+            tailgate = Some(format!(
+                "came on while the vehicle that arrived at {} was still on the bridge: split into two crossings; this weight may include part of the other vehicle",
+                clock(prev.arrived_at)
+            ));
+        } else if let Some(prev) = self
+            .pending
+            .back_mut()
+            .filter(|p| p.left_at.is_some_and(|l| l <= at && at - l < gap))
+        {
+            let since = at - prev.left_at.unwrap_or(at);
+            prev.flags.push(Flag::new(
+                "tailgating",
+                format!(
+                    "the next vehicle came on {} after this one left (closer than {}): evidence near the boundary may belong to either",
+                    duration(since),
+                    duration(gap)
+                ),
+            ));
+            tailgate = Some(format!(
+                "came on {} after the vehicle before it left (closer than {}): evidence near the boundary may belong to either",
+                duration(since),
+                duration(gap)
+            ));
         }
         let mut p = Pending::new(at);
+        if let Some(reason) = tailgate {
+            self.counters.tailgates += 1;
+            p.flags.push(Flag::new("tailgating", reason));
+        }
         // Early evidence that is recent enough joins the arriving vehicle; the rest waits for
         // `poll` to report it.
         let earliest = at - self.rules.pre_arrival;
@@ -287,10 +338,57 @@ impl LaneCorrelator {
                     .position(|p| p.arrived_at - pre <= at && at < p.arrived_at)
             })
             .or_else(|| self.pending.iter().rposition(|p| p.arrived_at <= at));
+        let is_plate = matches!(evidence, Evidence::PlateReads(_));
         match target.and_then(|i| self.pending.get_mut(i)) {
             Some(p) => p.attach(at, evidence),
             None => self.early.push((at, evidence)),
         }
+        if is_plate {
+            self.split_on_second_plate();
+        }
+    }
+
+    /// Splits the vehicle on the bridge in two when its frames show a second plate (see the
+    /// module header).
+    fn split_on_second_plate(&mut self) {
+        let Some(a) = self.pending.back_mut().filter(|p| p.left_at.is_none()) else {
+            return;
+        };
+        let Some((at, first, second)) = second_plate_starts(&a.frames) else {
+            return;
+        };
+        let mut b = Pending::new(at);
+        a.left_at = Some(at);
+        let (keep, moved) = std::mem::take(&mut a.frames)
+            .into_iter()
+            .partition(|(t, _)| *t < at);
+        (a.frames, b.frames) = (keep, moved);
+        let (keep, moved) = std::mem::take(&mut a.weights)
+            .into_iter()
+            .partition(|w| w.stable_at < at);
+        (a.weights, b.weights) = (keep, moved);
+        if a.dimensions.is_some_and(|(t, _)| t >= at) {
+            b.dimensions = a.dimensions.take();
+        }
+        if a.scan.as_ref().is_some_and(|s| s.scanned_at >= at) {
+            b.scan = a.scan.take();
+        }
+        a.flags.push(Flag::new(
+            "tailgating",
+            format!(
+                "a second plate, {second}, was read from {} while this vehicle ({first}) was still on the bridge and the weight never went back to zero: two vehicles, split into two crossings; this weight may include part of the other vehicle",
+                clock(at)
+            ),
+        ));
+        b.flags.push(Flag::new(
+            "tailgating",
+            format!(
+                "came onto the bridge behind {first} before it had left (plate {second} first read at {}): split from it; this weight may include part of the other vehicle",
+                clock(at)
+            ),
+        ));
+        self.counters.tailgates += 1;
+        self.pending.push_back(b);
     }
 
     /// A scan result that arrived at `now` (it happened at `scan.scanned_at`); see the module
@@ -606,6 +704,46 @@ impl LaneCorrelator {
             images: Vec::new(),
         }
     }
+}
+
+/// Frames of one plate for at least two frames, then only of a plainly different plate for at
+/// least two: when the second began, and the two plates.
+fn second_plate_starts(
+    frames: &[(DateTime<Utc>, PlateCandidate)],
+) -> Option<(DateTime<Utc>, String, String)> {
+    const MIN_FRAMES: usize = 2;
+    let mut sorted: Vec<&(DateTime<Utc>, PlateCandidate)> =
+        frames.iter().filter(|(_, r)| !r.text.is_empty()).collect();
+    sorted.sort_by_key(|(t, _)| *t);
+    let first = &sorted.first()?.1.text;
+    let k = sorted.iter().position(|(_, r)| !similar(&r.text, first))?;
+    let (before, after) = sorted.split_at(k);
+    let (at, second) = after.first().map(|(t, r)| (*t, &r.text))?;
+    let clean = after
+        .iter()
+        .all(|(_, r)| similar(&r.text, second) && !similar(&r.text, first));
+    (before.len() >= MIN_FRAMES && after.len() >= MIN_FRAMES && clean)
+        .then(|| (at, first.clone(), second.clone()))
+}
+
+/// Two reads of the same plate: at most two edits apart (OCR confuses a character or two).
+fn similar(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 2 {
+        return false;
+    }
+    // Levenshtein distance, one row at a time (plates are a dozen characters).
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()] <= 2
 }
 
 fn uuid_v7(now: DateTime<Utc>) -> Uuid {

@@ -101,11 +101,15 @@ fn a_second_vehicle_without_the_first_leaving_is_split_and_flagged() {
     l.handle_stable_weight(t(1_500), weighing(30_000.0, t(1_500)));
     l.handle_vehicle_off(t(2_000));
     let a = l.poll(t(4_000)).expect("first");
-    assert_eq!(a.weight.map(|w| w.gross_kg), Some(10_000.0));
+    assert_eq!(a.weight.as_ref().map(|w| w.gross_kg), Some(10_000.0));
     assert!(a.flags.iter().any(|f| f.code == "no_vehicle_off"));
+    let why = flag(&a, "tailgating").expect("the first says why");
+    assert!(why.contains("still on the bridge"), "{why}");
     let b = l.poll(t(5_000)).expect("second");
-    assert_eq!(b.weight.map(|w| w.gross_kg), Some(30_000.0));
+    assert_eq!(b.weight.as_ref().map(|w| w.gross_kg), Some(30_000.0));
     assert!(!b.flags.iter().any(|f| f.code == "no_vehicle_off"));
+    assert!(flag(&b, "tailgating").is_some(), "{:?}", b.flags);
+    assert_eq!(l.counters().tailgates, 1);
 }
 
 #[test]
@@ -298,4 +302,88 @@ fn a_scan_just_before_a_vehicle_comes_on_is_not_an_orphan() {
     let c = l.poll(t(5_000)).expect("a crossing");
     assert_eq!(c.scan.map(|s| s.scan_id), Some("S1".into()));
     assert_eq!(l.counters().orphan_scans, 0);
+}
+
+#[test]
+fn a_vehicle_on_right_after_the_previous_left_flags_both_as_tailgating() {
+    let mut l = lane(); // tailgate_gap 500 ms
+    drive(&mut l, 0, 2_000, "1111AA01", 10_000.0);
+    drive(&mut l, 2_300, 4_000, "2222BB02", 20_000.0);
+    drive(&mut l, 5_000, 7_000, "3333CC03", 30_000.0);
+    let a = l.poll(t(5_000)).expect("first");
+    let b = l.poll(t(7_000)).expect("second");
+    let c = l.poll(t(10_000)).expect("third");
+    assert_eq!(a.plate.as_ref().map(|p| p.text.as_str()), Some("1111AA01"));
+    assert_eq!(b.plate.as_ref().map(|p| p.text.as_str()), Some("2222BB02"));
+    for x in [&a, &b] {
+        let why = flag(x, "tailgating").expect("both flagged");
+        assert!(why.contains("0.3 s") && why.contains("0.5 s"), "{why}");
+    }
+    assert!(
+        flag(&c, "tailgating").is_none(),
+        "1 s after is not tailgating"
+    );
+    assert_eq!(l.counters().tailgates, 1);
+}
+
+#[test]
+fn a_second_plate_on_the_bridge_splits_the_crossing_in_two() {
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_evidence(t(200), read("1111AA01"));
+    l.handle_stable_weight(t(600), weighing(10_000.0, t(600)));
+    l.handle_evidence(t(400), read("1111AA01")); // recognised late
+                                                 // A second truck nose to tail: the bridge never empties.
+    l.handle_stable_weight(t(2_200), weighing(27_000.0, t(2_200)));
+    l.handle_evidence(t(1_500), read("2222BB02"));
+    l.handle_evidence(
+        t(1_900),
+        Evidence::Dimensions(Dimensions {
+            length_mm: 9_000,
+            width_mm: 2_500,
+            height_mm: 3_000,
+        }),
+    );
+    l.handle_evidence(t(1_700), read("2222BB02"));
+    l.handle_scan(t(2_500), typed_scan("S2", t(2_400), None));
+    l.handle_vehicle_off(t(3_000));
+    let a = l.poll(t(6_000)).expect("the first vehicle");
+    assert_eq!(a.plate.as_ref().map(|p| p.text.as_str()), Some("1111AA01"));
+    assert_eq!((a.arrived_at, a.left_at), (t(0), t(1_500)));
+    assert_eq!(a.weight.as_ref().map(|w| w.gross_kg), Some(10_000.0));
+    assert!(a.scan.is_none() && a.dimensions.is_none());
+    let why = flag(&a, "tailgating").expect("flagged");
+    assert!(
+        why.contains("2222BB02") && why.contains("1111AA01"),
+        "{why}"
+    );
+    let b = l.poll(t(6_000)).expect("the second vehicle");
+    assert_eq!(b.plate.as_ref().map(|p| p.text.as_str()), Some("2222BB02"));
+    assert_eq!((b.arrived_at, b.left_at), (t(1_500), t(3_000)));
+    assert_eq!(b.weight.as_ref().map(|w| w.gross_kg), Some(27_000.0));
+    assert_eq!(b.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S2"));
+    assert_eq!(b.dimensions.map(|d| d.length_mm), Some(9_000));
+    assert!(flag(&b, "tailgating").is_some(), "{:?}", b.flags);
+    assert!(l.poll(t(60_000)).is_none());
+}
+
+#[test]
+fn misreads_of_one_plate_do_not_split_it() {
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    for (ms, text) in [
+        (100, "1234AB01"),
+        (200, "1234AB01"),
+        (300, "1234A801"),
+        (400, "1Z34AB07"),
+        (500, "1234AB01"),
+    ] {
+        l.handle_evidence(t(ms), read(text));
+    }
+    l.handle_vehicle_off(t(2_000));
+    let c = l.poll(t(5_000)).expect("one crossing");
+    assert_eq!(c.plate.as_ref().map(|p| p.text.as_str()), Some("1234AB01"));
+    assert!(flag(&c, "tailgating").is_none(), "{:?}", c.flags);
+    assert!(l.poll(t(60_000)).is_none());
+    assert!(!similar("1234AB01", "5678CD02") && similar("1234AB01", "1Z34AB07"));
 }
