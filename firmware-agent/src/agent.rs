@@ -220,6 +220,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         orphan_scans = n.orphan_scans,
         unmatched = n.unmatched,
         tailgates = n.tailgates,
+        reversals = n.reversals,
         "lane counters since start"
     );
     tasks.shutdown().await;
@@ -324,6 +325,18 @@ fn drain(
     }
     while let Some(event) = lane.poll_event() {
         match event {
+            LaneEvent::Reversal {
+                arrived_at,
+                left_at,
+                plate,
+                reason,
+            } => tracing::info!(
+                %arrived_at,
+                %left_at,
+                plate = plate.as_deref().unwrap_or("-"),
+                %reason,
+                "not a crossing: vehicle reversed off"
+            ),
             // Camera noise mostly (a passer-by's plate): not worth INFO.
             LaneEvent::Unmatched { at, what, reason } => {
                 tracing::debug!(%at, what, %reason, "evidence matched no vehicle");

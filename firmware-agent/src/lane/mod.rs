@@ -45,6 +45,19 @@
 //!   never splits), splits the crossing at the first frame of the second plate; evidence from
 //!   then on goes to the second. A lane with a rear camera that reads a *trailer's* plate must
 //!   not feed it here as a front read (it would look like a second vehicle).
+//! - **A vehicle that reverses off is not a crossing**: no record, a [`LaneEvent::Reversal`] with
+//!   the reason (the agent logs it at INFO) and a counter. Decided when the crossing would close,
+//!   so that its late evidence is not given to the next vehicle: a vehicle that left by the entry
+//!   side ([`BridgeEnd::Entry`], from presence sensors that know the side, via
+//!   [`handle_vehicle_off_by`](LaneCorrelator::handle_vehicle_off_by)); or, where the side is not
+//!   known (a weighbridge alone), a presence with no stable weight and no evidence at all (no
+//!   plate, dimensions or scan): nothing shows a vehicle crossed. A presence with any evidence
+//!   but no stable weight is a crossing flagged `no_stable_weight` (it may have driven through
+//!   without stopping). A scan that had joined a reversing vehicle is not lost: it becomes an
+//!   `orphan_scan` record saying so.
+//! - **An unread plate still yields a crossing**, flagged `plate_unread` with why (no frame with
+//!   a plate-like read, or frames with no readable text) and, if the scanner operator typed a
+//!   conveyance id, what they typed.
 //! - **A scan that matches no vehicle becomes an orphan-scan record**: when no crossing, open or
 //!   recently closed, matches it and none came on within `pre_arrival` after it, a scan record
 //!   flagged `orphan_scan` with the reason.
@@ -96,9 +109,29 @@ pub enum Evidence {
     Scan(ScanEvent),
 }
 
+/// The end of the bridge a vehicle left by, where the presence sensors can tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BridgeEnd {
+    /// A weighbridge alone cannot tell.
+    #[default]
+    Unknown,
+    /// Back the way it came: it reversed off.
+    Entry,
+    /// Onward: it crossed.
+    Exit,
+}
+
 /// A decision of the correlator that makes no record; the agent logs it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LaneEvent {
+    /// A vehicle came on and went off again without crossing: no record.
+    Reversal {
+        arrived_at: DateTime<Utc>,
+        left_at: DateTime<Utc>,
+        /// The plate read while it was on, if any.
+        plate: Option<String>,
+        reason: String,
+    },
     /// Evidence that joined no vehicle within its window (a passer-by's plate, ...).
     Unmatched {
         at: DateTime<Utc>,
@@ -122,12 +155,15 @@ pub struct LaneCounters {
     pub unmatched: u64,
     /// Times two vehicles were split apart (`tailgating`, on both crossings).
     pub tailgates: u64,
+    /// Vehicles that reversed off: no record ([`LaneEvent::Reversal`]).
+    pub reversals: u64,
 }
 
 #[derive(Debug)]
 struct Pending {
     arrived_at: DateTime<Utc>,
     left_at: Option<DateTime<Utc>>,
+    left_by: BridgeEnd,
     /// Each frame's best read, with its capture time.
     frames: Vec<(DateTime<Utc>, PlateCandidate)>,
     /// Every stable weight; the last one is the vehicle's.
@@ -143,12 +179,38 @@ impl Pending {
         Self {
             arrived_at,
             left_at: None,
+            left_by: BridgeEnd::Unknown,
             frames: Vec::new(),
             weights: Vec::new(),
             dimensions: None,
             scan: None,
             extra_scans: Vec::new(),
             flags: Vec::new(),
+        }
+    }
+
+    /// Why this presence is not a crossing, if it is not (see the module header).
+    fn reversal(&self, left_at: DateTime<Utc>) -> Option<String> {
+        let on_for = duration(left_at - self.arrived_at);
+        match self.left_by {
+            BridgeEnd::Entry => Some(format!(
+                "left the bridge by the entry side {on_for} after coming on{}: reversed off, not a crossing",
+                match self.weights.last() {
+                    Some(w) => format!(" (weighed {} kg)", w.gross_kg),
+                    None => " (no stable weight)".to_owned(),
+                }
+            )),
+            BridgeEnd::Unknown
+                if self.weights.is_empty()
+                    && self.frames.is_empty()
+                    && self.dimensions.is_none()
+                    && self.scan.is_none() =>
+            {
+                Some(format!(
+                    "on and off the bridge in {on_for} with no stable weight, no plate, no dimensions and no scan: nothing shows a vehicle crossed (it reversed off, or it was not a vehicle)"
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -312,9 +374,16 @@ impl LaneCorrelator {
         }
     }
 
+    /// The vehicle on the bridge left, by an end the sensors could not tell.
     pub fn handle_vehicle_off(&mut self, at: DateTime<Utc>) {
+        self.handle_vehicle_off_by(at, BridgeEnd::Unknown);
+    }
+
+    /// The vehicle on the bridge left by `end` (a vehicle leaving by the entry reversed off).
+    pub fn handle_vehicle_off_by(&mut self, at: DateTime<Utc>, end: BridgeEnd) {
         if let Some(p) = self.on_bridge() {
             p.left_at = Some(at);
+            p.left_by = end;
         }
     }
 
@@ -591,7 +660,7 @@ impl LaneCorrelator {
     /// scan, `scan_wait` after if that is longer.
     fn close_at(&self, p: &Pending) -> Option<DateTime<Utc>> {
         let left = p.left_at?;
-        let wait = if p.scan.is_none() {
+        let wait = if p.scan.is_none() && p.left_by != BridgeEnd::Entry {
             self.rules.close_after.max(self.rules.scan_wait)
         } else {
             self.rules.close_after
@@ -599,8 +668,31 @@ impl LaneCorrelator {
         Some(left + wait)
     }
 
-    fn close(&mut self, p: Pending, now: DateTime<Utc>) {
+    fn close(&mut self, mut p: Pending, now: DateTime<Utc>) {
         let left_at = p.left_at.unwrap_or(now);
+        if let Some(reason) = p.reversal(left_at) {
+            self.counters.reversals += 1;
+            let plate = p.plate().map(|r| r.text);
+            if let Some(scan) = p.scan.take() {
+                let why = format!(
+                    "scan {} ({}) joined a vehicle{} that then reversed off the bridge ({}); no crossing to attach it to",
+                    scan.scan_id,
+                    decision(&scan),
+                    plate.as_deref().map_or(String::new(), |p| format!(" with plate {p}")),
+                    reason
+                );
+                self.counters.orphan_scans += 1;
+                let record = self.scan_record(scan, Flag::new("orphan_scan", why), now);
+                self.ready.push_back(record);
+            }
+            self.events.push_back(LaneEvent::Reversal {
+                arrived_at: p.arrived_at,
+                left_at,
+                plate,
+                reason,
+            });
+            return;
+        }
         let c = self.finish(p, left_at, now);
         self.closed.push_back(Closed {
             id: c.id,
@@ -654,11 +746,21 @@ impl LaneCorrelator {
     fn finish(&self, mut p: Pending, left_at: DateTime<Utc>, now: DateTime<Utc>) -> Crossing {
         let plate = p.plate();
         if plate.is_none() {
-            let why = if p.frames.is_empty() {
-                "no camera frame with a plate-like read"
+            let mut why = if p.frames.is_empty() {
+                "no camera frame with a plate-like read while the vehicle was on the bridge"
+                    .to_owned()
             } else {
-                "reads did not agree on a plate"
+                format!(
+                    "{} camera frame(s) showed a plate but no readable characters",
+                    p.frames.len()
+                )
             };
+            if let Some(id) = p.scan.as_ref().and_then(|s| s.conveyance_id.as_deref()) {
+                why.push_str(&format!(
+                    "; the scanner operator typed the conveyance id {}",
+                    normalise_id(id)
+                ));
+            }
             p.flags.push(Flag::new("plate_unread", why));
         }
         if p.weights.is_empty() {

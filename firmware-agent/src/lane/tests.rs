@@ -116,19 +116,19 @@ fn a_second_vehicle_without_the_first_leaving_is_split_and_flagged() {
 fn missing_evidence_is_flagged_with_reasons() {
     let mut l = lane();
     l.handle_vehicle_on(t(0));
+    l.handle_stable_weight(t(500), weighing(8_000.0, t(500)));
     l.handle_vehicle_off(t(1_000));
-    let c = l.poll(t(4_000)).expect("a crossing even with nothing read");
+    l.handle_vehicle_on(t(10_000));
+    l.handle_evidence(t(10_200), read("1234AB01"));
+    l.handle_vehicle_off(t(10_600)); // drove through without stopping
+    let c = l.poll(t(4_000)).expect("a crossing with only a weight");
     let codes: Vec<_> = c.flags.iter().map(|f| f.code.as_str()).collect();
-    assert_eq!(
-        codes,
-        [
-            "plate_unread",
-            "no_stable_weight",
-            "no_dimensions",
-            "no_scan"
-        ]
-    );
-    assert!(c.flags.iter().all(|f| !f.reason.is_empty()));
+    assert_eq!(codes, ["plate_unread", "no_dimensions", "no_scan"]);
+    let d = l.poll(t(14_000)).expect("a crossing with only a plate");
+    let codes: Vec<_> = d.flags.iter().map(|f| f.code.as_str()).collect();
+    assert_eq!(codes, ["no_stable_weight", "no_dimensions", "no_scan"]);
+    assert!(c.flags.iter().chain(&d.flags).all(|f| !f.reason.is_empty()));
+    assert_eq!(l.counters().reversals, 0);
 }
 
 #[test]
@@ -386,4 +386,107 @@ fn misreads_of_one_plate_do_not_split_it() {
     assert!(flag(&c, "tailgating").is_none(), "{:?}", c.flags);
     assert!(l.poll(t(60_000)).is_none());
     assert!(!similar("1234AB01", "5678CD02") && similar("1234AB01", "1Z34AB07"));
+}
+
+#[test]
+fn an_unread_plate_still_yields_a_crossing_marked_unread() {
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_stable_weight(t(600), weighing(24_560.0, t(600)));
+    // The camera saw a plate but read no character of it.
+    let mut blank = read("X");
+    if let Evidence::PlateReads(r) = &mut blank {
+        r[0].text.clear();
+    }
+    l.handle_evidence(t(700), blank);
+    l.handle_scan(t(900), typed_scan("S1", t(900), Some("1234-ab-01")));
+    l.handle_vehicle_off(t(2_000));
+    let c = l.poll(t(5_000)).expect("a crossing all the same");
+    assert!(c.plate.is_none());
+    assert_eq!(c.weight.as_ref().map(|w| w.gross_kg), Some(24_560.0));
+    assert_eq!(c.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
+    let why = flag(&c, "plate_unread").expect("marked unread");
+    assert!(
+        why.contains("1 camera frame") && why.contains("typed the conveyance id 1234AB01"),
+        "{why}"
+    );
+    assert!(
+        flag(&c, "scan_conveyance_mismatch").is_none(),
+        "nothing read to contradict"
+    );
+
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_stable_weight(t(600), weighing(9_000.0, t(600)));
+    l.handle_vehicle_off(t(2_000));
+    let c = l.poll(t(5_000)).expect("a crossing");
+    let why = flag(&c, "plate_unread").expect("marked unread");
+    assert!(why.starts_with("no camera frame"), "{why}");
+}
+
+#[test]
+fn a_vehicle_that_reverses_off_by_the_entry_is_not_a_crossing() {
+    let mut l = scanning_lane(300_000);
+    l.handle_vehicle_on(t(0));
+    l.handle_evidence(t(200), read("1234AB01"));
+    l.handle_stable_weight(t(600), weighing(12_000.0, t(600)));
+    l.handle_vehicle_off_by(t(4_000), BridgeEnd::Entry);
+    // A late frame of it still goes to it, not to the next vehicle.
+    l.handle_evidence(t(3_900), read("1234AB01"));
+    assert_eq!(l.poll_timeout(), Some(t(7_000)), "not held for a scan");
+    assert!(l.poll(t(7_000)).is_none(), "no record");
+    match l.poll_event() {
+        Some(LaneEvent::Reversal {
+            arrived_at,
+            left_at,
+            plate,
+            reason,
+        }) => {
+            assert_eq!((arrived_at, left_at), (t(0), t(4_000)));
+            assert_eq!(plate.as_deref(), Some("1234AB01"));
+            assert!(
+                reason.contains("entry side") && reason.contains("12000 kg"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a reversal, got {other:?}"),
+    }
+    assert_eq!(l.counters().reversals, 1);
+    assert_eq!(l.counters().crossings, 0);
+    // It comes back and crosses: one crossing, with its plate.
+    drive(&mut l, 10_000, 12_000, "1234AB01", 12_020.0);
+    l.handle_scan(t(12_100), typed_scan("S1", t(11_000), None));
+    let c = l.poll(t(15_000)).expect("the real crossing");
+    assert_eq!(c.arrived_at, t(10_000));
+    assert_eq!(c.plate.as_ref().map(|p| p.frames), Some(2));
+}
+
+#[test]
+fn on_and_off_with_no_evidence_at_all_is_a_reversal_not_a_crossing() {
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_vehicle_off(t(1_500));
+    assert!(l.poll(t(10_000)).is_none());
+    let Some(LaneEvent::Reversal { reason, plate, .. }) = l.poll_event() else {
+        panic!("a reversal event");
+    };
+    assert!(plate.is_none());
+    assert!(
+        reason.contains("1.5 s") && reason.contains("nothing shows a vehicle crossed"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_scan_of_a_vehicle_that_reversed_off_becomes_an_orphan_scan_record() {
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_scan(t(1_000), typed_scan("S1", t(1_000), None));
+    l.handle_vehicle_off_by(t(2_000), BridgeEnd::Entry);
+    let o = l.poll(t(5_000)).expect("the scan is kept");
+    assert!(o.plate.is_none() && o.weight.is_none());
+    let why = flag(&o, "orphan_scan").expect("flagged");
+    assert!(why.contains("S1") && why.contains("reversed off"), "{why}");
+    assert!(matches!(l.poll_event(), Some(LaneEvent::Reversal { .. })));
+    assert_eq!(l.counters().crossings, 0);
 }
