@@ -19,9 +19,11 @@
 //!   `left_at + close_after`, then [`poll`](LaneCorrelator::poll) emits it.
 //! - **Evidence joins by when it happened** (a frame's capture time, the scanner's `scanned_at`),
 //!   not when it arrived: it joins the vehicle that was on the bridge then; else the one that
-//!   arrived within `pre_arrival` after (a camera sees a vehicle before the bridge does); else the
-//!   last one that had arrived. Evidence older than every crossing waits up to `pre_arrival` for
-//!   one, then is reported as [`LaneEvent::Unmatched`].
+//!   arrived within `pre_arrival` after (a camera sees a vehicle before the bridge does). Other
+//!   evidence waits until `pre_arrival` after it happened, because the vehicle it shows may not
+//!   have come on yet (its frame can reach the lane before the weighbridge does); then it joins
+//!   the last vehicle that had arrived by then and is still open, or is reported as
+//!   [`LaneEvent::Unmatched`].
 //! - **A late scan still joins its vehicle.** The scanner workstation's verdict can come minutes
 //!   after the vehicle left. Design: a crossing without a scan is *held open* for up to
 //!   `scan_wait` after its vehicle left (zero on a lane without a scanner: not held); a scan that
@@ -395,8 +397,7 @@ impl LaneCorrelator {
         }
         let pre = self.rules.pre_arrival;
         // 1. The vehicle that was on the bridge then; 2. else one that arrived just after
-        // (a camera sees a vehicle before the bridge does); 3. else the last one that had
-        // arrived by then (evidence from after it left).
+        // (a camera sees a vehicle before the bridge does); else wait (see `poll`).
         let target = self
             .pending
             .iter()
@@ -405,8 +406,7 @@ impl LaneCorrelator {
                 self.pending
                     .iter()
                     .position(|p| p.arrived_at - pre <= at && at < p.arrived_at)
-            })
-            .or_else(|| self.pending.iter().rposition(|p| p.arrived_at <= at));
+            });
         let is_plate = matches!(evidence, Evidence::PlateReads(_));
         match target.and_then(|i| self.pending.get_mut(i)) {
             Some(p) => p.attach(at, evidence),
@@ -463,6 +463,20 @@ impl LaneCorrelator {
     /// A scan result that arrived at `now` (it happened at `scan.scanned_at`); see the module
     /// header for how it finds its vehicle.
     pub fn handle_scan(&mut self, now: DateTime<Utc>, scan: ScanEvent) {
+        if let Some(scan) = self.place_scan(now, scan, true) {
+            self.early.push((scan.scanned_at, Evidence::Scan(scan)));
+        }
+    }
+
+    /// Joins `scan` to its crossing, or records it apart after a closed one; gives it back when
+    /// neither is possible yet. With `may_wait`, a scan that matches only a vehicle that had
+    /// left is given back while a next vehicle could still come on within `pre_arrival`.
+    fn place_scan(
+        &mut self,
+        now: DateTime<Utc>,
+        scan: ScanEvent,
+        may_wait: bool,
+    ) -> Option<ScanEvent> {
         let at = scan.scanned_at;
         let typed = scan
             .conveyance_id
@@ -476,13 +490,24 @@ impl LaneCorrelator {
                 .filter(|(_, p)| p.plate().is_some_and(|r| r.text == id))
                 // Prefer a crossing still without a scan, then the nearest in time.
                 .min_by_key(|(_, p)| (p.scan.is_some(), (p.arrived_at - at).abs()))
-                .map(|(i, _)| (i, format!("by the conveyance id {id} typed at the scanner")))
+                .map(|(i, _)| {
+                    let how = format!("by the conveyance id {id} typed at the scanner");
+                    (i, how, false)
+                })
         });
         let target = by_id.or_else(|| self.scan_target_by_time(at));
+        if target
+            .as_ref()
+            .is_some_and(|(_, _, after_left)| *after_left)
+            && may_wait
+            && now < at + self.rules.pre_arrival
+        {
+            return Some(scan);
+        }
         let close_after = self.rules.close_after;
-        if let Some((i, how)) = target {
+        if let Some((i, how, _)) = target {
             let Some(p) = self.pending.get_mut(i) else {
-                return;
+                return Some(scan);
             };
             if let (Some(id), Some(read)) = (typed.as_deref(), p.plate()) {
                 if read.text != id {
@@ -508,7 +533,7 @@ impl LaneCorrelator {
                 self.counters.late_scans += 1;
             }
             p.attach(at, Evidence::Scan(scan));
-            return;
+            return None;
         }
         if let Some((closed, how)) = self.closed_match(typed.as_deref(), at) {
             let reason = format!(
@@ -523,50 +548,44 @@ impl LaneCorrelator {
             self.counters.scans_after_close += 1;
             let record = self.scan_record(scan, Flag::new("scan_after_close", reason), now);
             self.ready.push_back(record);
-            return;
+            return None;
         }
-        self.early.push((at, Evidence::Scan(scan)));
+        Some(scan)
     }
 
-    /// The open crossing a scan made at `at` belongs to by time, and how it was chosen.
-    fn scan_target_by_time(&self, at: DateTime<Utc>) -> Option<(usize, String)> {
+    /// The open crossing a scan made at `at` belongs to by time, how it was chosen, and whether
+    /// only because that vehicle had left shortly before.
+    fn scan_target_by_time(&self, at: DateTime<Utc>) -> Option<(usize, String, bool)> {
         let pre = self.rules.pre_arrival;
         let after = self.rules.scan_after_left;
         if let Some(i) = self.pending.iter().rposition(|p| p.was_on_bridge_at(at)) {
-            return Some((
-                i,
-                format!(
-                    "by time: scanned at {} while the vehicle was on the bridge",
-                    clock(at)
-                ),
-            ));
+            let how = format!(
+                "by time: scanned at {} while the vehicle was on the bridge",
+                clock(at)
+            );
+            return Some((i, how, false));
         }
         if let Some(i) = self
             .pending
             .iter()
             .position(|p| p.arrived_at - pre <= at && at < p.arrived_at)
         {
-            return Some((
-                i,
-                format!(
-                    "by time: scanned at {}, just before the vehicle came on",
-                    clock(at)
-                ),
-            ));
+            let how = format!(
+                "by time: scanned at {}, just before the vehicle came on",
+                clock(at)
+            );
+            return Some((i, how, false));
         }
-        self.pending
+        let i = self
+            .pending
             .iter()
-            .rposition(|p| p.left_at.is_some_and(|l| l < at && at - l <= after))
-            .map(|i| {
-                (
-                    i,
-                    format!(
-                        "by time: scanned at {}, within {} after the vehicle left",
-                        clock(at),
-                        duration(after)
-                    ),
-                )
-            })
+            .rposition(|p| p.left_at.is_some_and(|l| l < at && at - l <= after))?;
+        let how = format!(
+            "by time: scanned at {}, within {} after the vehicle left",
+            clock(at),
+            duration(after)
+        );
+        Some((i, how, true))
     }
 
     /// The closed crossing a scan belongs to: by the typed id, else by time.
@@ -594,6 +613,42 @@ impl LaneCorrelator {
 
     /// Emits records whose window has passed: crossings, and scan records.
     pub fn poll(&mut self, now: DateTime<Utc>) -> Option<Crossing> {
+        // Waiting evidence first: it may still join a crossing that closes now.
+        let pre = self.rules.pre_arrival;
+        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
+            .into_iter()
+            .partition(|(t, _)| *t + pre <= now);
+        self.early = kept;
+        for (at, e) in expired {
+            let what = match e {
+                Evidence::Scan(scan) => {
+                    if let Some(scan) = self.place_scan(now, scan, false) {
+                        let reason = self.orphan_reason(&scan);
+                        self.counters.orphan_scans += 1;
+                        let record = self.scan_record(scan, Flag::new("orphan_scan", reason), now);
+                        self.ready.push_back(record);
+                    }
+                    continue;
+                }
+                Evidence::PlateReads(_) => "plate read",
+                Evidence::Dimensions(_) => "dimensions",
+            };
+            // 3. The last vehicle that had arrived by then (evidence from after it left).
+            if let Some(p) = self.pending.iter_mut().rev().find(|p| p.arrived_at <= at) {
+                p.attach(at, e);
+                continue;
+            }
+            self.counters.unmatched += 1;
+            self.events.push_back(LaneEvent::Unmatched {
+                at,
+                what,
+                reason: format!(
+                    "no open crossing had a vehicle on the bridge at {}, coming on within {} after, or having left before",
+                    clock(at),
+                    duration(pre)
+                ),
+            });
+        }
         let mut i = 0;
         while i < self.pending.len() {
             let due = self
@@ -605,34 +660,6 @@ impl LaneCorrelator {
                 Some(p) => self.close(p, now),
                 None => i += 1,
             }
-        }
-        let pre = self.rules.pre_arrival;
-        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
-            .into_iter()
-            .partition(|(t, _)| *t + pre <= now);
-        self.early = kept;
-        for (at, e) in expired {
-            let what = match e {
-                Evidence::Scan(scan) => {
-                    let reason = self.orphan_reason(&scan);
-                    self.counters.orphan_scans += 1;
-                    let record = self.scan_record(scan, Flag::new("orphan_scan", reason), now);
-                    self.ready.push_back(record);
-                    continue;
-                }
-                Evidence::PlateReads(_) => "plate read",
-                Evidence::Dimensions(_) => "dimensions",
-            };
-            self.counters.unmatched += 1;
-            self.events.push_back(LaneEvent::Unmatched {
-                at,
-                what,
-                reason: format!(
-                    "no vehicle was on the bridge at {} or came on within {} after",
-                    clock(at),
-                    duration(pre)
-                ),
-            });
         }
         self.ready.pop_front()
     }

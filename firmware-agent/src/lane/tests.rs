@@ -490,3 +490,38 @@ fn a_scan_of_a_vehicle_that_reversed_off_becomes_an_orphan_scan_record() {
     assert!(matches!(l.poll_event(), Some(LaneEvent::Reversal { .. })));
     assert_eq!(l.counters().crossings, 0);
 }
+
+#[test]
+fn a_frame_that_reaches_the_lane_before_its_vehicle_comes_on_is_not_given_to_the_one_before() {
+    // Found by the interleaving property test: the camera sees the next vehicle approaching
+    // and its read arrives before the weighbridge says it came on.
+    let mut l = scanning_lane(300_000);
+    drive(&mut l, 0, 2_000, "1111AA01", 10_000.0);
+    l.handle_evidence(t(4_000), read("2222BB02"));
+    assert!(l.poll(t(4_500)).is_none());
+    drive(&mut l, 5_000, 7_000, "2222BB02", 20_000.0);
+    l.handle_scan(t(8_000), typed_scan("S1", t(1_000), None));
+    l.handle_scan(t(8_000), typed_scan("S2", t(6_000), None));
+    let a = l.poll(t(8_000)).expect("first");
+    assert_eq!(
+        a.plate.as_ref().map(|p| (p.text.as_str(), p.frames)),
+        Some(("1111AA01", 2))
+    );
+    let b = l.poll(t(10_000)).expect("second");
+    assert_eq!(
+        b.plate.as_ref().map(|p| (p.text.as_str(), p.frames)),
+        Some(("2222BB02", 3))
+    );
+}
+
+#[test]
+fn a_frame_after_the_vehicle_left_joins_it_when_no_next_vehicle_comes() {
+    let mut l = lane();
+    drive(&mut l, 0, 2_000, "1111AA01", 10_000.0);
+    l.handle_evidence(t(2_300), read("1111AA01")); // a rear camera past the bridge
+    assert_eq!(l.poll_timeout(), Some(t(4_300)));
+    assert!(l.poll(t(4_299)).is_none());
+    let c = l.poll(t(5_000)).expect("the crossing");
+    assert_eq!(c.plate.map(|p| p.frames), Some(3));
+    assert!(l.poll_event().is_none());
+}
