@@ -154,6 +154,9 @@ struct Truth {
     frames: u32,
 }
 
+/// Inputs with when they reach the correlator (ms) and their order of making.
+type Arrivals = Vec<(i64, usize, Input)>;
+
 /// An input to the correlator, with when it reaches it.
 #[derive(Debug)]
 enum Input {
@@ -191,10 +194,10 @@ fn scan_event(id: &str, at: i64, typed: Option<&str>) -> ScanEvent {
 fn timeline(
     plans: &[VehiclePlan],
     orphans: &[OrphanPlan],
-) -> (Vec<Truth>, BTreeSet<String>, Vec<(i64, usize, Input)>) {
+) -> (Vec<Truth>, BTreeSet<String>, Arrivals) {
     let mut truth = Vec::new();
     let mut inputs = Vec::new();
-    let push = |inputs: &mut Vec<(i64, usize, Input)>, at: i64, input| {
+    let push = |inputs: &mut Arrivals, at: i64, input| {
         let n = inputs.len();
         inputs.push((at, n, input));
     };
@@ -300,7 +303,7 @@ fn timeline(
 }
 
 /// Feeds the inputs in arrival order, polling as the agent does; every record and event.
-fn run(inputs: Vec<(i64, usize, Input)>) -> (Vec<Crossing>, Vec<LaneEvent>, LaneCorrelator) {
+fn run(inputs: Arrivals) -> (Vec<Crossing>, Vec<LaneEvent>, LaneCorrelator) {
     let mut lane = LaneCorrelator::new("TJ-1", "L1", rules());
     let (mut records, mut events) = (Vec::new(), Vec::new());
     let mut drain = |lane: &mut LaneCorrelator, now| {

@@ -66,11 +66,16 @@
 //!
 //! Every doubt is written into the record as a [`Flag`] with its reason.
 
+mod pending;
+mod words;
+
 use bcp_anpr::PlateCandidate;
-use bcp_record::{Crossing, Dimensions, Flag, PlateRead, ScanEvent, Weighing};
+use bcp_record::{Crossing, Dimensions, Flag, ScanEvent, Weighing};
 use chrono::{DateTime, TimeDelta, Utc};
+use pending::{second_plate_starts, Pending};
 use std::collections::VecDeque;
 use uuid::Uuid;
+use words::{clock, decision, duration, normalise_id};
 
 /// Time windows of the correlator (the `[lane]` config section, `*_ms` keys).
 #[derive(Debug, Clone, Copy)]
@@ -159,93 +164,6 @@ pub struct LaneCounters {
     pub tailgates: u64,
     /// Vehicles that reversed off: no record ([`LaneEvent::Reversal`]).
     pub reversals: u64,
-}
-
-#[derive(Debug)]
-struct Pending {
-    arrived_at: DateTime<Utc>,
-    left_at: Option<DateTime<Utc>>,
-    left_by: BridgeEnd,
-    /// Each frame's best read, with its capture time.
-    frames: Vec<(DateTime<Utc>, PlateCandidate)>,
-    /// Every stable weight; the last one is the vehicle's.
-    weights: Vec<Weighing>,
-    dimensions: Option<(DateTime<Utc>, Dimensions)>,
-    scan: Option<ScanEvent>,
-    extra_scans: Vec<String>,
-    flags: Vec<Flag>,
-}
-
-impl Pending {
-    fn new(arrived_at: DateTime<Utc>) -> Self {
-        Self {
-            arrived_at,
-            left_at: None,
-            left_by: BridgeEnd::Unknown,
-            frames: Vec::new(),
-            weights: Vec::new(),
-            dimensions: None,
-            scan: None,
-            extra_scans: Vec::new(),
-            flags: Vec::new(),
-        }
-    }
-
-    /// Why this presence is not a crossing, if it is not (see the module header).
-    fn reversal(&self, left_at: DateTime<Utc>) -> Option<String> {
-        let on_for = duration(left_at - self.arrived_at);
-        match self.left_by {
-            BridgeEnd::Entry => Some(format!(
-                "left the bridge by the entry side {on_for} after coming on{}: reversed off, not a crossing",
-                match self.weights.last() {
-                    Some(w) => format!(" (weighed {} kg)", w.gross_kg),
-                    None => " (no stable weight)".to_owned(),
-                }
-            )),
-            BridgeEnd::Unknown
-                if self.weights.is_empty()
-                    && self.frames.is_empty()
-                    && self.dimensions.is_none()
-                    && self.scan.is_none() =>
-            {
-                Some(format!(
-                    "on and off the bridge in {on_for} with no stable weight, no plate, no dimensions and no scan: nothing shows a vehicle crossed (it reversed off, or it was not a vehicle)"
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    fn was_on_bridge_at(&self, at: DateTime<Utc>) -> bool {
-        self.arrived_at <= at && self.left_at.is_none_or(|l| at <= l)
-    }
-
-    /// The plate voted from the frames so far.
-    fn plate(&self) -> Option<PlateRead> {
-        let reads: Vec<PlateCandidate> = self.frames.iter().map(|(_, r)| r.clone()).collect();
-        bcp_anpr::vote::vote(&reads).map(|v| PlateRead {
-            text: v.text,
-            confidence: v.confidence,
-            format: v.format.map(str::to_owned),
-            frames: v.frames,
-        })
-    }
-
-    fn attach(&mut self, at: DateTime<Utc>, evidence: Evidence) {
-        match evidence {
-            Evidence::PlateReads(reads) => {
-                // The frame's best read; the vote over frames decides the plate.
-                if let Some(best) = reads.into_iter().next() {
-                    self.frames.push((at, best));
-                }
-            }
-            Evidence::Dimensions(d) => self.dimensions = Some((at, d)),
-            Evidence::Scan(s) => match &self.scan {
-                Some(_) => self.extra_scans.push(s.scan_id),
-                None => self.scan = Some(s),
-            },
-        }
-    }
 }
 
 /// What is remembered of a closed crossing, so that a scan arriving after it closed can name it.
@@ -835,46 +753,6 @@ impl LaneCorrelator {
     }
 }
 
-/// Frames of one plate for at least two frames, then only of a plainly different plate for at
-/// least two: when the second began, and the two plates.
-fn second_plate_starts(
-    frames: &[(DateTime<Utc>, PlateCandidate)],
-) -> Option<(DateTime<Utc>, String, String)> {
-    const MIN_FRAMES: usize = 2;
-    let mut sorted: Vec<&(DateTime<Utc>, PlateCandidate)> =
-        frames.iter().filter(|(_, r)| !r.text.is_empty()).collect();
-    sorted.sort_by_key(|(t, _)| *t);
-    let first = &sorted.first()?.1.text;
-    let k = sorted.iter().position(|(_, r)| !similar(&r.text, first))?;
-    let (before, after) = sorted.split_at(k);
-    let (at, second) = after.first().map(|(t, r)| (*t, &r.text))?;
-    let clean = after
-        .iter()
-        .all(|(_, r)| similar(&r.text, second) && !similar(&r.text, first));
-    (before.len() >= MIN_FRAMES && after.len() >= MIN_FRAMES && clean)
-        .then(|| (at, first.clone(), second.clone()))
-}
-
-/// Two reads of the same plate: at most two edits apart (OCR confuses a character or two).
-fn similar(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len().abs_diff(b.len()) > 2 {
-        return false;
-    }
-    // Levenshtein distance, one row at a time (plates are a dozen characters).
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()] <= 2
-}
-
 fn uuid_v7(now: DateTime<Utc>) -> Uuid {
     let ts = uuid::Timestamp::from_unix(
         uuid::NoContext,
@@ -882,42 +760,6 @@ fn uuid_v7(now: DateTime<Utc>) -> Uuid {
         now.timestamp_subsec_nanos(),
     );
     Uuid::new_v7(ts)
-}
-
-/// A typed plate or conveyance id as plates are stored: letters and digits, uppercase.
-fn normalise_id(id: &str) -> String {
-    id.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_ascii_uppercase()
-}
-
-/// `10:00:03.120 UTC`: a time in a reason.
-fn clock(t: DateTime<Utc>) -> String {
-    t.format("%H:%M:%S%.3f UTC").to_string()
-}
-
-/// `2.5 s`, `3 min 12 s`: a duration in a reason.
-fn duration(d: TimeDelta) -> String {
-    let ms = d.num_milliseconds();
-    if ms.abs() < 60_000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
-    }
-}
-
-/// `ALARM by OPERATOR`: a scan's decision in a reason.
-fn decision(s: &ScanEvent) -> String {
-    let d = match s.decision {
-        bcp_record::ScanDecision::Alarm => "ALARM",
-        bcp_record::ScanDecision::NoAlarm => "NO_ALARM",
-        bcp_record::ScanDecision::Unknown => "UNKNOWN",
-    };
-    match &s.decision_by {
-        Some(by) => format!("{d} by {by}"),
-        None => d.to_owned(),
-    }
 }
 
 #[cfg(test)]

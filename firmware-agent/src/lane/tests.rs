@@ -1,3 +1,4 @@
+use super::pending::similar;
 use super::*;
 use bcp_record::{Crossing, ScanDecision, ScanEvent};
 
