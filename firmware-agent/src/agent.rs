@@ -9,7 +9,7 @@
 use crate::checks::EdgeChecks;
 use crate::config::AgentConfig;
 use crate::health::DeviceBoard;
-use crate::lane::{Evidence, LaneCorrelator, LaneRules};
+use crate::lane::{Evidence, LaneCorrelator, LaneEvent};
 use crate::{camera, scanner};
 use anyhow::{Context, Result};
 use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
@@ -176,12 +176,15 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         tokio::time::Instant::now() + watchdog_period.unwrap_or(Duration::from_secs(3600)),
         watchdog_period.unwrap_or(Duration::from_secs(3600)),
     );
-    let rules = LaneRules {
-        close_after: TimeDelta::milliseconds(cfg.lane.close_after_ms as i64),
-        ..LaneRules::default()
-    };
+    let rules = cfg.lane.rules(cfg.scanner.is_some());
     let mut lane = LaneCorrelator::new(&cfg.post.id, &cfg.post.lane, rules);
-    tracing::info!(post = %cfg.post.id, lane = %cfg.post.lane, "agent running");
+    tracing::info!(
+        post = %cfg.post.id,
+        lane = %cfg.post.lane,
+        close_after_ms = rules.close_after.num_milliseconds(),
+        scan_wait_ms = rules.scan_wait.num_milliseconds(),
+        "agent running"
+    );
 
     loop {
         let wake = lane
@@ -201,20 +204,25 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
             _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
-        while let Some(mut c) = lane.poll(Utc::now()) {
-            checks.apply(&mut c);
-            commit(&outbox, &new_record, &c);
-        }
+        drain(&mut lane, Utc::now(), &checks, &outbox, &new_record);
     }
 
     // Drain: close what is still open, so every vehicle seen is recorded.
     crate::systemd::stopping();
     let end_of_time = Utc::now() + TimeDelta::days(1);
     lane.handle_vehicle_off(Utc::now());
-    while let Some(mut c) = lane.poll(end_of_time) {
-        checks.apply(&mut c);
-        commit(&outbox, &new_record, &c);
-    }
+    drain(&mut lane, end_of_time, &checks, &outbox, &new_record);
+    let n = lane.counters();
+    tracing::info!(
+        crossings = n.crossings,
+        late_scans = n.late_scans,
+        scans_after_close = n.scans_after_close,
+        orphan_scans = n.orphan_scans,
+        unmatched = n.unmatched,
+        tailgates = n.tailgates,
+        reversals = n.reversals,
+        "lane counters since start"
+    );
     tasks.shutdown().await;
     match tokio::time::timeout(Duration::from_secs(5), uplink_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "uplink stopped with an error"),
@@ -298,20 +306,62 @@ fn handle(lane: &mut LaneCorrelator, weighbridge: &str, input: LaneInput) {
         }
         LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) => {}
         LaneInput::Frame((at, evidence)) => lane.handle_evidence(at, evidence),
-        LaneInput::Scan(scan) => lane.handle_evidence(scan.scanned_at, Evidence::Scan(scan)),
+        LaneInput::Scan(scan) => lane.handle_scan(now, scan),
+    }
+}
+
+/// Commits every record the lane has ready (crossings and scan records alike) and logs its
+/// decisions that made no record.
+fn drain(
+    lane: &mut LaneCorrelator,
+    now: chrono::DateTime<Utc>,
+    checks: &EdgeChecks,
+    outbox: &Outbox,
+    new_record: &Notify,
+) {
+    while let Some(mut c) = lane.poll(now) {
+        checks.apply(&mut c);
+        commit(outbox, new_record, &c);
+    }
+    while let Some(event) = lane.poll_event() {
+        match event {
+            LaneEvent::Reversal {
+                arrived_at,
+                left_at,
+                plate,
+                reason,
+            } => tracing::info!(
+                %arrived_at,
+                %left_at,
+                plate = plate.as_deref().unwrap_or("-"),
+                %reason,
+                "not a crossing: vehicle reversed off"
+            ),
+            // Camera noise mostly (a passer-by's plate): not worth INFO.
+            LaneEvent::Unmatched { at, what, reason } => {
+                tracing::debug!(%at, what, %reason, "evidence matched no vehicle");
+            }
+        }
     }
 }
 
 fn commit(outbox: &Outbox, new_record: &Notify, c: &Crossing) {
     match outbox.append(c) {
         Ok(env) => {
+            let kind = if c.flags.iter().any(|f| f.code == "orphan_scan") {
+                "orphan scan recorded"
+            } else if c.flags.iter().any(|f| f.code == "scan_after_close") {
+                "scan after close recorded"
+            } else {
+                "crossing recorded"
+            };
             tracing::info!(
                 seq = env.seq,
                 plate = c.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
                 gross_kg = c.weight.as_ref().map(|w| w.gross_kg),
                 scan = c.scan.as_ref().map(|s| s.scan_id.as_str()).unwrap_or("-"),
                 flags = c.flags.len(),
-                "crossing recorded"
+                "{kind}"
             );
             new_record.notify_one();
         }

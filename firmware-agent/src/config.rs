@@ -117,6 +117,7 @@ pub struct AnprSettings {
     pub formats: Vec<String>,
 }
 
+/// The lane correlator's windows (see `bcp_agent::lane` for the rules they tune).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LaneSettings {
@@ -124,13 +125,93 @@ pub struct LaneSettings {
     /// result) may still join its crossing before the record is closed.
     #[serde(default = "default_close_after_ms")]
     pub close_after_ms: u64,
+    /// How long before a vehicle comes on the bridge a camera frame or a scan may have been taken
+    /// and still be that vehicle's (the camera sees the vehicle approaching).
+    #[serde(default = "default_pre_arrival_ms")]
+    pub pre_arrival_ms: u64,
+    /// With a `[scanner]`: how long after a vehicle left its crossing is held open, while it has
+    /// no scan, for the scanner workstation's verdict. A verdict later than this is recorded
+    /// apart, naming the crossing (`scan_after_close`). 0: never hold (selective scanning, where
+    /// most vehicles are not scanned). Ignored without a `[scanner]`.
+    #[serde(default = "default_scan_wait_ms")]
+    pub scan_wait_ms: u64,
+    /// How long after a vehicle left the bridge a scan may have been made and still be that
+    /// vehicle's by time alone (a scanner portal further down the lane). A scan that matches no
+    /// vehicle becomes an `orphan_scan` record.
+    #[serde(default = "default_scan_after_left_ms")]
+    pub scan_after_left_ms: u64,
+    /// A vehicle that comes on less than this after the previous one left is tailgating: both
+    /// crossings are flagged `tailgating`. At most `close_after_ms`.
+    #[serde(default = "default_tailgate_gap_ms")]
+    pub tailgate_gap_ms: u64,
 }
 
 impl Default for LaneSettings {
     fn default() -> Self {
         Self {
             close_after_ms: default_close_after_ms(),
+            pre_arrival_ms: default_pre_arrival_ms(),
+            scan_wait_ms: default_scan_wait_ms(),
+            scan_after_left_ms: default_scan_after_left_ms(),
+            tailgate_gap_ms: default_tailgate_gap_ms(),
         }
+    }
+}
+
+impl LaneSettings {
+    /// Longest window accepted: crossings held longer are at risk in a power cut.
+    pub const MAX_WINDOW_MS: u64 = 3_600_000;
+
+    /// The correlator's rules; `scanner` says whether the lane has a scanner to wait for.
+    pub fn rules(&self, scanner: bool) -> crate::lane::LaneRules {
+        let ms = |v: u64| chrono::TimeDelta::milliseconds(v.min(Self::MAX_WINDOW_MS) as i64);
+        crate::lane::LaneRules {
+            close_after: ms(self.close_after_ms),
+            pre_arrival: ms(self.pre_arrival_ms),
+            scan_wait: if scanner {
+                ms(self.scan_wait_ms)
+            } else {
+                chrono::TimeDelta::zero()
+            },
+            scan_after_left: ms(self.scan_after_left_ms),
+            tailgate_gap: ms(self.tailgate_gap_ms),
+        }
+    }
+
+    /// Checks the windows; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        for (key, v) in [
+            ("lane.close_after_ms", self.close_after_ms),
+            ("lane.pre_arrival_ms", self.pre_arrival_ms),
+            ("lane.scan_wait_ms", self.scan_wait_ms),
+            ("lane.scan_after_left_ms", self.scan_after_left_ms),
+            ("lane.tailgate_gap_ms", self.tailgate_gap_ms),
+        ] {
+            if v > Self::MAX_WINDOW_MS {
+                bail!(
+                    "{key} = {v}: at most {} (one hour); records held longer are at risk in a power cut",
+                    Self::MAX_WINDOW_MS
+                );
+            }
+        }
+        if self.close_after_ms == 0 {
+            bail!("lane.close_after_ms = 0: give late evidence at least a few hundred ms");
+        }
+        if self.scan_wait_ms != 0 && self.scan_wait_ms < self.close_after_ms {
+            bail!(
+                "lane.scan_wait_ms = {} is shorter than lane.close_after_ms = {}: use 0 (do not hold crossings for scans) or at least close_after_ms",
+                self.scan_wait_ms,
+                self.close_after_ms
+            );
+        }
+        if self.tailgate_gap_ms > self.close_after_ms {
+            bail!(
+                "lane.tailgate_gap_ms = {} is longer than lane.close_after_ms = {}: the previous crossing would be closed before the tailgater could be flagged on it",
+                self.tailgate_gap_ms,
+                self.close_after_ms
+            );
+        }
+        Ok(())
     }
 }
 
@@ -211,6 +292,18 @@ const fn default_poll_ms() -> u64 {
 }
 const fn default_close_after_ms() -> u64 {
     3000
+}
+const fn default_pre_arrival_ms() -> u64 {
+    2000
+}
+const fn default_scan_wait_ms() -> u64 {
+    120_000
+}
+const fn default_scan_after_left_ms() -> u64 {
+    30_000
+}
+const fn default_tailgate_gap_ms() -> u64 {
+    500
 }
 const fn default_keep_alive() -> u64 {
     30
@@ -337,6 +430,7 @@ impl AgentConfig {
                 _ => {}
             }
         }
+        self.lane.validate()?;
         if self.camera.poll_ms == 0 {
             bail!("camera.poll_ms = 0: use at least 1");
         }
@@ -396,6 +490,14 @@ broker_port = 8883
         assert!(cfg.weighbridge.checksum);
         assert_eq!(cfg.weighbridge.stable_readings, 5);
         assert_eq!(cfg.lane.close_after_ms, 3000);
+        assert_eq!(cfg.lane.scan_wait_ms, 120_000);
+        let rules = cfg.lane.rules(false);
+        assert_eq!(
+            (rules.scan_wait, rules.scan_after_left.num_seconds()),
+            (chrono::TimeDelta::zero(), 30),
+            "no scanner: nothing is held for a scan"
+        );
+        assert_eq!(cfg.lane.rules(true).scan_wait.num_seconds(), 120);
         assert_eq!(cfg.client_id(), "bcp-agent-TJ-DYU-01");
         assert!(cfg.dimensions.is_none() && cfg.scanner.is_none());
         Ok(())
@@ -441,6 +543,39 @@ broker_port = 8883
         );
         let e = format!("{:#}", parse(&bad).expect_err("thresholds crossed"));
         assert!(e.contains("weighbridge.empty_threshold_kg"), "{e}");
+    }
+
+    #[test]
+    fn the_lane_windows_are_validated_by_key() -> Result<()> {
+        let cfg = parse(&format!(
+            "{VALID}\n[lane]\nclose_after_ms = 2000\npre_arrival_ms = 1500\nscan_wait_ms = 600000\nscan_after_left_ms = 20000\ntailgate_gap_ms = 800\n"
+        ))?;
+        let rules = cfg.lane.rules(true);
+        assert_eq!(rules.close_after.num_milliseconds(), 2000);
+        assert_eq!(rules.pre_arrival.num_milliseconds(), 1500);
+        assert_eq!(rules.scan_wait.num_milliseconds(), 600_000);
+        assert_eq!(rules.scan_after_left.num_milliseconds(), 20_000);
+        assert_eq!(rules.tailgate_gap.num_milliseconds(), 800);
+
+        for (bad, key) in [
+            ("scan_wait_ms = 1000", "lane.scan_wait_ms"),
+            ("scan_wait_ms = 7200000", "lane.scan_wait_ms"),
+            ("close_after_ms = 0", "lane.close_after_ms"),
+            ("tailgate_gap_ms = 5000", "lane.tailgate_gap_ms"),
+            ("scan_after_left_ms = 4000000", "lane.scan_after_left_ms"),
+        ] {
+            let e = format!(
+                "{:#}",
+                parse(&format!("{VALID}\n[lane]\n{bad}\n")).expect_err(bad)
+            );
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}\n[lane]\nscan_wait_secs = 1\n")).expect_err("typo")
+        );
+        assert!(e.contains("scan_wait_secs"), "{e}");
+        Ok(())
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! - [`config`]: the one TOML file a technician edits, validated key by key.
 //! - [`lane`]: the pure lane correlator that links plate, weight, dimensions and scan into a
-//!   [`bcp_record::Crossing`].
+//!   [`bcp_record::Crossing`], and its rules with reasons: late scans held for and joined,
+//!   tailgaters split, reversals not recorded (logged), unread plates and orphan scans recorded
+//!   with a flag saying why.
 //! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
 //!   hotlist).
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.

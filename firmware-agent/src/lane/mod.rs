@@ -1,0 +1,766 @@
+//! The lane correlator: links a vehicle's evidence into one [`Crossing`], and decides, with a
+//! reason a customs officer can read, everything that is not one vehicle's ordinary crossing.
+//!
+//! A pure state machine (no I/O, no clock): every input comes with the time it happened, and
+//! [`LaneCorrelator::poll`] is given `now`. The tokio task in `agent.rs` is its driver.
+//!
+//! ## Outputs
+//! - [`poll`](LaneCorrelator::poll): records for the outbox. A vehicle's [`Crossing`]; or a
+//!   Crossing-shaped *scan record* (no plate, weight or dimensions, `arrived_at = left_at =` the
+//!   scan's time) for a scan that has no open crossing to join, flagged `orphan_scan` or
+//!   `scan_after_close`. Scan records go through the same outbox, seal and sync as crossings.
+//! - [`poll_event`](LaneCorrelator::poll_event): decisions that make no record ([`LaneEvent`]):
+//!   a vehicle that reversed off, evidence that matched nothing. The agent logs them.
+//! - [`counters`](LaneCorrelator::counters): how often each rule fired.
+//!
+//! ## Rules (the windows are [`LaneRules`], the `[lane]` section of the config)
+//! - **Framing**: the weighbridge frames a vehicle: `VehicleOn` opens a crossing at `arrived_at`,
+//!   `VehicleOff` sets `left_at`. The crossing stays open for late evidence until
+//!   `left_at + close_after`, then [`poll`](LaneCorrelator::poll) emits it.
+//! - **Evidence joins by when it happened** (a frame's capture time, the scanner's `scanned_at`),
+//!   not when it arrived: it joins the vehicle that was on the bridge then; else the one that
+//!   arrived within `pre_arrival` after (a camera sees a vehicle before the bridge does). Other
+//!   evidence waits until `pre_arrival` after it happened, because the vehicle it shows may not
+//!   have come on yet (its frame can reach the lane before the weighbridge does); then it joins
+//!   the last vehicle that had arrived by then and is still open, or is reported as
+//!   [`LaneEvent::Unmatched`].
+//! - **A late scan still joins its vehicle.** The scanner workstation's verdict can come minutes
+//!   after the vehicle left. Design: a crossing without a scan is *held open* for up to
+//!   `scan_wait` after its vehicle left (zero on a lane without a scanner: not held); a scan that
+//!   arrives in that time joins it, flagged `scan_joined_late` when the crossing would otherwise
+//!   have closed. A scan joins, in this order: the open crossing whose plate equals the
+//!   conveyance id the operator typed at the scanner; else by time: the vehicle on the bridge at
+//!   `scanned_at`, one that came on within `pre_arrival` after, one that left at most
+//!   `scan_after_left` before (a portal further down the lane). A typed id that contradicts the
+//!   plate read by time is flagged `scan_conveyance_mismatch`. A scan that comes after its
+//!   crossing was closed (the hold ran out) becomes a scan record flagged `scan_after_close`,
+//!   whose reason names that crossing's id: a supplement, never silently merged into a record
+//!   already sealed and sent. (Holding records costs latency and, on a power cut, the held
+//!   crossings; on shutdown they are closed and committed.)
+//! - **Two vehicles close together are split, not merged**, and both crossings are flagged
+//!   `tailgating` with the reason: a second `VehicleOn` while a vehicle is still on (light
+//!   curtains can say so; the first also gets `no_vehicle_off`); a `VehicleOn` less than
+//!   `tailgate_gap` after the previous vehicle left (evidence near the boundary may belong to
+//!   either); and a second plate read on the bridge without the weight going back to zero (a
+//!   weighbridge sees two vehicles nose to tail as one): at least two frames of one plate, then
+//!   at least two frames of a plain different one (more than two characters apart, so a misread
+//!   never splits), splits the crossing at the first frame of the second plate; evidence from
+//!   then on goes to the second. A lane with a rear camera that reads a *trailer's* plate must
+//!   not feed it here as a front read (it would look like a second vehicle).
+//! - **A vehicle that reverses off is not a crossing**: no record, a [`LaneEvent::Reversal`] with
+//!   the reason (the agent logs it at INFO) and a counter. Decided when the crossing would close,
+//!   so that its late evidence is not given to the next vehicle: a vehicle that left by the entry
+//!   side ([`BridgeEnd::Entry`], from presence sensors that know the side, via
+//!   [`handle_vehicle_off_by`](LaneCorrelator::handle_vehicle_off_by)); or, where the side is not
+//!   known (a weighbridge alone), a presence with no stable weight and no evidence at all (no
+//!   plate, dimensions or scan): nothing shows a vehicle crossed. A presence with any evidence
+//!   but no stable weight is a crossing flagged `no_stable_weight` (it may have driven through
+//!   without stopping). A scan that had joined a reversing vehicle is not lost: it becomes an
+//!   `orphan_scan` record saying so.
+//! - **An unread plate still yields a crossing**, flagged `plate_unread` with why (no frame with
+//!   a plate-like read, or frames with no readable text) and, if the scanner operator typed a
+//!   conveyance id, what they typed.
+//! - **A scan that matches no vehicle becomes an orphan-scan record**: when no crossing, open or
+//!   recently closed, matches it and none came on within `pre_arrival` after it, a scan record
+//!   flagged `orphan_scan` with the reason.
+//!
+//! Every doubt is written into the record as a [`Flag`] with its reason.
+
+mod pending;
+mod words;
+
+use bcp_anpr::PlateCandidate;
+use bcp_record::{Crossing, Dimensions, Flag, ScanEvent, Weighing};
+use chrono::{DateTime, TimeDelta, Utc};
+use pending::{second_plate_starts, Pending};
+use std::collections::VecDeque;
+use uuid::Uuid;
+use words::{clock, decision, duration, normalise_id};
+
+/// Time windows of the correlator (the `[lane]` config section, `*_ms` keys).
+#[derive(Debug, Clone, Copy)]
+pub struct LaneRules {
+    /// How long after a vehicle left its crossing waits for late evidence.
+    pub close_after: TimeDelta,
+    /// How long before a vehicle came on evidence may have happened and still be its own.
+    pub pre_arrival: TimeDelta,
+    /// How long after a vehicle left a crossing without a scan is held open for the scan's
+    /// result; zero on a lane without a scanner (nothing held).
+    pub scan_wait: TimeDelta,
+    /// How long after a vehicle left a scan may have been made and still be its scan by time.
+    pub scan_after_left: TimeDelta,
+    /// A vehicle that comes on less than this after the previous one left is tailgating.
+    pub tailgate_gap: TimeDelta,
+}
+
+impl Default for LaneRules {
+    /// The windows of a lane without a scanner (`scan_wait` zero).
+    fn default() -> Self {
+        Self {
+            close_after: TimeDelta::seconds(3),
+            pre_arrival: TimeDelta::seconds(2),
+            scan_wait: TimeDelta::zero(),
+            scan_after_left: TimeDelta::seconds(30),
+            tailgate_gap: TimeDelta::milliseconds(500),
+        }
+    }
+}
+
+/// A piece of evidence that joins a crossing by its time.
+#[derive(Debug, Clone)]
+pub enum Evidence {
+    /// The reads of one camera frame, best first.
+    PlateReads(Vec<PlateCandidate>),
+    Dimensions(Dimensions),
+    /// A scan; [`LaneCorrelator::handle_scan`] is the better entry (it knows when it arrived).
+    Scan(ScanEvent),
+}
+
+/// The end of the bridge a vehicle left by, where the presence sensors can tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BridgeEnd {
+    /// A weighbridge alone cannot tell.
+    #[default]
+    Unknown,
+    /// Back the way it came: it reversed off.
+    Entry,
+    /// Onward: it crossed.
+    Exit,
+}
+
+/// A decision of the correlator that makes no record; the agent logs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LaneEvent {
+    /// A vehicle came on and went off again without crossing: no record.
+    Reversal {
+        arrived_at: DateTime<Utc>,
+        left_at: DateTime<Utc>,
+        /// The plate read while it was on, if any.
+        plate: Option<String>,
+        reason: String,
+    },
+    /// Evidence that joined no vehicle within its window (a passer-by's plate, ...).
+    Unmatched {
+        at: DateTime<Utc>,
+        what: &'static str,
+        reason: String,
+    },
+}
+
+/// How often each rule fired since the correlator started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneCounters {
+    /// Vehicle crossings emitted.
+    pub crossings: u64,
+    /// Scans that joined a crossing held open for them (`scan_joined_late`).
+    pub late_scans: u64,
+    /// Scan records for a scan that came after its crossing closed (`scan_after_close`).
+    pub scans_after_close: u64,
+    /// Scan records for a scan that matched no vehicle (`orphan_scan`).
+    pub orphan_scans: u64,
+    /// Evidence that matched nothing and was dropped ([`LaneEvent::Unmatched`]).
+    pub unmatched: u64,
+    /// Times two vehicles were split apart (`tailgating`, on both crossings).
+    pub tailgates: u64,
+    /// Vehicles that reversed off: no record ([`LaneEvent::Reversal`]).
+    pub reversals: u64,
+}
+
+/// What is remembered of a closed crossing, so that a scan arriving after it closed can name it.
+#[derive(Debug, Clone)]
+struct Closed {
+    id: Uuid,
+    plate: Option<String>,
+    arrived_at: DateTime<Utc>,
+    left_at: DateTime<Utc>,
+}
+
+/// How many closed crossings are remembered for scans that come after the close.
+const CLOSED_KEPT: usize = 64;
+
+/// One lane's correlator.
+#[derive(Debug)]
+pub struct LaneCorrelator {
+    post: String,
+    lane: String,
+    rules: LaneRules,
+    /// Crossings not yet emitted, in arrival order; only the last may still be on the bridge.
+    pending: VecDeque<Pending>,
+    /// Evidence that happened before any pending crossing arrived, with its time.
+    early: Vec<(DateTime<Utc>, Evidence)>,
+    /// The last crossings emitted, oldest first.
+    closed: VecDeque<Closed>,
+    ready: VecDeque<Crossing>,
+    events: VecDeque<LaneEvent>,
+    counters: LaneCounters,
+}
+
+impl LaneCorrelator {
+    pub fn new(post: &str, lane: &str, rules: LaneRules) -> Self {
+        Self {
+            post: post.to_owned(),
+            lane: lane.to_owned(),
+            rules,
+            pending: VecDeque::new(),
+            early: Vec::new(),
+            closed: VecDeque::new(),
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: LaneCounters::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &LaneRules {
+        &self.rules
+    }
+
+    pub fn counters(&self) -> &LaneCounters {
+        &self.counters
+    }
+
+    fn on_bridge(&mut self) -> Option<&mut Pending> {
+        self.pending.back_mut().filter(|p| p.left_at.is_none())
+    }
+
+    pub fn handle_vehicle_on(&mut self, at: DateTime<Utc>) {
+        let gap = self.rules.tailgate_gap;
+        let mut tailgate = None;
+        if let Some(prev) = self.on_bridge() {
+            prev.left_at = Some(at);
+            prev.flags.push(Flag::new(
+                "no_vehicle_off",
+                "a second vehicle came on before the weight went back to zero: split, not merged",
+            ));
+            prev.flags.push(Flag::new(
+                "tailgating",
+                format!(
+                    "the next vehicle came on at {} while this one was still on the bridge: split into two crossings; this weight may include part of the other vehicle",
+                    clock(at)
+                ),
+            ));
+            tailgate = Some(format!(
+                "came on while the vehicle that arrived at {} was still on the bridge: split into two crossings; this weight may include part of the other vehicle",
+                clock(prev.arrived_at)
+            ));
+        } else if let Some(prev) = self
+            .pending
+            .back_mut()
+            .filter(|p| p.left_at.is_some_and(|l| l <= at && at - l < gap))
+        {
+            let since = at - prev.left_at.unwrap_or(at);
+            prev.flags.push(Flag::new(
+                "tailgating",
+                format!(
+                    "the next vehicle came on {} after this one left (closer than {}): evidence near the boundary may belong to either",
+                    duration(since),
+                    duration(gap)
+                ),
+            ));
+            tailgate = Some(format!(
+                "came on {} after the vehicle before it left (closer than {}): evidence near the boundary may belong to either",
+                duration(since),
+                duration(gap)
+            ));
+        }
+        let mut p = Pending::new(at);
+        if let Some(reason) = tailgate {
+            self.counters.tailgates += 1;
+            p.flags.push(Flag::new("tailgating", reason));
+        }
+        // Early evidence that is recent enough joins the arriving vehicle; the rest waits for
+        // `poll` to report it.
+        let earliest = at - self.rules.pre_arrival;
+        for (t, e) in std::mem::take(&mut self.early) {
+            if t >= earliest {
+                p.attach(t, e);
+            } else {
+                self.early.push((t, e));
+            }
+        }
+        self.pending.push_back(p);
+    }
+
+    pub fn handle_stable_weight(&mut self, at: DateTime<Utc>, weight: Weighing) {
+        if self.on_bridge().is_none() {
+            let mut p = Pending::new(at);
+            p.flags.push(Flag::new(
+                "arrival_not_seen",
+                "stable weight without the vehicle coming on (agent started or reconnected mid-weighing)",
+            ));
+            self.pending.push_back(p);
+        }
+        if let Some(p) = self.on_bridge() {
+            p.weights.push(weight);
+        }
+    }
+
+    /// The vehicle on the bridge left, by an end the sensors could not tell.
+    pub fn handle_vehicle_off(&mut self, at: DateTime<Utc>) {
+        self.handle_vehicle_off_by(at, BridgeEnd::Unknown);
+    }
+
+    /// The vehicle on the bridge left by `end` (a vehicle leaving by the entry reversed off).
+    pub fn handle_vehicle_off_by(&mut self, at: DateTime<Utc>, end: BridgeEnd) {
+        if let Some(p) = self.on_bridge() {
+            p.left_at = Some(at);
+            p.left_by = end;
+        }
+    }
+
+    /// Evidence that happened at `at` (capture time, measurement time). A scan given here is
+    /// handled as [`handle_scan`](Self::handle_scan) arriving at `at`.
+    pub fn handle_evidence(&mut self, at: DateTime<Utc>, evidence: Evidence) {
+        if let Evidence::Scan(scan) = evidence {
+            return self.handle_scan(at, scan);
+        }
+        let pre = self.rules.pre_arrival;
+        // 1. The vehicle that was on the bridge then; 2. else one that arrived just after
+        // (a camera sees a vehicle before the bridge does); else wait (see `poll`).
+        let target = self
+            .pending
+            .iter()
+            .rposition(|p| p.was_on_bridge_at(at))
+            .or_else(|| {
+                self.pending
+                    .iter()
+                    .position(|p| p.arrived_at - pre <= at && at < p.arrived_at)
+            });
+        let is_plate = matches!(evidence, Evidence::PlateReads(_));
+        match target.and_then(|i| self.pending.get_mut(i)) {
+            Some(p) => p.attach(at, evidence),
+            None => self.early.push((at, evidence)),
+        }
+        if is_plate {
+            self.split_on_second_plate();
+        }
+    }
+
+    /// Splits the vehicle on the bridge in two when its frames show a second plate (see the
+    /// module header).
+    fn split_on_second_plate(&mut self) {
+        let Some(a) = self.pending.back_mut().filter(|p| p.left_at.is_none()) else {
+            return;
+        };
+        let Some((at, first, second)) = second_plate_starts(&a.frames) else {
+            return;
+        };
+        let mut b = Pending::new(at);
+        a.left_at = Some(at);
+        let (keep, moved) = std::mem::take(&mut a.frames)
+            .into_iter()
+            .partition(|(t, _)| *t < at);
+        (a.frames, b.frames) = (keep, moved);
+        let (keep, moved) = std::mem::take(&mut a.weights)
+            .into_iter()
+            .partition(|w| w.stable_at < at);
+        (a.weights, b.weights) = (keep, moved);
+        if a.dimensions.is_some_and(|(t, _)| t >= at) {
+            b.dimensions = a.dimensions.take();
+        }
+        if a.scan.as_ref().is_some_and(|s| s.scanned_at >= at) {
+            b.scan = a.scan.take();
+        }
+        a.flags.push(Flag::new(
+            "tailgating",
+            format!(
+                "a second plate, {second}, was read from {} while this vehicle ({first}) was still on the bridge and the weight never went back to zero: two vehicles, split into two crossings; this weight may include part of the other vehicle",
+                clock(at)
+            ),
+        ));
+        b.flags.push(Flag::new(
+            "tailgating",
+            format!(
+                "came onto the bridge behind {first} before it had left (plate {second} first read at {}): split from it; this weight may include part of the other vehicle",
+                clock(at)
+            ),
+        ));
+        self.counters.tailgates += 1;
+        self.pending.push_back(b);
+    }
+
+    /// A scan result that arrived at `now` (it happened at `scan.scanned_at`); see the module
+    /// header for how it finds its vehicle.
+    pub fn handle_scan(&mut self, now: DateTime<Utc>, scan: ScanEvent) {
+        if let Some(scan) = self.place_scan(now, scan, true) {
+            self.early.push((scan.scanned_at, Evidence::Scan(scan)));
+        }
+    }
+
+    /// Joins `scan` to its crossing, or records it apart after a closed one; gives it back when
+    /// neither is possible yet. With `may_wait`, a scan that matches only a vehicle that had
+    /// left is given back while a next vehicle could still come on within `pre_arrival`.
+    fn place_scan(
+        &mut self,
+        now: DateTime<Utc>,
+        scan: ScanEvent,
+        may_wait: bool,
+    ) -> Option<ScanEvent> {
+        let at = scan.scanned_at;
+        let typed = scan
+            .conveyance_id
+            .as_deref()
+            .map(normalise_id)
+            .filter(|s| !s.is_empty());
+        let by_id = typed.as_deref().and_then(|id| {
+            self.pending
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.plate().is_some_and(|r| r.text == id))
+                // Prefer a crossing still without a scan, then the nearest in time.
+                .min_by_key(|(_, p)| (p.scan.is_some(), (p.arrived_at - at).abs()))
+                .map(|(i, _)| {
+                    let how = format!("by the conveyance id {id} typed at the scanner");
+                    (i, how, false)
+                })
+        });
+        let target = by_id.or_else(|| self.scan_target_by_time(at));
+        if target
+            .as_ref()
+            .is_some_and(|(_, _, after_left)| *after_left)
+            && may_wait
+            && now < at + self.rules.pre_arrival
+        {
+            return Some(scan);
+        }
+        let close_after = self.rules.close_after;
+        if let Some((i, how, _)) = target {
+            let Some(p) = self.pending.get_mut(i) else {
+                return Some(scan);
+            };
+            if let (Some(id), Some(read)) = (typed.as_deref(), p.plate()) {
+                if read.text != id {
+                    p.flags.push(Flag::new(
+                        "scan_conveyance_mismatch",
+                        format!(
+                            "scan {} joined {how}, but the conveyance id typed at the scanner is {id} and the lane read {}",
+                            scan.scan_id, read.text
+                        ),
+                    ));
+                }
+            }
+            if let Some(left) = p.left_at.filter(|l| now > *l + close_after) {
+                p.flags.push(Flag::new(
+                    "scan_joined_late",
+                    format!(
+                        "scan {} ({}) arrived {} after the vehicle left; the crossing was held open for it and it joined {how}",
+                        scan.scan_id,
+                        decision(&scan),
+                        duration(now - left)
+                    ),
+                ));
+                self.counters.late_scans += 1;
+            }
+            p.attach(at, Evidence::Scan(scan));
+            return None;
+        }
+        if let Some((closed, how)) = self.closed_match(typed.as_deref(), at) {
+            let reason = format!(
+                "scan {} ({}) arrived {} after crossing {} ({}, left at {}) was closed; it belongs to that crossing {how}, and is recorded apart so the sealed crossing is not changed",
+                scan.scan_id,
+                decision(&scan),
+                duration(now - closed.left_at),
+                closed.id,
+                closed.plate.as_deref().map_or("plate unread".to_owned(), |p| format!("plate {p}")),
+                clock(closed.left_at),
+            );
+            self.counters.scans_after_close += 1;
+            let record = self.scan_record(scan, Flag::new("scan_after_close", reason), now);
+            self.ready.push_back(record);
+            return None;
+        }
+        Some(scan)
+    }
+
+    /// The open crossing a scan made at `at` belongs to by time, how it was chosen, and whether
+    /// only because that vehicle had left shortly before.
+    fn scan_target_by_time(&self, at: DateTime<Utc>) -> Option<(usize, String, bool)> {
+        let pre = self.rules.pre_arrival;
+        let after = self.rules.scan_after_left;
+        if let Some(i) = self.pending.iter().rposition(|p| p.was_on_bridge_at(at)) {
+            let how = format!(
+                "by time: scanned at {} while the vehicle was on the bridge",
+                clock(at)
+            );
+            return Some((i, how, false));
+        }
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.arrived_at - pre <= at && at < p.arrived_at)
+        {
+            let how = format!(
+                "by time: scanned at {}, just before the vehicle came on",
+                clock(at)
+            );
+            return Some((i, how, false));
+        }
+        let i = self
+            .pending
+            .iter()
+            .rposition(|p| p.left_at.is_some_and(|l| l < at && at - l <= after))?;
+        let how = format!(
+            "by time: scanned at {}, within {} after the vehicle left",
+            clock(at),
+            duration(after)
+        );
+        Some((i, how, true))
+    }
+
+    /// The closed crossing a scan belongs to: by the typed id, else by time.
+    fn closed_match(&self, typed: Option<&str>, at: DateTime<Utc>) -> Option<(Closed, String)> {
+        if let Some(id) = typed {
+            if let Some(c) = self
+                .closed
+                .iter()
+                .rev()
+                .find(|c| c.plate.as_deref() == Some(id))
+            {
+                return Some((
+                    c.clone(),
+                    format!("by the conveyance id {id} typed at the scanner"),
+                ));
+            }
+        }
+        let (pre, after) = (self.rules.pre_arrival, self.rules.scan_after_left);
+        self.closed
+            .iter()
+            .rev()
+            .find(|c| c.arrived_at - pre <= at && at <= c.left_at + after)
+            .map(|c| (c.clone(), format!("by time: scanned at {}", clock(at))))
+    }
+
+    /// Emits records whose window has passed: crossings, and scan records.
+    pub fn poll(&mut self, now: DateTime<Utc>) -> Option<Crossing> {
+        // Waiting evidence first: it may still join a crossing that closes now.
+        let pre = self.rules.pre_arrival;
+        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
+            .into_iter()
+            .partition(|(t, _)| *t + pre <= now);
+        self.early = kept;
+        for (at, e) in expired {
+            let what = match e {
+                Evidence::Scan(scan) => {
+                    if let Some(scan) = self.place_scan(now, scan, false) {
+                        let reason = self.orphan_reason(&scan);
+                        self.counters.orphan_scans += 1;
+                        let record = self.scan_record(scan, Flag::new("orphan_scan", reason), now);
+                        self.ready.push_back(record);
+                    }
+                    continue;
+                }
+                Evidence::PlateReads(_) => "plate read",
+                Evidence::Dimensions(_) => "dimensions",
+            };
+            // 3. The last vehicle that had arrived by then (evidence from after it left).
+            if let Some(p) = self.pending.iter_mut().rev().find(|p| p.arrived_at <= at) {
+                p.attach(at, e);
+                continue;
+            }
+            self.counters.unmatched += 1;
+            self.events.push_back(LaneEvent::Unmatched {
+                at,
+                what,
+                reason: format!(
+                    "no open crossing had a vehicle on the bridge at {}, coming on within {} after, or having left before",
+                    clock(at),
+                    duration(pre)
+                ),
+            });
+        }
+        let mut i = 0;
+        while i < self.pending.len() {
+            let due = self
+                .pending
+                .get(i)
+                .and_then(|p| self.close_at(p))
+                .is_some_and(|t| t <= now);
+            match due.then(|| self.pending.remove(i)).flatten() {
+                Some(p) => self.close(p, now),
+                None => i += 1,
+            }
+        }
+        self.ready.pop_front()
+    }
+
+    /// The next decision that made no record, if any (call after [`poll`](Self::poll)).
+    pub fn poll_event(&mut self) -> Option<LaneEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`poll`](Self::poll) should next be called, if anything is waiting.
+    pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
+        let close = self.pending.iter().filter_map(|p| self.close_at(p)).min();
+        let early = self
+            .early
+            .iter()
+            .map(|(t, _)| *t + self.rules.pre_arrival)
+            .min();
+        match (close, early) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When a crossing closes: `close_after` after its vehicle left, or, while it still has no
+    /// scan, `scan_wait` after if that is longer.
+    fn close_at(&self, p: &Pending) -> Option<DateTime<Utc>> {
+        let left = p.left_at?;
+        let wait = if p.scan.is_none() && p.left_by != BridgeEnd::Entry {
+            self.rules.close_after.max(self.rules.scan_wait)
+        } else {
+            self.rules.close_after
+        };
+        Some(left + wait)
+    }
+
+    fn close(&mut self, mut p: Pending, now: DateTime<Utc>) {
+        let left_at = p.left_at.unwrap_or(now);
+        if let Some(reason) = p.reversal(left_at) {
+            self.counters.reversals += 1;
+            let plate = p.plate().map(|r| r.text);
+            if let Some(scan) = p.scan.take() {
+                let why = format!(
+                    "scan {} ({}) joined a vehicle{} that then reversed off the bridge ({}); no crossing to attach it to",
+                    scan.scan_id,
+                    decision(&scan),
+                    plate.as_deref().map_or(String::new(), |p| format!(" with plate {p}")),
+                    reason
+                );
+                self.counters.orphan_scans += 1;
+                let record = self.scan_record(scan, Flag::new("orphan_scan", why), now);
+                self.ready.push_back(record);
+            }
+            self.events.push_back(LaneEvent::Reversal {
+                arrived_at: p.arrived_at,
+                left_at,
+                plate,
+                reason,
+            });
+            return;
+        }
+        let c = self.finish(p, left_at, now);
+        self.closed.push_back(Closed {
+            id: c.id,
+            plate: c.plate.as_ref().map(|p| p.text.clone()),
+            arrived_at: c.arrived_at,
+            left_at: c.left_at,
+        });
+        if self.closed.len() > CLOSED_KEPT {
+            self.closed.pop_front();
+        }
+        self.counters.crossings += 1;
+        self.ready.push_back(c);
+    }
+
+    fn orphan_reason(&self, scan: &ScanEvent) -> String {
+        let typed = match scan.conveyance_id.as_deref() {
+            Some(id) if !normalise_id(id).is_empty() => format!(
+                "; no open or recent crossing has the plate {} typed at the scanner",
+                normalise_id(id)
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "scan {} by {} at {} ({}) matched no vehicle: none was on the bridge then, none came on within {} after, none had left less than {} before{typed}",
+            scan.scan_id,
+            scan.scanner_id,
+            clock(scan.scanned_at),
+            decision(scan),
+            duration(self.rules.pre_arrival),
+            duration(self.rules.scan_after_left),
+        )
+    }
+
+    /// A record that carries only a scan (no vehicle evidence), at the scan's time.
+    fn scan_record(&self, scan: ScanEvent, flag: Flag, now: DateTime<Utc>) -> Crossing {
+        Crossing {
+            id: uuid_v7(now),
+            post: self.post.clone(),
+            lane: self.lane.clone(),
+            arrived_at: scan.scanned_at,
+            left_at: scan.scanned_at,
+            plate: None,
+            weight: None,
+            dimensions: None,
+            scan: Some(scan),
+            flags: vec![flag],
+            images: Vec::new(),
+        }
+    }
+
+    fn finish(&self, mut p: Pending, left_at: DateTime<Utc>, now: DateTime<Utc>) -> Crossing {
+        let plate = p.plate();
+        if plate.is_none() {
+            let mut why = if p.frames.is_empty() {
+                "no camera frame with a plate-like read while the vehicle was on the bridge"
+                    .to_owned()
+            } else {
+                format!(
+                    "{} camera frame(s) showed a plate but no readable characters",
+                    p.frames.len()
+                )
+            };
+            if let Some(id) = p.scan.as_ref().and_then(|s| s.conveyance_id.as_deref()) {
+                why.push_str(&format!(
+                    "; the scanner operator typed the conveyance id {}",
+                    normalise_id(id)
+                ));
+            }
+            p.flags.push(Flag::new("plate_unread", why));
+        }
+        if p.weights.is_empty() {
+            p.flags.push(Flag::new(
+                "no_stable_weight",
+                "the weight never settled while the vehicle was on the bridge",
+            ));
+        }
+        if p.dimensions.is_none() {
+            p.flags.push(Flag::new(
+                "no_dimensions",
+                "the dimension sensor reported nothing for this vehicle",
+            ));
+        }
+        if p.scan.is_none() {
+            let why = if self.rules.scan_wait > self.rules.close_after {
+                format!(
+                    "no scan event joined within {} after the vehicle left",
+                    duration(self.rules.scan_wait)
+                )
+            } else {
+                "no scan event joined before the record closed".to_owned()
+            };
+            p.flags.push(Flag::new("no_scan", why));
+        }
+        for s in &p.extra_scans {
+            p.flags.push(Flag::new(
+                "extra_scan",
+                format!("scan {s} also matched this vehicle"),
+            ));
+        }
+        Crossing {
+            id: uuid_v7(now),
+            post: self.post.clone(),
+            lane: self.lane.clone(),
+            arrived_at: p.arrived_at,
+            left_at,
+            plate,
+            weight: p.weights.pop(),
+            dimensions: p.dimensions.map(|(_, d)| d),
+            scan: p.scan,
+            flags: p.flags,
+            images: Vec::new(),
+        }
+    }
+}
+
+fn uuid_v7(now: DateTime<Utc>) -> Uuid {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.timestamp().max(0).unsigned_abs(),
+        now.timestamp_subsec_nanos(),
+    );
+    Uuid::new_v7(ts)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+//! A crossing still open: the evidence joined so far, with when each piece happened, and the
+//! decisions that only need that evidence (is it a reversal, does it hold two plates).
+
+use super::words::duration;
+use super::{BridgeEnd, Evidence};
+use bcp_anpr::PlateCandidate;
+use bcp_record::{Dimensions, Flag, PlateRead, ScanEvent, Weighing};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) arrived_at: DateTime<Utc>,
+    pub(super) left_at: Option<DateTime<Utc>>,
+    pub(super) left_by: BridgeEnd,
+    /// Each frame's best read, with its capture time.
+    pub(super) frames: Vec<(DateTime<Utc>, PlateCandidate)>,
+    /// Every stable weight; the last one is the vehicle's.
+    pub(super) weights: Vec<Weighing>,
+    pub(super) dimensions: Option<(DateTime<Utc>, Dimensions)>,
+    pub(super) scan: Option<ScanEvent>,
+    pub(super) extra_scans: Vec<String>,
+    pub(super) flags: Vec<Flag>,
+}
+
+impl Pending {
+    pub(super) fn new(arrived_at: DateTime<Utc>) -> Self {
+        Self {
+            arrived_at,
+            left_at: None,
+            left_by: BridgeEnd::Unknown,
+            frames: Vec::new(),
+            weights: Vec::new(),
+            dimensions: None,
+            scan: None,
+            extra_scans: Vec::new(),
+            flags: Vec::new(),
+        }
+    }
+
+    /// Why this presence is not a crossing, if it is not (see the module header).
+    pub(super) fn reversal(&self, left_at: DateTime<Utc>) -> Option<String> {
+        let on_for = duration(left_at - self.arrived_at);
+        match self.left_by {
+            BridgeEnd::Entry => Some(format!(
+                "left the bridge by the entry side {on_for} after coming on{}: reversed off, not a crossing",
+                match self.weights.last() {
+                    Some(w) => format!(" (weighed {} kg)", w.gross_kg),
+                    None => " (no stable weight)".to_owned(),
+                }
+            )),
+            BridgeEnd::Unknown
+                if self.weights.is_empty()
+                    && self.frames.is_empty()
+                    && self.dimensions.is_none()
+                    && self.scan.is_none() =>
+            {
+                Some(format!(
+                    "on and off the bridge in {on_for} with no stable weight, no plate, no dimensions and no scan: nothing shows a vehicle crossed (it reversed off, or it was not a vehicle)"
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn was_on_bridge_at(&self, at: DateTime<Utc>) -> bool {
+        self.arrived_at <= at && self.left_at.is_none_or(|l| at <= l)
+    }
+
+    /// The plate voted from the frames so far.
+    pub(super) fn plate(&self) -> Option<PlateRead> {
+        let reads: Vec<PlateCandidate> = self.frames.iter().map(|(_, r)| r.clone()).collect();
+        bcp_anpr::vote::vote(&reads).map(|v| PlateRead {
+            text: v.text,
+            confidence: v.confidence,
+            format: v.format.map(str::to_owned),
+            frames: v.frames,
+        })
+    }
+
+    pub(super) fn attach(&mut self, at: DateTime<Utc>, evidence: Evidence) {
+        match evidence {
+            Evidence::PlateReads(reads) => {
+                // The frame's best read; the vote over frames decides the plate.
+                if let Some(best) = reads.into_iter().next() {
+                    self.frames.push((at, best));
+                }
+            }
+            Evidence::Dimensions(d) => self.dimensions = Some((at, d)),
+            Evidence::Scan(s) => match &self.scan {
+                Some(_) => self.extra_scans.push(s.scan_id),
+                None => self.scan = Some(s),
+            },
+        }
+    }
+}
+
+/// Frames of one plate for at least two frames, then only of a plainly different plate for at
+/// least two: when the second began, and the two plates.
+pub(super) fn second_plate_starts(
+    frames: &[(DateTime<Utc>, PlateCandidate)],
+) -> Option<(DateTime<Utc>, String, String)> {
+    const MIN_FRAMES: usize = 2;
+    let mut sorted: Vec<&(DateTime<Utc>, PlateCandidate)> =
+        frames.iter().filter(|(_, r)| !r.text.is_empty()).collect();
+    sorted.sort_by_key(|(t, _)| *t);
+    let first = &sorted.first()?.1.text;
+    let k = sorted.iter().position(|(_, r)| !similar(&r.text, first))?;
+    let (before, after) = sorted.split_at(k);
+    let (at, second) = after.first().map(|(t, r)| (*t, &r.text))?;
+    let clean = after
+        .iter()
+        .all(|(_, r)| similar(&r.text, second) && !similar(&r.text, first));
+    (before.len() >= MIN_FRAMES && after.len() >= MIN_FRAMES && clean)
+        .then(|| (at, first.clone(), second.clone()))
+}
+
+/// Two reads of the same plate: at most two edits apart (OCR confuses a character or two).
+pub(super) fn similar(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 2 {
+        return false;
+    }
+    // Levenshtein distance, one row at a time (plates are a dozen characters).
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()] <= 2
+}
