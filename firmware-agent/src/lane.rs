@@ -193,6 +193,13 @@ impl LaneCorrelator {
         self.ready.pop_front()
     }
 
+    /// Whether a vehicle is on the bridge now, and how many crossings are still open (on the
+    /// bridge or waiting for late evidence), for the control API's `lanes`.
+    pub fn occupancy(&self) -> (bool, usize) {
+        let on_bridge = self.pending.back().is_some_and(|p| p.left_at.is_none());
+        (on_bridge, self.pending.len())
+    }
+
     /// When [`poll`](Self::poll) should next be called, if anything is waiting.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         let close = self
@@ -335,7 +342,9 @@ mod tests {
     #[test]
     fn one_vehicle_links_all_its_evidence_and_closes_after_the_window() {
         let mut l = lane();
+        assert_eq!(l.occupancy(), (false, 0));
         l.handle_vehicle_on(t(0));
+        assert_eq!(l.occupancy(), (true, 1));
         l.handle_evidence(
             t(300),
             Evidence::Dimensions(Dimensions {
@@ -348,6 +357,7 @@ mod tests {
         l.handle_evidence(t(700), read("1234AB01"));
         l.handle_evidence(t(900), read("1234AB01"));
         l.handle_vehicle_off(t(2_000));
+        assert_eq!(l.occupancy(), (false, 1), "off the bridge, still open");
         // A late scan (it happened on the bridge) still joins.
         l.handle_evidence(t(1_500), scan("S1", t(1_500)));
         assert_eq!(l.poll_timeout(), Some(t(5_000)));
@@ -364,6 +374,7 @@ mod tests {
         assert!(c.flags.is_empty(), "{:?}", c.flags);
         assert_eq!((c.arrived_at, c.left_at), (t(0), t(2_000)));
         assert!(l.poll(t(10_000)).is_none());
+        assert_eq!(l.occupancy(), (false, 0));
     }
 
     #[test]
