@@ -322,4 +322,44 @@ mod tests {
         assert_eq!(gid_of(etc_group, "broken"), None);
         assert_eq!(gid_of("bcp-tech:x:notanumber:\n", "bcp-tech"), None);
     }
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_a_live_one_or_a_file_never() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let cfg = |name: &str| ControlConfig {
+            socket: dir.path().join("run").join(name),
+            group: "no-such-group-here".to_owned(),
+        };
+
+        // Left behind by a crash: nobody answers on it.
+        let stale = cfg("stale.sock");
+        std::fs::create_dir_all(dir.path().join("run"))?;
+        drop(std::os::unix::net::UnixListener::bind(&stale.socket)?);
+        let bound = bind(&stale)?;
+        let mode = std::fs::metadata(&stale.socket)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+
+        // Live: another agent answers; its socket is left alone.
+        let e = format!("{:#}", bind(&stale).expect_err("live socket"));
+        assert!(e.contains("another process answers"), "{e}");
+        assert!(stale.socket.exists());
+        drop(bound);
+        assert!(!stale.socket.exists(), "removed when the server goes");
+
+        // Not a socket: refused, kept.
+        let file = cfg("agent.sock");
+        std::fs::write(&file.socket, "precious")?;
+        let e = format!("{:#}", bind(&file).expect_err("a regular file"));
+        assert!(e.contains("is not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file.socket)?, "precious");
+
+        // The folder is made when missing.
+        let fresh = ControlConfig {
+            socket: dir.path().join("new/dir/agent.sock"),
+            ..cfg("x")
+        };
+        let _bound = bind(&fresh)?;
+        assert!(fresh.socket.exists());
+        Ok(())
+    }
 }

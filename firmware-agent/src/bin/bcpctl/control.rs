@@ -78,14 +78,14 @@ fn socket_from_config(path: &Path) -> Option<PathBuf> {
 fn connect(path: &Path) -> Result<UnixStream> {
     UnixStream::connect(path).map_err(|e| {
         let next = match e.kind() {
-            ErrorKind::NotFound => format!(
-                "no control socket there. Is bcp-agent running? (systemctl status bcp-agent; journalctl -u bcp-agent) \
-                 If it listens elsewhere, pass --socket PATH or --config FILE"
-            ),
+            ErrorKind::NotFound => "no control socket there. Is bcp-agent running? (systemctl status bcp-agent; \
+                 journalctl -u bcp-agent) If it listens elsewhere, pass --socket PATH or --config FILE"
+                .to_owned(),
             ErrorKind::ConnectionRefused => "nothing answers on it: bcp-agent has stopped or is restarting (systemctl status bcp-agent)".to_owned(),
             ErrorKind::PermissionDenied => format!(
-                "permission denied. Are you in group {DEFAULT_CONTROL_GROUP}? (check: id -nG; an administrator adds you: \
-                 sudo usermod -aG {DEFAULT_CONTROL_GROUP} $USER, then log in again) Or run bcpctl with sudo"
+                "permission denied. Are you in group {DEFAULT_CONTROL_GROUP}? (the socket's group: ls -l {}; yours: id -nG; \
+                 an administrator adds you: sudo usermod -aG {DEFAULT_CONTROL_GROUP} $USER, then log in again) Or run bcpctl with sudo",
+                path.display()
             ),
             _ => "check that bcp-agent is running (systemctl status bcp-agent)".to_owned(),
         };
