@@ -5,19 +5,26 @@
 //! and the ANPR models are loaded. Watchdog pings come from this loop, so a hung loop gets the
 //! daemon restarted. On shutdown, crossings still waiting for late evidence are closed and
 //! committed, so nothing recorded is lost.
+//!
+//! The control socket and the metrics endpoint are bound before READY and read the agent
+//! through an [`AgentView`]; the loop tells it the lane's state and each committed crossing
+//! ([`ViewFeed`]). Either failing to bind is logged at ERROR and the agent records crossings
+//! without it: a technician's tool must not stop the lane.
 
 use crate::checks::EdgeChecks;
 use crate::config::AgentConfig;
 use crate::health::DeviceBoard;
 use crate::lane::{Evidence, LaneCorrelator, LaneEvent};
-use crate::{camera, scanner};
+use crate::metrics::{Histogram, ANPR_BUCKETS_SECS};
+use crate::view::{AgentView, ViewFeed, ViewParts};
+use crate::{camera, control, metrics, scanner};
 use anyhow::{Context, Result};
 use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
 use bcp_drivers::serial::{self, DeviceEvent, DeviceHealth};
 use bcp_drivers::stability::{StabilityConfig, WeighEvent};
 use bcp_record::{Crossing, Weighing};
 use bcp_sync::outbox::Outbox;
-use bcp_sync::uplink::{self, UplinkConfig};
+use bcp_sync::uplink::{self, UplinkConfig, UplinkMonitor};
 use chrono::{TimeDelta, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -116,12 +123,14 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     board.add(&cfg.camera.name, "camera");
     let (frame_tx, frame_rx) = mpsc::channel(64);
     tasks.spawn(forward(frame_rx, tx.clone(), LaneInput::Frame));
+    let anpr_latency = Arc::new(Histogram::new(&ANPR_BUCKETS_SECS));
     let camera_thread = camera::spawn(
         cfg.camera.name.clone(),
         cfg.camera.folder.clone(),
         Duration::from_millis(cfg.camera.poll_ms),
         reader,
         frame_tx,
+        anpr_latency.clone(),
         shutdown.clone(),
     )?;
 
@@ -149,6 +158,27 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
 
     // Uplink to central.
     let new_record = Arc::new(Notify::new());
+    let uplink_monitor = Arc::new(UplinkMonitor::default());
+    let (view, feed) = AgentView::new(ViewParts {
+        post: cfg.post.id.clone(),
+        lane: cfg.post.lane.clone(),
+        lane_devices: [
+            Some(wb.name.clone()),
+            cfg.dimensions.as_ref().map(|d| d.name.clone()),
+            Some(cfg.camera.name.clone()),
+            scanner_name.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        broker: format!("{}:{}", cfg.sync.broker_host, cfg.sync.broker_port),
+        outbox: outbox.clone(),
+        devices: devices_rx.clone(),
+        uplink: uplink_monitor.clone(),
+        wake_uplink: new_record.clone(),
+        camera: cfg.camera.name.clone(),
+        anpr_latency,
+    });
     let uplink_cfg = UplinkConfig {
         broker_host: cfg.sync.broker_host.clone(),
         broker_port: cfg.sync.broker_port,
@@ -157,6 +187,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         keep_alive_secs: cfg.sync.keep_alive_secs,
         max_in_flight: cfg.sync.max_in_flight,
         devices: Some(devices_rx),
+        monitor: Some(uplink_monitor),
         ..Default::default()
     };
     board.publish(std::time::Instant::now());
@@ -168,6 +199,30 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         shutdown.clone(),
     ));
     drop(tx);
+
+    // The technician's ways in: up before READY, never a reason not to start.
+    match control::bind(&cfg.control) {
+        Ok(socket) => {
+            tasks.spawn(control::serve(socket, view.clone(), shutdown.clone()));
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "control API unavailable: bcpctl status will not reach the agent")
+        }
+    }
+    if cfg.metrics.enabled {
+        match metrics::http::bind(cfg.metrics.listen).await {
+            Ok(listener) => {
+                tasks.spawn(metrics::http::serve(
+                    listener,
+                    view.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "metrics endpoint unavailable")
+            }
+        }
+    }
 
     crate::systemd::ready();
     // Pings only when systemd asked for them; the first one a period after READY.
@@ -196,6 +251,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
                 Some(input) => {
                     observe(&mut board, &cfg.camera.name, scanner_name.as_deref(), &wb.name, &input);
                     handle(&mut lane, &wb.name, input);
+                    let (on_bridge, open) = lane.occupancy();
+                    feed.occupancy(on_bridge, open);
                 }
                 None => break,
             },
@@ -204,14 +261,14 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
             _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
-        drain(&mut lane, Utc::now(), &checks, &outbox, &new_record);
+        drain(&mut lane, Utc::now(), &checks, &outbox, &new_record, &feed);
     }
 
     // Drain: close what is still open, so every vehicle seen is recorded.
     crate::systemd::stopping();
     let end_of_time = Utc::now() + TimeDelta::days(1);
     lane.handle_vehicle_off(Utc::now());
-    drain(&mut lane, end_of_time, &checks, &outbox, &new_record);
+    drain(&mut lane, end_of_time, &checks, &outbox, &new_record, &feed);
     let n = lane.counters();
     tracing::info!(
         crossings = n.crossings,
@@ -248,8 +305,9 @@ async fn forward<T>(
     }
 }
 
-/// How often the device board is refreshed for the uplink's status messages.
-const BOARD_PERIOD: Duration = Duration::from_secs(5);
+/// How often the device board is refreshed for the uplink's status messages and the control
+/// API (a snapshot of a handful of counters: cheap).
+const BOARD_PERIOD: Duration = Duration::from_secs(1);
 
 /// Tells the device board what `input` says about its device.
 fn observe(
@@ -318,10 +376,11 @@ fn drain(
     checks: &EdgeChecks,
     outbox: &Outbox,
     new_record: &Notify,
+    feed: &ViewFeed,
 ) {
     while let Some(mut c) = lane.poll(now) {
         checks.apply(&mut c);
-        commit(outbox, new_record, &c);
+        commit(outbox, new_record, feed, &c);
     }
     while let Some(event) = lane.poll_event() {
         match event {
@@ -345,9 +404,10 @@ fn drain(
     }
 }
 
-fn commit(outbox: &Outbox, new_record: &Notify, c: &Crossing) {
+fn commit(outbox: &Outbox, new_record: &Notify, feed: &ViewFeed, c: &Crossing) {
     match outbox.append(c) {
         Ok(env) => {
+            feed.recorded(env.seq, c, Utc::now());
             let kind = if c.flags.iter().any(|f| f.code == "orphan_scan") {
                 "orphan scan recorded"
             } else if c.flags.iter().any(|f| f.code == "scan_after_close") {

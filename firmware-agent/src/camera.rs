@@ -4,13 +4,16 @@
 //! read, recognised, reported with its capture time (the file's modification time, when the
 //! camera finished writing it), then removed. A frame that cannot be decoded is moved to
 //! `rejected/` beside the folder with a `.reason` file, never silently dropped, and never stops
-//! the camera.
+//! the camera. The time each frame takes to read goes into the ANPR latency histogram that
+//! the metrics endpoint serves.
 
 use crate::lane::Evidence;
+use crate::metrics::Histogram;
 use anyhow::{Context, Result};
 use bcp_anpr::PlateReader;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -23,6 +26,7 @@ pub fn spawn(
     poll: Duration,
     mut reader: PlateReader,
     out: mpsc::Sender<FrameReads>,
+    latency: Arc<Histogram>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<()>> {
     std::fs::create_dir_all(&folder)
@@ -40,7 +44,7 @@ pub fn spawn(
                             if *shutdown.borrow() {
                                 return;
                             }
-                            if let Some(reads) = read_frame(&name, &f, &mut reader) {
+                            if let Some(reads) = read_frame(&name, &f, &mut reader, &latency) {
                                 if out.blocking_send(reads).is_err() {
                                     return; // the agent is shutting down
                                 }
@@ -74,7 +78,12 @@ fn next_frames(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(frames)
 }
 
-fn read_frame(camera: &str, path: &Path, reader: &mut PlateReader) -> Option<FrameReads> {
+fn read_frame(
+    camera: &str,
+    path: &Path,
+    reader: &mut PlateReader,
+    latency: &Histogram,
+) -> Option<FrameReads> {
     let captured_at: DateTime<Utc> = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .map(DateTime::from)
@@ -84,6 +93,7 @@ fn read_frame(camera: &str, path: &Path, reader: &mut PlateReader) -> Option<Fra
         .and_then(|bytes| {
             let started = std::time::Instant::now();
             let reads = reader.read_image_bytes(&bytes).with_context(|| format!("recognising {}", path.display()))?;
+            latency.observe(started.elapsed());
             tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), "frame read");
             Ok(reads)
         });

@@ -28,6 +28,13 @@ pub struct AgentConfig {
     pub limits: crate::checks::Limits,
     pub outbox: OutboxConfig,
     pub sync: SyncConfig,
+    /// The local control API that `bcpctl status`, `devices`, `lanes`, `events tail` and
+    /// `sync now` use.
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// The Prometheus text endpoint on localhost.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +276,64 @@ pub struct SyncConfig {
     pub max_in_flight: usize,
 }
 
+/// Where the control API listens (see `bcp_agent::control`).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/bcp/agent.sock";
+/// The group whose members may use the control socket.
+pub const DEFAULT_CONTROL_GROUP: &str = "bcp-tech";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// The Unix socket of the control API (mode 0660). The unit's `RuntimeDirectory=bcp` makes
+    /// `/run/bcp`; a stale socket left by a crash is removed at start.
+    #[serde(default = "default_control_socket")]
+    pub socket: PathBuf,
+    /// The socket's group, for technicians who are not root; if it does not exist the socket
+    /// stays the agent's own (and root's). The agent must be a member to hand the socket over
+    /// (the unit's `SupplementaryGroups=bcp-tech`).
+    #[serde(default = "default_control_group")]
+    pub group: String,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            socket: default_control_socket(),
+            group: default_control_group(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text format 0.0.4).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A loopback address and port: the endpoint has no authentication.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_CONTROL_SOCKET)
+}
+fn default_control_group() -> String {
+    DEFAULT_CONTROL_GROUP.to_owned()
+}
+const fn default_metrics_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464)
+}
+
 const fn yes() -> bool {
     true
 }
@@ -440,6 +505,15 @@ impl AgentConfig {
         if self.sync.max_in_flight == 0 {
             bail!("sync.max_in_flight = 0: use at least 1");
         }
+        if self.control.socket.as_os_str().is_empty() {
+            bail!("control.socket is empty: give a path such as {DEFAULT_CONTROL_SOCKET:?}");
+        }
+        if self.metrics.enabled && !self.metrics.listen.ip().is_loopback() {
+            bail!(
+                "metrics.listen = \"{}\": the endpoint has no authentication; use a loopback address such as \"127.0.0.1:9464\" (or metrics.enabled = false)",
+                self.metrics.listen
+            );
+        }
         Ok(())
     }
 
@@ -500,6 +574,10 @@ broker_port = 8883
         assert_eq!(cfg.lane.rules(true).scan_wait.num_seconds(), 120);
         assert_eq!(cfg.client_id(), "bcp-agent-TJ-DYU-01");
         assert!(cfg.dimensions.is_none() && cfg.scanner.is_none());
+        assert_eq!(cfg.control.socket, PathBuf::from("/run/bcp/agent.sock"));
+        assert_eq!(cfg.control.group, "bcp-tech");
+        assert!(cfg.metrics.enabled);
+        assert_eq!(cfg.metrics.listen.to_string(), "127.0.0.1:9464");
         Ok(())
     }
 
@@ -543,6 +621,22 @@ broker_port = 8883
         );
         let e = format!("{:#}", parse(&bad).expect_err("thresholds crossed"));
         assert!(e.contains("weighbridge.empty_threshold_kg"), "{e}");
+
+        let bad = format!("{VALID}\n[metrics]\nlisten = \"0.0.0.0:9464\"\n");
+        let e = format!(
+            "{:#}",
+            parse(&bad).expect_err("metrics open to the network")
+        );
+        assert!(
+            e.contains("metrics.listen") && e.contains("loopback"),
+            "{e}"
+        );
+        let off = format!("{VALID}\n[metrics]\nenabled = false\nlisten = \"0.0.0.0:9464\"\n");
+        assert!(parse(&off).is_ok(), "a disabled endpoint listens nowhere");
+
+        let bad = format!("{VALID}\n[metrics]\nlisten = \"localhost\"\n");
+        let e = format!("{:#}", parse(&bad).expect_err("no port"));
+        assert!(e.contains("listen"), "{e}");
     }
 
     #[test]

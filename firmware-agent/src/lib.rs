@@ -13,6 +13,11 @@
 //! - [`health`]: the device board: each device's connection, frame counters, last evidence and
 //!   alarms, sent to central with the uplink's heartbeat.
 //! - [`agent`]: the main loop: device tasks, correlator, outbox, uplink, systemd notifications.
+//! - [`view`]: the running agent as its local tools see it (devices, lanes, outbox, link, disk,
+//!   crossings as they are committed); read-only for them.
+//! - [`control`]: the local control API on a Unix socket (line-delimited JSON; `bcpctl status`,
+//!   `devices`, `lanes`, `events tail`, `sync now`); its messages in [`control::protocol`].
+//! - [`metrics`]: the Prometheus text endpoint on localhost (`GET /metrics`).
 //! - [`systemd`]: READY / watchdog / STOPPING.
 //! - [`sim_config`]: a config for the simulated post of `bcp-sim` (demo and tests).
 //!
@@ -22,10 +27,13 @@ pub mod agent;
 pub mod camera;
 pub mod checks;
 pub mod config;
+pub mod control;
 pub mod health;
 pub mod lane;
+pub mod metrics;
 pub mod scanner;
 pub mod sim_config;
 pub mod systemd;
+pub mod view;
 
 pub use config::AgentConfig;

@@ -68,5 +68,15 @@ pub fn for_simulator(
             keep_alive_secs: 30,
             max_in_flight: 100,
         },
+        control: ControlConfig {
+            socket: state_dir.join("agent.sock"),
+            group: DEFAULT_CONTROL_GROUP.to_owned(),
+        },
+        // Off: two simulated posts on one machine would fight over the port; tests enable it
+        // on a free one.
+        metrics: MetricsConfig {
+            enabled: false,
+            ..MetricsConfig::default()
+        },
     }
 }

@@ -23,6 +23,8 @@ fn the_agent_unit_waits_for_ready_and_watches_the_main_loop() -> Result<()> {
         "PrivateTmp=yes",
         "StateDirectory=bcp",
         "SupplementaryGroups=dialout video",
+        "SupplementaryGroups=bcp-tech",
+        "RuntimeDirectory=bcp",
         "SystemCallFilter=@system-service",
     ] {
         ensure!(

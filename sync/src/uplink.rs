@@ -24,11 +24,14 @@
 //!    `topics::blob_ack(post)` marks them synced.
 //! 7. Reconnect with exponential backoff and jitter (in [`crate::link`]); on shutdown send
 //!    DISCONNECT and stop polling.
+//! 8. Link state, the last ack and bytes sent go to [`UplinkConfig::monitor`] ([`monitor`]),
+//!    which the post's control API and metrics read.
 //!
 //! Outbox calls are short SQLite transactions made inline on the driver task (one fsync each).
 
 mod batcher;
 pub mod blobs;
+pub mod monitor;
 mod rate;
 mod tracker;
 
@@ -42,6 +45,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 pub use batcher::{BatchDecision, BatchPolicy, Batcher};
+pub use monitor::{UplinkMonitor, UplinkSnapshot};
 pub use rate::RateLimit;
 pub use tracker::{AckOutcome, DeliveryTracker};
 
@@ -83,6 +87,8 @@ pub struct UplinkConfig {
     pub lists: Option<Arc<crate::lists::ListStore>>,
     /// The lane's device health, kept current by the agent, sent with every status message.
     pub devices: Option<watch::Receiver<Vec<DeviceStatus>>>,
+    /// Where the uplink reports its link state, last ack and bytes sent (`None`: nobody asks).
+    pub monitor: Option<Arc<UplinkMonitor>>,
 }
 
 impl Default for UplinkConfig {
@@ -103,6 +109,7 @@ impl Default for UplinkConfig {
             tls: None,
             lists: None,
             devices: None,
+            monitor: None,
         }
     }
 }
@@ -138,6 +145,8 @@ pub async fn run_uplink(
         linger: Duration::from_millis(cfg.batch_linger_ms),
     });
     let mut rate = RateLimit::new(cfg.max_bytes_per_sec);
+    let monitor = cfg.monitor.clone().unwrap_or_default();
+    monitor.start_from(stats.last_acked_seq);
     let mut blob_sync = blobs::BlobSync::new(blobs::BLOBS_IN_FLIGHT, ACK_RESEND_AFTER);
     let status_topic = topics::status(&cfg.post);
     let broker = format!("{}:{}", cfg.broker_host, cfg.broker_port);
@@ -198,6 +207,7 @@ pub async fn run_uplink(
             tokio::select! {
                 event = rx.recv() => match event {
                     None | Some(LinkEvent::Disconnected) => {
+                        monitor.disconnected();
                         anyhow::bail!("uplink to {broker}: the MQTT event loop stopped")
                     }
                     Some(LinkEvent::Connected { session_present }) => {
@@ -217,12 +227,14 @@ pub async fn run_uplink(
                                 .with_context(|| format!("subscribing to {lists_topic}"))?;
                         }
                         tracker.handle_connected(std::time::Instant::now());
+                        monitor.connected();
                         batcher.reset();
                         publish_status(&client, &status_topic, &cfg.post, PostState::Online, &outbox, cfg.devices.as_ref());
                         tracing::debug!(post = %cfg.post, session_present, resend_after = tracker.acked(), "uplink: resending everything unacknowledged");
                     }
                     Some(LinkEvent::ConnectionLost) => {
                         tracker.handle_disconnected();
+                        monitor.disconnected();
                         batcher.reset();
                         blob_sync.handle_disconnected();
                     }
@@ -231,7 +243,7 @@ pub async fn run_uplink(
                     }
                     Some(LinkEvent::Message(publish)) => match &cfg.lists {
                         Some(lists) if publish.topic != ack_topic => apply_list(lists, &publish)?,
-                        _ => handle_ack(&cfg.post, &ack_topic, &publish, &mut tracker, &outbox)?,
+                        _ => handle_ack(&cfg.post, &ack_topic, &publish, &mut tracker, &outbox, &monitor)?,
                     },
                     Some(LinkEvent::Progress) => {}
                 },
@@ -254,7 +266,7 @@ pub async fn run_uplink(
                     }
                 }
             }
-            send_pending(&client, &cfg.post, &records_topic, &mut tracker, &mut batcher, &mut rate, &outbox)?;
+            send_pending(&client, &cfg.post, &records_topic, &mut tracker, &mut batcher, &mut rate, &outbox, &monitor)?;
             // Records first: images only when no pending record is left unsent.
             let records_waiting = tracker.records_waiting();
             blobs::send_blobs(&client, &cfg.post, &mut blob_sync, &mut rate, &outbox, records_waiting)?;
@@ -275,6 +287,7 @@ pub async fn run_uplink(
         tracing::debug!(%error, "uplink: could not queue DISCONNECT");
     }
     link::drain_until_disconnected(&mut rx).await;
+    monitor.disconnected();
     drop(rx);
     pump.abort();
     tracing::info!(post = %cfg.post, acked = tracker.acked(), "uplink stopped");
@@ -312,6 +325,7 @@ fn handle_ack(
     publish: &rumqttc::Publish,
     tracker: &mut DeliveryTracker,
     outbox: &Outbox,
+    monitor: &UplinkMonitor,
 ) -> anyhow::Result<()> {
     if publish.topic != ack_topic {
         tracing::warn!(topic = %publish.topic, "uplink: message on an unexpected topic ignored");
@@ -334,12 +348,14 @@ fn handle_ack(
         let marked = outbox
             .mark_delivered(up_to_seq)
             .with_context(|| format!("marking records up to {up_to_seq} delivered"))?;
+        monitor.acked(chrono::Utc::now(), up_to_seq);
         tracing::debug!(post, up_to_seq, marked, "central acknowledged");
     }
     Ok(())
 }
 
 /// Publishes as many pending records as the window allows, in batches.
+#[allow(clippy::too_many_arguments)] // the driver's state, passed apart so each part stays pure
 fn send_pending(
     client: &AsyncClient,
     post: &str,
@@ -348,6 +364,7 @@ fn send_pending(
     batcher: &mut Batcher,
     rate: &mut RateLimit,
     outbox: &Outbox,
+    monitor: &UplinkMonitor,
 ) -> anyhow::Result<()> {
     let head = outbox
         .last_seq()
@@ -380,6 +397,7 @@ fn send_pending(
         let now = std::time::Instant::now();
         rate.spend(now, bytes);
         tracker.handle_sent(now, last);
+        monitor.sent(batch.len() as u64, bytes as u64);
     }
     Ok(())
 }

@@ -587,6 +587,13 @@ impl LaneCorrelator {
         self.events.pop_front()
     }
 
+    /// Whether a vehicle is on the bridge now, and how many crossings are still open (on the
+    /// bridge, or waiting for late evidence or a scan), for the control API's `lanes`.
+    pub fn occupancy(&self) -> (bool, usize) {
+        let on_bridge = self.pending.back().is_some_and(|p| p.left_at.is_none());
+        (on_bridge, self.pending.len())
+    }
+
     /// When [`poll`](Self::poll) should next be called, if anything is waiting.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         let close = self.pending.iter().filter_map(|p| self.close_at(p)).min();

@@ -45,7 +45,9 @@ fn lane() -> LaneCorrelator {
 #[test]
 fn one_vehicle_links_all_its_evidence_and_closes_after_the_window() {
     let mut l = lane();
+    assert_eq!(l.occupancy(), (false, 0));
     l.handle_vehicle_on(t(0));
+    assert_eq!(l.occupancy(), (true, 1));
     l.handle_evidence(
         t(300),
         Evidence::Dimensions(Dimensions {
@@ -58,6 +60,7 @@ fn one_vehicle_links_all_its_evidence_and_closes_after_the_window() {
     l.handle_evidence(t(700), read("1234AB01"));
     l.handle_evidence(t(900), read("1234AB01"));
     l.handle_vehicle_off(t(2_000));
+    assert_eq!(l.occupancy(), (false, 1), "off the bridge, still open");
     // A late scan (it happened on the bridge) still joins.
     l.handle_evidence(t(1_500), scan("S1", t(1_500)));
     assert_eq!(l.poll_timeout(), Some(t(5_000)));
@@ -74,6 +77,7 @@ fn one_vehicle_links_all_its_evidence_and_closes_after_the_window() {
     assert!(c.flags.is_empty(), "{:?}", c.flags);
     assert_eq!((c.arrived_at, c.left_at), (t(0), t(2_000)));
     assert!(l.poll(t(10_000)).is_none());
+    assert_eq!(l.occupancy(), (false, 0));
 }
 
 #[test]

@@ -11,10 +11,12 @@ mod serial;
 
 mod anpr;
 mod camera;
+mod control;
 mod keys;
 mod outbox;
 
-/// The border-post technician's tool: check the configuration, look at the outbox.
+/// The border-post technician's tool: see what the running agent is doing, check the
+/// configuration and the devices, look at the outbox.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -24,6 +26,18 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The running agent: every device, the lanes, the outbox, the link to central, disk use.
+    Status(control::Target),
+    /// The running agent's devices and their health.
+    Devices(control::Target),
+    /// The running agent's lanes: vehicle on the bridge, crossings recorded, the last one.
+    Lanes(control::Target),
+    /// Crossings as the running agent records them.
+    #[command(subcommand)]
+    Events(control::EventsCommand),
+    /// Ask the running agent to send what is waiting to central now.
+    #[command(subcommand)]
+    Sync(control::SyncCommand),
     /// Serial devices: read a weighbridge or dimension sensor, probe a port, sniff its bytes.
     #[command(subcommand)]
     Serial(serial::SerialCommand),
@@ -89,6 +103,11 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> Result<()> {
     match args.command {
+        Command::Status(target) => control::status(target)?,
+        Command::Devices(target) => control::devices(target)?,
+        Command::Lanes(target) => control::lanes(target)?,
+        Command::Events(cmd) => control::events(cmd)?,
+        Command::Sync(cmd) => control::sync(cmd)?,
         Command::Serial(cmd) => serial::run(cmd)?,
         Command::Anpr(cmd) => anpr::run(cmd)?,
         Command::Camera(cmd) => camera::run(cmd)?,
