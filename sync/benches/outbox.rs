@@ -10,8 +10,8 @@
 //!
 //! - **Backlog drain**: an outbox holding `--drain N` records (default 100,000) is sent by
 //!   `run_uplink` through a Mosquitto on loopback to `run_receiver` into a central SQLite store,
-//!   until central has acknowledged the last one; records/s end to end, and the process's peak
-//!   RSS (post and central together in this one process).
+//!   until central has acknowledged the last one; records/s end to end, and the peak RSS of the
+//!   post's process (outbox + uplink, run as a child: `--post-side`) and of central's.
 //!
 //! - **Backlog drain into PostgreSQL** (`--drain-postgres N`, alone: the other rows are skipped):
 //!   the same drain into central on a throw-away PostgreSQL server ([`bcp_sync::PostgresProcess`],
@@ -111,6 +111,14 @@ fn main() {
     let records = flag("--records", 50_000);
     let drain = flag("--drain", 100_000);
     let drain_postgres = flag("--drain-postgres", 0);
+    if let Some(i) = args.iter().position(|a| a == "--post-side") {
+        post_side(
+            &args[i + 1],
+            args[i + 2].parse().unwrap(),
+            args[i + 3].parse().unwrap(),
+        );
+        return;
+    }
     if drain_postgres > 0 {
         drain_bench(drain_postgres, true);
         return;
@@ -231,13 +239,77 @@ fn main() {
     drain_bench(drain, false);
 }
 
-/// Drains `n` records into central on SQLite or (`postgres`) on a throw-away PostgreSQL.
-fn drain_bench(n: u32, postgres: bool) {
-    use bcp_sync::{
-        run_receiver, run_uplink, CentralStore, MosquittoProcess, ReceiverConfig, UplinkConfig,
-    };
+/// Peak resident memory of this process (`VmHWM`), in kB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// The post's side of the drain, in its own process (`--post-side OUTBOX PORT N`): the agent's
+/// uplink sends the outbox until central has acknowledged record `n`, then prints one line,
+/// `post-side SECS PEAK_RSS_KB`, for the parent.
+fn post_side(outbox_path: &str, port: u16, n: u64) {
+    use bcp_sync::{run_uplink, UplinkConfig};
     use std::sync::Arc;
-    use tokio::sync::{mpsc, watch, Notify};
+    use tokio::sync::{watch, Notify};
+
+    let outbox = Arc::new(
+        Outbox::open_with_key(outbox_path.as_ref(), POST, PostKey::from_seed([7; 32])).unwrap(),
+    );
+    // The agent's runtime: the daemon runs its uplink on a 2-thread runtime too.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let secs = runtime.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let started = Instant::now();
+        let uplink = tokio::spawn(run_uplink(
+            UplinkConfig {
+                broker_host: "127.0.0.1".into(),
+                broker_port: port,
+                client_id: "edge-bench".into(),
+                post: POST.into(),
+                keep_alive_secs: 30,
+                max_in_flight: 2000,
+                ..UplinkConfig::default()
+            },
+            Arc::clone(&outbox),
+            Arc::new(Notify::new()),
+            stop_rx,
+        ));
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if outbox.stats().unwrap().last_acked_seq >= n {
+                break;
+            }
+            assert!(started.elapsed().as_secs() < 1800, "drain did not finish");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        stop_tx.send(true).unwrap();
+        uplink.await.unwrap().unwrap();
+        secs
+    });
+    println!("post-side {secs} {}", peak_rss_kb());
+}
+
+/// Drains `n` records into central on SQLite or (`postgres`) on a throw-away PostgreSQL. The
+/// post (outbox + uplink) runs in a child process so that its memory is measured apart from
+/// central's.
+fn drain_bench(n: u32, postgres: bool) {
+    use bcp_sync::{run_receiver, CentralStore, MosquittoProcess, ReceiverConfig};
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use tokio::sync::{mpsc, watch};
 
     let mosquitto = match MosquittoProcess::start() {
         Ok(m) => m,
@@ -247,21 +319,21 @@ fn drain_bench(n: u32, postgres: bool) {
         }
     };
     let dir = tempfile::tempdir().unwrap();
-    let outbox = Arc::new(
-        Outbox::open_with_key(
-            &dir.path().join("outbox.db"),
-            POST,
-            PostKey::from_seed([7; 32]),
-        )
-        .unwrap(),
-    );
+    let outbox_path = dir.path().join("outbox.db");
     let started = Instant::now();
-    let all: Vec<Crossing> = (0..n).map(crossing).collect();
-    for chunk in all.chunks(1000) {
-        outbox.append_batch(chunk, Utc::now()).unwrap();
+    {
+        let outbox =
+            Outbox::open_with_key(&outbox_path, POST, PostKey::from_seed([7; 32])).unwrap();
+        let mut chunk = Vec::with_capacity(1000);
+        for i in 0..n {
+            chunk.push(crossing(i));
+            if chunk.len() == 1000 || i + 1 == n {
+                outbox.append_batch(&chunk, Utc::now()).unwrap();
+                chunk.clear();
+            }
+        }
     }
     let fill = started.elapsed().as_secs_f64();
-    drop(all);
     let pg = postgres.then(|| bcp_sync::PostgresProcess::start().unwrap());
     let store = Arc::new(match &pg {
         Some(pg) => CentralStore::open_postgres(&pg.url()).unwrap(),
@@ -273,7 +345,7 @@ fn drain_bench(n: u32, postgres: bool) {
         .build()
         .unwrap();
     let port = mosquitto.port();
-    let (secs, acked) = runtime.block_on(async {
+    let (post_secs, post_rss_kb, acked) = runtime.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
         let receiver = tokio::spawn(run_receiver(
@@ -297,45 +369,35 @@ fn drain_bench(n: u32, postgres: bool) {
         });
         // The receiver subscribes before the first record goes out (persistent session).
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let started = Instant::now();
-        let uplink = tokio::spawn(run_uplink(
-            UplinkConfig {
-                broker_host: "127.0.0.1".into(),
-                broker_port: port,
-                client_id: "edge-bench".into(),
-                post: POST.into(),
-                keep_alive_secs: 30,
-                max_in_flight: 2000,
-                ..UplinkConfig::default()
-            },
-            Arc::clone(&outbox),
-            Arc::new(Notify::new()),
-            stop_rx,
-        ));
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            if outbox.stats().unwrap().last_acked_seq >= u64::from(n) {
-                break;
+        let post = tokio::task::spawn_blocking({
+            let outbox_path = outbox_path.clone();
+            move || {
+                Command::new(std::env::current_exe().unwrap())
+                    .arg("--post-side")
+                    .arg(&outbox_path)
+                    .arg(port.to_string())
+                    .arg(n.to_string())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .unwrap()
             }
-            assert!(started.elapsed().as_secs() < 1800, "drain did not finish");
-        }
-        let secs = started.elapsed().as_secs_f64();
+        })
+        .await
+        .unwrap();
+        assert!(post.status.success(), "post side failed: {:?}", post.status);
+        let line = String::from_utf8_lossy(&post.stdout)
+            .lines()
+            .find(|l| l.starts_with("post-side "))
+            .map(str::to_owned)
+            .unwrap();
+        let mut fields = line.split_whitespace().skip(1);
+        let secs: f64 = fields.next().unwrap().parse().unwrap();
+        let rss: u64 = fields.next().unwrap().parse().unwrap();
         stop_tx.send(true).unwrap();
-        uplink.await.unwrap().unwrap();
         receiver.await.unwrap().unwrap();
-        (secs, counter.await.unwrap())
+        (secs, rss, counter.await.unwrap())
     });
     assert_eq!(acked, u64::from(n), "central stored each record once");
-    let hwm_kb = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0);
     let db = if postgres { "PostgreSQL" } else { "SQLite" };
     println!("## Backlog drain through Mosquitto into central ({db}), {n} records");
     println!("| measure | figure |");
@@ -345,12 +407,16 @@ fn drain_bench(n: u32, postgres: bool) {
         f64::from(n) / fill
     );
     println!(
-        "| drained, stored and acknowledged end to end | {:.0} records/s ({secs:.1} s) |",
-        f64::from(n) / secs
+        "| drained, stored and acknowledged end to end | {:.0} records/s ({post_secs:.1} s) |",
+        f64::from(n) / post_secs
     );
     println!(
-        "| peak RSS of the bench process (post + central + data) | {} MB |",
-        hwm_kb / 1024
+        "| peak RSS of the post process (outbox + uplink, the agent's share) | {:.1} MB |",
+        post_rss_kb as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS of the central process (receiver + store; it also filled the outbox) | {:.1} MB |",
+        peak_rss_kb() as f64 / 1024.0
     );
     if postgres {
         println!("(PostgreSQL's own processes are not in that figure.)");
