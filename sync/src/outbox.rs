@@ -26,7 +26,8 @@
 //! has its row say `evicted_at` and why. `synced_at` is set only by central's blob
 //! acknowledgement ([`Outbox::mark_blob_synced`]); `eviction_reported_at` when central confirmed
 //! it was told that an image it never had was evicted ([`Outbox::mark_eviction_reported`]). On
-//! open, rows whose file is gone are marked evicted (`missing`).
+//! open, rows whose file is gone are marked evicted (`missing`); an image whose bytes no longer
+//! match their hash when read for sending is marked evicted (`corrupt`) and its file deleted.
 //!
 //! ## Upgrading from version 2
 //! Adds the `blobs` table and the eviction counter; nothing else changes (records without

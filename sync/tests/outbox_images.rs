@@ -301,3 +301,50 @@ fn reopening_removes_orphans_and_notes_missing_files() {
     );
     assert_eq!(outbox.pending_blobs(10).unwrap().len(), 1);
 }
+
+/// A failing disk changed an image's bytes: it is not sent (central would refuse it forever),
+/// it is recorded as evicted with reason `corrupt`, and central is to be told like any eviction.
+#[test]
+fn an_image_whose_bytes_no_longer_match_its_hash_is_evicted_as_corrupt_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let outbox = Outbox::open(&path, POST).unwrap();
+    let (good, bad) = (jpeg(1, 500), jpeg(2, 500));
+    let env = outbox
+        .append_with_images(&crossing(POST, 1), &[overview(&good), overview(&bad)])
+        .unwrap();
+    let (good_sha, bad_sha) = (
+        env.crossing.images[0].sha256.clone(),
+        env.crossing.images[1].sha256.clone(),
+    );
+    let blobs = bcp_sync::blobs::BlobDir::new(default_blob_dir(&path));
+    let mut flipped = bad.clone();
+    flipped[100] ^= 0x40;
+    std::fs::write(blobs.path_of(&bad_sha), &flipped).unwrap();
+
+    assert_eq!(outbox.read_blob(&good_sha).unwrap(), Some(good));
+    assert_eq!(outbox.read_blob(&bad_sha).unwrap(), None);
+    let state = outbox.blob_state(&bad_sha).unwrap().unwrap();
+    assert_eq!(state.evicted.as_deref(), Some("corrupt"));
+    assert!(
+        !blobs.path_of(&bad_sha).exists(),
+        "the corrupt file is gone"
+    );
+    let notices = outbox.pending_eviction_notices(10).unwrap();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        (notices[0].sha256.as_str(), notices[0].reason.as_str()),
+        (bad_sha.as_str(), "corrupt")
+    );
+    let pending: Vec<String> = outbox
+        .pending_blobs(10)
+        .unwrap()
+        .into_iter()
+        .map(|b| b.sha256)
+        .collect();
+    assert_eq!(
+        pending,
+        [good_sha],
+        "only the intact image is still to send"
+    );
+}

@@ -23,6 +23,8 @@ pub(super) const REASON_DISK_FULL: &str = "disk_full";
 pub(super) const REASON_TOO_LARGE: &str = "too_large";
 /// The file was found missing (deleted behind the outbox's back, or a crash mid-eviction).
 pub(super) const REASON_MISSING: &str = "missing";
+/// The file's bytes no longer match their hash (a failing disk): it can never be delivered.
+pub(super) const REASON_CORRUPT: &str = "corrupt";
 
 /// When the file is full, images are evicted this many bytes at a time until the record fits.
 pub(super) const EVICT_SLICE_BYTES: u64 = 256 * 1024;
@@ -484,14 +486,25 @@ impl Outbox {
             .map_err(self.sql("read pending image"))
     }
 
-    /// The bytes of a held image; `None` if it was evicted (or its file vanished, which is then
-    /// recorded as an eviction).
+    /// The bytes of a held image, checked against their hash; `None` if it was evicted, or if
+    /// its file vanished or no longer matches its hash (both then recorded as an eviction, so
+    /// central is told and the image is not sent, refused and sent again forever).
     pub fn read_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, OutboxError> {
         if !self.is_held(sha256)? {
             return Ok(None);
         }
         match self.blobs.get(sha256) {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(bytes) if sha256_hex(&bytes) == sha256 => Ok(Some(bytes)),
+            Ok(bytes) => {
+                tracing::error!(
+                    path = %self.blobs.path_of(sha256).display(),
+                    bytes = bytes.len(),
+                    "image file no longer matches its hash (failing disk?): recorded as evicted, central is told"
+                );
+                self.mark_evicted(&[sha256], REASON_CORRUPT)?;
+                self.blobs.remove(sha256)?;
+                Ok(None)
+            }
             Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
                 self.mark_evicted(&[sha256], REASON_MISSING)?;
                 Ok(None)
@@ -589,6 +602,6 @@ pub struct BlobState {
     /// Central confirmed it holds the bytes.
     pub synced: bool,
     /// `Some(reason)`: the bytes are gone from here (`budget`, `disk_full`, `too_large`,
-    /// `missing`).
+    /// `missing`, `corrupt`).
     pub evicted: Option<String>,
 }
