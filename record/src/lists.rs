@@ -95,6 +95,95 @@ impl DownlinkList {
     }
 }
 
+/// The `hotlist` kind: plates the post must flag (stolen, wanted, under an alert).
+pub const KIND_HOTLIST: &str = "hotlist";
+/// The `declarations` kind: pre-arrival declarations, each a plate and its declared weight.
+pub const KIND_DECLARATIONS: &str = "declarations";
+
+/// One plate of a `hotlist` list: `{"plate": "1234AB01", "reason": "stolen"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotlistEntry {
+    /// Normalised as plate reads are (uppercase, no spaces or dashes).
+    pub plate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One pre-arrival declaration of a `declarations` list:
+/// `{"plate": "1234AB01", "declaration_id": "MRN...", "declared_gross_kg": 38500}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclarationEntry {
+    pub plate: String,
+    /// The declaration's reference (an NCTS MRN, a TIR carnet number...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declaration_id: Option<String>,
+    /// The gross mass declared for the vehicle and its load.
+    pub declared_gross_kg: f64,
+}
+
+/// The entries of a list of a kind this product understands, checked; an unknown kind is
+/// passed through as it is (`Ok(None)`), for a newer post to interpret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KnownEntries {
+    Hotlist(Vec<HotlistEntry>),
+    Declarations(Vec<DeclarationEntry>),
+}
+
+/// Parses `entries` as `kind` defines them; the error names the entry and what is wrong.
+pub fn parse_entries(kind: &str, entries: &Value) -> Result<Option<KnownEntries>, String> {
+    fn each<T: serde::de::DeserializeOwned>(entries: &Value) -> Result<Vec<T>, String> {
+        let Value::Array(items) = entries else {
+            return Err("entries must be a JSON array".to_owned());
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                serde_json::from_value(item.clone()).map_err(|e| format!("entry {}: {e}", i + 1))
+            })
+            .collect()
+    }
+    let check_plate = |i: usize, plate: &str| -> Result<(), String> {
+        if plate.is_empty()
+            || !plate
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            return Err(format!(
+                "entry {}: plate {plate:?} is not normalised (uppercase letters and digits only, \
+                 as plates are read)",
+                i + 1
+            ));
+        }
+        Ok(())
+    };
+    match kind {
+        KIND_HOTLIST => {
+            let list: Vec<HotlistEntry> = each(entries)?;
+            for (i, e) in list.iter().enumerate() {
+                check_plate(i, &e.plate)?;
+            }
+            Ok(Some(KnownEntries::Hotlist(list)))
+        }
+        KIND_DECLARATIONS => {
+            let list: Vec<DeclarationEntry> = each(entries)?;
+            for (i, e) in list.iter().enumerate() {
+                check_plate(i, &e.plate)?;
+                if !(e.declared_gross_kg.is_finite() && e.declared_gross_kg > 0.0) {
+                    return Err(format!(
+                        "entry {}: declared_gross_kg must be a positive number of kilograms",
+                        i + 1
+                    ));
+                }
+            }
+            Ok(Some(KnownEntries::Declarations(list)))
+        }
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
@@ -127,5 +216,53 @@ mod tests {
             DownlinkList::open(&payload, &[1; 32]),
             Err(ListError::WrongKey { .. })
         ));
+    }
+
+    #[test]
+    fn known_kinds_are_checked_entry_by_entry() {
+        let hot =
+            serde_json::json!([{"plate": "1234AB01", "reason": "stolen"}, {"plate": "77KZ123"}]);
+        match parse_entries(KIND_HOTLIST, &hot).unwrap() {
+            Some(KnownEntries::Hotlist(list)) => {
+                assert_eq!(list.len(), 2);
+                assert_eq!(list[1].reason, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err =
+            parse_entries(KIND_HOTLIST, &serde_json::json!([{"plate": "12-34 ab"}])).unwrap_err();
+        assert!(
+            err.contains("entry 1") && err.contains("not normalised"),
+            "{err}"
+        );
+        let err = parse_entries(KIND_HOTLIST, &serde_json::json!({"plate": "X"})).unwrap_err();
+        assert!(err.contains("array"), "{err}");
+        let err = parse_entries(
+            KIND_HOTLIST,
+            &serde_json::json!([{"plate": "A1", "colour": "red"}]),
+        )
+        .unwrap_err();
+        assert!(err.contains("entry 1") && err.contains("colour"), "{err}");
+
+        let decl = serde_json::json!([{"plate": "1234AB01", "declaration_id": "26TJ0001", "declared_gross_kg": 38500}]);
+        match parse_entries(KIND_DECLARATIONS, &decl).unwrap() {
+            Some(KnownEntries::Declarations(list)) => {
+                assert_eq!(list[0].declared_gross_kg, 38_500.0)
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse_entries(
+            KIND_DECLARATIONS,
+            &serde_json::json!([{"plate": "1234AB01"}, {"plate": "1", "declared_gross_kg": -1}]),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("entry 1") && err.contains("declared_gross_kg"),
+            "{err}"
+        );
+        assert_eq!(
+            parse_entries("config", &serde_json::json!({"x": 1})),
+            Ok(None)
+        );
     }
 }

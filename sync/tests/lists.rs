@@ -164,3 +164,114 @@ async fn signed_lists_reach_the_post_newest_wins_and_they_survive_a_restart() {
     ));
     assert_eq!(plate(&lists).as_deref(), Some("4444AB01"));
 }
+
+/// The operator's path: `bcp-central keys init`, then `bcp-central lists publish` of a hotlist
+/// file through Mosquitto; the post configured with `keys show`'s public key applies it. A
+/// malformed entries file is refused before anything is signed or sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bcp_central_keys_and_lists_publish_reach_the_post() {
+    use std::process::Command;
+    const BIN: &str = env!("CARGO_BIN_EXE_bcp-central");
+    let mosquitto = MosquittoProcess::start().unwrap();
+    let port = mosquitto.port();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("lists.key");
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let key_arg = key.display().to_string();
+
+    let init = run(&["keys", "init", "--key-file", &key_arg]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let public = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+    let show = run(&["keys", "show", "--key-file", &key_arg]);
+    assert_eq!(String::from_utf8(show.stdout).unwrap().trim(), public);
+    let again = run(&["keys", "init", "--key-file", &key_arg]);
+    assert!(
+        !again.status.success(),
+        "an existing key is never overwritten"
+    );
+
+    let broker = format!("127.0.0.1:{port}");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"[{"plate": "1234 ab-01"}]"#).unwrap();
+    let refused = run(&[
+        "lists",
+        "publish",
+        "--post",
+        POST,
+        "--kind",
+        "hotlist",
+        "--broker",
+        &broker,
+        "--key-file",
+        &key_arg,
+        &bad.display().to_string(),
+    ]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("entry 1") && why.contains("not normalised"),
+        "{why}"
+    );
+
+    let good = dir.path().join("hotlist.json");
+    std::fs::write(&good, r#"[{"plate": "5555AB01", "reason": "stolen"}]"#).unwrap();
+    let published = run(&[
+        "lists",
+        "publish",
+        "--post",
+        POST,
+        "--post",
+        "OTHER-01",
+        "--kind",
+        "hotlist",
+        "--version",
+        "7",
+        "--broker",
+        &broker,
+        "--key-file",
+        &key_arg,
+        &good.display().to_string(),
+    ]);
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(published.stdout).unwrap(),
+        format!("published hotlist v7 for {POST}\npublished hotlist v7 for OTHER-01\n")
+    );
+
+    let central_pub: [u8; 32] = bcp_record::seal::from_hex(&public).unwrap();
+    let lists = Arc::new(ListStore::open(&dir.path().join("lists.db"), POST, central_pub).unwrap());
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let uplink = tokio::spawn(run_uplink(
+        UplinkConfig {
+            broker_host: "127.0.0.1".into(),
+            broker_port: port,
+            client_id: "edge-cli-lists".into(),
+            post: POST.into(),
+            lists: Some(Arc::clone(&lists)),
+            ..Default::default()
+        },
+        outbox,
+        Arc::new(Notify::new()),
+        stop_rx,
+    ));
+    wait_for("the published hotlist", Duration::from_secs(20), || {
+        plate(&lists).as_deref() == Some("5555AB01")
+    })
+    .await;
+    assert_eq!(lists.get("hotlist").unwrap().unwrap().version, 7);
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), uplink)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -8,6 +8,9 @@
 //!   crossing with images also gets `image_states` (`stored`, `evicted_at_post`, `pending`)
 //! - `bcp-central posts --db PATH [--json]`
 //! - `bcp-central verify --db PATH`
+//! - `bcp-central keys init|show [--key-file PATH]`: central's list-signing key
+//! - `bcp-central lists publish --post P [--post P2 ...] --kind hotlist|declarations|... [--version N]
+//!   [--broker HOST:PORT] ENTRIES.json`: sign and publish a downlink list, retained
 //!
 //! `--db` (alias `--database`) everywhere: a SQLite file (the default store), or a PostgreSQL
 //! URL (`postgres://` or `postgresql://`; the password from `PGPASSWORD` if the URL has none),
@@ -86,6 +89,59 @@ enum Command {
     Posts(PostsArgs),
     /// Re-verify every stored record's seal and chain; exit 1 if any fails.
     Verify(VerifyArgs),
+    /// Central's list-signing key: make it once, show its public half for the posts.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Downlink lists for the posts (hotlists, pre-arrival declarations), signed and retained.
+    #[command(subcommand)]
+    Lists(ListsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make central's signing key (refuses to overwrite one).
+    Init(KeyFileArgs),
+    /// Print the public key, for each post's `[sync] central_key`.
+    Show(KeyFileArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeyFileArgs {
+    /// The key file (default: `[lists] key_file` of the config file).
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ListsCommand {
+    /// Sign a list and publish it, retained, to each post named (they apply it when they next
+    /// connect, and keep it offline).
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// The post it is for; repeat for several posts (each gets its own signed copy).
+    #[arg(long, required = true, value_name = "POST")]
+    post: Vec<String>,
+    /// `hotlist` (`[{"plate": "...", "reason": "..."}]`), `declarations`
+    /// (`[{"plate": "...", "declaration_id": "...", "declared_gross_kg": 38500}]`) or another
+    /// kind, passed through as it is.
+    #[arg(long)]
+    kind: String,
+    /// The list's version; a post applies only a version newer than the one it holds
+    /// (default: now, in milliseconds since 1970).
+    #[arg(long)]
+    version: Option<u64>,
+    /// The entries, a JSON file.
+    #[arg(value_name = "ENTRIES.json")]
+    file: PathBuf,
+    /// The broker the posts use (default: `[broker] address`, or the embedded broker's
+    /// `embedded_listen`).
+    #[arg(long, value_name = "HOST:PORT")]
+    broker: Option<String>,
+    #[command(flatten)]
+    key: KeyFileArgs,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +247,8 @@ fn main() -> ExitCode {
         Command::Export(args) => export(&args, &config),
         Command::Posts(args) => posts(&args, &config),
         Command::Verify(args) => verify(&args, &config),
+        Command::Keys(cmd) => keys(&cmd, &config),
+        Command::Lists(ListsCommand::Publish(args)) => publish_lists(&args, &config),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -287,6 +345,118 @@ fn posts(args: &PostsArgs, config: &CentralConfig) -> anyhow::Result<()> {
         }
     }
     out.flush().context("writing to stdout")
+}
+
+fn key_file(args: &KeyFileArgs, config: &CentralConfig) -> anyhow::Result<PathBuf> {
+    args.key_file
+        .clone()
+        .or_else(|| config.lists.key_file.clone())
+        .context("no key file: give --key-file PATH, or set [lists] key_file in the config file")
+}
+
+fn keys(cmd: &KeysCommand, config: &CentralConfig) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Init(args) => {
+            let path = key_file(args, config)?;
+            let key = bcp_sync::PostKey::init(&path)?;
+            println!("{}", key.public_hex());
+            eprintln!(
+                "central's list-signing key written to {} (mode 0600); give each post the public key above as [sync] central_key",
+                path.display()
+            );
+        }
+        KeysCommand::Show(args) => {
+            let path = key_file(args, config)?;
+            println!("{}", bcp_sync::PostKey::load(&path)?.public_hex());
+        }
+    }
+    Ok(())
+}
+
+fn publish_lists(args: &PublishArgs, config: &CentralConfig) -> anyhow::Result<()> {
+    use bcp_record::lists::{parse_entries, DownlinkList};
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let entries: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", args.file.display()))?;
+    parse_entries(&args.kind, &entries).map_err(|why| {
+        anyhow::anyhow!(
+            "{}: not a valid {} list: {why}",
+            args.file.display(),
+            args.kind
+        )
+    })?;
+    if args.kind.is_empty()
+        || !args
+            .kind
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("--kind {:?}: letters, digits, '-' and '_' only", args.kind);
+    }
+    let key = bcp_sync::PostKey::load(&key_file(&args.key, config)?)?;
+    let (host, port) = match (&args.broker, &config.broker.address, &config.broker.embedded_listen)
+    {
+        (Some(hp), _, _) | (None, Some(hp), _) => {
+            let (host, port) = hp
+                .rsplit_once(':')
+                .with_context(|| format!("broker {hp:?}: expected HOST:PORT"))?;
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("broker {hp:?}: {port:?} is not a port number"))?;
+            (host.to_owned(), port)
+        }
+        (None, None, Some(addr)) => {
+            let host = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            (host, addr.port())
+        }
+        (None, None, None) => bail!(
+            "no broker: give --broker HOST:PORT, or set [broker] address or embedded_listen in the config file"
+        ),
+    };
+    let tls = config
+        .broker
+        .tls_ca_pem
+        .as_ref()
+        .map(|ca| bcp_sync::TlsFiles {
+            ca: ca.clone(),
+            client_cert: config.broker.tls_cert_pem.clone(),
+            client_key: config.broker.tls_key_pem.clone(),
+        });
+    let version = args.version.unwrap_or_else(|| {
+        u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    for post in &args.post {
+        let mut list = DownlinkList {
+            post: post.clone(),
+            kind: args.kind.clone(),
+            version,
+            issued_at: chrono::Utc::now(),
+            entries: entries.clone(),
+            key: String::new(),
+            sig: String::new(),
+        };
+        list.sign(key.signing_key());
+        runtime
+            .block_on(bcp_sync::lists::publish_list(
+                &host,
+                port,
+                tls.as_ref(),
+                &format!("bcp-central-lists-{}", std::process::id()),
+                &list,
+            ))
+            .with_context(|| format!("publishing the {} list for {post}", args.kind))?;
+        println!("published {} v{version} for {post}", args.kind);
+    }
+    Ok(())
 }
 
 /// Registers the keys given on the command line before anything is received.

@@ -21,6 +21,9 @@
 //!
 //! [images]
 //! dir = "/var/lib/bcp-central/images"
+//!
+//! [lists]
+//! key_file = "/var/lib/bcp-central/lists.key"   # signs hotlists and declarations
 //! ```
 //!
 //! Unknown keys are errors (a misspelt `ca_pem` must not silently mean "no TLS"); messages name
@@ -47,6 +50,8 @@ pub struct CentralConfig {
     pub keys: KeysConfig,
     #[serde(default)]
     pub images: ImagesConfig,
+    #[serde(default)]
+    pub lists: ListsConfig,
 }
 
 /// `[database]`: where records are stored.
@@ -87,6 +92,15 @@ pub struct KeysConfig {
     pub dir: Option<PathBuf>,
     /// Reject records of posts without a registered key (default: trust on first use).
     pub registered_only: Option<bool>,
+}
+
+/// `[lists]`: the downlink lists central signs for the posts (hotlists, declarations).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListsConfig {
+    /// Central's Ed25519 signing key (`bcp-central keys init` makes it; mode 0600). Posts are
+    /// given its public half (`bcp-central keys show`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[images]`: where the posts' images are kept.
@@ -192,6 +206,10 @@ mod tests {
         assert_eq!(
             c.images.dir.as_deref(),
             Some(Path::new("/var/lib/bcp-central/images"))
+        );
+        assert_eq!(
+            c.lists.key_file.as_deref(),
+            Some(Path::new("/var/lib/bcp-central/lists.key"))
         );
     }
 
