@@ -11,7 +11,7 @@
 //! ([`ViewFeed`]). Either failing to bind is logged at ERROR and the agent records crossings
 //! without it: a technician's tool must not stop the lane.
 
-use crate::checks::EdgeChecks;
+use crate::checks::{CentralLists, EdgeChecks};
 use crate::config::AgentConfig;
 use crate::health::DeviceBoard;
 use crate::lane::{Evidence, LaneCorrelator, LaneEvent};
@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
 use bcp_drivers::serial::{self, DeviceEvent, DeviceHealth};
 use bcp_drivers::stability::{StabilityConfig, WeighEvent};
+use bcp_record::lists::{KIND_DECLARATIONS, KIND_HOTLIST};
 use bcp_record::{Crossing, Weighing};
 use bcp_sync::outbox::Outbox;
 use bcp_sync::uplink::{self, UplinkConfig, UplinkMonitor};
@@ -60,6 +61,21 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     let reader =
         PlateReader::new(&anpr).context("loading the ANPR engine (run scripts/install-native?)")?;
     let checks = EdgeChecks::load(cfg.limits.clone()).context("loading [limits]")?;
+    // Central's downlink lists, kept beside the outbox; they work offline and across restarts.
+    let lists = match cfg.sync.central_key()? {
+        Some(key) => {
+            let path = cfg.sync.lists_path(&cfg.outbox.path);
+            let store = bcp_sync::ListStore::open(&path, &cfg.post.id, key)
+                .with_context(|| format!("opening the downlink lists {}", path.display()))?;
+            let held = CentralLists::from_lists(
+                store.get(KIND_HOTLIST).ok().flatten().as_ref(),
+                store.get(KIND_DECLARATIONS).ok().flatten().as_ref(),
+            );
+            tracing::info!(path = %path.display(), hotlist = held.len().0, declarations = held.len().1, "downlink lists held");
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
 
     let (tx, mut rx) = mpsc::channel::<LaneInput>(1024);
     let mut tasks = tokio::task::JoinSet::new();
@@ -188,6 +204,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         max_in_flight: cfg.sync.max_in_flight,
         devices: Some(devices_rx),
         monitor: Some(uplink_monitor),
+        lists: lists.clone(),
         ..Default::default()
     };
     board.publish(std::time::Instant::now());
@@ -261,14 +278,30 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
             _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
-        drain(&mut lane, Utc::now(), &checks, &outbox, &new_record, &feed);
+        drain(
+            &mut lane,
+            Utc::now(),
+            &checks,
+            lists.as_deref(),
+            &outbox,
+            &new_record,
+            &feed,
+        );
     }
 
     // Drain: close what is still open, so every vehicle seen is recorded.
     crate::systemd::stopping();
     let end_of_time = Utc::now() + TimeDelta::days(1);
     lane.handle_vehicle_off(Utc::now());
-    drain(&mut lane, end_of_time, &checks, &outbox, &new_record, &feed);
+    drain(
+        &mut lane,
+        end_of_time,
+        &checks,
+        lists.as_deref(),
+        &outbox,
+        &new_record,
+        &feed,
+    );
     let n = lane.counters();
     tracing::info!(
         crossings = n.crossings,
@@ -370,16 +403,34 @@ fn handle(lane: &mut LaneCorrelator, weighbridge: &str, input: LaneInput) {
 
 /// Commits every record the lane has ready (crossings and scan records alike) and logs its
 /// decisions that made no record.
+/// Central's lists as held now (read for each closed crossing: a crossing every few tens of
+/// seconds, a list replaced at any moment). A store that cannot be read is logged and the
+/// crossing checked without lists: a record is never held back for a list.
+fn central_lists(lists: Option<&bcp_sync::ListStore>) -> CentralLists {
+    let Some(store) = lists else {
+        return CentralLists::default();
+    };
+    let get = |kind: &str| match store.get(kind) {
+        Ok(list) => list,
+        Err(error) => {
+            tracing::error!(kind, error = %format!("{error:#}"), "cannot read a downlink list; checking without it");
+            None
+        }
+    };
+    CentralLists::from_lists(get(KIND_HOTLIST).as_ref(), get(KIND_DECLARATIONS).as_ref())
+}
+
 fn drain(
     lane: &mut LaneCorrelator,
     now: chrono::DateTime<Utc>,
     checks: &EdgeChecks,
+    lists: Option<&bcp_sync::ListStore>,
     outbox: &Outbox,
     new_record: &Notify,
     feed: &ViewFeed,
 ) {
     while let Some(mut c) = lane.poll(now) {
-        checks.apply(&mut c);
+        checks.apply_with(&mut c, &central_lists(lists));
         commit(outbox, new_record, feed, &c);
     }
     while let Some(event) = lane.poll_event() {

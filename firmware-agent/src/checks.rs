@@ -4,17 +4,66 @@
 //! - `overweight`: the gross weight above the configured legal limit (plus the weighbridge's
 //!   division, so that a reading cannot be flagged by rounding alone).
 //! - `over_dimension`: length, width or height above its limit.
-//! - `hotlist`: the plate is on the hotlist. The list is a local file for now (one normalised
-//!   plate per line, `#` comments); central's signed downlink will replace it.
+//! - `hotlist`: the plate is on a hotlist: central's signed `hotlist` downlink list (see
+//!   `bcp_sync::lists`; it keeps working offline) and/or a local file (one normalised plate per
+//!   line, `#` comments) for a post that has no downlink yet.
+//! - `declared_weight_mismatch`: the plate has a pre-arrival declaration (central's
+//!   `declarations` list) and the measured gross weight differs from the declared one by more
+//!   than `declared_weight_tolerance_pct` (default 10 %) plus the weighbridge's division.
 //!
-//! Pure: the caller loads the hotlist; [`EdgeChecks::apply`] only reads the crossing and pushes
-//! flags.
+//! Pure: the caller loads the hotlist file and central's lists ([`CentralLists`]);
+//! [`EdgeChecks::apply_with`] only reads the crossing and pushes flags.
 
 use anyhow::{Context, Result};
+use bcp_record::lists::{parse_entries, DeclarationEntry, DownlinkList, KnownEntries};
 use bcp_record::{Crossing, Flag};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+
+/// The declared-weight tolerance when `[limits] declared_weight_tolerance_pct` is not set.
+pub const DEFAULT_DECLARED_WEIGHT_TOLERANCE_PCT: f64 = 10.0;
+
+/// Central's downlink lists as the checks use them: the `hotlist` and the `declarations` held in
+/// the post's list store, each with its version (named in the flags' reasons).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CentralLists {
+    hotlist: HashMap<String, Option<String>>,
+    hotlist_version: u64,
+    declarations: HashMap<String, DeclarationEntry>,
+    declarations_version: u64,
+}
+
+impl CentralLists {
+    /// From the lists held (as [`bcp_sync::ListStore::get`] returns them). A list whose entries
+    /// do not parse as its kind is left out (central checks them before signing; a newer central
+    /// may send a shape this post does not know).
+    pub fn from_lists(hotlist: Option<&DownlinkList>, declarations: Option<&DownlinkList>) -> Self {
+        let mut out = Self::default();
+        if let Some(list) = hotlist {
+            if let Ok(Some(KnownEntries::Hotlist(entries))) =
+                parse_entries(&list.kind, &list.entries)
+            {
+                out.hotlist = entries.into_iter().map(|e| (e.plate, e.reason)).collect();
+                out.hotlist_version = list.version;
+            }
+        }
+        if let Some(list) = declarations {
+            if let Ok(Some(KnownEntries::Declarations(entries))) =
+                parse_entries(&list.kind, &list.entries)
+            {
+                out.declarations = entries.into_iter().map(|e| (e.plate.clone(), e)).collect();
+                out.declarations_version = list.version;
+            }
+        }
+        out
+    }
+
+    /// How many plates the hotlist and the declarations hold.
+    pub fn len(&self) -> (usize, usize) {
+        (self.hotlist.len(), self.declarations.len())
+    }
+}
 
 /// Limits from the config (`[limits]`); a missing key means no check.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +75,9 @@ pub struct Limits {
     pub max_height_mm: Option<u32>,
     /// A file of plates to flag (one per line).
     pub hotlist_file: Option<PathBuf>,
+    /// How far (in %) the measured gross weight may be from a pre-arrival declaration's before
+    /// it is flagged (default 10).
+    pub declared_weight_tolerance_pct: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -48,8 +100,13 @@ impl EdgeChecks {
         self.hotlist.len()
     }
 
-    /// Adds the flags this crossing deserves.
+    /// Adds the flags this crossing deserves (with no central lists).
     pub fn apply(&self, c: &mut Crossing) {
+        self.apply_with(c, &CentralLists::default());
+    }
+
+    /// Adds the flags this crossing deserves, central's lists included.
+    pub fn apply_with(&self, c: &mut Crossing, central: &CentralLists) {
         let l = &self.limits;
         if let (Some(max), Some(w)) = (l.max_gross_kg, &c.weight) {
             if w.gross_kg > max + w.division_kg {
@@ -76,11 +133,46 @@ impl EdgeChecks {
                 }
             }
         }
-        if let Some(p) = &c.plate {
-            if self.hotlist.contains(&p.text) {
+        let Some(plate) = c.plate.as_ref().map(|p| p.text.clone()) else {
+            return;
+        };
+        if let Some(reason) = central.hotlist.get(&plate) {
+            c.flags.push(Flag::new(
+                "hotlist",
+                format!(
+                    "plate {plate} is on central's hotlist (version {}){}",
+                    central.hotlist_version,
+                    reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        } else if self.hotlist.contains(&plate) {
+            c.flags.push(Flag::new(
+                "hotlist",
+                format!("plate {plate} is on the local hotlist file"),
+            ));
+        }
+        if let (Some(d), Some(w)) = (central.declarations.get(&plate), &c.weight) {
+            let tolerance = l
+                .declared_weight_tolerance_pct
+                .unwrap_or(DEFAULT_DECLARED_WEIGHT_TOLERANCE_PCT);
+            let off = w.gross_kg - d.declared_gross_kg;
+            if off.abs() > d.declared_gross_kg * tolerance / 100.0 + w.division_kg {
                 c.flags.push(Flag::new(
-                    "hotlist",
-                    format!("plate {} is on the hotlist", p.text),
+                    "declared_weight_mismatch",
+                    format!(
+                        "measured {} kg, declared {} kg{} ({:+.1} %, tolerance {tolerance} %; declarations version {})",
+                        w.gross_kg,
+                        d.declared_gross_kg,
+                        d.declaration_id
+                            .as_ref()
+                            .map(|id| format!(" in {id}"))
+                            .unwrap_or_default(),
+                        off * 100.0 / d.declared_gross_kg,
+                        central.declarations_version
+                    ),
                 ));
             }
         }
@@ -155,6 +247,7 @@ mod tests {
                 max_width_mm: Some(2_550),
                 max_height_mm: Some(4_000),
                 hotlist_file: None,
+                declared_weight_tolerance_pct: Some(5.0),
             },
             hotlist: parse_hotlist("# wanted\n1234 ab 01\n\n01-A-123-BC  # stolen\n"),
         }
@@ -214,5 +307,88 @@ mod tests {
         })
         .expect_err("missing file");
         assert!(format!("{e:#}").contains("/nonexistent/hotlist.txt"));
+    }
+
+    fn list(kind: &str, version: u64, entries: serde_json::Value) -> DownlinkList {
+        DownlinkList {
+            post: "TJ-1".into(),
+            kind: kind.into(),
+            version,
+            issued_at: DateTime::from_timestamp(1_800_000_000, 0).expect("valid time"),
+            entries,
+            key: String::new(),
+            sig: String::new(),
+        }
+    }
+
+    #[test]
+    fn centrals_hotlist_flags_with_its_version_and_reason() {
+        let hot = list(
+            "hotlist",
+            7,
+            serde_json::json!([{"plate": "7777KZ07", "reason": "stolen in Almaty"}]),
+        );
+        let central = CentralLists::from_lists(Some(&hot), None);
+        assert_eq!(central.len(), (1, 0));
+        let mut c = crossing("7777KZ07", 20_000.0, OK_DIMS);
+        checks().apply_with(&mut c, &central);
+        assert_eq!(codes(&c), ["hotlist"]);
+        assert_eq!(
+            c.flags[0].reason,
+            "plate 7777KZ07 is on central's hotlist (version 7): stolen in Almaty"
+        );
+        // A plate on both lists is flagged once, with central's reason.
+        let both = CentralLists::from_lists(
+            Some(&list(
+                "hotlist",
+                8,
+                serde_json::json!([{"plate": "1234AB01"}]),
+            )),
+            None,
+        );
+        let mut c = crossing("1234AB01", 20_000.0, OK_DIMS);
+        checks().apply_with(&mut c, &both);
+        assert_eq!(codes(&c), ["hotlist"]);
+        assert!(c.flags[0].reason.contains("central's hotlist (version 8)"));
+    }
+
+    #[test]
+    fn a_weight_far_from_the_declaration_is_flagged_and_one_within_tolerance_is_not() {
+        let decl = list(
+            "declarations",
+            3,
+            serde_json::json!([
+                {"plate": "5555CC05", "declaration_id": "26TJ000123", "declared_gross_kg": 30000},
+                {"plate": "6666CC06", "declared_gross_kg": 30000}
+            ]),
+        );
+        let central = CentralLists::from_lists(None, Some(&decl));
+        // 5 % tolerance + 20 kg division: 31,520 is the last weight not flagged.
+        let mut ok = crossing("6666CC06", 31_520.0, OK_DIMS);
+        checks().apply_with(&mut ok, &central);
+        assert!(ok.flags.is_empty(), "{:?}", ok.flags);
+        let mut heavy = crossing("5555CC05", 36_000.0, OK_DIMS);
+        checks().apply_with(&mut heavy, &central);
+        assert_eq!(codes(&heavy), ["declared_weight_mismatch"]);
+        assert_eq!(
+            heavy.flags[0].reason,
+            "measured 36000 kg, declared 30000 kg in 26TJ000123 (+20.0 %, tolerance 5 %; declarations version 3)"
+        );
+        let mut light = crossing("6666CC06", 20_000.0, OK_DIMS);
+        checks().apply_with(&mut light, &central);
+        assert_eq!(codes(&light), ["declared_weight_mismatch"]);
+        // No declaration for the plate: nothing to compare.
+        let mut other = crossing("9999ZZ09", 36_000.0, OK_DIMS);
+        checks().apply_with(&mut other, &central);
+        assert!(other.flags.is_empty());
+    }
+
+    #[test]
+    fn a_list_of_the_wrong_shape_is_left_out() {
+        let bad = list("hotlist", 2, serde_json::json!({"plate": "1234AB01"}));
+        assert_eq!(
+            CentralLists::from_lists(Some(&bad), None),
+            CentralLists::default()
+        );
     }
 }

@@ -274,6 +274,35 @@ pub struct SyncConfig {
     pub keep_alive_secs: u64,
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// Central's list-signing public key (64 hex digits, as `bcp-central keys show` prints
+    /// it). With it the post takes central's downlink lists (hotlist, pre-arrival declarations),
+    /// keeps them in `lists_path` and uses them offline; without it, no lists.
+    pub central_key: Option<String>,
+    /// Where the lists are kept (default: `lists.db` beside the outbox).
+    pub lists_path: Option<PathBuf>,
+}
+
+impl SyncConfig {
+    /// Central's public key, if configured (checked by [`AgentConfig::validate`]).
+    pub fn central_key(&self) -> Result<Option<[u8; 32]>> {
+        match &self.central_key {
+            None => Ok(None),
+            Some(hex) => bcp_record::seal::from_hex::<32>(hex.trim())
+                .map(Some)
+                .with_context(|| {
+                    format!(
+                        "sync.central_key = {hex:?}: expected the 64 hex digits of central's public key (bcp-central keys show)"
+                    )
+                }),
+        }
+    }
+
+    /// The list store's file for an outbox at `outbox`.
+    pub fn lists_path(&self, outbox: &Path) -> PathBuf {
+        self.lists_path
+            .clone()
+            .unwrap_or_else(|| outbox.with_file_name("lists.db"))
+    }
 }
 
 /// Where the control API listens (see `bcp_agent::control`).
@@ -504,6 +533,12 @@ impl AgentConfig {
         }
         if self.sync.max_in_flight == 0 {
             bail!("sync.max_in_flight = 0: use at least 1");
+        }
+        self.sync.central_key()?;
+        if let Some(pct) = self.limits.declared_weight_tolerance_pct {
+            if !(pct.is_finite() && pct > 0.0 && pct <= 100.0) {
+                bail!("limits.declared_weight_tolerance_pct = {pct}: give a percentage above 0 and at most 100 (default 10)");
+            }
         }
         if self.control.socket.as_os_str().is_empty() {
             bail!("control.socket is empty: give a path such as {DEFAULT_CONTROL_SOCKET:?}");

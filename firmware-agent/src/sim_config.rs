@@ -67,6 +67,8 @@ pub fn for_simulator(
             client_id: None,
             keep_alive_secs: 30,
             max_in_flight: 100,
+            central_key: None,
+            lists_path: None,
         },
         control: ControlConfig {
             socket: state_dir.join("agent.sock"),

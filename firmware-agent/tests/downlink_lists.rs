@@ -1,0 +1,192 @@
+//! Central's downlink lists at work in the real `bcp-agent`: central signs a hotlist and the
+//! pre-arrival declarations and publishes them (retained) before the post even connects; the
+//! post applies them and flags the vehicles they name; the flags, with their reasons, reach
+//! central in the crossing records.
+#[allow(dead_code)] // the harness serves several test files; this one uses a part of it
+mod common;
+
+use anyhow::{bail, ensure, Context, Result};
+use bcp_agent::sim_config;
+use bcp_record::lists::DownlinkList;
+use bcp_sim::{scenario, Simulator, Timing};
+use bcp_sync::central::{self, CentralStore, ReceiverConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+const VEHICLES: usize = 3;
+
+fn signed(post: &str, kind: &str, version: u64, entries: serde_json::Value) -> DownlinkList {
+    let mut list = DownlinkList {
+        post: post.to_owned(),
+        kind: kind.to_owned(),
+        version,
+        issued_at: chrono::Utc::now(),
+        entries,
+        key: String::new(),
+        sig: String::new(),
+    };
+    list.sign(bcp_sync::PostKey::from_seed([9; 32]).signing_key());
+    list
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_the_post(
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let post = "TJ-LISTS-01";
+    let port = common::free_port()?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let vehicles = scenario::generate(VEHICLES, 11);
+    let (hot, declared, plain) = (&vehicles[0], &vehicles[1], &vehicles[2]);
+
+    // Published while the post is not yet there: retained, it gets them when it subscribes.
+    let central_key = bcp_sync::PostKey::from_seed([9; 32]);
+    for list in [
+        signed(
+            post,
+            "hotlist",
+            5,
+            serde_json::json!([{"plate": hot.plate, "reason": "wanted"}]),
+        ),
+        signed(
+            post,
+            "declarations",
+            2,
+            serde_json::json!([
+                // Declared at half the real weight: far outside the 10 % tolerance.
+                {"plate": declared.plate, "declaration_id": "26TJ0042", "declared_gross_kg": f64::from(declared.gross_kg) / 2.0},
+                // Declared right: no flag.
+                {"plate": plain.plate, "declared_gross_kg": f64::from(plain.gross_kg)}
+            ]),
+        ),
+    ] {
+        bcp_sync::lists::publish_list("127.0.0.1", port, None, "central-lists", &list).await?;
+    }
+
+    let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();
+    let receiver = tokio::spawn(central::run_receiver(
+        ReceiverConfig {
+            broker_host: "127.0.0.1".into(),
+            broker_port: broker.v5_addr().port(),
+            client_id: "central-lists-test".into(),
+            ..Default::default()
+        },
+        store.clone(),
+        stored_tx,
+        stop_rx.clone(),
+    ));
+
+    let sim = Simulator::start(&dir.path().join("sim"), Timing::default()).await?;
+    let state = dir.path().join("agent");
+    std::fs::create_dir_all(&state)?;
+    let mut cfg = sim_config::for_simulator(sim.endpoints(), post, "127.0.0.1", port, &state);
+    cfg.sync.central_key = Some(central_key.public_hex());
+    let cfg_path = dir.path().join("agent.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
+
+    let notify_path = dir.path().join("notify.sock");
+    let _notify = common::NotifyListener::bind(&notify_path)?;
+    let log = dir.path().join("agent.log");
+    let mut agent = common::AgentProcess::start(&cfg_path, &log, &notify_path)?;
+    // The vehicles come once the post holds the lists (an agent that never gets them fails
+    // here, with its log).
+    let lists_path = state.join("lists.db");
+    let outcome: Result<()> = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let held = bcp_sync::ListStore::open(&lists_path, post, central_key.public())
+                .ok()
+                .map(|s| {
+                    (
+                        s.get("hotlist").ok().flatten().is_some(),
+                        s.get("declarations").ok().flatten().is_some(),
+                    )
+                });
+            if held == Some((true, true)) {
+                break;
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the post did not apply the lists within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+    .await;
+    let sim_task = tokio::spawn(sim.run(Some(vehicles.clone()), 11, stop_rx.clone()));
+    let outcome = match outcome {
+        Err(e) => Err(e),
+        Ok(()) => {
+            async {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+                for arrived in 0..VEHICLES {
+                    match tokio::time::timeout_at(deadline, stored_rx.recv()).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => bail!("the central receiver stopped"),
+                        Err(_) => bail!("only {arrived} of {VEHICLES} crossings reached central"),
+                    }
+                }
+                Ok(())
+            }
+            .await
+        }
+    };
+    let status = agent.terminate(Duration::from_secs(10));
+    let _ = stop_tx.send(true);
+    let _ = sim_task.await;
+    let _ = receiver.await;
+    if let Err(e) = outcome {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!("{e:#}\n--- agent log (last lines) ---\n{}", tail.join("\n"));
+    }
+    ensure!(
+        status.context("bcp-agent did not stop")?.success(),
+        "bcp-agent failed"
+    );
+
+    let exported = store.export()?;
+    let flags_of = |plate: &str| -> Result<Vec<(String, String)>> {
+        let c = exported
+            .iter()
+            .find(|c| c.crossing.plate.as_ref().is_some_and(|p| p.text == plate))
+            .with_context(|| format!("no crossing of {plate} at central: {exported:#?}"))?;
+        Ok(c.crossing
+            .flags
+            .iter()
+            .map(|f| (f.code.clone(), f.reason.clone()))
+            .collect())
+    };
+    let hot_flags = flags_of(&hot.plate)?;
+    ensure!(
+        hot_flags.contains(&(
+            "hotlist".to_owned(),
+            format!(
+                "plate {} is on central's hotlist (version 5): wanted",
+                hot.plate
+            )
+        )),
+        "{hot_flags:?}"
+    );
+    let declared_flags = flags_of(&declared.plate)?;
+    let mismatch = declared_flags
+        .iter()
+        .find(|(code, _)| code == "declared_weight_mismatch")
+        .with_context(|| format!("{declared_flags:?}"))?;
+    ensure!(
+        mismatch.1.contains("in 26TJ0042") && mismatch.1.contains("declarations version 2"),
+        "{mismatch:?}"
+    );
+    let plain_flags = flags_of(&plain.plate)?;
+    ensure!(
+        !plain_flags
+            .iter()
+            .any(|(code, _)| code == "hotlist" || code == "declared_weight_mismatch"),
+        "{plain_flags:?}"
+    );
+    Ok(())
+}
