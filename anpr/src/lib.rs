@@ -19,6 +19,8 @@
 //! - [`reader`]: [`AnprConfig`], [`PlateReader`] (one per camera task) and the ranking of
 //!   [`PlateCandidate`]s: plate-like text first.
 //! - [`vote`]: merging the reads of one vehicle over several frames into a [`VotedPlate`].
+//! - [`evidence`]: the images kept with a voted plate: the overview (best read's frame,
+//!   scaled down) and the plate crop, JPEG bytes for the outbox.
 //! - [`eval`]: evaluation over an openalpr-layout folder (`groundtruth.tsv`): exact match,
 //!   within one character, detection recall at IoU, time per image.
 //! - [`error`]: [`AnprError`], the crate's error type.
@@ -39,6 +41,7 @@ pub mod capture;
 pub mod detect;
 pub mod error;
 pub mod eval;
+pub mod evidence;
 pub mod formats;
 pub mod identifiers;
 pub mod reader;
@@ -47,6 +50,7 @@ pub mod runtime;
 pub mod vote;
 
 pub use error::AnprError;
+pub use evidence::{plate_images_from_jpegs, plate_images_from_mats, EvidenceConfig, PlateImages};
 pub use reader::{AnprConfig, PlateCandidate, PlateReader};
 pub use runtime::NativePaths;
 pub use vote::{vote, VotedPlate};
