@@ -10,6 +10,11 @@
 //!   stream). `CAP_PROP_OPEN_TIMEOUT_MSEC` / `CAP_PROP_READ_TIMEOUT_MSEC` bound each open and
 //!   read (without them a camera that refuses the stream takes ~20 s to fail). End of stream or a
 //!   failed read closes the capture and reopens it: a video file replays, a camera reconnects.
+//!   HTTP MJPEG needs no hint in the URL: FFmpeg's `http` protocol hands the response's
+//!   `Content-Type: multipart/x-mixed-replace; boundary=..` to the `mpjpeg` demuxer (tested
+//!   against a loopback server in `tests/capture.rs`). A camera that goes away ends the stream
+//!   (FFmpeg logs "Stream ends prematurely"); the reopen attempts then fail as open errors
+//!   until it is back.
 //!
 //! The grab thread never blocks on the consumer: [`FrameQueue::push`] drops the oldest frame
 //! when the queue is full (counted in [`CameraHealth::dropped`]), so the reader always gets the
@@ -222,7 +227,7 @@ pub struct CameraHealth {
     pub dropped: u64,
     /// Failed opens, failed reads, undecodable files.
     pub errors: u64,
-    /// Times the source was reopened after being open.
+    /// Times the source was opened again after having been open (counted when it reopens).
     pub reconnects: u64,
     /// The last error, for the technician.
     pub last_error: Option<String>,
@@ -253,6 +258,7 @@ impl Camera {
             health: Arc::clone(&health),
             stop: Arc::clone(&stop),
             seq: 0,
+            was_open: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("camera-{name}"))
@@ -305,6 +311,8 @@ struct Grabber {
     health: Arc<Mutex<CameraHealth>>,
     stop: Arc<AtomicBool>,
     seq: u64,
+    /// Whether the source has been open before (its next opening is a reconnect).
+    was_open: bool,
 }
 
 impl Grabber {
@@ -351,7 +359,6 @@ impl Grabber {
 
     fn run(mut self) {
         let mut backoff = self.cfg.reconnect_min_ms;
-        let mut was_open = false;
         while !self.stopped() {
             let opened = match self.source.clone() {
                 Source::Folder(dir) => self.run_folder(&dir),
@@ -359,15 +366,8 @@ impl Grabber {
             };
             self.update(|h| h.connected = false);
             match opened {
-                Ok(got_frames) => {
-                    if was_open || got_frames {
-                        self.update(|h| h.reconnects += 1);
-                    }
-                    was_open = true;
-                    if got_frames {
-                        backoff = self.cfg.reconnect_min_ms;
-                    }
-                }
+                Ok(true) => backoff = self.cfg.reconnect_min_ms,
+                Ok(false) => {}
                 Err(e) => self.error(e),
             }
             if !self.sleep(backoff) {
@@ -375,6 +375,15 @@ impl Grabber {
             }
             backoff = (backoff * 2).min(self.cfg.reconnect_max_ms);
         }
+    }
+
+    /// Marks the source open; counts a reconnect when it had been open before.
+    fn opened(&mut self) {
+        let again = std::mem::replace(&mut self.was_open, true);
+        self.update(|h| {
+            h.connected = true;
+            h.reconnects += u64::from(again);
+        });
     }
 
     /// Reads a stream until it ends or fails; `Err` if it did not open, else whether it gave frames.
@@ -391,7 +400,7 @@ impl Grabber {
         if !cap.is_opened().unwrap_or(false) {
             return Err(format!("cannot open {url}"));
         }
-        self.update(|h| h.connected = true);
+        self.opened();
         tracing::info!(camera = %self.name, source = url, "camera open");
         let mut got = false;
         while !self.stopped() {
@@ -432,7 +441,7 @@ impl Grabber {
                 }
             };
             if first {
-                self.update(|h| h.connected = true);
+                self.opened();
                 first = false;
             }
             files.sort();

@@ -71,6 +71,10 @@ pub enum AnprError {
         #[source]
         source: opencv::Error,
     },
+    /// A vote's evidence cannot be cut from the frames given: no frame for the best read, or a
+    /// plate box with no area inside its frame.
+    #[error("plate evidence: {0}")]
+    Evidence(String),
     /// An invalid configuration value.
     #[error("invalid ANPR config: {key}: {reason}")]
     Config {

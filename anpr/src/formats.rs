@@ -1,13 +1,18 @@
 //! Regional plate grammars as data, and position-aware correction of OCR reads.
 //!
-//! A [`PlateFormat`] is a list of patterns as printed (`D` a digit, `L` a letter, spaces only for
-//! display), the letters the country uses, and an optional region-code rule on the leading or
-//! trailing run of digits. Matching a normalised read against a pattern fixes the classic OCR
-//! confusions *by position*: a letter where the grammar wants a digit becomes the digit it looks
-//! like (`O`->`0`, `I`->`1`, `B`->`8`, `S`->`5`, `Z`->`2`, `G`->`6`, ..) and the other way round.
+//! A [`PlateFormat`] is a list of patterns as printed (`D` a digit, `L` a letter, `[DF]` one of
+//! the letters listed, spaces only for display), the letters the country uses, and an optional
+//! region-code rule on the leading or trailing run of digits. Matching a normalised read against
+//! a pattern fixes the classic OCR confusions *by position*: a letter where the grammar wants a
+//! digit becomes the digit it looks like (`O`->`0`, `I`->`1`, `B`->`8`, `S`->`5`, `Z`->`2`,
+//! `G`->`6`, ..) and the other way round.
 //! Each fix costs one; a leading or trailing run of up to three letters (a country code read from
-//! the plate's strip, e.g. `TJ`, `RUS`) may be dropped at a cost of one. The format with the lowest
-//! cost wins; ties go to the earlier format in the list, so the local region comes first.
+//! the plate's strip, e.g. `TJ`, `RUS`) may be dropped at a cost of one. The fit with the lowest
+//! cost wins; at equal cost the one that drops fewer characters (`B1234SD` is the Chinese
+//! `B12345D` with one fix, not `B1234S` with the `D` dropped), then the earlier format in the
+//! list, so the local region comes first.
+
+use std::cmp::Reverse;
 
 /// Where a region code sits in a pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +44,8 @@ impl Region {
 pub struct PlateFormat {
     /// Short code reported with a match ("TJ", "UZ", ..).
     pub code: &'static str,
-    /// Patterns as printed: `D` digit, `L` letter, space for display only.
+    /// Patterns as printed: `D` digit, `L` letter, `[..]` one of the letters listed (a fixed
+    /// letter is `[P]`), space for display only.
     pub patterns: &'static [&'static str],
     /// Letters allowed at `L` positions.
     pub letters: &'static str,
@@ -50,6 +56,8 @@ pub struct PlateFormat {
 const LATIN: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 /// Turkish plates use no Q, W or X.
 const TR_LETTERS: &str = "ABCDEFGHIJKLMNOPRSTUVYZ";
+/// Chinese plates use no I or O (they would read as 1 and 0).
+const CN_LETTERS: &str = "ABCDEFGHJKLMNPQRSTUVWXYZ";
 /// Russian plates use only the Cyrillic letters that look Latin.
 const RU_LETTERS: &str = "ABEKMHOPCTYX";
 
@@ -71,7 +79,43 @@ const UZ_REGIONS: &[(u32, u32)] = &[
     (95, 95),
 ];
 
-/// The built-in formats, local region first (ties between formats go to the earlier one).
+/// Afghanistan: province, 2-5 digits, class (see the format's comment). Plates with one digit
+/// exist but are not listed: `LLL D L` is short enough that words fit it (`TOYOTA` would read as
+/// `TOY0T`, the last `A` dropped as a country code).
+const AF_PATTERNS: &[&str] = &[
+    "LLL DD [BLMT]",
+    "LLL DDD [BLMT]",
+    "LLL DDDD [BLMT]",
+    "LLL DDDDD [BLMT]",
+    "LLL DD [C][D]",
+    "LLL DDD [C][D]",
+    "LLL DDDD [C][D]",
+    "LLL DDDDD [C][D]",
+    "LLL DD [S][H]",
+    "LLL DDD [S][H]",
+    "LLL DDDD [S][H]",
+    "LLL DDDDD [S][H]",
+    "LLL DD [P][R][V]",
+    "LLL DDD [P][R][V]",
+    "LLL DDDD [P][R][V]",
+    "LLL DDDDD [P][R][V]",
+    "LLL DD [T][R][C]",
+    "LLL DDD [T][R][C]",
+    "LLL DDDD [T][R][C]",
+    "LLL DDDDD [T][R][C]",
+    "LLL DD [D][U][P][L]",
+    "LLL DDD [D][U][P][L]",
+    "LLL DDDD [D][U][P][L]",
+    "LLL DDDDD [D][U][P][L]",
+    "LLL DD [T][E][M][P]",
+    "LLL DDD [T][E][M][P]",
+    "LLL DDDD [T][E][M][P]",
+    "LLL DDDDD [T][E][M][P]",
+];
+
+/// The built-in formats, local region first (ties between formats go to the earlier one): the
+/// Central Asian and neighbouring countries' plates before the formats of the dev set (BR, EU,
+/// US), so a six-character `XNR374` that fits both China and the US is labelled CN.
 pub static FORMATS: &[PlateFormat] = &[
     PlateFormat {
         code: "TJ",
@@ -109,6 +153,18 @@ pub static FORMATS: &[PlateFormat] = &[
             codes: &[(1, 9)],
         }),
     },
+    // Afghanistan (2004+), the Latin line: three-letter province code, 1-5 digits (one-digit
+    // numbers left out, see AF_PATTERNS), vehicle class (B bus, L lorry, M motorcycle, T taxi,
+    // CD diplomatic, SH or PRV private, TRC rickshaw, DUPL duplicate, TEMP temporary; en/de
+    // Wikipedia; the order on the plate is from their descriptions, unverified on photos). Province codes differ between sources (BLH or
+    // BAL for Balkh), so any three letters are taken. Kabul's sixth digit is printed in Persian
+    // only and is not part of the Latin read.
+    PlateFormat {
+        code: "AF",
+        patterns: AF_PATTERNS,
+        letters: LATIN,
+        region: None,
+    },
     PlateFormat {
         code: "RU",
         patterns: &["L DDD LL DD", "L DDD LL DDD"],
@@ -134,6 +190,37 @@ pub static FORMATS: &[PlateFormat] = &[
             at: RegionAt::FirstGroup,
             codes: &[(1, 81)],
         }),
+    },
+    // China, the Latin part (the province's Han character is dropped by normalisation):
+    // authority letter + five-character serial of digits and at most two letters (GA 36; plate
+    // examples 沪A·12345, 京C·A1234, 苏A·1P234, 浙B·AB987; the two-letter bound is what keeps
+    // this grammar from taking other countries' six-character reads); new-energy plates (2016+)
+    // have six: small D/F + letter or digit + four digits, large five digits + D/F. No I or O.
+    PlateFormat {
+        code: "CN",
+        patterns: &[
+            "L DDDDD",
+            "L LDDDD",
+            "L DLDDD",
+            "L DDLDD",
+            "L DDDLD",
+            "L DDDDL",
+            "L LLDDD",
+            "L LDLDD",
+            "L LDDLD",
+            "L LDDDL",
+            "L DLLDD",
+            "L DLDLD",
+            "L DLDDL",
+            "L DDLLD",
+            "L DDLDL",
+            "L DDDLL",
+            "L [DF]DDDDD",
+            "L [DF]LDDDD",
+            "L DDDDD[DF]",
+        ],
+        letters: CN_LETTERS,
+        region: None,
     },
     // Brazil: Mercosur (2018+) and the older grey plates.
     PlateFormat {
@@ -189,20 +276,61 @@ pub struct FormatMatch {
 }
 
 impl FormatMatch {
+    /// Lower is better: corrections first, then the fewest characters dropped.
+    fn rank(&self) -> (u32, Reverse<usize>) {
+        (self.corrections, Reverse(self.span.len()))
+    }
+
     /// The text spaced as printed, e.g. `1234 AB 01`.
     pub fn display(&self) -> String {
         let mut chars = self.text.chars();
-        self.pattern
-            .chars()
-            .map(|p| {
-                if p == ' ' {
-                    ' '
-                } else {
-                    chars.next().unwrap_or('?')
-                }
-            })
-            .collect()
+        let groups: Vec<String> = groups(self.pattern)
+            .iter()
+            .map(|g| g.iter().map(|_| chars.next().unwrap_or('?')).collect())
+            .collect();
+        groups.join(" ")
     }
+}
+
+/// One position of a pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot<'a> {
+    /// `D`: a digit.
+    Digit,
+    /// `L`: a letter of the format's set.
+    Letter,
+    /// `[..]`: one of these letters.
+    OneOf(&'a str),
+}
+
+/// The positions of a pattern in its printed groups (separated by spaces).
+fn groups(pattern: &str) -> Vec<Vec<Slot<'_>>> {
+    let mut out: Vec<Vec<Slot<'_>>> = vec![Vec::new()];
+    let mut rest = pattern;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        let slot = match c {
+            ' ' => {
+                if out.last().is_some_and(|g| !g.is_empty()) {
+                    out.push(Vec::new());
+                }
+                continue;
+            }
+            '[' => {
+                let end = rest.find(']').unwrap_or(rest.len());
+                let set = &rest[..end];
+                rest = rest.get(end + 1..).unwrap_or("");
+                Slot::OneOf(set)
+            }
+            'D' => Slot::Digit,
+            _ => Slot::Letter, // `L`; the built-in patterns are checked by a test
+        };
+        if let Some(g) = out.last_mut() {
+            g.push(slot);
+        }
+    }
+    out.retain(|g| !g.is_empty());
+    out
 }
 
 /// One character of a read, normalised: ASCII uppercase letters and digits; Cyrillic letters
@@ -259,39 +387,38 @@ pub(crate) fn as_letter(c: char) -> Option<char> {
     }
 }
 
-/// Fits `s` (normalised, exactly the pattern's length) to `pattern`; returns text and fixes.
-fn fit(format: &PlateFormat, pattern: &str, s: &[char]) -> Option<(String, u32)> {
+/// Fits `s` (normalised, exactly the pattern's length) to the pattern's `groups`; returns text
+/// and fixes.
+fn fit(format: &PlateFormat, groups: &[Vec<Slot<'_>>], s: &[char]) -> Option<(String, u32)> {
+    let letter = |c: char| {
+        if c.is_ascii_alphabetic() {
+            Some(c)
+        } else {
+            as_letter(c)
+        }
+    };
     let mut out = String::with_capacity(s.len());
     let mut fixes = 0;
-    for (p, &c) in pattern.chars().filter(|p| *p != ' ').zip(s) {
-        let fixed = match p {
-            'D' => as_digit(c)?,
-            _ => {
-                let l = if c.is_ascii_alphabetic() {
-                    c
-                } else {
-                    as_letter(c)?
-                };
-                if !format.letters.contains(l) {
-                    return None;
-                }
-                l
-            }
+    for (slot, &c) in groups.iter().flatten().zip(s) {
+        let fixed = match slot {
+            Slot::Digit => as_digit(c)?,
+            Slot::Letter => Some(letter(c)?).filter(|l| format.letters.contains(*l))?,
+            Slot::OneOf(set) => Some(letter(c)?).filter(|l| set.contains(*l))?,
         };
         fixes += u32::from(fixed != c);
         out.push(fixed);
     }
     if let Some(region) = format.region {
-        let group = match region.at {
-            RegionAt::FirstGroup => pattern.split(' ').next(),
-            RegionAt::LastGroup => pattern.split(' ').next_back(),
+        let group_len = match region.at {
+            RegionAt::FirstGroup => groups.first(),
+            RegionAt::LastGroup => groups.last(),
         }
-        .unwrap_or("");
+        .map_or(0, Vec::len);
         let start = match region.at {
             RegionAt::FirstGroup => 0,
-            RegionAt::LastGroup => out.len().saturating_sub(group.len()),
+            RegionAt::LastGroup => out.len().saturating_sub(group_len),
         };
-        let code: u32 = out.get(start..start + group.len())?.parse().ok()?;
+        let code: u32 = out.get(start..start + group_len)?.parse().ok()?;
         if !region.is_valid(code) {
             return None;
         }
@@ -304,7 +431,8 @@ pub fn match_format(format: &PlateFormat, normalised: &str) -> Option<FormatMatc
     let s: Vec<char> = normalised.chars().collect();
     let mut best: Option<FormatMatch> = None;
     for &pattern in format.patterns {
-        let len = pattern.chars().filter(|p| *p != ' ').count();
+        let groups = groups(pattern);
+        let len = groups.iter().map(Vec::len).sum::<usize>();
         if s.len() < len || s.len() > len + 6 {
             continue;
         }
@@ -319,11 +447,14 @@ pub fn match_format(format: &PlateFormat, normalised: &str) -> Option<FormatMatc
             if !dropped_ok {
                 continue;
             }
-            let Some((text, fixes)) = fit(format, pattern, &s[lead..lead + len]) else {
+            let Some((text, fixes)) = fit(format, &groups, &s[lead..lead + len]) else {
                 continue;
             };
             let corrections = fixes + u32::from(lead > 0) + u32::from(trail > 0);
-            if best.as_ref().is_none_or(|b| corrections < b.corrections) {
+            if best
+                .as_ref()
+                .is_none_or(|b| (corrections, Reverse(len)) < b.rank())
+            {
                 best = Some(FormatMatch {
                     format: format.code,
                     text,
@@ -337,12 +468,13 @@ pub fn match_format(format: &PlateFormat, normalised: &str) -> Option<FormatMatc
     best
 }
 
-/// Best fit of `normalised` among `formats` (fewest corrections, then list order).
+/// Best fit of `normalised` among `formats` (fewest corrections, then the fewest characters
+/// dropped, then list order).
 pub fn best_match_in(formats: &[PlateFormat], normalised: &str) -> Option<FormatMatch> {
     let mut best: Option<FormatMatch> = None;
     for f in formats {
         if let Some(m) = match_format(f, normalised) {
-            if best.as_ref().is_none_or(|b| m.corrections < b.corrections) {
+            if best.as_ref().is_none_or(|b| m.rank() < b.rank()) {
                 best = Some(m);
             }
         }
@@ -430,27 +562,135 @@ mod tests {
         assert_eq!(m("5VCF203"), Some(("US", "5VCF203".into(), 0)));
         assert_eq!(m("HH9G5W"), Some(("US", "HH9G5W".into(), 0)));
         assert_eq!(m("UH1FOF"), Some(("US", "UH1F0F".into(), 1)));
-        assert_eq!(m("XNR 374"), Some(("US", "XNR374".into(), 0)));
+        // Also a Chinese shape: the neighbour comes first; the US grammar still fits.
+        assert_eq!(m("XNR 374"), Some(("CN", "XNR374".into(), 0)));
+        assert_eq!(fits("US", "XNR 374"), Some(("US", "XNR374".into(), 0)));
+    }
+
+    fn fits(code: &str, s: &str) -> Option<(&'static str, String, u32)> {
+        by_code(code)
+            .and_then(|f| match_format(f, &normalise(s)))
+            .map(|m| (m.format, m.text, m.corrections))
+    }
+
+    /// Reads that do not fit `code` as they are (they may still be bent into it with
+    /// corrections or a dropped "country code", at a cost).
+    fn no_clean_fit(code: &str, s: &str) -> bool {
+        fits(code, s).is_none_or(|(_, _, corrections)| corrections > 0)
     }
 
     #[test]
-    fn turkey_and_iran_layouts() {
-        assert_eq!(m("34 ABC 123"), Some(("TR", "34ABC123".into(), 0)));
-        assert_eq!(m("06 A 12345"), Some(("TR", "06A12345".into(), 0)));
-        let fits = |code: &str, s: &str| by_code(code).and_then(|f| match_format(f, &normalise(s)));
-        assert_eq!(fits("TR", "34 AQC 123"), None, "no Q on Turkish plates");
-        assert_eq!(fits("TR", "82 ABC 123"), None, "provinces are 01-81");
+    fn china_latin_part_and_new_energy_plates() {
+        // The province's Han character and the separator dot are dropped by normalisation.
+        assert_eq!(m("沪A·12345"), Some(("CN", "A12345".into(), 0)));
+        assert_eq!(m("京C·A1234"), Some(("CN", "CA1234".into(), 0)));
+        assert_eq!(m("苏A·1P234"), Some(("CN", "A1P234".into(), 0)));
+        assert_eq!(m("浙B·AB987"), Some(("CN", "BAB987".into(), 0)));
+        assert_eq!(m("粤B·D12345"), Some(("CN", "BD12345".into(), 0)));
+        assert_eq!(m("沪A·DF1234"), Some(("CN", "ADF1234".into(), 0)));
+        assert_eq!(m("粤B·12345F"), Some(("CN", "B12345F".into(), 0)));
+        let display = best_match("BD12345").map(|m| m.display());
+        assert_eq!(display.as_deref(), Some("B D12345"));
+        // Invalid: three letters in the serial, too short, a new-energy class other than D/F.
+        assert_eq!(fits("CN", "京A·AKC12"), None);
+        assert_eq!(fits("CN", "京A·1234"), None);
+        assert!(no_clean_fit("CN", "粤B·X12345"));
+        assert!(no_clean_fit("CN", "粤B·12345X"));
+        assert!(no_clean_fit("CN", "粤B·I2345"), "no I on Chinese plates");
+    }
+
+    #[test]
+    fn china_corrections_by_position() {
+        // No I or O on Chinese plates: in the serial they are 1 and 0.
+        assert_eq!(fits("CN", "京A·1O234"), Some(("CN", "A10234".into(), 1)));
+        assert_eq!(fits("CN", "京A·I2345"), Some(("CN", "A12345".into(), 1)));
+        // The authority letter is a letter: 8 is B, 5 is S, 2 is Z, 6 is G.
+        assert_eq!(fits("CN", "8·12345"), Some(("CN", "B12345".into(), 1)));
+        assert_eq!(fits("CN", "5·12345"), Some(("CN", "S12345".into(), 1)));
+        assert_eq!(fits("CN", "2·12345"), Some(("CN", "Z12345".into(), 1)));
+        assert_eq!(fits("CN", "6·12345"), Some(("CN", "G12345".into(), 1)));
+        // New energy: the large plate's five serial digits (S is 5), the small plate's last
+        // four (Z is 2, B is 8).
+        assert_eq!(fits("CN", "B1234SD"), Some(("CN", "B12345D".into(), 1)));
+        assert_eq!(fits("CN", "BD1Z346"), Some(("CN", "BD12346".into(), 1)));
+        assert_eq!(fits("CN", "BDA12B4"), Some(("CN", "BDA1284".into(), 1)));
+        // The D/F place is a letter: a 0 there is not taken for D.
+        assert_eq!(fits("CN", "B012345"), None);
+    }
+
+    #[test]
+    fn afghanistan_latin_line() {
+        assert_eq!(m("KBL 12345 PRV"), Some(("AF", "KBL12345PRV".into(), 0)));
+        assert_eq!(m("HRT 4521 T"), Some(("AF", "HRT4521T".into(), 0)));
+        assert_eq!(m("KDR 71 L"), Some(("AF", "KDR71L".into(), 0)));
+        assert_eq!(m("BLH 123 TRC"), Some(("AF", "BLH123TRC".into(), 0)));
+        assert_eq!(m("KBL 5501 CD"), Some(("AF", "KBL5501CD".into(), 0)));
+        assert_eq!(m("KBL 99 TEMP"), Some(("AF", "KBL99TEMP".into(), 0)));
+        let display = best_match("KBL12345PRV").map(|m| m.display());
+        assert_eq!(display.as_deref(), Some("KBL 12345 PRV"));
+        // Invalid: six digits, an unknown class, a two-letter province, no class.
+        assert!(no_clean_fit("AF", "KBL 123456 PRV"));
+        assert!(no_clean_fit("AF", "KBL 123 X"));
+        assert!(no_clean_fit("AF", "KB 123 T"));
+        assert_eq!(fits("AF", "KBL 12345"), None);
+    }
+
+    #[test]
+    fn afghanistan_corrections_by_position() {
+        // Digits where the number is, letters in the province code and the class.
         assert_eq!(
-            fits("IR", "12 ب 345 67").map(|m| m.text),
-            Some("1234567".into())
+            fits("AF", "KBL I23O5 PRV"),
+            Some(("AF", "KBL12305PRV".into(), 2))
         );
+        assert_eq!(
+            fits("AF", "K8L 12345 PRV"),
+            Some(("AF", "KBL12345PRV".into(), 1))
+        );
+        assert_eq!(fits("AF", "HRT 45S1 T"), Some(("AF", "HRT4551T".into(), 1)));
+        assert_eq!(fits("AF", "HRT Z6G1 8"), Some(("AF", "HRT2661B".into(), 3)));
+        assert_eq!(
+            fits("AF", "KBL 1234 5H"),
+            Some(("AF", "KBL1234SH".into(), 1))
+        );
+        assert!(no_clean_fit("AF", "KBL 1234 PR5"), "5 is no V");
+        // Whole reads: a clean Afghan line beats the other formats.
+        assert_eq!(m("KBL I23O5 PRV"), Some(("AF", "KBL12305PRV".into(), 2)));
     }
 
     #[test]
-    fn other_text_matches_nothing() {
-        assert_eq!(m("TOYOTA"), None);
-        assert_eq!(m("12345"), None);
-        assert_eq!(m(""), None);
+    fn every_built_in_pattern_parses() {
+        for f in FORMATS {
+            for p in f.patterns {
+                let g = groups(p);
+                let printed: String = p
+                    .chars()
+                    .filter(|c| !matches!(c, ' ' | '[' | ']'))
+                    .collect();
+                assert!(!g.is_empty(), "{}: {p:?}", f.code);
+                assert!(
+                    printed.chars().all(|c| c.is_ascii_uppercase()),
+                    "{}: {p:?}",
+                    f.code
+                );
+                for slot in g.iter().flatten() {
+                    if let Slot::OneOf(set) = slot {
+                        assert!(!set.is_empty() && set.chars().all(|c| c.is_ascii_uppercase()));
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            groups("L [DF]LD"),
+            vec![
+                vec![Slot::Letter],
+                vec![Slot::OneOf("DF"), Slot::Letter, Slot::Digit]
+            ]
+        );
+        assert_eq!(
+            groups("[AB"),
+            vec![vec![Slot::OneOf("AB")]],
+            "unclosed: no panic"
+        );
     }
 
     #[test]

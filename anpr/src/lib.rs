@@ -12,13 +12,15 @@
 //! - [`detect`]: text detection (DB post-processing: threshold, contours, box score, unclip) and
 //!   upright cropping of the boxes.
 //! - [`recognize`]: batched recognition and greedy CTC decoding with per-character confidences.
-//! - [`formats`]: plate grammars as data (TJ, UZ, KZ, KG, RU, TR, BR, EU, US, IR),
+//! - [`formats`]: plate grammars as data (TJ, UZ, KZ, KG, AF, RU, TR, CN, BR, EU, US, IR),
 //!   position-aware O/0, I/1, B/8 .. correction, which format matched.
 //! - [`identifiers`]: UIC/CIS wagon numbers, ISO 6346 container codes, ENI/IMO vessel numbers,
 //!   IATA ULD ids: shapes, check digits, single-character repair when exactly one is valid.
 //! - [`reader`]: [`AnprConfig`], [`PlateReader`] (one per camera task) and the ranking of
 //!   [`PlateCandidate`]s: plate-like text first.
 //! - [`vote`]: merging the reads of one vehicle over several frames into a [`VotedPlate`].
+//! - [`evidence`]: the images kept with a voted plate: the overview (best read's frame,
+//!   scaled down) and the plate crop, JPEG bytes for the outbox.
 //! - [`eval`]: evaluation over an openalpr-layout folder (`groundtruth.tsv`): exact match,
 //!   within one character, detection recall at IoU, time per image.
 //! - [`error`]: [`AnprError`], the crate's error type.
@@ -39,6 +41,7 @@ pub mod capture;
 pub mod detect;
 pub mod error;
 pub mod eval;
+pub mod evidence;
 pub mod formats;
 pub mod identifiers;
 pub mod reader;
@@ -47,6 +50,7 @@ pub mod runtime;
 pub mod vote;
 
 pub use error::AnprError;
+pub use evidence::{plate_images_from_jpegs, plate_images_from_mats, EvidenceConfig, PlateImages};
 pub use reader::{AnprConfig, PlateCandidate, PlateReader};
 pub use runtime::NativePaths;
 pub use vote::{vote, VotedPlate};

@@ -221,26 +221,7 @@ impl PlateReader {
     /// Decodes an encoded image (JPEG, PNG, ..) and reads it; undecodable bytes are
     /// [`AnprError::Decode`].
     pub fn read_image_bytes(&mut self, bytes: &[u8]) -> Result<Vec<PlateCandidate>, AnprError> {
-        let decode_err = |reason: String| AnprError::Decode {
-            len: bytes.len(),
-            reason,
-        };
-        if bytes.is_empty() {
-            return Err(decode_err("no data".into()));
-        }
-        if is_truncated_jpeg(bytes) {
-            return Err(decode_err(
-                "truncated JPEG: no end-of-image marker (OpenCV would fill the rest with grey)"
-                    .into(),
-            ));
-        }
-        let buf = Mat::from_slice(bytes).cv("wrapping image bytes")?;
-        let frame = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)
-            .map_err(|e| decode_err(e.to_string()))?;
-        if frame.empty() {
-            return Err(decode_err("not a decodable image".into()));
-        }
-        self.read_mat(&frame)
+        self.read_mat(&decode_image(bytes)?)
     }
 
     /// Reads a BGR (or grey, or BGRA) 8-bit frame; best candidate first.
@@ -341,6 +322,30 @@ impl PlateReader {
     }
 }
 
+/// Decodes an encoded image (JPEG, PNG, ..) to BGR; empty, truncated or undecodable bytes are
+/// [`AnprError::Decode`].
+pub(crate) fn decode_image(bytes: &[u8]) -> Result<Mat, AnprError> {
+    let decode_err = |reason: String| AnprError::Decode {
+        len: bytes.len(),
+        reason,
+    };
+    if bytes.is_empty() {
+        return Err(decode_err("no data".into()));
+    }
+    if is_truncated_jpeg(bytes) {
+        return Err(decode_err(
+            "truncated JPEG: no end-of-image marker (OpenCV would fill the rest with grey)".into(),
+        ));
+    }
+    let buf = Mat::from_slice(bytes).cv("wrapping image bytes")?;
+    let frame = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)
+        .map_err(|e| decode_err(e.to_string()))?;
+    if frame.empty() {
+        return Err(decode_err("not a decodable image".into()));
+    }
+    Ok(frame)
+}
+
 /// A JPEG (starts with the SOI marker) that does not end with the EOI marker, trailing zero
 /// padding aside: a frame cut short in transfer. libjpeg decodes it anyway, grey below the cut.
 fn is_truncated_jpeg(bytes: &[u8]) -> bool {
@@ -351,7 +356,7 @@ fn is_truncated_jpeg(bytes: &[u8]) -> bool {
     !bytes[..end].ends_with(&[0xFF, 0xD9])
 }
 
-fn to_bgr(frame: &Mat) -> Result<Mat, AnprError> {
+pub(crate) fn to_bgr(frame: &Mat) -> Result<Mat, AnprError> {
     if frame.empty() {
         return Err(AnprError::UnsupportedFrame("empty frame".into()));
     }

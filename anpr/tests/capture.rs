@@ -1,13 +1,19 @@
-//! Capture from image folders and video files (written here from rendered frames): frames
-//! arrive, a slow reader loses the oldest, a source that disappears and returns is reconnected,
-//! a missing source is an error counted, never a panic.
+//! Capture from image folders, video files and an HTTP MJPEG camera (all fed with rendered
+//! frames): frames arrive, a slow reader loses the oldest, a source that disappears and returns
+//! is reconnected, a missing source is an error counted, never a panic.
 use anyhow::{ensure, Context, Result};
 use bcp_anpr::capture::{Camera, CameraHealth, CaptureConfig, Source};
+use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
 use bcp_sim::plate_render::{render_vehicle_frame, render_vehicle_mat};
-use opencv::core::Size;
+use opencv::core::{Mat, Size, Vector};
 use opencv::prelude::*;
-use opencv::videoio;
+use opencv::{imgcodecs, videoio};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 fn fast() -> CaptureConfig {
@@ -128,5 +134,182 @@ fn a_video_file_replays_and_a_missing_stream_is_an_error_not_a_panic() -> Result
     let started = Instant::now();
     drop(cam);
     ensure!(started.elapsed() < Duration::from_secs(3), "stops promptly");
+    Ok(())
+}
+
+/// A test MJPEG camera on loopback: `GET` any path and get `multipart/x-mixed-replace` with one
+/// JPEG part every 50 ms, as IP cameras serve it. Stopping it closes every connection and the
+/// listening socket; dropping it stops it.
+struct MjpegServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<Vec<JoinHandle<()>>>>,
+}
+
+const BOUNDARY: &str = "bcpframe";
+
+impl MjpegServer {
+    /// Serves `jpeg` on `addr` (port 0 for any free one).
+    fn start(addr: SocketAddr, jpeg: Vec<u8>) -> Result<Self> {
+        let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let jpeg = Arc::new(jpeg);
+        let accept = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut clients = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            let (stop, jpeg) = (Arc::clone(&stop), Arc::clone(&jpeg));
+                            clients.push(std::thread::spawn(move || {
+                                // A client that goes away ends its thread; nothing to report.
+                                let _ = serve(conn, &stop, &jpeg);
+                            }));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+                clients // the listener is closed here, before the clients are joined
+            })
+        };
+        Ok(Self {
+            addr,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/video.mjpg", self.addr)
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(accept) = self.accept.take() {
+            for client in accept.join().unwrap_or_default() {
+                let _ = client.join();
+            }
+        }
+    }
+}
+
+impl Drop for MjpegServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads the request head, then writes parts until stopped or the client leaves.
+fn serve(mut conn: TcpStream, stop: &AtomicBool, jpeg: &[u8]) -> std::io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 || head.len() > 16 * 1024 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    write!(
+        conn,
+        "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n\
+         Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
+    )?;
+    while !stop.load(Ordering::Relaxed) {
+        write!(
+            conn,
+            "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            jpeg.len()
+        )?;
+        conn.write_all(jpeg)?;
+        conn.write_all(b"\r\n")?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    conn.shutdown(std::net::Shutdown::Both)
+}
+
+fn jpeg_of(mat: &Mat) -> Result<Vec<u8>> {
+    let mut buf = Vector::<u8>::new();
+    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, 90]);
+    ensure!(imgcodecs::imencode(".jpg", mat, &mut buf, &params)?);
+    Ok(buf.to_vec())
+}
+
+/// Mean absolute difference per channel value between two frames of the same size.
+fn mean_abs_diff(a: &Mat, b: &Mat) -> Result<f64> {
+    let l1 = opencv::core::norm2(a, b, opencv::core::NORM_L1, &opencv::core::no_array())?;
+    Ok(l1 / (a.total() * a.channels() as usize) as f64)
+}
+
+/// The plate reader when the native stack is installed (the other capture tests do not need
+/// it); an installed stack that does not load is a failure.
+fn reader_if_installed() -> Result<Option<PlateReader>> {
+    if let Err(e) = NativePaths::from_env().check() {
+        eprintln!("not reading plates from the MJPEG frames: {e}");
+        return Ok(None);
+    }
+    Ok(Some(PlateReader::new(&AnprConfig::from_env())?))
+}
+
+/// Waits for the next frame and checks it is the rendered `expected` (and reads its plate).
+fn check_frame(
+    cam: &Camera,
+    expected: &Mat,
+    plate: &str,
+    reader: &mut Option<PlateReader>,
+) -> Result<u64> {
+    let f = cam
+        .next_frame(Duration::from_secs(10))
+        .with_context(|| format!("a frame showing {plate}: {:?}", cam.health()))?;
+    ensure!(
+        (f.image.cols(), f.image.rows()) == (960, 540),
+        "{}x{}",
+        f.image.cols(),
+        f.image.rows()
+    );
+    let diff = mean_abs_diff(&f.image, expected)?;
+    ensure!(
+        diff < 4.0,
+        "frame {} differs from the rendered one by {diff:.1}",
+        f.seq
+    );
+    if let Some(reader) = reader {
+        let reads = reader.read_mat(&f.image)?;
+        let best = reads.first().map(|r| r.text.as_str());
+        ensure!(best == Some(plate), "read {best:?}, rendered {plate}");
+    }
+    Ok(f.seq)
+}
+
+#[test]
+fn an_http_mjpeg_camera_delivers_frames_goes_down_and_reconnects() -> Result<()> {
+    let first = render_vehicle_mat("1234 AB 01", 3)?;
+    let second = render_vehicle_mat("0567 CD 02", 4)?;
+    let mut server = MjpegServer::start("127.0.0.1:0".parse()?, jpeg_of(&first)?)?;
+    let addr = server.addr;
+    let mut reader = reader_if_installed()?;
+    let cam = Camera::start("mjpeg", Source::parse(&server.url()), &fast())?;
+
+    let seq = check_frame(&cam, &first, "1234AB01", &mut reader)?;
+    wait_health(&cam, "connected", |h| h.connected && h.errors == 0)?;
+
+    server.stop();
+    wait_health(&cam, "the stream is down", |h| {
+        !h.connected && h.errors >= 1
+    })?;
+    while cam.next_frame(Duration::from_millis(100)).is_some() {} // frames from before the cut
+    let down = cam.health();
+    ensure!(down.reconnects == 0, "not reconnected yet: {down:?}");
+
+    let _server = MjpegServer::start(addr, jpeg_of(&second)?)?; // the camera comes back
+    let again = check_frame(&cam, &second, "0567CD02", &mut reader)?;
+    ensure!(again > seq, "seq {again} after {seq}");
+    wait_health(&cam, "reconnected", |h| h.connected && h.reconnects == 1)?;
+    drop(cam); // before the server, which would otherwise be seen going down again
     Ok(())
 }

@@ -302,3 +302,26 @@ fn plate_reader_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<PlateReader>();
 }
+
+#[test]
+fn chinese_and_afghan_latin_plates_read_with_their_format() -> Result<()> {
+    let mut reader = common::reader();
+    // The Latin parts only: the renderer draws ASCII (no Han province character, no Persian
+    // line), as the reader normalises them anyway.
+    for (printed, text, format) in [
+        ("A 12345", "A12345", "CN"),
+        ("B D12345", "BD12345", "CN"),
+        ("KBL 12345 PRV", "KBL12345PRV", "AF"),
+        ("HRT 4521 T", "HRT4521T", "AF"),
+    ] {
+        for variant in 0..2 {
+            let jpeg = render_vehicle_frame(printed, variant)?;
+            let got = best(&mut reader, &jpeg)?;
+            ensure!(
+                got == (text.to_string(), Some(format)),
+                "{printed:?} variant {variant} read as {got:?}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -38,6 +38,20 @@ pub fn render_vehicle_frame(plate_display: &str, variant: u64) -> Result<Vec<u8>
 
 /// The same frame as [`render_vehicle_frame`] as a BGR `Mat`, before JPEG encoding.
 pub fn render_vehicle_mat(plate_display: &str, variant: u64) -> Result<Mat> {
+    Ok(render_vehicle(plate_display, variant)?.frame)
+}
+
+/// A rendered frame and where its plate is: tests that cut or locate the plate check against it.
+#[derive(Debug)]
+pub struct RenderedVehicle {
+    /// The frame, as [`render_vehicle_mat`] returns it.
+    pub frame: Mat,
+    /// The plate's rectangle in the frame, border included.
+    pub plate: Rect,
+}
+
+/// The frame of [`render_vehicle_mat`] with the rectangle of its plate.
+pub fn render_vehicle(plate_display: &str, variant: u64) -> Result<RenderedVehicle> {
     let text = plate_display.trim();
     if text.is_empty() || !text.is_ascii() {
         bail!(
@@ -136,7 +150,7 @@ pub fn render_vehicle_mat(plate_display: &str, variant: u64) -> Result<Mat> {
     let brightness = rng.range_f64(0.85, 1.12);
     let offset = rng.range_f64(-12.0, 12.0);
     add_lighting_and_noise(&mut frame, brightness, offset, 4.0, &mut rng)?;
-    Ok(frame)
+    Ok(RenderedVehicle { frame, plate })
 }
 
 fn draw_background(frame: &mut Mat) -> Result<()> {
@@ -303,6 +317,23 @@ mod tests {
         assert_eq!(&a[..2], &[0xFF, 0xD8], "JPEG SOI marker");
         let mat = imgcodecs::imdecode(&Vector::<u8>::from_slice(&a), imgcodecs::IMREAD_COLOR)?;
         assert_eq!((mat.cols(), mat.rows()), (FRAME_WIDTH, FRAME_HEIGHT));
+        Ok(())
+    }
+
+    #[test]
+    fn the_plate_rectangle_is_inside_the_frame_and_white() -> Result<()> {
+        let v = render_vehicle("1234 AB 01", 3)?;
+        let r = v.plate;
+        assert!(
+            r.x > 0 && r.y > 0 && r.width > 250 && r.height > 50,
+            "{r:?}"
+        );
+        assert!(r.x + r.width < FRAME_WIDTH && r.y + r.height < FRAME_HEIGHT);
+        // Just right of the country strip, above the text: plate white.
+        let px = v
+            .frame
+            .at_2d::<opencv::core::Vec3b>(r.y + r.height / 8, r.x + r.width / 6)?;
+        assert!(px.iter().all(|&c| c > 180), "{px:?}");
         Ok(())
     }
 
