@@ -72,10 +72,12 @@ mod words;
 use bcp_anpr::PlateCandidate;
 use bcp_record::{Crossing, Dimensions, Flag, ScanEvent, Weighing};
 use chrono::{DateTime, TimeDelta, Utc};
+pub(crate) use pending::similar;
 use pending::{second_plate_starts, Pending};
 use std::collections::VecDeque;
 use uuid::Uuid;
-use words::{clock, decision, duration, normalise_id};
+pub(crate) use words::{clock, duration};
+use words::{decision, normalise_id};
 
 /// Time windows of the correlator (the `[lane]` config section, `*_ms` keys).
 #[derive(Debug, Clone, Copy)]
@@ -692,6 +694,8 @@ impl LaneCorrelator {
             scan: Some(scan),
             flags: vec![flag],
             images: Vec::new(),
+            transport_mode: None,
+            train: None,
         }
     }
 
@@ -756,11 +760,14 @@ impl LaneCorrelator {
             scan: p.scan,
             flags: p.flags,
             images: Vec::new(),
+            transport_mode: None,
+            train: None,
         }
     }
 }
 
-fn uuid_v7(now: DateTime<Utc>) -> Uuid {
+/// A UUID v7 for a record made at `now`.
+pub(crate) fn uuid_v7(now: DateTime<Utc>) -> Uuid {
     let ts = uuid::Timestamp::from_unix(
         uuid::NoContext,
         now.timestamp().max(0).unsigned_abs(),

@@ -115,7 +115,7 @@ pub(super) fn second_plate_starts(
 }
 
 /// Two reads of the same plate: at most two edits apart (OCR confuses a character or two).
-pub(super) fn similar(a: &str, b: &str) -> bool {
+pub(crate) fn similar(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     if a.len().abs_diff(b.len()) > 2 {
         return false;
