@@ -81,6 +81,15 @@ fn weighing() -> Weighing {
 #[test]
 fn a_river_post_reads_eni_or_imo_and_does_not_ask_a_vessel_for_its_weight() {
     let mut l = lane(IdKind::Vessel, false);
+    // The presence sensor's reading is no weight of the vessel.
+    l.handle_vehicle_on(t(-100));
+    l.handle_stable_weight(t(-50), weighing());
+    l.handle_vehicle_off(t(-10));
+    let c = l
+        .poll(t(5000))
+        .unwrap_or_else(|| panic!("presence alone is a record"));
+    assert!(c.weight.is_none(), "{:?}", c.weight);
+    assert_eq!(codes(&c), ["plate_unread", "no_scan"]);
     let c = pass(&mut l, &[&["IMO 9074729"], &["9074729", "IMO"]]);
     let plate = c
         .plate

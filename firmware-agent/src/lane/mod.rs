@@ -401,7 +401,12 @@ impl LaneCorrelator {
         self.pending.push_back(p);
     }
 
+    /// A stable weight; ignored for a conveyance that is not weighed (a river post's
+    /// `[weighbridge]` only tells presence).
     pub fn handle_stable_weight(&mut self, at: DateTime<Utc>, weight: Weighing) {
+        if !self.conveyance.weighed {
+            return;
+        }
         if self.on_bridge().is_none() {
             let mut p = self.new_pending(at);
             p.flags.push(Flag::new(
