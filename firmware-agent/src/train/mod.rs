@@ -51,6 +51,7 @@
 //! - `container_check_failed`: a container code read on the wagon whose check digit fails and
 //!   that matches none of the wagon's valid codes.
 //! - `no_scan`: on a post with a scanner, no scan joined the train.
+//!
 //! Overweight wagons are flagged by [`crate::checks`] (`wagon_overweight`, `[limits]
 //! max_wagon_gross_kg`), like every other legal limit.
 
