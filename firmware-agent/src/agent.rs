@@ -14,8 +14,10 @@
 use crate::checks::{CentralLists, EdgeChecks};
 use crate::config::AgentConfig;
 use crate::health::DeviceBoard;
-use crate::lane::{Evidence, LaneCorrelator, LaneEvent};
+use crate::lane::{Conveyance, Evidence, LaneCorrelator, LaneEvent};
 use crate::metrics::{Histogram, ANPR_BUCKETS_SECS};
+use crate::profile::PostProfile;
+use crate::train::{TrainCorrelator, TrainEvent};
 use crate::view::{AgentView, ViewFeed, ViewParts};
 use crate::{camera, control, metrics, scanner};
 use anyhow::{Context, Result};
@@ -23,7 +25,7 @@ use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
 use bcp_drivers::serial::{self, DeviceEvent, DeviceHealth};
 use bcp_drivers::stability::{StabilityConfig, WeighEvent};
 use bcp_record::lists::{KIND_DECLARATIONS, KIND_HOTLIST};
-use bcp_record::{Crossing, Weighing};
+use bcp_record::{Crossing, TransportMode, Weighing};
 use bcp_sync::outbox::Outbox;
 use bcp_sync::uplink::{self, UplinkConfig, UplinkMonitor};
 use chrono::{TimeDelta, Utc};
@@ -248,15 +250,16 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         tokio::time::Instant::now() + watchdog_period.unwrap_or(Duration::from_secs(3600)),
         watchdog_period.unwrap_or(Duration::from_secs(3600)),
     );
-    let rules = cfg.lane.rules(cfg.scanner.is_some());
-    let mut lane = LaneCorrelator::new(&cfg.post.id, &cfg.post.lane, rules);
+    let profile = cfg.post.transport_mode;
+    let mut lane = Correlator::for_post(&cfg);
     tracing::info!(
         post = %cfg.post.id,
         lane = %cfg.post.lane,
-        close_after_ms = rules.close_after.num_milliseconds(),
-        scan_wait_ms = rules.scan_wait.num_milliseconds(),
+        profile = profile.name(),
+        transport_mode = profile.transport_mode().code(),
         "agent running"
     );
+    let mode = profile.transport_mode();
 
     loop {
         let wake = lane
@@ -280,6 +283,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         }
         drain(
             &mut lane,
+            mode,
             Utc::now(),
             &checks,
             lists.as_deref(),
@@ -292,9 +296,10 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     // Drain: close what is still open, so every vehicle seen is recorded.
     crate::systemd::stopping();
     let end_of_time = Utc::now() + TimeDelta::days(1);
-    lane.handle_vehicle_off(Utc::now());
+    lane.presence_off(Utc::now());
     drain(
         &mut lane,
+        mode,
         end_of_time,
         &checks,
         lists.as_deref(),
@@ -302,17 +307,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         &new_record,
         &feed,
     );
-    let n = lane.counters();
-    tracing::info!(
-        crossings = n.crossings,
-        late_scans = n.late_scans,
-        scans_after_close = n.scans_after_close,
-        orphan_scans = n.orphan_scans,
-        unmatched = n.unmatched,
-        tailgates = n.tailgates,
-        reversals = n.reversals,
-        "lane counters since start"
-    );
+    lane.log_counters();
     tasks.shutdown().await;
     match tokio::time::timeout(Duration::from_secs(5), uplink_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "uplink stopped with an error"),
@@ -363,46 +358,165 @@ fn observe(
     }
 }
 
-fn handle(lane: &mut LaneCorrelator, weighbridge: &str, input: LaneInput) {
-    let now = Utc::now();
-    match input {
-        LaneInput::Weighbridge(DeviceEvent::Weigh(event)) => match event {
-            WeighEvent::VehicleOn { .. } => lane.handle_vehicle_on(now),
-            WeighEvent::Stable(s) => lane.handle_stable_weight(
-                now,
-                Weighing {
-                    gross_kg: s.weight_kg,
-                    division_kg: s.division_kg,
-                    stable_at: now,
-                    device: weighbridge.to_owned(),
-                },
+/// The post's correlator, chosen by its profile: the lane's (road, air, river) or the train's
+/// (rail).
+#[derive(Debug)]
+enum Correlator {
+    Lane(LaneCorrelator),
+    Train(TrainCorrelator),
+}
+
+impl Correlator {
+    fn for_post(cfg: &AgentConfig) -> Self {
+        let scanner = cfg.scanner.is_some();
+        let profile = cfg.post.transport_mode;
+        match profile {
+            PostProfile::Rail => Self::Train(TrainCorrelator::new(
+                &cfg.post.id,
+                &cfg.post.lane,
+                cfg.train_settings().rules(scanner),
+            )),
+            PostProfile::Road | PostProfile::Air | PostProfile::River => Self::Lane(
+                LaneCorrelator::new(&cfg.post.id, &cfg.post.lane, cfg.lane.rules(scanner))
+                    .with_conveyance(Conveyance {
+                        identifier: profile.lane_identifier(),
+                        weighed: profile.weighs(),
+                    }),
             ),
-            WeighEvent::VehicleOff { .. } => lane.handle_vehicle_off(now),
-        },
-        LaneInput::Dimensions(DeviceEvent::Dimensions(d)) => lane.handle_evidence(
-            now,
-            Evidence::Dimensions(bcp_record::Dimensions {
-                length_mm: d.length_mm,
-                width_mm: d.width_mm,
-                height_mm: d.height_mm,
-            }),
-        ),
-        LaneInput::Weighbridge(DeviceEvent::Disconnected { reason })
-        | LaneInput::Dimensions(DeviceEvent::Disconnected { reason }) => {
-            tracing::debug!(%reason, "device disconnected");
         }
-        LaneInput::Weighbridge(DeviceEvent::Alarm(alarm)) => {
-            // Overload, underload, indicator error, zero drift: the technician must look.
-            tracing::warn!(device = weighbridge, ?alarm, "weighbridge alarm");
+    }
+
+    fn poll_timeout(&self) -> Option<chrono::DateTime<Utc>> {
+        match self {
+            Self::Lane(l) => l.poll_timeout(),
+            Self::Train(t) => t.poll_timeout(),
         }
-        LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) => {}
-        LaneInput::Frame((at, evidence)) => lane.handle_evidence(at, evidence),
-        LaneInput::Scan(scan) => lane.handle_scan(now, scan),
+    }
+
+    fn occupancy(&self) -> (bool, usize) {
+        match self {
+            Self::Lane(l) => l.occupancy(),
+            Self::Train(t) => t.occupancy(),
+        }
+    }
+
+    fn poll(&mut self, now: chrono::DateTime<Utc>) -> Option<Crossing> {
+        match self {
+            Self::Lane(l) => l.poll(now),
+            Self::Train(t) => t.poll(now),
+        }
+    }
+
+    /// Whatever is on the bridge (or the weigh rail) leaves now: for the shutdown drain.
+    fn presence_off(&mut self, now: chrono::DateTime<Utc>) {
+        match self {
+            Self::Lane(l) => l.handle_vehicle_off(now),
+            Self::Train(t) => t.handle_wagon_off(now),
+        }
+    }
+
+    /// Logs the decisions that made no record.
+    fn log_events(&mut self) {
+        match self {
+            Self::Lane(l) => {
+                while let Some(event) = l.poll_event() {
+                    log_lane_event(event);
+                }
+            }
+            Self::Train(t) => {
+                while let Some(TrainEvent::Unmatched { at, text, reason }) = t.poll_event() {
+                    tracing::debug!(%at, %text, %reason, "identifier matched no wagon");
+                }
+            }
+        }
+    }
+
+    fn log_counters(&self) {
+        match self {
+            Self::Lane(l) => {
+                let n = l.counters();
+                tracing::info!(
+                    crossings = n.crossings,
+                    late_scans = n.late_scans,
+                    scans_after_close = n.scans_after_close,
+                    orphan_scans = n.orphan_scans,
+                    unmatched = n.unmatched,
+                    tailgates = n.tailgates,
+                    reversals = n.reversals,
+                    "lane counters since start"
+                );
+            }
+            Self::Train(t) => {
+                let n = t.counters();
+                tracing::info!(
+                    trains = n.trains,
+                    wagons = n.wagons,
+                    unread_wagon_numbers = n.unread_wagon_numbers,
+                    repaired_wagon_numbers = n.repaired_wagon_numbers,
+                    count_mismatches = n.count_mismatches,
+                    orphan_scans = n.orphan_scans,
+                    unmatched_reads = n.unmatched_reads,
+                    "train counters since start"
+                );
+            }
+        }
     }
 }
 
-/// Commits every record the lane has ready (crossings and scan records alike) and logs its
-/// decisions that made no record.
+fn handle(lane: &mut Correlator, weighbridge: &str, input: LaneInput) {
+    let now = Utc::now();
+    let weighing = |s: &bcp_drivers::stability::StableWeight| Weighing {
+        gross_kg: s.weight_kg,
+        division_kg: s.division_kg,
+        stable_at: now,
+        device: weighbridge.to_owned(),
+    };
+    match (lane, input) {
+        (Correlator::Lane(lane), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {
+            match event {
+                WeighEvent::VehicleOn { .. } => lane.handle_vehicle_on(now),
+                WeighEvent::Stable(s) => lane.handle_stable_weight(now, weighing(&s)),
+                WeighEvent::VehicleOff { .. } => lane.handle_vehicle_off(now),
+            }
+        }
+        // The rail weighbridge frames each wagon as the road one frames a vehicle.
+        (Correlator::Train(train), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {
+            match event {
+                WeighEvent::VehicleOn { .. } => train.handle_wagon_on(now),
+                WeighEvent::Stable(s) => train.handle_wagon_weight(now, weighing(&s)),
+                WeighEvent::VehicleOff { .. } => train.handle_wagon_off(now),
+            }
+        }
+        (Correlator::Lane(lane), LaneInput::Dimensions(DeviceEvent::Dimensions(d))) => lane
+            .handle_evidence(
+                now,
+                Evidence::Dimensions(bcp_record::Dimensions {
+                    length_mm: d.length_mm,
+                    width_mm: d.width_mm,
+                    height_mm: d.height_mm,
+                }),
+            ),
+        (_, LaneInput::Weighbridge(DeviceEvent::Disconnected { reason }))
+        | (_, LaneInput::Dimensions(DeviceEvent::Disconnected { reason })) => {
+            tracing::debug!(%reason, "device disconnected");
+        }
+        (_, LaneInput::Weighbridge(DeviceEvent::Alarm(alarm))) => {
+            // Overload, underload, indicator error, zero drift: the technician must look.
+            tracing::warn!(device = weighbridge, ?alarm, "weighbridge alarm");
+        }
+        (_, LaneInput::Weighbridge(_) | LaneInput::Dimensions(_)) => {}
+        (Correlator::Lane(lane), LaneInput::Frame((at, evidence))) => {
+            lane.handle_evidence(at, evidence)
+        }
+        (Correlator::Train(train), LaneInput::Frame((at, Evidence::PlateReads(reads)))) => {
+            train.handle_reads(at, reads)
+        }
+        (Correlator::Train(_), LaneInput::Frame(_)) => {}
+        (Correlator::Lane(lane), LaneInput::Scan(scan)) => lane.handle_scan(now, scan),
+        (Correlator::Train(train), LaneInput::Scan(scan)) => train.handle_scan(now, scan),
+    }
+}
+
 /// Central's lists as held now (read for each closed crossing: a crossing every few tens of
 /// seconds, a list replaced at any moment). A store that cannot be read is logged and the
 /// crossing checked without lists: a record is never held back for a list.
@@ -420,8 +534,12 @@ fn central_lists(lists: Option<&bcp_sync::ListStore>) -> CentralLists {
     CentralLists::from_lists(get(KIND_HOTLIST).as_ref(), get(KIND_DECLARATIONS).as_ref())
 }
 
+/// Commits every record the lane has ready (crossings and scan records alike) and logs its
+/// decisions that made no record.
+#[allow(clippy::too_many_arguments)] // the main loop's parts, passed as they are
 fn drain(
-    lane: &mut LaneCorrelator,
+    lane: &mut Correlator,
+    mode: TransportMode,
     now: chrono::DateTime<Utc>,
     checks: &EdgeChecks,
     lists: Option<&bcp_sync::ListStore>,
@@ -430,27 +548,30 @@ fn drain(
     feed: &ViewFeed,
 ) {
     while let Some(mut c) = lane.poll(now) {
+        c.transport_mode = Some(mode);
         checks.apply_with(&mut c, &central_lists(lists));
         commit(outbox, new_record, feed, &c);
     }
-    while let Some(event) = lane.poll_event() {
-        match event {
-            LaneEvent::Reversal {
-                arrived_at,
-                left_at,
-                plate,
-                reason,
-            } => tracing::info!(
-                %arrived_at,
-                %left_at,
-                plate = plate.as_deref().unwrap_or("-"),
-                %reason,
-                "not a crossing: vehicle reversed off"
-            ),
-            // Camera noise mostly (a passer-by's plate): not worth INFO.
-            LaneEvent::Unmatched { at, what, reason } => {
-                tracing::debug!(%at, what, %reason, "evidence matched no vehicle");
-            }
+    lane.log_events();
+}
+
+fn log_lane_event(event: LaneEvent) {
+    match event {
+        LaneEvent::Reversal {
+            arrived_at,
+            left_at,
+            plate,
+            reason,
+        } => tracing::info!(
+            %arrived_at,
+            %left_at,
+            plate = plate.as_deref().unwrap_or("-"),
+            %reason,
+            "not a crossing: vehicle reversed off"
+        ),
+        // Camera noise mostly (a passer-by's plate): not worth INFO.
+        LaneEvent::Unmatched { at, what, reason } => {
+            tracing::debug!(%at, what, %reason, "evidence matched no vehicle");
         }
     }
 }
@@ -463,11 +584,14 @@ fn commit(outbox: &Outbox, new_record: &Notify, feed: &ViewFeed, c: &Crossing) {
                 "orphan scan recorded"
             } else if c.flags.iter().any(|f| f.code == "scan_after_close") {
                 "scan after close recorded"
+            } else if c.train.is_some() {
+                "train recorded"
             } else {
                 "crossing recorded"
             };
             tracing::info!(
                 seq = env.seq,
+                wagons = c.train.as_ref().map(|t| t.wagons.len()),
                 plate = c.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
                 gross_kg = c.weight.as_ref().map(|w| w.gross_kg),
                 scan = c.scan.as_ref().map(|s| s.scan_id.as_str()).unwrap_or("-"),

@@ -4,6 +4,9 @@
 //! - `overweight`: the gross weight above the configured legal limit (plus the weighbridge's
 //!   division, so that a reading cannot be flagged by rounding alone).
 //! - `over_dimension`: length, width or height above its limit.
+//! - `wagon_overweight`: on a train, a wagon's gross weight above `max_wagon_gross_kg` (plus
+//!   its division), naming the wagon's position and number. A train's total is not checked
+//!   against `max_gross_kg`, which is a road vehicle's limit.
 //! - `hotlist`: the plate is on a hotlist: central's signed `hotlist` downlink list (see
 //!   `bcp_sync::lists`; it keeps working offline) and/or a local file (one normalised plate per
 //!   line, `#` comments) for a post that has no downlink yet.
@@ -70,6 +73,9 @@ impl CentralLists {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub max_gross_kg: Option<f64>,
+    /// A rail post's limit per wagon (gross, kg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wagon_gross_kg: Option<f64>,
     pub max_length_mm: Option<u32>,
     pub max_width_mm: Option<u32>,
     pub max_height_mm: Option<u32>,
@@ -108,7 +114,30 @@ impl EdgeChecks {
     /// Adds the flags this crossing deserves, central's lists included.
     pub fn apply_with(&self, c: &mut Crossing, central: &CentralLists) {
         let l = &self.limits;
-        if let (Some(max), Some(w)) = (l.max_gross_kg, &c.weight) {
+        if let (Some(max), Some(train)) = (l.max_wagon_gross_kg, &c.train) {
+            for wagon in &train.wagons {
+                let Some(w) = wagon
+                    .weight
+                    .as_ref()
+                    .filter(|w| w.gross_kg > max + w.division_kg)
+                else {
+                    continue;
+                };
+                let number = wagon
+                    .number
+                    .as_ref()
+                    .map_or("number unread".to_owned(), |n| n.text.clone());
+                c.flags.push(Flag::new(
+                    "wagon_overweight",
+                    format!(
+                        "wagon {} ({number}): gross {} kg is over the limit of {max} kg per wagon (d = {} kg)",
+                        wagon.position, w.gross_kg, w.division_kg
+                    ),
+                ));
+            }
+        }
+        let road_gross = c.weight.as_ref().filter(|_| c.train.is_none());
+        if let (Some(max), Some(w)) = (l.max_gross_kg, road_gross) {
             if w.gross_kg > max + w.division_kg {
                 c.flags.push(Flag::new(
                     "overweight",
@@ -230,6 +259,8 @@ mod tests {
             scan: None,
             flags: vec![],
             images: Vec::new(),
+            transport_mode: None,
+            train: None,
         }
     }
 
@@ -243,6 +274,7 @@ mod tests {
         EdgeChecks {
             limits: Limits {
                 max_gross_kg: Some(40_000.0),
+                max_wagon_gross_kg: Some(90_000.0),
                 max_length_mm: Some(16_500),
                 max_width_mm: Some(2_550),
                 max_height_mm: Some(4_000),
@@ -389,6 +421,47 @@ mod tests {
         assert_eq!(
             CentralLists::from_lists(Some(&bad), None),
             CentralLists::default()
+        );
+    }
+
+    #[test]
+    fn an_overweight_wagon_is_flagged_and_a_train_is_not_a_lorry() {
+        let mut c = crossing("-", 180_070.0, OK_DIMS);
+        c.plate = None;
+        let wagon = |position: u32, kg: f64, number: Option<&str>| bcp_record::Wagon {
+            position,
+            on_at: c.arrived_at,
+            off_at: None,
+            number: number.map(|n| bcp_record::IdentifierRead {
+                text: n.into(),
+                scheme: "UIC".into(),
+                check: bcp_record::IdCheck::Valid,
+                read_as: None,
+                confidence: 0.9,
+                reads: 2,
+            }),
+            weight: Some(Weighing {
+                gross_kg: kg,
+                division_kg: 50.0,
+                stable_at: c.arrived_at,
+                device: "rwb1".into(),
+            }),
+            containers: vec![],
+        };
+        c.train = Some(bcp_record::Train {
+            wagons: vec![
+                wagon(1, 90_050.0, Some("218124712173")),
+                wagon(2, 90_060.0, None),
+            ],
+        });
+        checks().apply(&mut c);
+        assert_eq!(codes(&c), ["wagon_overweight"], "{:?}", c.flags);
+        assert!(
+            c.flags[0]
+                .reason
+                .starts_with("wagon 2 (number unread): gross 90060 kg"),
+            "{}",
+            c.flags[0].reason
         );
     }
 }

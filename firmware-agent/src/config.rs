@@ -23,6 +23,9 @@ pub struct AgentConfig {
     pub anpr: AnprSettings,
     #[serde(default)]
     pub lane: LaneSettings,
+    /// The train correlator's windows; only on a rail post (`post.transport_mode = "rail"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainSettings>,
     /// Legal limits and the hotlist, checked on every crossing at the edge.
     #[serde(default)]
     pub limits: crate::checks::Limits,
@@ -42,8 +45,77 @@ pub struct AgentConfig {
 pub struct PostConfig {
     /// The post's code, used in topics and records (letters, digits, `-`, `_`).
     pub id: String,
-    /// The lane this appliance serves.
+    /// The lane (or track, stand, berth) this appliance serves.
     pub lane: String,
+    /// The post's profile: `road` (default), `rail`, `air` or `river` (see
+    /// `bcp_agent::profile`); every record carries its UN/ECE Rec. 19 transport-mode code.
+    #[serde(default)]
+    pub transport_mode: crate::profile::PostProfile,
+}
+
+/// The train correlator's windows (the `[train]` section of a rail post; see
+/// `bcp_agent::train` for the rules they tune).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// The train is closed and recorded this long after its last wagon left the weigh rail.
+    #[serde(default = "default_train_quiet_ms")]
+    pub quiet_ms: u64,
+    /// The wagon-number reader sees a point of the train this long after the weighbridge does;
+    /// negative when the reader stands before the weigh rail.
+    #[serde(default)]
+    pub reader_offset_ms: i64,
+    /// A read at most this far outside a wagon's time on the rail still joins that wagon.
+    #[serde(default = "default_read_margin_ms")]
+    pub read_margin_ms: u64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            quiet_ms: default_train_quiet_ms(),
+            reader_offset_ms: 0,
+            read_margin_ms: default_read_margin_ms(),
+        }
+    }
+}
+
+impl TrainSettings {
+    /// The correlator's rules; `scanner` says whether the post has a scanner.
+    pub fn rules(&self, scanner: bool) -> crate::train::TrainRules {
+        let max = LaneSettings::MAX_WINDOW_MS as i64;
+        let ms = |v: i64| chrono::TimeDelta::milliseconds(v.clamp(-max, max));
+        crate::train::TrainRules {
+            quiet: ms(self.quiet_ms.min(LaneSettings::MAX_WINDOW_MS) as i64),
+            reader_offset: ms(self.reader_offset_ms),
+            read_margin: ms(self.read_margin_ms.min(LaneSettings::MAX_WINDOW_MS) as i64),
+            expect_scan: scanner,
+        }
+    }
+
+    /// Checks the windows; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.quiet_ms == 0 || self.quiet_ms > LaneSettings::MAX_WINDOW_MS {
+            bail!(
+                "train.quiet_ms = {}: use 1 ..= {} (the gap after the last wagon that ends a train; longer than any stop between two wagons)",
+                self.quiet_ms,
+                LaneSettings::MAX_WINDOW_MS
+            );
+        }
+        if self.reader_offset_ms.unsigned_abs() > 600_000 {
+            bail!(
+                "train.reader_offset_ms = {}: at most ±600000 (ten minutes between weighbridge and reader)",
+                self.reader_offset_ms
+            );
+        }
+        if self.read_margin_ms > 60_000 {
+            bail!(
+                "train.read_margin_ms = {}: at most 60000; a wider margin gives reads to the wrong wagon",
+                self.read_margin_ms
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -399,6 +471,12 @@ const fn default_scan_after_left_ms() -> u64 {
 const fn default_tailgate_gap_ms() -> u64 {
     500
 }
+const fn default_train_quiet_ms() -> u64 {
+    10_000
+}
+const fn default_read_margin_ms() -> u64 {
+    500
+}
 const fn default_keep_alive() -> u64 {
     30
 }
@@ -525,6 +603,15 @@ impl AgentConfig {
             }
         }
         self.lane.validate()?;
+        match (self.post.transport_mode, &self.train) {
+            (crate::profile::PostProfile::Rail, Some(t)) => t.validate()?,
+            (crate::profile::PostProfile::Rail, None) => {}
+            (other, Some(_)) => bail!(
+                "[train] is set but post.transport_mode = {:?}: the train correlator runs only on a rail post (transport_mode = \"rail\"); remove [train] or change the mode",
+                other.name()
+            ),
+            (_, None) => {}
+        }
         if self.camera.poll_ms == 0 {
             bail!("camera.poll_ms = 0: use at least 1");
         }
@@ -550,6 +637,11 @@ impl AgentConfig {
             );
         }
         Ok(())
+    }
+
+    /// The train correlator's settings: `[train]`, or its defaults.
+    pub fn train_settings(&self) -> TrainSettings {
+        self.train.clone().unwrap_or_default()
     }
 
     pub fn client_id(&self) -> String {
@@ -845,6 +937,74 @@ broker_port = 8883
         let neither = format!("{VALID}\n[scanner]\nname = \"xr1\"\n");
         let e = format!("{:#}", parse(&neither).expect_err("neither"));
         assert!(e.contains("scanner.drop_folder"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_post_profile_is_road_unless_configured_and_names_its_mode() -> Result<()> {
+        let cfg = parse(VALID)?;
+        assert_eq!(cfg.post.transport_mode, crate::profile::PostProfile::Road);
+        for (name, code) in [("road", 3), ("rail", 2), ("air", 4), ("river", 8)] {
+            let cfg = parse(&VALID.replace(
+                "lane = \"L1\"",
+                &format!("lane = \"L1\"\ntransport_mode = \"{name}\""),
+            ))?;
+            assert_eq!(cfg.post.transport_mode.transport_mode().code(), code);
+            let again = parse(&toml::to_string(&cfg)?)?;
+            assert_eq!(again.post.transport_mode, cfg.post.transport_mode);
+        }
+        let e = format!(
+            "{:#}",
+            parse(&VALID.replace("lane = \"L1\"", "lane = \"L1\"\ntransport_mode = \"sea\""))
+                .expect_err("no sea profile")
+        );
+        assert!(
+            e.contains("transport_mode") && e.contains("`road`, `rail`, `air`, `river`"),
+            "{e}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_train_section_belongs_to_a_rail_post_and_is_validated_by_key() -> Result<()> {
+        let rail = VALID.replace("lane = \"L1\"", "lane = \"T1\"\ntransport_mode = \"rail\"");
+        let cfg = parse(&rail)?;
+        let rules = cfg.train_settings().rules(false);
+        assert_eq!(rules.quiet.num_seconds(), 10, "defaults without [train]");
+        let cfg = parse(&format!(
+            "{rail}\n[train]\nquiet_ms = 20000\nreader_offset_ms = -1500\nread_margin_ms = 800\n"
+        ))?;
+        let rules = cfg.train_settings().rules(true);
+        assert_eq!(
+            (
+                rules.quiet.num_milliseconds(),
+                rules.reader_offset.num_milliseconds(),
+                rules.read_margin.num_milliseconds(),
+                rules.expect_scan
+            ),
+            (20_000, -1500, 800, true)
+        );
+        for (bad, key) in [
+            ("quiet_ms = 0", "train.quiet_ms"),
+            ("reader_offset_ms = 700000", "train.reader_offset_ms"),
+            ("read_margin_ms = 90000", "train.read_margin_ms"),
+        ] {
+            let e = format!(
+                "{:#}",
+                parse(&format!("{rail}\n[train]\n{bad}\n")).expect_err(bad)
+            );
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}\n[train]\nquiet_ms = 5000\n")).expect_err("road")
+        );
+        assert!(
+            e.contains("[train]") && e.contains("post.transport_mode = \"road\""),
+            "{e}"
+        );
+        let limits = parse(&format!("{rail}\n[limits]\nmax_wagon_gross_kg = 92000.0\n"))?;
+        assert_eq!(limits.limits.max_wagon_gross_kg, Some(92_000.0));
         Ok(())
     }
 }

@@ -1,12 +1,20 @@
 //! # bcp-agent: the border-post appliance daemon and its technician CLI
 //!
 //! - [`config`]: the one TOML file a technician edits, validated key by key.
+//! - [`profile`]: the post's type (`[post] transport_mode`: road, rail, air, river), its UN/ECE
+//!   Rec. 19 code written into every record, and which correlator and identifier it uses.
 //! - [`lane`]: the pure lane correlator that links plate, weight, dimensions and scan into a
 //!   [`bcp_record::Crossing`], and its rules with reasons: late scans held for and joined,
 //!   tailgaters split, reversals not recorded (logged), unread plates and orphan scans recorded
 //!   with a flag saying why.
+//!   On an air or river post the same correlator reads a ULD id or a vessel's ENI/IMO number
+//!   (check digits validated, one look-alike repaired) into the plate slot.
+//! - [`train`]: the pure train correlator of a rail post: wagons framed by the rail weighbridge,
+//!   wagon numbers (UIC/CIS) and container codes (ISO 6346) placed on them by time, one record
+//!   per train after a quiet window, flags with reasons (unread or repaired numbers, wagon
+//!   count mismatch, missing weights).
 //! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
-//!   hotlist).
+//!   hotlist, overweight wagon).
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
 //! - [`scanner`]: the X-ray scanner adapters: a JSON-lines TCP feed and a drop folder of XML
 //!   metadata files (processed once, bad files quarantined with a reason).
@@ -31,9 +39,11 @@ pub mod control;
 pub mod health;
 pub mod lane;
 pub mod metrics;
+pub mod profile;
 pub mod scanner;
 pub mod sim_config;
 pub mod systemd;
+pub mod train;
 pub mod view;
 
 pub use config::AgentConfig;

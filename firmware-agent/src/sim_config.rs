@@ -21,6 +21,7 @@ pub fn for_simulator(
         post: PostConfig {
             id: post.to_owned(),
             lane: "L1".to_owned(),
+            transport_mode: crate::profile::PostProfile::Road,
         },
         weighbridge: WeighbridgeConfig {
             name: "wb1".to_owned(),
@@ -55,6 +56,7 @@ pub fn for_simulator(
             ..AnprSettings::default()
         },
         lane: LaneSettings::default(),
+        train: None,
         limits: crate::checks::Limits::default(),
         outbox: OutboxConfig {
             path: state_dir.join("outbox.db"),

@@ -4,6 +4,8 @@
 //!
 //! - [`scenario`]: the vehicles (plate, gross weight, dimensions, scan), deterministic from a seed;
 //!   the ground truth a test compares central's records against.
+//! - [`conveyances`]: the other post types' scenarios: trains (wagons with UIC numbers, weights,
+//!   ISO 6346 containers) for rail, ULD cargo units for air, vessels (ENI/IMO) for river.
 //! - [`devices`]: a Mettler Toledo weighbridge indicator and a dimension sensor on pseudo-terminals,
 //!   a camera dropping JPEG frames into a folder, an X-ray scanner's JSON-lines TCP feed.
 //! - [`indicators`]: every weighing-indicator protocol of `bcp_drivers` on a pty behind a
@@ -18,6 +20,7 @@
 //!
 //! The binary `bcp-sim` is a thin wrapper around [`Simulator`].
 
+pub mod conveyances;
 pub mod devices;
 pub mod indicators;
 pub mod link;
@@ -28,4 +31,4 @@ pub mod sim;
 
 pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
-pub use sim::{SimEndpoints, Simulator, Timing};
+pub use sim::{Scenario, SimEndpoints, Simulator, Timing};

@@ -5,7 +5,14 @@
 //! the gross weight, during which the dimension sensor sends its line, the camera drops frames
 //! and the scanner reports the scan; then the weight ramps down to zero and the lane stays empty
 //! for a gap.
+//!
+//! A train ([`Scenario::Trains`], a rail post) goes wagon by wagon over the same indicator: each
+//! wagon's weight rises, settles and falls back to zero (the weigh rail is one wagon long and
+//! the sim uncouples nothing: the boundary is the weight going under the empty threshold), one
+//! frame with the wagon's number and one per container go to the camera; the train's scan is
+//! sent after its last wagon, and the track stays empty for `train_gap` before the next train.
 
+use crate::conveyances::SimTrain;
 use crate::devices::{self, BridgeState, SimPort};
 use crate::plate_render;
 use crate::scenario::{self, Vehicle, DIVISION_KG};
@@ -33,6 +40,15 @@ pub struct SimEndpoints {
     pub scanner_addr: String,
 }
 
+/// What the simulated post sees.
+#[derive(Debug, Clone)]
+pub enum Scenario {
+    /// Vehicles (or cargo units, vessels) through the lane; `None`: new ones without end.
+    Vehicles(Option<Vec<Vehicle>>),
+    /// Trains over the rail weighbridge.
+    Trains(Vec<SimTrain>),
+}
+
 /// How fast vehicles move through the simulated lane.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -42,6 +58,9 @@ pub struct Timing {
     pub hold: Duration,
     pub leave: Duration,
     pub gap: Duration,
+    /// The empty track between two trains (longer than the agent's `[train] quiet_ms`, 10 s by
+    /// default).
+    pub train_gap: Duration,
 }
 
 impl Default for Timing {
@@ -52,6 +71,7 @@ impl Default for Timing {
             hold: Duration::from_millis(1600),
             leave: Duration::from_millis(300),
             gap: Duration::from_millis(900),
+            train_gap: Duration::from_secs(12),
         }
     }
 }
@@ -110,6 +130,18 @@ impl Simulator {
         self,
         vehicles: Option<Vec<Vehicle>>,
         seed: u64,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        self.run_scenario(Scenario::Vehicles(vehicles), seed, shutdown)
+            .await
+    }
+
+    /// Drives `scenario` once a client has connected to the scanner feed, then keeps the
+    /// devices open and idle until shutdown.
+    pub async fn run_scenario(
+        self,
+        scenario: Scenario,
+        seed: u64,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
         let Simulator {
@@ -155,6 +187,20 @@ impl Simulator {
             camera_dir: &endpoints.camera_dir,
             frames: 0,
         };
+        let vehicles = match scenario {
+            Scenario::Vehicles(v) => v,
+            Scenario::Trains(trains) => {
+                let total = trains.len();
+                for (i, train) in trains.iter().enumerate() {
+                    tracing::info!(n = i + 1, total, wagons = train.wagons.len(), scan = %train.scan_id, "train comes");
+                    tokio::select! {
+                        r = lane.drive_train(train) => r?,
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                Some(Vec::new())
+            }
+        };
         let finite = vehicles.is_some();
         let mut batch = vehicles.unwrap_or_default();
         let mut round = 0u64;
@@ -196,6 +242,90 @@ struct Lane<'a> {
 }
 
 impl Lane<'_> {
+    async fn drive_train(&mut self, train: &SimTrain) -> Result<()> {
+        let t = self.timing;
+        for w in &train.wagons {
+            let mut texts = vec![w.number_display.clone()];
+            texts.extend(w.containers.iter().map(|(display, _)| display.clone()));
+            self.weigh(w.gross_kg, &texts, None).await?;
+            // Couplers: the weight is back under the empty threshold between two wagons.
+            tokio::time::sleep(t.gap / 3).await;
+        }
+        let scan = ScanEvent {
+            scanner_id: train.scanner_id.clone(),
+            scan_id: train.scan_id.clone(),
+            scanned_at: chrono::Utc::now(),
+            lane: Some("T1".to_owned()),
+            decision: train.decision,
+            images: vec![format!("{}.png", train.scan_id)],
+            conveyance_id: None,
+            decision_by: None,
+        };
+        if self.scans.send(scan).is_err() {
+            tracing::warn!(scan = %train.scan_id, "no scanner feed client: scan event not delivered");
+        }
+        tokio::time::sleep(t.train_gap).await;
+        Ok(())
+    }
+
+    /// One load over the weighbridge: ramp up, settle, a frame per text (each rendered twice
+    /// when it is the only one), the scan if any, ramp down.
+    async fn weigh(
+        &mut self,
+        gross_kg: u32,
+        texts: &[String],
+        scan: Option<ScanEvent>,
+    ) -> Result<()> {
+        let t = self.timing;
+        let steps = 5u32;
+        for k in 1..steps {
+            let w = gross_kg * k / steps / DIVISION_KG * DIVISION_KG;
+            self.bridge.send_replace(BridgeState {
+                weight_kg: w,
+                motion: true,
+            });
+            tokio::time::sleep(t.ramp / steps).await;
+        }
+        let hold_start = tokio::time::Instant::now();
+        self.bridge.send_replace(BridgeState {
+            weight_kg: gross_kg + DIVISION_KG,
+            motion: true,
+        });
+        tokio::time::sleep(t.hold / 10).await;
+        self.bridge.send_replace(BridgeState {
+            weight_kg: gross_kg,
+            motion: false,
+        });
+        let frames: Vec<&String> = if texts.len() == 1 {
+            vec![&texts[0], &texts[0]]
+        } else {
+            texts.iter().collect()
+        };
+        let pause = t.hold / (2 * frames.len().max(1) as u32);
+        for text in frames {
+            let jpeg = plate_render::render_vehicle_frame(text, self.frames.wrapping_mul(7))?;
+            self.frames += 1;
+            devices::write_camera_frame(self.camera_dir, "cam1", self.frames, &jpeg)?;
+            tokio::time::sleep(pause).await;
+        }
+        if let Some(scan) = scan {
+            let id = scan.scan_id.clone();
+            if self.scans.send(scan).is_err() {
+                tracing::warn!(scan = %id, "no scanner feed client: scan event not delivered");
+            }
+        }
+        tokio::time::sleep_until(hold_start + t.hold).await;
+        for k in (0..3u32).rev() {
+            let w = gross_kg * k / 3 / DIVISION_KG * DIVISION_KG;
+            self.bridge.send_replace(BridgeState {
+                weight_kg: w,
+                motion: k > 0,
+            });
+            tokio::time::sleep(t.leave / 3).await;
+        }
+        Ok(())
+    }
+
     async fn drive(&mut self, v: &Vehicle) -> Result<()> {
         let t = self.timing;
         let steps = 5u32;

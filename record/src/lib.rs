@@ -16,6 +16,9 @@
 //!   ([`topics::blob`]), acknowledged one by one ([`BlobAck`]); [`BlobEvicted`] tells central an
 //!   image will never come.
 //! - [`topics`]: the MQTT topic names, under the versioned prefix `bcp/v1`.
+//! - [`transport`]: the post's mode of transport ([`TransportMode`], UN/ECE Rec. 19) and a rail
+//!   post's [`Train`] of [`Wagon`]s with their numbers, weights and containers
+//!   ([`IdentifierRead`]).
 //!
 //! ## Compatibility
 //! Fields are only ever added, as `Option` or with `#[serde(default)]`, so an older central can
@@ -27,8 +30,13 @@ use uuid::Uuid;
 
 pub mod lists;
 pub mod seal;
+pub mod transport;
 
-/// One vehicle's passage through a lane, with all the evidence the lane could link to it.
+pub use transport::{IdCheck, IdentifierRead, Train, TransportMode, Wagon};
+
+/// One vehicle's passage through a lane, with all the evidence the lane could link to it; on a
+/// rail post, one train's passage ([`Crossing::train`]); on an air or river post, a cargo unit or
+/// a vessel, whose identifier is in [`Crossing::plate`] with the scheme as its `format`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Crossing {
     /// UUID v7: unique and time-ordered.
@@ -54,6 +62,13 @@ pub struct Crossing {
     /// (and their seals).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<ImageRef>,
+    /// The mode of transport at the border (UN/ECE Rec. 19), from the post's profile. Absent on
+    /// records from before post profiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_mode: Option<TransportMode>,
+    /// On a rail post: the train, its wagons in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<Train>,
 }
 
 /// An image a crossing refers to: a content-addressed blob, stored and sent apart from records.
@@ -466,6 +481,39 @@ mod tests {
             ImageKind::parse("scan_thumbnail"),
             Some(ImageKind::ScanThumbnail)
         );
+    }
+
+    #[test]
+    fn a_train_record_carries_its_mode_and_wagons_and_round_trips() {
+        let old = r#"{"id":"019aa4c2-5a10-7c3e-9d1b-1f2e3d4c5b01","post":"P","lane":"T1","arrived_at":"2026-11-20T08:00:20Z","left_at":"2026-11-20T08:00:58Z","plate":null,"weight":null,"dimensions":null,"scan":null,"flags":[]}"#;
+        let mut c: Crossing = serde_json::from_str(old).expect("old record");
+        assert_eq!((c.transport_mode, c.train.as_ref()), (None, None));
+        c.transport_mode = Some(TransportMode::Rail);
+        c.train = Some(Train {
+            wagons: vec![Wagon {
+                position: 1,
+                on_at: c.arrived_at,
+                off_at: Some(c.left_at),
+                number: Some(IdentifierRead {
+                    text: "218124712173".into(),
+                    scheme: "UIC".into(),
+                    check: IdCheck::Repaired,
+                    read_as: Some("218124712178".into()),
+                    confidence: 0.8,
+                    reads: 1,
+                }),
+                weight: None,
+                containers: vec![],
+            }],
+        });
+        let json = serde_json::to_string(&c).expect("encodes");
+        assert!(
+            json.contains(r#""transport_mode":{"code":2,"name":"rail"}"#)
+                && json.contains(r#""check":"repaired""#)
+                && !json.contains("containers"),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Crossing>(&json).expect("decodes"), c);
     }
 
     #[test]

@@ -276,6 +276,8 @@ mod tests {
                 scan: None,
                 flags: Vec::new(),
                 images: Vec::new(),
+                transport_mode: None,
+                train: None,
             },
             seal: None,
         }

@@ -83,6 +83,8 @@ fn crossing(n: u32) -> Crossing {
             Vec::new()
         },
         images: Vec::new(),
+        transport_mode: None,
+        train: None,
     }
 }
 

@@ -65,17 +65,34 @@
 //!   flagged `orphan_scan` with the reason.
 //!
 //! Every doubt is written into the record as a [`Flag`] with its reason.
+//!
+//! ## Air and river posts: an identifier in the plate slot
+//! With a [`Conveyance`] whose `identifier` is set (an air post's IATA ULD id, a river post's
+//! ENI or IMO number), each frame's reads are validated with `bcp_anpr::identifiers` before
+//! they join: reads that fit no shape of the scheme are dropped, a read with one look-alike
+//! character whose repair alone makes the check digit hold is repaired (confidence x 0.85), and
+//! the plate slot holds the identifier with its scheme as `format` (`ULD`, `ENI`, `IMO`), voted
+//! by whole text over the frames. An identifier known only through a repair is flagged
+//! `identifier_repaired`; `plate_unread` then says what was read and why it was refused (the
+//! code is kept so that central's filters on unread conveyances work for every post type). A
+//! conveyance that is not weighed (a vessel: the river post's `[weighbridge]` is its presence
+//! sensor) is not flagged `no_stable_weight` or `no_dimensions`, and its presence alone is a
+//! crossing (a vessel passing unidentified is recorded, flagged `plate_unread`), unless it left
+//! by the entry side.
 
 mod pending;
 mod words;
 
+use bcp_anpr::identifiers::{self, Check, IdError, IdKind};
 use bcp_anpr::PlateCandidate;
 use bcp_record::{Crossing, Dimensions, Flag, ScanEvent, Weighing};
 use chrono::{DateTime, TimeDelta, Utc};
+pub(crate) use pending::similar;
 use pending::{second_plate_starts, Pending};
 use std::collections::VecDeque;
 use uuid::Uuid;
-use words::{clock, decision, duration, normalise_id};
+pub(crate) use words::{clock, duration};
+use words::{decision, normalise_id};
 
 /// Time windows of the correlator (the `[lane]` config section, `*_ms` keys).
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +122,39 @@ impl Default for LaneRules {
         }
     }
 }
+
+/// What the lane's conveyances are (see "Air and river posts" in the module header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conveyance {
+    /// The identifier read into the plate slot; `None`: a road vehicle's number plate.
+    pub identifier: Option<IdKind>,
+    /// Whether the conveyance is weighed and measured (flags when it is not).
+    pub weighed: bool,
+}
+
+impl Default for Conveyance {
+    /// A road vehicle.
+    fn default() -> Self {
+        Self {
+            identifier: None,
+            weighed: true,
+        }
+    }
+}
+
+/// What validating one frame's identifier reads found, kept for the record's reasons.
+#[derive(Debug, Clone)]
+struct IdNote {
+    at: DateTime<Utc>,
+    /// The identifier (after repair), or the refused read.
+    text: String,
+    /// `Some(what was read)` if it was repaired; for a refused read, why.
+    note: Option<String>,
+    refused: bool,
+}
+
+/// How many identifier notes are kept (a few minutes of frames).
+const ID_NOTES_KEPT: usize = 256;
 
 /// A piece of evidence that joins a crossing by its time.
 #[derive(Debug, Clone)]
@@ -193,6 +243,8 @@ pub struct LaneCorrelator {
     ready: VecDeque<Crossing>,
     events: VecDeque<LaneEvent>,
     counters: LaneCounters,
+    conveyance: Conveyance,
+    id_notes: VecDeque<IdNote>,
 }
 
 impl LaneCorrelator {
@@ -207,7 +259,76 @@ impl LaneCorrelator {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             counters: LaneCounters::default(),
+            conveyance: Conveyance::default(),
+            id_notes: VecDeque::new(),
         }
+    }
+
+    /// The same lane for another kind of conveyance (an air or river post's profile).
+    pub fn with_conveyance(mut self, conveyance: Conveyance) -> Self {
+        self.conveyance = conveyance;
+        self
+    }
+
+    fn new_pending(&self, at: DateTime<Utc>) -> Pending {
+        let mut p = Pending::new(at);
+        p.by_identifier = self.conveyance.identifier.is_some();
+        p
+    }
+
+    /// A frame's reads as identifiers of `kind`: validated, repaired where exactly one repair
+    /// holds, best first; notes what was repaired or refused.
+    fn identifiers(
+        &mut self,
+        kind: IdKind,
+        at: DateTime<Utc>,
+        reads: Vec<PlateCandidate>,
+    ) -> Vec<PlateCandidate> {
+        let mut out: Vec<PlateCandidate> = Vec::new();
+        for c in reads {
+            let (text, confidence, format, note, refused) =
+                match identifiers::validate(kind, &c.text) {
+                    Ok(id) => {
+                        let (confidence, note) = match id.check {
+                            Check::Repaired { .. } => (c.confidence * 0.85, Some(c.text.clone())),
+                            Check::Valid | Check::NoCheckDigit => (c.confidence, None),
+                        };
+                        (id.text, confidence, Some(id.scheme.code()), note, false)
+                    }
+                    Err(IdError::Shape { .. }) => continue,
+                    Err(e) => (c.text.clone(), 0.0, None, Some(e.to_string()), true),
+                };
+            self.id_notes.push_back(IdNote {
+                at,
+                text: text.clone(),
+                note,
+                refused,
+            });
+            if refused || out.iter().any(|o| o.text == text) {
+                continue;
+            }
+            out.push(PlateCandidate {
+                char_confidences: vec![confidence; text.chars().count()],
+                text,
+                confidence,
+                format,
+                bbox: c.bbox,
+            });
+        }
+        while self.id_notes.len() > ID_NOTES_KEPT {
+            self.id_notes.pop_front();
+        }
+        out.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        out
+    }
+
+    /// The identifier notes of a crossing's time, `pre_arrival` before it came on included.
+    fn notes_of(&self, p: &Pending, left_at: DateTime<Utc>) -> Vec<&IdNote> {
+        let from = p.arrived_at - self.rules.pre_arrival;
+        self.id_notes
+            .iter()
+            .filter(|n| from <= n.at && n.at <= left_at)
+            .collect()
     }
 
     pub fn rules(&self) -> &LaneRules {
@@ -262,7 +383,7 @@ impl LaneCorrelator {
                 duration(gap)
             ));
         }
-        let mut p = Pending::new(at);
+        let mut p = self.new_pending(at);
         if let Some(reason) = tailgate {
             self.counters.tailgates += 1;
             p.flags.push(Flag::new("tailgating", reason));
@@ -280,9 +401,14 @@ impl LaneCorrelator {
         self.pending.push_back(p);
     }
 
+    /// A stable weight; ignored for a conveyance that is not weighed (a river post's
+    /// `[weighbridge]` only tells presence).
     pub fn handle_stable_weight(&mut self, at: DateTime<Utc>, weight: Weighing) {
+        if !self.conveyance.weighed {
+            return;
+        }
         if self.on_bridge().is_none() {
-            let mut p = Pending::new(at);
+            let mut p = self.new_pending(at);
             p.flags.push(Flag::new(
                 "arrival_not_seen",
                 "stable weight without the vehicle coming on (agent started or reconnected mid-weighing)",
@@ -310,9 +436,13 @@ impl LaneCorrelator {
     /// Evidence that happened at `at` (capture time, measurement time). A scan given here is
     /// handled as [`handle_scan`](Self::handle_scan) arriving at `at`.
     pub fn handle_evidence(&mut self, at: DateTime<Utc>, evidence: Evidence) {
-        if let Evidence::Scan(scan) = evidence {
-            return self.handle_scan(at, scan);
-        }
+        let evidence = match (self.conveyance.identifier, evidence) {
+            (_, Evidence::Scan(scan)) => return self.handle_scan(at, scan),
+            (Some(kind), Evidence::PlateReads(reads)) => {
+                Evidence::PlateReads(self.identifiers(kind, at, reads))
+            }
+            (_, e) => e,
+        };
         let pre = self.rules.pre_arrival;
         // 1. The vehicle that was on the bridge then; 2. else one that arrived just after
         // (a camera sees a vehicle before the bridge does); else wait (see `poll`).
@@ -345,6 +475,7 @@ impl LaneCorrelator {
             return;
         };
         let mut b = Pending::new(at);
+        b.by_identifier = a.by_identifier;
         a.left_at = Some(at);
         let (keep, moved) = std::mem::take(&mut a.frames)
             .into_iter()
@@ -622,7 +753,7 @@ impl LaneCorrelator {
 
     fn close(&mut self, mut p: Pending, now: DateTime<Utc>) {
         let left_at = p.left_at.unwrap_or(now);
-        if let Some(reason) = p.reversal(left_at) {
+        if let Some(reason) = p.reversal(left_at, !self.conveyance.weighed) {
             self.counters.reversals += 1;
             let plate = p.plate().map(|r| r.text);
             if let Some(scan) = p.scan.take() {
@@ -692,20 +823,58 @@ impl LaneCorrelator {
             scan: Some(scan),
             flags: vec![flag],
             images: Vec::new(),
+            transport_mode: None,
+            train: None,
         }
     }
 
     fn finish(&self, mut p: Pending, left_at: DateTime<Utc>, now: DateTime<Utc>) -> Crossing {
         let plate = p.plate();
+        let notes = self.notes_of(&p, left_at);
+        if let (Some(read), Some(kind)) = (plate.as_ref(), self.conveyance.identifier) {
+            let of_it: Vec<&&IdNote> = notes.iter().filter(|n| n.text == read.text).collect();
+            if !of_it.is_empty() && of_it.iter().all(|n| n.note.is_some()) {
+                let seen: Vec<&str> = of_it.iter().filter_map(|n| n.note.as_deref()).collect();
+                p.flags.push(Flag::new(
+                    "identifier_repaired",
+                    format!(
+                        "the {} {} is known only through a one-character repair of its check digit: read as {}",
+                        id_name(kind),
+                        read.text,
+                        seen.first().copied().unwrap_or("-")
+                    ),
+                ));
+            }
+        }
         if plate.is_none() {
-            let mut why = if p.frames.is_empty() {
-                "no camera frame with a plate-like read while the vehicle was on the bridge"
-                    .to_owned()
-            } else {
-                format!(
+            let refused: Vec<String> = notes
+                .iter()
+                .filter(|n| n.refused)
+                .filter_map(|n| n.note.clone())
+                .fold(Vec::new(), |mut v, n| {
+                    if !v.contains(&n) {
+                        v.push(n);
+                    }
+                    v
+                });
+            let mut why = match (self.conveyance.identifier, refused.is_empty()) {
+                (Some(kind), false) => format!(
+                    "no valid {} read; refused: {}",
+                    id_name(kind),
+                    refused.join("; ")
+                ),
+                (Some(kind), true) => format!(
+                    "no camera frame showed a {} while it was present",
+                    id_name(kind)
+                ),
+                (None, _) if p.frames.is_empty() => {
+                    "no camera frame with a plate-like read while the vehicle was on the bridge"
+                        .to_owned()
+                }
+                (None, _) => format!(
                     "{} camera frame(s) showed a plate but no readable characters",
                     p.frames.len()
-                )
+                ),
             };
             if let Some(id) = p.scan.as_ref().and_then(|s| s.conveyance_id.as_deref()) {
                 why.push_str(&format!(
@@ -715,13 +884,13 @@ impl LaneCorrelator {
             }
             p.flags.push(Flag::new("plate_unread", why));
         }
-        if p.weights.is_empty() {
+        if p.weights.is_empty() && self.conveyance.weighed {
             p.flags.push(Flag::new(
                 "no_stable_weight",
                 "the weight never settled while the vehicle was on the bridge",
             ));
         }
-        if p.dimensions.is_none() {
+        if p.dimensions.is_none() && self.conveyance.weighed {
             p.flags.push(Flag::new(
                 "no_dimensions",
                 "the dimension sensor reported nothing for this vehicle",
@@ -756,11 +925,24 @@ impl LaneCorrelator {
             scan: p.scan,
             flags: p.flags,
             images: Vec::new(),
+            transport_mode: None,
+            train: None,
         }
     }
 }
 
-fn uuid_v7(now: DateTime<Utc>) -> Uuid {
+/// How an identifier kind is named in reasons.
+fn id_name(kind: IdKind) -> &'static str {
+    match kind {
+        IdKind::Uld => "ULD id (IATA)",
+        IdKind::Vessel => "vessel number (ENI or IMO)",
+        IdKind::Wagon => "wagon number (UIC or CIS)",
+        IdKind::Container => "container code (ISO 6346)",
+    }
+}
+
+/// A UUID v7 for a record made at `now`.
+pub(crate) fn uuid_v7(now: DateTime<Utc>) -> Uuid {
     let ts = uuid::Timestamp::from_unix(
         uuid::NoContext,
         now.timestamp().max(0).unsigned_abs(),
@@ -769,5 +951,7 @@ fn uuid_v7(now: DateTime<Utc>) -> Uuid {
     Uuid::new_v7(ts)
 }
 
+#[cfg(test)]
+mod identifier_tests;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,9 @@ pub(super) struct Pending {
     pub(super) scan: Option<ScanEvent>,
     pub(super) extra_scans: Vec<String>,
     pub(super) flags: Vec<Flag>,
+    /// The frames hold validated identifiers (ULD, vessel), not number plates: voted by whole
+    /// text, never bent to a plate format.
+    pub(super) by_identifier: bool,
 }
 
 impl Pending {
@@ -34,11 +37,14 @@ impl Pending {
             scan: None,
             extra_scans: Vec::new(),
             flags: Vec::new(),
+            by_identifier: false,
         }
     }
 
-    /// Why this presence is not a crossing, if it is not (see the module header).
-    pub(super) fn reversal(&self, left_at: DateTime<Utc>) -> Option<String> {
+    /// Why this presence is not a crossing, if it is not (see the module header). Where
+    /// `presence_counts` (a vessel, not weighed), a presence alone is a crossing unless it left
+    /// by the entry side.
+    pub(super) fn reversal(&self, left_at: DateTime<Utc>, presence_counts: bool) -> Option<String> {
         let on_for = duration(left_at - self.arrived_at);
         match self.left_by {
             BridgeEnd::Entry => Some(format!(
@@ -49,7 +55,8 @@ impl Pending {
                 }
             )),
             BridgeEnd::Unknown
-                if self.weights.is_empty()
+                if !presence_counts
+                    && self.weights.is_empty()
                     && self.frames.is_empty()
                     && self.dimensions.is_none()
                     && self.scan.is_none() =>
@@ -68,12 +75,45 @@ impl Pending {
 
     /// The plate voted from the frames so far.
     pub(super) fn plate(&self) -> Option<PlateRead> {
+        if self.by_identifier {
+            return self.identifier();
+        }
         let reads: Vec<PlateCandidate> = self.frames.iter().map(|(_, r)| r.clone()).collect();
         bcp_anpr::vote::vote(&reads).map(|v| PlateRead {
             text: v.text,
             confidence: v.confidence,
             format: v.format.map(str::to_owned),
             frames: v.frames,
+        })
+    }
+
+    /// The identifier read in most frames (by summed confidence): reads were validated and
+    /// repaired one by one, so equal texts are the same identifier.
+    fn identifier(&self) -> Option<PlateRead> {
+        let mut groups: Vec<(&PlateCandidate, f32, u32)> = Vec::new();
+        for (_, r) in self.frames.iter().filter(|(_, r)| !r.text.is_empty()) {
+            match groups.iter_mut().find(|(g, _, _)| g.text == r.text) {
+                Some((_, sum, n)) => {
+                    *sum += r.confidence;
+                    *n += 1;
+                }
+                None => groups.push((r, r.confidence, 1)),
+            }
+        }
+        let total: f32 = groups.iter().map(|(_, sum, _)| *sum).sum();
+        let (best, sum, n) = groups
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)))?;
+        Some(PlateRead {
+            text: best.text.clone(),
+            // The group's mean confidence, times its share of all frames' confidence.
+            confidence: if total > 0.0 {
+                sum / n as f32 * (sum / total)
+            } else {
+                0.0
+            },
+            format: best.format.map(str::to_owned),
+            frames: n,
         })
     }
 
@@ -115,7 +155,7 @@ pub(super) fn second_plate_starts(
 }
 
 /// Two reads of the same plate: at most two edits apart (OCR confuses a character or two).
-pub(super) fn similar(a: &str, b: &str) -> bool {
+pub(crate) fn similar(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     if a.len().abs_diff(b.len()) > 2 {
         return false;

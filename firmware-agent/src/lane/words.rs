@@ -12,12 +12,12 @@ pub(super) fn normalise_id(id: &str) -> String {
 }
 
 /// `10:00:03.120 UTC`: a time in a reason.
-pub(super) fn clock(t: DateTime<Utc>) -> String {
+pub(crate) fn clock(t: DateTime<Utc>) -> String {
     t.format("%H:%M:%S%.3f UTC").to_string()
 }
 
 /// `2.5 s`, `3 min 12 s`: a duration in a reason.
-pub(super) fn duration(d: TimeDelta) -> String {
+pub(crate) fn duration(d: TimeDelta) -> String {
     let ms = d.num_milliseconds();
     if ms.abs() < 60_000 {
         format!("{:.1} s", ms as f64 / 1000.0)

@@ -1,6 +1,6 @@
 //! `bcp-sim`: runs the simulated post until Ctrl-C (or SIGTERM).
 use anyhow::{Context, Result};
-use bcp_sim::{scenario, Simulator, Timing};
+use bcp_sim::{scenario, Scenario, Simulator, Timing};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -13,9 +13,18 @@ struct Args {
     /// Folder for the camera frames, endpoints.json and scenario.json.
     #[arg(long)]
     dir: PathBuf,
-    /// Drive this many vehicles, then idle; without it, vehicles keep coming.
+    /// Drive this many vehicles (trains on a rail post), then idle; without it, vehicles keep
+    /// coming (a rail post: 3 trains).
     #[arg(long)]
     vehicles: Option<usize>,
+    /// The post type: `road` (TJ/UZ/KZ plates), `rail` (trains: UIC wagon numbers, containers,
+    /// per-wagon weights), `air` (ULD cargo units), `river` (vessels with ENI numbers). The
+    /// agent's `[post] transport_mode` must match.
+    #[arg(long, default_value = "road", value_parser = ["road", "rail", "air", "river"])]
+    post: String,
+    /// Rail: wagons per train.
+    #[arg(long, default_value_t = 4)]
+    wagons: usize,
     /// Seed of the scenario.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -86,12 +95,28 @@ async fn main() -> Result<()> {
     if let Some(protocol) = &args.indicator {
         return run_lone_indicator(&args, protocol).await;
     }
-    let vehicles = args.vehicles.map(|n| scenario::generate(n, args.seed));
-    if let Some(v) = &vehicles {
-        let path = args.dir.join("scenario.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(v)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    use bcp_sim::conveyances;
+    let seed = args.seed;
+    let scenario = match args.post.as_str() {
+        "rail" => {
+            let trains =
+                conveyances::generate_trains(args.vehicles.unwrap_or(3), args.wagons, seed);
+            write_truth(&args.dir, &trains)?;
+            Scenario::Trains(trains)
+        }
+        post => {
+            let make = |n| match post {
+                "air" => conveyances::generate_cargo_units(n, seed),
+                "river" => conveyances::generate_vessels(n, seed),
+                _ => scenario::generate(n, seed),
+            };
+            let vehicles = args.vehicles.map(make);
+            if let Some(v) = &vehicles {
+                write_truth(&args.dir, v)?;
+            }
+            Scenario::Vehicles(vehicles)
+        }
+    };
     let sim = Simulator::start(&args.dir, Timing::default()).await?;
     tracing::info!(endpoints = ?sim.endpoints(), "simulated devices open");
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -99,7 +124,14 @@ async fn main() -> Result<()> {
         wait_for_signal().await;
         let _ = tx.send(true);
     });
-    sim.run(vehicles, args.seed, rx).await
+    sim.run_scenario(scenario, args.seed, rx).await
+}
+
+/// DIR/scenario.json: what the simulator drives, the truth to compare records with.
+fn write_truth<T: serde::Serialize>(dir: &std::path::Path, truth: &T) -> Result<()> {
+    let path = dir.join("scenario.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(truth)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 async fn wait_for_signal() {

@@ -45,6 +45,8 @@ pub fn crossing(post: &str, n: u32) -> Crossing {
         }),
         flags: Vec::new(),
         images: Vec::new(),
+        transport_mode: None,
+        train: None,
     }
 }
 

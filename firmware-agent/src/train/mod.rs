@@ -1,0 +1,417 @@
+//! The train correlator of a rail post: links a train's wagon weighings and the identifiers read
+//! on it (wagon numbers, container codes) into **one record per train**, its wagons in order.
+//!
+//! A pure state machine like [`crate::lane`]: no I/O, no clock; every input carries the time it
+//! happened, [`TrainCorrelator::poll`] is given `now`, [`TrainCorrelator::poll_timeout`] says
+//! when to call it next. The agent's loop is its driver (`agent.rs`).
+//!
+//! ## Inputs
+//! - **The rail weighbridge frames the wagons**: [`handle_wagon_on`](TrainCorrelator::handle_wagon_on)
+//!   when a wagon comes onto the weigh rail (the indicator's weight rising over its occupied
+//!   threshold), [`handle_wagon_weight`](TrainCorrelator::handle_wagon_weight) with its stable
+//!   weight, [`handle_wagon_off`](TrainCorrelator::handle_wagon_off) when it left (the weight
+//!   back under the empty threshold). A weigh-in-motion system that reports one line per wagon
+//!   gives all three at once. Each on/off pair is one wagon boundary; their order is the
+//!   train's order. The first wagon on starts a train.
+//! - **Identifiers by time**: [`handle_reads`](TrainCorrelator::handle_reads) with the reads of
+//!   one camera frame (or one reader message) and when it was taken. Each read is validated
+//!   with `bcp_anpr::identifiers` as a wagon number (UIC 12-digit or CIS 8-digit, Luhn check
+//!   digit) or else an ISO 6346 container code; a misread of one look-alike character is
+//!   repaired when exactly one repair makes the check digit hold. Reads that fit neither shape
+//!   are noise and dropped; reads that fit a shape but fail the check are kept, to say in the
+//!   record what was seen. Within one frame, a read that is part of a longer identifier read in
+//!   the same frame is dropped (an 8-digit run inside a 12-digit UIC number could pass as a CIS
+//!   number by chance).
+//! - A scan ([`handle_scan`](TrainCorrelator::handle_scan)) joins the train that is open when it
+//!   arrives; with no train open it becomes a scan record flagged `orphan_scan`.
+//!
+//! ## The train ends after a quiet window
+//! `quiet` after the last wagon left the weigh rail with no wagon on it, the train is closed and
+//! assembled. Reads are kept until then and assigned only at the close, so the order in which
+//! frames and weighings reach the correlator does not matter (property-tested).
+//!
+//! ## Assembly (see [`assemble`])
+//! - A read taken at `t` is placed at `t - reader_offset` on the weighbridge's time line (the
+//!   reader may stand before or after the weigh rail) and joins the wagon that was on the rail
+//!   then; else the nearest wagon if it is at most `read_margin` outside that wagon's time on
+//!   the rail (a number painted near the wagon's end).
+//! - Each distinct wagon number goes to the wagon that got most of its reads (a read at a
+//!   boundary cannot give one number to two wagons); same for container codes, several per wagon.
+//! - A number is `valid` if any read of it was valid as read, else `repaired`, with what was read.
+//!
+//! ## Flags, each with its reason naming the wagon's position (and number when known)
+//! - `wagon_number_unread`: no wagon number for this wagon: none read, or read with a failing
+//!   check digit (what was read and why it was refused).
+//! - `wagon_number_repaired`: the number is known only through a one-character repair.
+//! - `wagon_count_mismatch`: the reading saw more wagons than the weighing: two different
+//!   numbers during one wagon's time on the rail (the weighbridge may have taken two wagons for
+//!   one), or a number read outside every weighed wagon's time.
+//! - `wagon_weight_missing`: the wagon never gave a stable weight (the train's total is then
+//!   not given).
+//! - `container_check_failed`: a container code read on the wagon whose check digit fails and
+//!   that matches none of the wagon's valid codes.
+//! - `no_scan`: on a post with a scanner, no scan joined the train.
+//!
+//! Overweight wagons are flagged by [`crate::checks`] (`wagon_overweight`, `[limits]
+//! max_wagon_gross_kg`), like every other legal limit.
+
+mod assemble;
+
+pub use assemble::assemble;
+
+use bcp_anpr::identifiers::{self, IdError, IdKind, IdRead};
+use bcp_anpr::PlateCandidate;
+use bcp_record::{Crossing, Flag, ScanEvent, Weighing};
+use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::VecDeque;
+
+/// The windows of the train correlator (the `[train]` config section).
+#[derive(Debug, Clone, Copy)]
+pub struct TrainRules {
+    /// The train is closed this long after its last wagon left the weigh rail.
+    pub quiet: TimeDelta,
+    /// The reader sees a point of the train this long after the weighbridge does (negative: the
+    /// reader stands before the weigh rail).
+    pub reader_offset: TimeDelta,
+    /// A read at most this far outside a wagon's time on the rail still joins that wagon.
+    pub read_margin: TimeDelta,
+    /// The post has a scanner: a train without a scan is flagged `no_scan`.
+    pub expect_scan: bool,
+}
+
+impl Default for TrainRules {
+    fn default() -> Self {
+        Self {
+            quiet: TimeDelta::seconds(10),
+            reader_offset: TimeDelta::zero(),
+            read_margin: TimeDelta::milliseconds(500),
+            expect_scan: false,
+        }
+    }
+}
+
+/// One identifier seen in a frame: what was read, when, and what the check made of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    pub at: DateTime<Utc>,
+    pub kind: IdKind,
+    /// The read, normalised.
+    pub raw: String,
+    pub confidence: f32,
+    pub check: Result<IdRead, IdError>,
+}
+
+/// A wagon as the weighbridge framed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WagonWeighed {
+    pub on_at: DateTime<Utc>,
+    pub off_at: Option<DateTime<Utc>>,
+    /// Every stable weight while it was on; the last is the wagon's.
+    pub weights: Vec<Weighing>,
+    /// Doubts about the framing itself (a missed boundary).
+    pub flags: Vec<Flag>,
+}
+
+/// A train still open: what the weighbridge and the readers said so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenTrain {
+    pub wagons: Vec<WagonWeighed>,
+    pub sightings: Vec<Sighting>,
+    pub scans: Vec<ScanEvent>,
+}
+
+impl OpenTrain {
+    fn on_rail(&mut self) -> Option<&mut WagonWeighed> {
+        self.wagons.last_mut().filter(|w| w.off_at.is_none())
+    }
+
+    /// When the train closes: `quiet` after the last wagon left, none being on.
+    fn close_at(&self, quiet: TimeDelta) -> Option<DateTime<Utc>> {
+        let last = self.wagons.last()?;
+        last.off_at.map(|off| off + quiet)
+    }
+}
+
+/// A decision that makes no record; the agent logs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    /// Identifiers read while no train was on the weighbridge, within no window.
+    Unmatched {
+        at: DateTime<Utc>,
+        text: String,
+        reason: String,
+    },
+}
+
+/// How often each rule fired since the correlator started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrainCounters {
+    pub trains: u64,
+    pub wagons: u64,
+    pub unread_wagon_numbers: u64,
+    pub repaired_wagon_numbers: u64,
+    pub count_mismatches: u64,
+    pub orphan_scans: u64,
+    pub unmatched_reads: u64,
+}
+
+/// One rail post's train correlator.
+#[derive(Debug)]
+pub struct TrainCorrelator {
+    post: String,
+    lane: String,
+    rules: TrainRules,
+    open: Option<OpenTrain>,
+    /// Sightings made while no train was open, kept for one `read_margin` (plus the reader's
+    /// lead) in case the train they show comes on.
+    early: Vec<Sighting>,
+    ready: VecDeque<Crossing>,
+    events: VecDeque<TrainEvent>,
+    counters: TrainCounters,
+}
+
+impl TrainCorrelator {
+    pub fn new(post: &str, lane: &str, rules: TrainRules) -> Self {
+        Self {
+            post: post.to_owned(),
+            lane: lane.to_owned(),
+            rules,
+            open: None,
+            early: Vec::new(),
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: TrainCounters::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &TrainRules {
+        &self.rules
+    }
+
+    pub fn counters(&self) -> &TrainCounters {
+        &self.counters
+    }
+
+    /// Whether a wagon is on the weigh rail, and how many trains are open (0 or 1), for the
+    /// control API's `lanes`.
+    pub fn occupancy(&self) -> (bool, usize) {
+        let on = self
+            .open
+            .as_ref()
+            .and_then(|t| t.wagons.last())
+            .is_some_and(|w| w.off_at.is_none());
+        (on, usize::from(self.open.is_some()))
+    }
+
+    fn train(&mut self, at: DateTime<Utc>) -> &mut OpenTrain {
+        let margin = self.rules.read_margin + self.rules.reader_offset.abs();
+        let early = std::mem::take(&mut self.early);
+        let train = self.open.get_or_insert_with(OpenTrain::default);
+        for s in early {
+            if s.at >= at - margin {
+                train.sightings.push(s);
+            } else {
+                self.early.push(s);
+            }
+        }
+        train
+    }
+
+    /// A wagon came onto the weigh rail (the first one starts a train).
+    pub fn handle_wagon_on(&mut self, at: DateTime<Utc>) {
+        let train = self.train(at);
+        if let Some(prev) = train.on_rail() {
+            prev.off_at = Some(at);
+            prev.flags.push(Flag::new(
+                "wagon_boundary_unseen",
+                "the next wagon came on before the weight fell back under the empty threshold: the boundary was taken there",
+            ));
+        }
+        train.wagons.push(WagonWeighed {
+            on_at: at,
+            off_at: None,
+            weights: Vec::new(),
+            flags: Vec::new(),
+        });
+    }
+
+    /// The stable weight of the wagon on the rail.
+    pub fn handle_wagon_weight(&mut self, at: DateTime<Utc>, weight: Weighing) {
+        let train = self.train(at);
+        if train.on_rail().is_none() {
+            train.wagons.push(WagonWeighed {
+                on_at: at,
+                off_at: None,
+                weights: Vec::new(),
+                flags: vec![Flag::new(
+                    "wagon_arrival_not_seen",
+                    "stable weight without the wagon coming on (agent started or reconnected mid-weighing)",
+                )],
+            });
+        }
+        if let Some(w) = train.on_rail() {
+            w.weights.push(weight);
+        }
+    }
+
+    /// The wagon on the rail left it.
+    pub fn handle_wagon_off(&mut self, at: DateTime<Utc>) {
+        if let Some(w) = self.open.as_mut().and_then(OpenTrain::on_rail) {
+            w.off_at = Some(at.max(w.on_at));
+        }
+    }
+
+    /// The reads of one frame taken at `at` (best first, as the ANPR engine ranks them).
+    pub fn handle_reads(&mut self, at: DateTime<Utc>, reads: Vec<PlateCandidate>) {
+        let seen = classify(at, reads);
+        if seen.is_empty() {
+            return;
+        }
+        match self.open.as_mut() {
+            Some(train) => train.sightings.extend(seen),
+            None => self.early.extend(seen),
+        }
+    }
+
+    /// A scan result that arrived at `now`: it joins the open train, else it is recorded apart
+    /// as an orphan scan.
+    pub fn handle_scan(&mut self, now: DateTime<Utc>, scan: ScanEvent) {
+        if let Some(train) = self.open.as_mut() {
+            train.scans.push(scan);
+            return;
+        }
+        self.counters.orphan_scans += 1;
+        let reason = format!(
+            "scan {} by {} at {} arrived at {} while no train was on the weighbridge",
+            scan.scan_id,
+            scan.scanner_id,
+            crate::lane::clock(scan.scanned_at),
+            crate::lane::clock(now)
+        );
+        self.ready.push_back(Crossing {
+            id: crate::lane::uuid_v7(now),
+            post: self.post.clone(),
+            lane: self.lane.clone(),
+            arrived_at: scan.scanned_at,
+            left_at: scan.scanned_at,
+            plate: None,
+            weight: None,
+            dimensions: None,
+            scan: Some(scan),
+            flags: vec![Flag::new("orphan_scan", reason)],
+            images: Vec::new(),
+            transport_mode: Some(bcp_record::TransportMode::Rail),
+            train: None,
+        });
+    }
+
+    /// Emits the train records whose quiet window has passed.
+    pub fn poll(&mut self, now: DateTime<Utc>) -> Option<Crossing> {
+        let margin = self.rules.read_margin + self.rules.reader_offset.abs();
+        let (stale, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
+            .into_iter()
+            .partition(|s| s.at + margin < now);
+        self.early = kept;
+        for s in stale {
+            self.counters.unmatched_reads += 1;
+            self.events.push_back(TrainEvent::Unmatched {
+                at: s.at,
+                reason: format!(
+                    "{} read at {} with no wagon on the weighbridge within {}",
+                    s.raw,
+                    crate::lane::clock(s.at),
+                    crate::lane::duration(margin)
+                ),
+                text: s.raw,
+            });
+        }
+        let due = self
+            .open
+            .as_ref()
+            .and_then(|t| t.close_at(self.rules.quiet))
+            .is_some_and(|t| t <= now);
+        if due {
+            if let Some(train) = self.open.take() {
+                self.close(train, now);
+            }
+        }
+        self.ready.pop_front()
+    }
+
+    /// The next decision that made no record, if any (call after [`poll`](Self::poll)).
+    pub fn poll_event(&mut self) -> Option<TrainEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`poll`](Self::poll) should next be called, if anything is waiting.
+    pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
+        let margin = self.rules.read_margin + self.rules.reader_offset.abs();
+        let close = self
+            .open
+            .as_ref()
+            .and_then(|t| t.close_at(self.rules.quiet));
+        let early = self
+            .early
+            .iter()
+            .map(|s| s.at + margin + TimeDelta::milliseconds(1))
+            .min();
+        match (close, early) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn close(&mut self, train: OpenTrain, now: DateTime<Utc>) {
+        let c = assemble(&self.post, &self.lane, &self.rules, train, now);
+        let n = &mut self.counters;
+        n.trains += 1;
+        if let Some(t) = &c.train {
+            n.wagons += t.wagons.len() as u64;
+        }
+        for f in &c.flags {
+            match f.code.as_str() {
+                "wagon_number_unread" => n.unread_wagon_numbers += 1,
+                "wagon_number_repaired" => n.repaired_wagon_numbers += 1,
+                "wagon_count_mismatch" => n.count_mismatches += 1,
+                _ => {}
+            }
+        }
+        self.ready.push_back(c);
+    }
+}
+
+/// The identifiers in one frame's reads (see the module header).
+pub fn classify(at: DateTime<Utc>, reads: Vec<PlateCandidate>) -> Vec<Sighting> {
+    let mut seen: Vec<Sighting> = Vec::new();
+    for c in reads {
+        let raw = bcp_anpr::formats::normalise(&c.text);
+        if raw.is_empty() || seen.iter().any(|s| s.raw == raw) {
+            continue;
+        }
+        let sighting = [IdKind::Wagon, IdKind::Container]
+            .into_iter()
+            .find_map(|kind| match identifiers::validate(kind, &raw) {
+                Err(IdError::Shape { .. }) => None,
+                check => Some((kind, check)),
+            });
+        if let Some((kind, check)) = sighting {
+            seen.push(Sighting {
+                at,
+                kind,
+                raw,
+                confidence: c.confidence,
+                check,
+            });
+        }
+    }
+    // A read that is part of a longer identifier of the same frame is that identifier's piece.
+    let all: Vec<String> = seen.iter().map(|s| s.raw.clone()).collect();
+    seen.retain(|s| {
+        !all.iter()
+            .any(|o| o.len() > s.raw.len() && o.contains(&s.raw))
+    });
+    seen
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,435 @@
+//! The train correlator, step by step in virtual time.
+
+use super::*;
+use bcp_record::{IdCheck, TransportMode};
+use proptest::prelude::*;
+
+fn t(ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(1_790_000_000_000 + ms).unwrap_or_default()
+}
+
+fn frame(texts: &[&str]) -> Vec<PlateCandidate> {
+    texts
+        .iter()
+        .map(|text| PlateCandidate {
+            text: (*text).to_owned(),
+            confidence: 0.9,
+            bbox: [0, 0, 10, 10],
+            format: None,
+            char_confidences: vec![0.9; text.len()],
+        })
+        .collect()
+}
+
+fn weighing(kg: f64, at: DateTime<Utc>) -> Weighing {
+    Weighing {
+        gross_kg: kg,
+        division_kg: 50.0,
+        stable_at: at,
+        device: "rwb1".into(),
+    }
+}
+
+/// A UIC 12-digit wagon number: the 11-digit payload and its Luhn check digit.
+fn uic(payload: &str) -> String {
+    let d = identifiers::luhn_check_digit(payload.as_bytes()).unwrap_or(0);
+    format!("{payload}{d}")
+}
+
+fn rules() -> TrainRules {
+    TrainRules {
+        quiet: TimeDelta::seconds(10),
+        reader_offset: TimeDelta::zero(),
+        read_margin: TimeDelta::milliseconds(500),
+        expect_scan: false,
+    }
+}
+
+/// One wagon through the weighbridge from `start` (ms): on, weighed, frames, off 4 s later.
+fn wagon(c: &mut TrainCorrelator, start: i64, kg: f64, frames: &[&[&str]]) {
+    c.handle_wagon_on(t(start));
+    c.handle_wagon_weight(t(start + 1000), weighing(kg, t(start + 1000)));
+    for (k, f) in frames.iter().enumerate() {
+        c.handle_reads(t(start + 1500 + 500 * k as i64), frame(f));
+    }
+    c.handle_wagon_off(t(start + 4000));
+}
+
+fn the_train(c: &mut TrainCorrelator, now: i64) -> Crossing {
+    let record = c.poll(t(now));
+    assert!(c.poll(t(now)).is_none(), "one record per train");
+    record.unwrap_or_else(|| panic!("no train closed by {now} ms"))
+}
+
+fn codes(c: &Crossing) -> Vec<&str> {
+    c.flags.iter().map(|f| f.code.as_str()).collect()
+}
+
+#[test]
+fn a_train_is_one_record_with_its_wagons_in_order() {
+    let (a, b, d) = (uic("21812471217"), uic("51800843001"), uic("33802933456"));
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&a], &[&a, "CSQU 305438 3"]]);
+    wagon(&mut c, 5000, 61_500.0, &[&[&b, "MSKU3881107"], &[&b]]);
+    wagon(&mut c, 10_000, 22_050.0, &[&[&d]]);
+    let record = the_train(&mut c, 24_000);
+    assert_eq!(record.transport_mode, Some(TransportMode::Rail));
+    assert!(record.flags.is_empty(), "{:?}", record.flags);
+    let wagons = record
+        .train
+        .as_ref()
+        .map(|t| t.wagons.clone())
+        .unwrap_or_default();
+    let numbers: Vec<_> = wagons
+        .iter()
+        .map(|w| {
+            w.number
+                .as_ref()
+                .map(|n| (n.text.clone(), n.scheme.clone(), n.reads))
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        vec![
+            Some((a, "UIC".to_owned(), 2)),
+            Some((b, "UIC".to_owned(), 2)),
+            Some((d, "UIC".to_owned(), 1)),
+        ]
+    );
+    assert_eq!(
+        wagons.iter().map(|w| w.position).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let weights: Vec<_> = wagons
+        .iter()
+        .map(|w| w.weight.as_ref().map(|w| w.gross_kg))
+        .collect();
+    assert_eq!(weights, [Some(24_000.0), Some(61_500.0), Some(22_050.0)]);
+    let containers: Vec<Vec<&str>> = wagons
+        .iter()
+        .map(|w| w.containers.iter().map(|c| c.text.as_str()).collect())
+        .collect();
+    assert_eq!(
+        containers,
+        vec![vec!["CSQU3054383"], vec!["MSKU3881107"], vec![]]
+    );
+    let total = record.weight.as_ref().map(|w| (w.gross_kg, w.division_kg));
+    assert_eq!(
+        total,
+        Some((107_550.0, 150.0)),
+        "the train's gross is its wagons' sum"
+    );
+    assert_eq!((record.arrived_at, record.left_at), (t(0), t(14_000)));
+    assert_eq!(c.counters().trains, 1);
+    assert_eq!(c.counters().wagons, 3);
+}
+
+#[test]
+fn a_misread_wagon_number_is_repaired_by_its_check_digit() {
+    let good = uic("21812471217"); // ...3
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    // Wagon 1 only ever read with its check digit 3 seen as 8.
+    wagon(&mut c, 0, 24_000.0, &[&["21 81 2471 217-8"]]);
+    // Wagon 2 read right once and wrong once: valid as read, nothing doubtful.
+    let second = uic("51800843001");
+    let mut misread = second.clone();
+    misread.replace_range(11..12, "8");
+    wagon(&mut c, 5000, 30_000.0, &[&[&second], &[&misread]]);
+    let record = the_train(&mut c, 20_000);
+    let wagons = record.train.map(|t| t.wagons).unwrap_or_default();
+    let first = wagons.first().and_then(|w| w.number.clone());
+    assert_eq!(
+        first
+            .as_ref()
+            .map(|n| (n.text.as_str(), n.check, n.read_as.as_deref())),
+        Some((good.as_str(), IdCheck::Repaired, Some("218124712178")))
+    );
+    let two = wagons.get(1).and_then(|w| w.number.clone());
+    assert_eq!(
+        two.map(|n| (n.text, n.check, n.read_as)),
+        Some((second, IdCheck::Valid, None))
+    );
+    let repaired: Vec<_> = record
+        .flags
+        .iter()
+        .filter(|f| f.code == "wagon_number_repaired")
+        .collect();
+    assert_eq!(repaired.len(), 1, "{:?}", record.flags);
+    assert!(
+        repaired[0].reason.starts_with("wagon 1:") && repaired[0].reason.contains(&good),
+        "{}",
+        repaired[0].reason
+    );
+}
+
+#[test]
+fn a_wagon_without_a_number_is_flagged_with_why() {
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    // Wagon 2: nothing but noise read.
+    wagon(&mut c, 5000, 25_000.0, &[&["POWERED BY", "2026"]]);
+    // Wagon 3: a number whose check fails beyond any single look-alike repair.
+    wagon(&mut c, 10_000, 26_000.0, &[&["718124712178"]]);
+    let record = the_train(&mut c, 30_000);
+    let unread: Vec<&str> = record
+        .flags
+        .iter()
+        .filter(|f| f.code == "wagon_number_unread")
+        .map(|f| f.reason.as_str())
+        .collect();
+    assert_eq!(unread.len(), 2, "{:?}", record.flags);
+    assert!(
+        unread[0].starts_with("wagon 2 (weighed 25000 kg): no wagon number was read"),
+        "{}",
+        unread[0]
+    );
+    assert!(
+        unread[1].starts_with("wagon 3") && unread[1].contains("718124712178"),
+        "{}",
+        unread[1]
+    );
+    let wagons = record.train.map(|t| t.wagons).unwrap_or_default();
+    assert_eq!(
+        wagons.len(),
+        3,
+        "an unread wagon is still a wagon of the train"
+    );
+    assert!(wagons[1].number.is_none() && wagons[2].number.is_none());
+    assert_eq!(c.counters().unread_wagon_numbers, 2);
+}
+
+#[test]
+fn the_train_ends_after_the_quiet_window_and_the_next_one_starts_apart() {
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    assert_eq!(
+        c.poll_timeout(),
+        Some(t(14_000)),
+        "quiet 10 s after the wagon left"
+    );
+    assert!(c.poll(t(13_999)).is_none());
+    // A wagon within the window belongs to the same train and pushes its end back.
+    wagon(&mut c, 12_000, 25_000.0, &[]);
+    assert!(c.poll(t(14_000)).is_none());
+    assert_eq!(c.occupancy(), (false, 1));
+    let first = the_train(&mut c, 26_000);
+    assert_eq!(first.train.map(|t| t.wagons.len()), Some(2));
+    assert_eq!(c.occupancy(), (false, 0));
+    assert_eq!(c.poll_timeout(), None);
+    // The next train is a new record.
+    wagon(&mut c, 60_000, 24_000.0, &[]);
+    let second = the_train(&mut c, 74_000);
+    assert_eq!(second.train.map(|t| t.wagons.len()), Some(1));
+    assert_ne!(first.id, second.id);
+}
+
+#[test]
+fn a_wagon_still_on_holds_the_train_open() {
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    c.handle_wagon_on(t(0));
+    assert_eq!(
+        c.poll_timeout(),
+        None,
+        "no end while a wagon is on the rail"
+    );
+    assert!(c.poll(t(600_000)).is_none());
+    assert_eq!(c.occupancy(), (true, 1));
+    // Shutdown: the agent takes the wagon off now and polls far ahead.
+    c.handle_wagon_off(t(600_000));
+    let record = the_train(&mut c, 700_000);
+    assert!(codes(&record).contains(&"wagon_weight_missing"));
+    assert!(
+        record.weight.is_none(),
+        "no total when a wagon has no weight"
+    );
+}
+
+#[test]
+fn more_numbers_than_wagons_is_a_count_mismatch() {
+    let (a, b, d) = (uic("21812471217"), uic("51800843001"), uic("33802933456"));
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    // Two wagons nose to tail taken as one by the weighbridge: two numbers during one wagon.
+    wagon(&mut c, 0, 48_000.0, &[&[&a], &[&a], &[&b]]);
+    // A number read long after the last wagon left: a wagon the weighbridge never saw.
+    c.handle_reads(t(7000), frame(&[&d]));
+    let record = the_train(&mut c, 20_000);
+    let mismatches: Vec<&str> = record
+        .flags
+        .iter()
+        .filter(|f| f.code == "wagon_count_mismatch")
+        .map(|f| f.reason.as_str())
+        .collect();
+    assert_eq!(mismatches.len(), 2, "{:?}", record.flags);
+    assert!(mismatches
+        .iter()
+        .any(|r| r.contains(&d) && r.contains("outside")));
+    assert!(mismatches
+        .iter()
+        .any(|r| r.starts_with("wagon 1: 2 different wagon numbers") && r.contains(&b)));
+    let kept = record
+        .train
+        .and_then(|t| t.wagons.first().and_then(|w| w.number.clone()));
+    assert_eq!(
+        kept.map(|n| n.text),
+        Some(a),
+        "the number read most is kept"
+    );
+}
+
+#[test]
+fn a_read_spilling_over_a_boundary_stays_with_its_wagon() {
+    let (a, b) = (uic("21812471217"), uic("51800843001"));
+    let mut c = TrainCorrelator::new(
+        "P",
+        "R1",
+        TrainRules {
+            // The reader stands after the weigh rail: it sees each point 1 s later.
+            reader_offset: TimeDelta::seconds(1),
+            ..rules()
+        },
+    );
+    c.handle_wagon_on(t(0));
+    c.handle_wagon_weight(t(1000), weighing(20_000.0, t(1000)));
+    c.handle_wagon_off(t(3000));
+    c.handle_wagon_on(t(3200));
+    c.handle_wagon_weight(t(4000), weighing(21_000.0, t(4000)));
+    c.handle_wagon_off(t(6000));
+    // Wagon 1's number read at 2.5, 3.5 and 4.3 s (the last one 1.1 s past its boundary);
+    // wagon 2's at 5.5 and 6.5 s.
+    for (ms, text) in [(2500, &a), (3500, &a), (4300, &a), (5500, &b), (6500, &b)] {
+        c.handle_reads(t(ms), frame(&[text]));
+    }
+    let record = the_train(&mut c, 20_000);
+    assert!(record.flags.is_empty(), "{:?}", record.flags);
+    let numbers: Vec<_> = record
+        .train
+        .map(|t| t.wagons)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| w.number.map(|n| (n.text, n.reads)))
+        .collect();
+    assert_eq!(numbers, vec![Some((a, 3)), Some((b, 2))]);
+}
+
+#[test]
+fn reads_just_before_the_train_join_it_and_stray_reads_are_reported() {
+    let a = uic("21812471217");
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    c.handle_reads(t(-50_000), frame(&["CSQU3054383"]));
+    assert!(c.poll(t(-40_000)).is_none());
+    match c.poll_event() {
+        Some(TrainEvent::Unmatched { text, .. }) => assert_eq!(text, "CSQU3054383"),
+        other => panic!("expected an unmatched read, got {other:?}"),
+    }
+    c.handle_reads(t(-300), frame(&[&a]));
+    wagon(&mut c, 0, 24_000.0, &[]);
+    let record = the_train(&mut c, 20_000);
+    let number = record
+        .train
+        .and_then(|t| t.wagons.first().and_then(|w| w.number.clone()));
+    assert_eq!(number.map(|n| n.text), Some(a));
+    assert_eq!(c.counters().unmatched_reads, 1);
+}
+
+#[test]
+fn scans_join_the_open_train_or_are_recorded_as_orphans() {
+    let scan = |id: &str, at| ScanEvent {
+        scanner_id: "XR-R".into(),
+        scan_id: id.into(),
+        scanned_at: at,
+        lane: None,
+        decision: bcp_record::ScanDecision::NoAlarm,
+        images: vec![],
+        conveyance_id: None,
+        decision_by: None,
+    };
+    let mut c = TrainCorrelator::new(
+        "P",
+        "R1",
+        TrainRules {
+            expect_scan: true,
+            ..rules()
+        },
+    );
+    c.handle_scan(t(-10_000), scan("S0", t(-10_000)));
+    let orphan = c.poll(t(-10_000));
+    assert_eq!(orphan.as_ref().map(codes), Some(vec!["orphan_scan"]));
+    assert_eq!(
+        orphan.and_then(|o| o.transport_mode),
+        Some(TransportMode::Rail)
+    );
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    c.handle_scan(t(5000), scan("S1", t(3000)));
+    let record = the_train(&mut c, 20_000);
+    assert_eq!(record.scan.map(|s| s.scan_id), Some("S1".to_owned()));
+    wagon(&mut c, 30_000, 24_000.0, &[&[&uic("21812471217")]]);
+    let unscanned = the_train(&mut c, 50_000);
+    assert_eq!(codes(&unscanned), vec!["no_scan"]);
+}
+
+#[test]
+fn pieces_of_a_longer_identifier_in_one_frame_are_not_read_as_wagons() {
+    let a = uic("21812471217");
+    // Runs of digits inside a UIC number (an 8-digit one could pass as CIS) never count.
+    let seen = classify(t(0), frame(&[&a, &a[4..], &a[2..10], "2181"]));
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].raw, a);
+    // A container code and a wagon number side by side are both kept.
+    let seen = classify(t(0), frame(&[&a, "CSQU3054383", "HELLO"]));
+    let kinds: Vec<_> = seen.iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, [IdKind::Wagon, IdKind::Container]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Frames reach the correlator late and in any order (a slow camera thread, a reader on
+    /// another link): as long as they arrive before the train closes, the record is the same.
+    #[test]
+    fn any_arrival_order_of_the_reads_gives_the_same_train(
+        n in 1usize..6,
+        reads_per_wagon in 1usize..4,
+        order in prop::collection::vec(any::<u16>(), 24),
+    ) {
+        let payloads = ["21812471217", "51800843001", "33802933456", "31542871004", "84750016123"];
+        let numbers: Vec<String> = payloads.iter().take(n).map(|p| uic(p)).collect();
+        let mut frames = Vec::new();
+        for (i, number) in numbers.iter().enumerate() {
+            for k in 0..reads_per_wagon {
+                frames.push((t(i as i64 * 5000 + 500 + 1000 * k as i64), number.clone()));
+            }
+        }
+        let run = |permuted: &[(DateTime<Utc>, String)], interleave: bool| {
+            let mut c = TrainCorrelator::new("P", "R1", rules());
+            let mut pending: Vec<&(DateTime<Utc>, String)> = permuted.iter().collect();
+            for i in 0..n {
+                let start = i as i64 * 5000;
+                c.handle_wagon_on(t(start));
+                c.handle_wagon_weight(t(start + 1000), weighing(20_000.0 + i as f64, t(start + 1000)));
+                c.handle_wagon_off(t(start + 4000));
+                if interleave {
+                    // Some frames arrive now, whatever wagon they show.
+                    let k = pending.len() / 2;
+                    for (at, text) in pending.drain(..k) {
+                        c.handle_reads(*at, frame(&[text]));
+                    }
+                }
+            }
+            for (at, text) in pending {
+                c.handle_reads(*at, frame(&[text]));
+            }
+            c.poll(t(n as i64 * 5000 + 20_000))
+                .map(|r| (r.train, r.flags, r.weight))
+        };
+        let reference = run(&frames, false);
+        let mut shuffled = frames.clone();
+        for (i, o) in order.iter().enumerate() {
+            let len = shuffled.len();
+            shuffled.swap(i % len, usize::from(*o) % len);
+        }
+        prop_assert_eq!(run(&shuffled, true), reference.clone());
+        let wagons = reference.and_then(|r| r.0).map(|t| t.wagons).unwrap_or_default();
+        prop_assert_eq!(wagons.len(), n);
+        prop_assert!(wagons.iter().zip(&numbers).all(|(w, num)| w.number.as_ref().map(|x| &x.text) == Some(num)));
+    }
+}

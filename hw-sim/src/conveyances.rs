@@ -1,0 +1,273 @@
+//! Scenarios of the other post types, deterministic from a seed like [`crate::scenario`]:
+//! trains for a rail post, cargo units (ULDs) for an air post, vessels for a river post.
+//!
+//! Each holds the ground truth a test compares the records against. Identifiers carry valid
+//! check digits (computed here, independently of `bcp-anpr`, from the rules in the field notes),
+//! and are rendered into the camera frames the agent reads:
+//! - rail: one frame per wagon with its UIC number (`33 66 4956 123-4`), one per container with
+//!   its ISO 6346 code; PP-OCRv4 reads both from the rendered frames. CIS 8-digit numbers are
+//!   covered by unit tests only (the rendered 8-digit runs are read less reliably).
+//! - river: ENI numbers, national (no check digit) or `9` + an IMO number (checked); read well.
+//! - air: IATA ULD ids (`AKE 12345 LH`): rendered too, but today's reader drops letters at the
+//!   ends of these long labels, so an air post's records from the simulator are mostly flagged
+//!   `plate_unread`; the air profile is tested in process (`firmware-agent/tests/post_types.rs`).
+//!
+//! Air and river conveyances are [`Vehicle`]s (the identifier in `plate_display`/`plate`,
+//! the scheme in `country`), driven through the lane exactly like a road vehicle.
+
+use crate::scenario::{Vehicle, DIVISION_KG};
+use bcp_record::{Dimensions, ScanDecision};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// A simulated train and the truth about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimTrain {
+    pub wagons: Vec<SimWagon>,
+    pub scanner_id: String,
+    pub scan_id: String,
+    pub decision: ScanDecision,
+}
+
+/// One wagon: its number as painted and normalised, its gross weight, its containers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimWagon {
+    /// `33 66 4956 123-4`.
+    pub number_display: String,
+    /// `336649561234`.
+    pub number: String,
+    /// A multiple of [`DIVISION_KG`].
+    pub gross_kg: u32,
+    /// ISO 6346 codes, as painted (`CSQU 305438 3`) and normalised (`CSQU3054383`).
+    pub containers: Vec<(String, String)>,
+}
+
+/// `n` trains of `wagons` wagons each; wagon numbers and container codes unique in the scenario.
+pub fn generate_trains(n: usize, wagons: usize, seed: u64) -> Vec<SimTrain> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut seen = std::collections::HashSet::new();
+    (0..n)
+        .map(|i| {
+            let mut list = Vec::with_capacity(wagons);
+            while list.len() < wagons {
+                let w = wagon(&mut rng);
+                if seen.insert(w.number.clone()) {
+                    list.push(w);
+                }
+            }
+            SimTrain {
+                wagons: list,
+                scanner_id: "XR-R".to_owned(),
+                scan_id: format!("XRR-{seed:04}-{:06}", i + 1),
+                decision: ScanDecision::NoAlarm,
+            }
+        })
+        .collect()
+}
+
+fn wagon(rng: &mut StdRng) -> SimWagon {
+    // UIC: interoperability code, country (66 Tajikistan, 27 Kazakhstan, 29 Uzbekistan), type
+    // and serial; then the Luhn check digit.
+    let countries = ["66", "27", "29"];
+    let payload = format!(
+        "{}{}{:07}",
+        ["31", "33", "21"][rng.random_range(0..3)],
+        countries[rng.random_range(0..countries.len())],
+        rng.random_range(0..10_000_000)
+    );
+    let number = format!("{payload}{}", luhn(&payload));
+    let number_display = format!(
+        "{} {} {} {}-{}",
+        &number[0..2],
+        &number[2..4],
+        &number[4..8],
+        &number[8..11],
+        &number[11..12]
+    );
+    let containers = (0..rng.random_range(0..=2))
+        .map(|_| container(rng))
+        .collect();
+    SimWagon {
+        number_display,
+        number,
+        gross_kg: rng.random_range(1_100..4_600) * DIVISION_KG,
+        containers,
+    }
+}
+
+fn container(rng: &mut StdRng) -> (String, String) {
+    let owners = ["CSQ", "MSK", "TGH", "HLX", "CMA"];
+    loop {
+        let head = format!(
+            "{}U{:06}",
+            owners[rng.random_range(0..owners.len())],
+            rng.random_range(0..1_000_000)
+        );
+        let sum: u32 = head
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| iso6346_value(b) << i)
+            .sum();
+        // A serial whose check would be 10 is not issued (ISO 6346 advises against it).
+        if sum % 11 == 10 {
+            continue;
+        }
+        let check = sum % 11;
+        return (
+            format!("{} {} {check}", &head[..4], &head[4..]),
+            format!("{head}{check}"),
+        );
+    }
+}
+
+fn iso6346_value(b: u8) -> u32 {
+    match b {
+        b'0'..=b'9' => u32::from(b - b'0'),
+        _ => {
+            // A=10, then +1 per letter, skipping multiples of 11.
+            let mut v = 10;
+            for _ in b'A'..b {
+                v += 1;
+                if v % 11 == 0 {
+                    v += 1;
+                }
+            }
+            v
+        }
+    }
+}
+
+/// The Luhn check digit of a digit string (weights 2,1,.. from the right of the payload).
+fn luhn(payload: &str) -> u32 {
+    let sum: u32 = payload
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            let v = if i % 2 == 0 { d * 2 } else { d };
+            v / 10 + v % 10
+        })
+        .sum();
+    (10 - sum % 10) % 10
+}
+
+/// `n` cargo units for an air post: ULD id (`AKE 12345 LH`), weight on the cargo scale.
+pub fn generate_cargo_units(n: usize, seed: u64) -> Vec<Vehicle> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (types, owners) = (["AKE", "PMC", "PAG", "AKN"], ["LH", "KE", "SU", "TK", "HY"]);
+    unique(n, |i| {
+        let display = format!(
+            "{} {:05} {}",
+            types[rng.random_range(0..types.len())],
+            rng.random_range(1..100_000),
+            owners[rng.random_range(0..owners.len())]
+        );
+        conveyance(
+            display,
+            "ULD",
+            rng.random_range(5..300) * DIVISION_KG,
+            i,
+            seed,
+        )
+    })
+}
+
+/// `n` vessels for a river post: ENI numbers, every other one `9` + an IMO number.
+pub fn generate_vessels(n: usize, seed: u64) -> Vec<Vehicle> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    unique(n, |i| {
+        let display = if i % 2 == 0 {
+            // A national ENI: authority 023 (the Netherlands) + serial; no check digit.
+            format!("023{:05}", rng.random_range(0..100_000))
+        } else {
+            let imo: String = format!("9{:05}", rng.random_range(0..100_000));
+            let sum: u32 = imo
+                .bytes()
+                .zip((2..=7).rev())
+                .map(|(b, w)| u32::from(b - b'0') * w)
+                .sum();
+            format!("9{imo}{}", sum % 10)
+        };
+        conveyance(display, "ENI", 0, i, seed)
+    })
+}
+
+fn unique(n: usize, mut make: impl FnMut(usize) -> Vehicle) -> Vec<Vehicle> {
+    let mut out: Vec<Vehicle> = Vec::with_capacity(n);
+    while out.len() < n {
+        let v = make(out.len());
+        if !out.iter().any(|o| o.plate == v.plate) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn conveyance(display: String, scheme: &str, gross_kg: u32, i: usize, seed: u64) -> Vehicle {
+    Vehicle {
+        plate: display
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect(),
+        plate_display: display,
+        country: scheme.to_owned(),
+        // A vessel's presence sensor still shows something on the simulated indicator.
+        gross_kg: gross_kg.max(1_000),
+        dimensions: Dimensions {
+            length_mm: 1_534,
+            width_mm: 1_562,
+            height_mm: 1_630,
+        },
+        scanner_id: "XR-1".to_owned(),
+        scan_id: format!("XR1-{seed:04}-{:06}", i + 1),
+        decision: ScanDecision::NoAlarm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_digits_match_the_field_notes_examples() {
+        assert_eq!(luhn("21812471217"), 3);
+        assert_eq!(luhn("51800843001"), 0);
+        let sum: u32 = "CSQU305438"
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| iso6346_value(b) << i)
+            .sum();
+        assert_eq!(sum % 11 % 10, 3);
+    }
+
+    #[test]
+    fn scenarios_are_deterministic_with_unique_identifiers() {
+        let trains = generate_trains(2, 4, 7);
+        assert_eq!(trains, generate_trains(2, 4, 7));
+        let mut numbers: Vec<&str> = trains
+            .iter()
+            .flat_map(|t| t.wagons.iter().map(|w| w.number.as_str()))
+            .collect();
+        assert!(numbers.iter().all(|n| n.len() == 12));
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 8);
+        let w = &trains[0].wagons[0];
+        assert_eq!(
+            w.number_display
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>(),
+            w.number
+        );
+        let vessels = generate_vessels(4, 7);
+        assert!(vessels
+            .iter()
+            .all(|v| v.plate.len() == 8 && v.country == "ENI"));
+        assert!(vessels[1].plate.starts_with('9'));
+        let ulds = generate_cargo_units(3, 7);
+        assert!(ulds.iter().all(|u| u.plate.len() == 10));
+    }
+}
