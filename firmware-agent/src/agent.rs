@@ -69,10 +69,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
             let path = cfg.sync.lists_path(&cfg.outbox.path);
             let store = bcp_sync::ListStore::open(&path, &cfg.post.id, key)
                 .with_context(|| format!("opening the downlink lists {}", path.display()))?;
-            let held = CentralLists::from_lists(
-                store.get(KIND_HOTLIST).ok().flatten().as_ref(),
-                store.get(KIND_DECLARATIONS).ok().flatten().as_ref(),
-            );
+            let held = central_lists(Some(&store));
             tracing::info!(path = %path.display(), hotlist = held.len().0, declarations = held.len().1, "downlink lists held");
             Some(Arc::new(store))
         }

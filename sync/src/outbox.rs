@@ -881,15 +881,17 @@ impl Outbox {
         // are look-ups, not a count over the table: the heartbeat asks every few seconds, with a
         // backlog of millions.
         let depth = last_seq.saturating_sub(last_acked).max(0);
-        let oldest: Option<String> = conn
-            .query_row(
+        let oldest: Option<String> = if depth > 0 {
+            conn.query_row(
                 "SELECT recorded_at FROM outbox WHERE seq = ?1",
                 [last_acked.saturating_add(1)],
                 |r| r.get(0),
             )
             .optional()
             .map_err(self.sql("read oldest undelivered"))?
-            .filter(|_| depth > 0);
+        } else {
+            None
+        };
         let oldest_undelivered_recorded_at = oldest
             .map(|value| {
                 ts_from_sql(&value).map_err(|source| OutboxError::BadTimestamp {

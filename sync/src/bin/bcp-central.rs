@@ -354,6 +354,30 @@ fn key_file(args: &KeyFileArgs, config: &CentralConfig) -> anyhow::Result<PathBu
         .context("no key file: give --key-file PATH, or set [lists] key_file in the config file")
 }
 
+/// TLS to the broker as `[broker]` of the config file sets it.
+fn config_tls(config: &CentralConfig) -> Option<bcp_sync::TlsFiles> {
+    config
+        .broker
+        .tls_ca_pem
+        .as_ref()
+        .map(|ca| bcp_sync::TlsFiles {
+            ca: ca.clone(),
+            client_cert: config.broker.tls_cert_pem.clone(),
+            client_key: config.broker.tls_key_pem.clone(),
+        })
+}
+
+/// A broker given as `HOST:PORT` (flag or config file).
+fn host_port(hp: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = hp
+        .rsplit_once(':')
+        .with_context(|| format!("broker {hp:?}: expected HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("broker {hp:?}: {port:?} is not a port number"))?;
+    Ok((host.to_owned(), port))
+}
+
 fn keys(cmd: &KeysCommand, config: &CentralConfig) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Init(args) => {
@@ -397,15 +421,7 @@ fn publish_lists(args: &PublishArgs, config: &CentralConfig) -> anyhow::Result<(
     let key = bcp_sync::PostKey::load(&key_file(&args.key, config)?)?;
     let (host, port) = match (&args.broker, &config.broker.address, &config.broker.embedded_listen)
     {
-        (Some(hp), _, _) | (None, Some(hp), _) => {
-            let (host, port) = hp
-                .rsplit_once(':')
-                .with_context(|| format!("broker {hp:?}: expected HOST:PORT"))?;
-            let port: u16 = port
-                .parse()
-                .with_context(|| format!("broker {hp:?}: {port:?} is not a port number"))?;
-            (host.to_owned(), port)
-        }
+        (Some(hp), _, _) | (None, Some(hp), _) => host_port(hp)?,
         (None, None, Some(addr)) => {
             let host = if addr.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
@@ -418,15 +434,7 @@ fn publish_lists(args: &PublishArgs, config: &CentralConfig) -> anyhow::Result<(
             "no broker: give --broker HOST:PORT, or set [broker] address or embedded_listen in the config file"
         ),
     };
-    let tls = config
-        .broker
-        .tls_ca_pem
-        .as_ref()
-        .map(|ca| bcp_sync::TlsFiles {
-            ca: ca.clone(),
-            client_cert: config.broker.tls_cert_pem.clone(),
-            client_key: config.broker.tls_key_pem.clone(),
-        });
+    let tls = config_tls(config);
     let version = args.version.unwrap_or_else(|| {
         u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
     });
@@ -509,13 +517,8 @@ async fn serve_async(args: ServeArgs, config: CentralConfig) -> anyhow::Result<(
             (v5.ip().to_string(), v5.port(), Some(broker))
         }
         (None, Some(hp)) => {
-            let (host, port) = hp
-                .rsplit_once(':')
-                .with_context(|| format!("--broker {hp:?}: expected HOST:PORT"))?;
-            let port: u16 = port
-                .parse()
-                .with_context(|| format!("--broker {hp:?}: {port:?} is not a port number"))?;
-            (host.to_owned(), port, None)
+            let (host, port) = host_port(hp)?;
+            (host, port, None)
         }
         (None, None) => bail!(
             "no broker: give --embedded-broker ADDR or --broker HOST:PORT, or set [broker] \
@@ -523,18 +526,13 @@ async fn serve_async(args: ServeArgs, config: CentralConfig) -> anyhow::Result<(
         ),
     };
     // TLS settings come as a set, from the flags or from the file, never mixed.
-    let tls = match (&args.tls_ca, &config.broker.tls_ca_pem) {
-        (Some(ca), _) => Some(bcp_sync::TlsFiles {
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(bcp_sync::TlsFiles {
             ca: ca.clone(),
             client_cert: args.tls_cert.clone(),
             client_key: args.tls_key.clone(),
         }),
-        (None, Some(ca)) => Some(bcp_sync::TlsFiles {
-            ca: ca.clone(),
-            client_cert: config.broker.tls_cert_pem.clone(),
-            client_key: config.broker.tls_key_pem.clone(),
-        }),
-        (None, None) => None,
+        None => config_tls(&config),
     };
     let cfg = ReceiverConfig {
         blob_dir: args.blob_dir.clone().or(config.images.dir.clone()),
