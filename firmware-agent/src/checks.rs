@@ -138,6 +138,7 @@ mod tests {
             scan: None,
             flags: vec![],
             images: Vec::new(),
+            config_change: None,
         }
     }
 

@@ -83,6 +83,7 @@ fn crossing(n: u32) -> Crossing {
             Vec::new()
         },
         images: Vec::new(),
+        config_change: None,
     }
 }
 

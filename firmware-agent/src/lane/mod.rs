@@ -214,6 +214,11 @@ impl LaneCorrelator {
         &self.rules
     }
 
+    /// New windows (a config reload): crossings still open are closed by the new ones.
+    pub fn set_rules(&mut self, rules: LaneRules) {
+        self.rules = rules;
+    }
+
     pub fn counters(&self) -> &LaneCounters {
         &self.counters
     }
@@ -692,6 +697,7 @@ impl LaneCorrelator {
             scan: Some(scan),
             flags: vec![flag],
             images: Vec::new(),
+            config_change: None,
         }
     }
 
@@ -756,6 +762,7 @@ impl LaneCorrelator {
             scan: p.scan,
             flags: p.flags,
             images: Vec::new(),
+            config_change: None,
         }
     }
 }

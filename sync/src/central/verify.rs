@@ -176,6 +176,7 @@ mod tests {
                 scan: None,
                 flags: Vec::new(),
                 images: Vec::new(),
+                config_change: None,
             },
             seal: None,
         };

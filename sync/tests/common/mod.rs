@@ -45,6 +45,7 @@ pub fn crossing(post: &str, n: u32) -> Crossing {
         }),
         flags: Vec::new(),
         images: Vec::new(),
+        config_change: None,
     }
 }
 
