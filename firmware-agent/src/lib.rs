@@ -1,6 +1,8 @@
 //! # bcp-agent: the border-post appliance daemon and its technician CLI
 //!
 //! - [`config`]: the one TOML file a technician edits, validated key by key.
+//! - [`config_edit`]: changing that file safely (`bcpctl config set | apply`): edits that keep
+//!   comments, a key-level diff, validation with lines, atomic writes, `.prev`, the audit log.
 //! - [`lane`]: the pure lane correlator that links plate, weight, dimensions and scan into a
 //!   [`bcp_record::Crossing`], and its rules with reasons: late scans held for and joined,
 //!   tailgaters split, reversals not recorded (logged), unread plates and orphan scans recorded
@@ -17,6 +19,8 @@
 //!   crossings as they are committed); read-only for them.
 //! - [`control`]: the local control API on a Unix socket (line-delimited JSON; `bcpctl status`,
 //!   `devices`, `lanes`, `events tail`, `sync now`); its messages in [`control::protocol`].
+//! - [`reload`]: SIGHUP / `reload`: what a new config changes at once, which devices restart,
+//!   what waits for a restart; the config audit log forwarded to central.
 //! - [`metrics`]: the Prometheus text endpoint on localhost (`GET /metrics`).
 //! - [`systemd`]: READY / watchdog / STOPPING.
 //! - [`sim_config`]: a config for the simulated post of `bcp-sim` (demo and tests).
@@ -27,10 +31,12 @@ pub mod agent;
 pub mod camera;
 pub mod checks;
 pub mod config;
+pub mod config_edit;
 pub mod control;
 pub mod health;
 pub mod lane;
 pub mod metrics;
+pub mod reload;
 pub mod scanner;
 pub mod sim_config;
 pub mod systemd;

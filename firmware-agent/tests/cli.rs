@@ -76,3 +76,42 @@ fn a_missing_or_invalid_config_is_refused_naming_the_file_and_key() -> Result<()
     assert!(stderr.contains("weighbridge.stable_readings"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn config_set_without_a_terminal_or_yes_writes_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = sim_config_file(dir.path(), None)?;
+    let before = std::fs::read_to_string(&cfg)?;
+    let out = Command::new(env!("CARGO_BIN_EXE_bcpctl"))
+        .args(["config", "set", "lane.close_after_ms", "4000", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ lane.close_after_ms = 4000"));
+    assert_eq!(std::fs::read_to_string(&cfg)?, before);
+    assert!(!bcp_agent::config_edit::audit_log_path(&cfg).exists());
+    // An unknown key: named, with its line, nothing written.
+    let out = Command::new(env!("CARGO_BIN_EXE_bcpctl"))
+        .args([
+            "config",
+            "set",
+            "lane.close_after_secs",
+            "4",
+            "--yes",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("close_after_secs") && stderr.contains("line"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&cfg)?, before);
+    Ok(())
+}
