@@ -2,9 +2,9 @@
 //!
 //! Each command group lives in its own module beside this file; `main.rs` only parses the
 //! arguments and dispatches.
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bcp_agent::config::DEFAULT_PATH as DEFAULT_CONFIG;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::path::PathBuf;
 
 mod serial;
@@ -66,6 +66,10 @@ enum Command {
     /// The post's signing key.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Prints a shell completion script: bcpctl completions bash > /etc/bash_completion.d/bcpctl
+    Completions { shell: clap_complete::Shell },
+    /// Prints the man page (roff): bcpctl man | man -l -
+    Man,
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,6 +99,16 @@ fn run(args: Args) -> Result<()> {
             verify,
         } => outbox::run(&config, json, verify)?,
         Command::Keys(cmd) => keys::run(cmd)?,
+        Command::Completions { shell } => {
+            // Into a buffer first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "bcpctl", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("writing the completion script")?;
+        }
+        Command::Man => clap_mangen::Man::new(Args::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page")?,
     }
     Ok(())
 }
