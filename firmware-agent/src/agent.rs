@@ -13,25 +13,32 @@
 
 use crate::checks::{CentralLists, EdgeChecks};
 use crate::config::AgentConfig;
+use crate::control::protocol::ReloadReport;
 use crate::health::DeviceBoard;
 use crate::lane::{Conveyance, Evidence, LaneCorrelator, LaneEvent};
 use crate::metrics::{Histogram, ANPR_BUCKETS_SECS};
 use crate::profile::PostProfile;
+use crate::reload::{self, ReloadHandle, ReloadRequest};
 use crate::train::{TrainCorrelator, TrainEvent};
 use crate::view::{AgentView, ViewFeed, ViewParts};
-use crate::{camera, control, metrics, scanner};
+use crate::{camera, control, metrics};
 use anyhow::{Context, Result};
 use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
-use bcp_drivers::serial::{self, DeviceEvent, DeviceHealth};
-use bcp_drivers::stability::{StabilityConfig, WeighEvent};
+use bcp_drivers::serial::DeviceEvent;
+use bcp_drivers::stability::WeighEvent;
 use bcp_record::lists::{KIND_DECLARATIONS, KIND_HOTLIST};
 use bcp_record::{Crossing, TransportMode, Weighing};
 use bcp_sync::outbox::Outbox;
 use bcp_sync::uplink::{self, UplinkConfig, UplinkMonitor};
 use chrono::{TimeDelta, Utc};
-use std::sync::{Arc, Mutex};
+use devices::Devices;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
+
+mod devices;
 
 /// Everything that reaches the lane, from every device task.
 #[derive(Debug)]
@@ -42,9 +49,47 @@ enum LaneInput {
     Scan(bcp_record::ScanEvent),
 }
 
+/// What the daemon gives the agent besides its config; the default: no reloads.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The config file: re-read on reload, and it names the audit log forwarded to central.
+    pub config_path: Option<PathBuf>,
+    /// Reload requests (SIGHUP); the control API's `reload` gets a handle to the same queue.
+    pub reloads: Option<(ReloadHandle, mpsc::Receiver<ReloadRequest>)>,
+    /// Sets the log filter from `[log] level` (`None`: back to `RUST_LOG`, else `info`).
+    pub set_log_filter: Option<LogFilterSetter>,
+}
+
+/// Sets the daemon's log filter.
+pub type LogFilterSetter = Box<dyn Fn(Option<&str>) -> Result<()> + Send + Sync>;
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("config_path", &self.config_path)
+            .field("reloads", &self.reloads.is_some())
+            .field("set_log_filter", &self.set_log_filter.is_some())
+            .finish()
+    }
+}
+
 /// Runs the agent until `shutdown` turns true.
-pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(cfg: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<()> {
+    run_with(cfg, shutdown, RunOptions::default()).await
+}
+
+/// [`run`], with reloads and the config audit log (see [`crate::reload`]).
+pub async fn run_with(
+    cfg: AgentConfig,
+    mut shutdown: watch::Receiver<bool>,
+    options: RunOptions,
+) -> Result<()> {
     let outbox = Arc::new(cfg.outbox.open(&cfg.post.id)?);
+    if let Some(path) = &options.config_path {
+        if let Err(e) = reload::forward_audit(path, &outbox, &cfg.post.lane) {
+            tracing::warn!(error = %format!("{e:#}"), "config audit log not forwarded; tried again on the next reload");
+        }
+    }
     let paths = cfg
         .anpr
         .native_dir
@@ -76,109 +121,27 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         None => None,
     };
 
+    // Every device writes into the lane's channel; the loop keeps a sender so that a device
+    // restarted by a reload can write into the same channel.
     let (tx, mut rx) = mpsc::channel::<LaneInput>(1024);
     let mut tasks = tokio::task::JoinSet::new();
-
-    // Weighbridge.
-    let wb = cfg.weighbridge.clone();
-    let protocol = wb.indicator_protocol()?;
-    let stability = StabilityConfig {
-        readings: wb.stable_readings,
-        band_divisions: wb.stable_band_divisions,
-        min_duration: Duration::from_millis(wb.stable_min_ms),
-        occupied_threshold_kg: wb.occupied_threshold_kg,
-        empty_threshold_kg: wb.empty_threshold_kg,
-    };
     let (mut board, devices_rx) = DeviceBoard::new();
-    let wb_health = Arc::new(Mutex::new(DeviceHealth::default()));
-    board.add_serial(&wb.name, "weighbridge", wb_health.clone());
-    let (dev_tx, dev_rx) = mpsc::channel(256);
-    tasks.spawn(forward(dev_rx, tx.clone(), LaneInput::Weighbridge));
-    tasks.spawn({
-        let (name, port, health, shutdown) = (
-            wb.name.clone(),
-            wb.port.clone(),
-            wb_health.clone(),
-            shutdown.clone(),
-        );
-        async move {
-            if let Err(e) = serial::run_indicator(
-                name.clone(),
-                port,
-                protocol,
-                stability,
-                dev_tx,
-                health,
-                shutdown,
-            )
-            .await
-            {
-                tracing::error!(device = %name, error = %e, "weighbridge driver stopped");
-            }
-        }
-    });
-
-    // Dimension sensor.
-    if let Some(d) = cfg.dimensions.clone() {
-        let (dev_tx, dev_rx) = mpsc::channel(64);
-        tasks.spawn(forward(dev_rx, tx.clone(), LaneInput::Dimensions));
-        let health = Arc::new(Mutex::new(DeviceHealth::default()));
-        board.add_serial(&d.name, "dimensions", health.clone());
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) =
-                serial::run_dimension_sensor(d.name.clone(), d.port, dev_tx, health, shutdown).await
-            {
-                tracing::error!(device = %d.name, error = %e, "dimension sensor driver stopped");
-            }
-        });
-    }
-
-    // Camera and ANPR.
-    board.add(&cfg.camera.name, "camera");
-    let (frame_tx, frame_rx) = mpsc::channel(64);
-    tasks.spawn(forward(frame_rx, tx.clone(), LaneInput::Frame));
     let anpr_latency = Arc::new(Histogram::new(&ANPR_BUCKETS_SECS));
-    let camera_thread = camera::spawn(
-        cfg.camera.name.clone(),
-        cfg.camera.folder.clone(),
-        Duration::from_millis(cfg.camera.poll_ms),
-        reader,
-        frame_tx,
-        anpr_latency.clone(),
-        shutdown.clone(),
-    )?;
-
-    // Scanner: the TCP feed or the drop folder (`validate` made sure exactly one is set).
+    let devices = Devices::start(&cfg, reader, &tx, &mut board, anpr_latency.clone())?;
     let scanner_name = cfg.scanner.as_ref().map(|s| s.name.clone());
-    if let Some(s) = cfg.scanner.clone() {
-        board.add(&s.name, "scanner");
-        let (scan_tx, scan_rx) = mpsc::channel(64);
-        tasks.spawn(forward(scan_rx, tx.clone(), LaneInput::Scan));
-        match (s.feed_addr, s.drop_folder) {
-            (Some(addr), _) => {
-                tasks.spawn(scanner::run_feed(s.name, addr, scan_tx, shutdown.clone()));
-            }
-            (None, Some(folder)) => {
-                tasks.spawn(scanner::run_drop_folder(
-                    s.name,
-                    folder,
-                    scan_tx,
-                    shutdown.clone(),
-                ));
-            }
-            (None, None) => anyhow::bail!("scanner: set scanner.feed_addr or scanner.drop_folder"),
-        }
-    }
 
     // Uplink to central.
     let new_record = Arc::new(Notify::new());
     let uplink_monitor = Arc::new(UplinkMonitor::default());
+    let (reload_handle, mut reload_rx) = match options.reloads {
+        Some((handle, rx)) => (Some(handle), Some(rx)),
+        None => (None, None),
+    };
     let (view, feed) = AgentView::new(ViewParts {
         post: cfg.post.id.clone(),
         lane: cfg.post.lane.clone(),
         lane_devices: [
-            Some(wb.name.clone()),
+            Some(cfg.weighbridge.name.clone()),
             cfg.dimensions.as_ref().map(|d| d.name.clone()),
             Some(cfg.camera.name.clone()),
             scanner_name.clone(),
@@ -193,6 +156,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         wake_uplink: new_record.clone(),
         camera: cfg.camera.name.clone(),
         anpr_latency,
+        reload: reload_handle,
     });
     let uplink_cfg = UplinkConfig {
         broker_host: cfg.sync.broker_host.clone(),
@@ -214,7 +178,6 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         new_record.clone(),
         shutdown.clone(),
     ));
-    drop(tx);
 
     // The technician's ways in: up before READY, never a reason not to start.
     match control::bind(&cfg.control) {
@@ -257,32 +220,51 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         "agent running"
     );
     let mode = profile.transport_mode();
+    let mut running = Running {
+        cfg,
+        checks,
+        devices,
+        deferred: BTreeSet::new(),
+        config_path: options.config_path,
+        set_log_filter: options.set_log_filter,
+        outbox: outbox.clone(),
+    };
 
     loop {
         let wake = lane
             .poll_timeout()
             .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
+        let c = &running.cfg;
         tokio::select! {
             input = rx.recv() => match input {
                 Some(input) => {
-                    observe(&mut board, &cfg.camera.name, scanner_name.as_deref(), &wb.name, &input);
-                    handle(&mut lane, &wb.name, input);
+                    observe(&mut board, &c.camera.name, scanner_name.as_deref(), &c.weighbridge.name, &input);
+                    handle(&mut lane, &c.weighbridge.name, input);
                     let (on_bridge, open) = lane.occupancy();
                     feed.occupancy(on_bridge, open);
                 }
                 None => break,
             },
+            Some(request) = next_reload(&mut reload_rx) => {
+                let outcome = running.reload(&mut lane).await;
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(outcome);
+                }
+            }
             _ = board_tick.tick() => board.publish(std::time::Instant::now()),
             _ = tokio::time::sleep(wake) => {}
             _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
+        if !running.deferred.is_empty() && !lane.occupancy().0 {
+            running.restart_deferred().await;
+        }
         drain(
             &mut lane,
             mode,
             Utc::now(),
-            &checks,
+            &running.checks,
             lists.as_deref(),
             &outbox,
             &new_record,
@@ -298,24 +280,139 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         &mut lane,
         mode,
         end_of_time,
-        &checks,
+        &running.checks,
         lists.as_deref(),
         &outbox,
         &new_record,
         &feed,
     );
     lane.log_counters();
+    running.devices.stop_all().await;
     tasks.shutdown().await;
     match tokio::time::timeout(Duration::from_secs(5), uplink_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "uplink stopped with an error"),
         Ok(_) => {}
         Err(_) => tracing::warn!("uplink did not stop in 5 s"),
     }
-    if camera_thread.join().is_err() {
-        tracing::error!("the camera thread panicked");
-    }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The next reload request; never, without reloads.
+async fn next_reload(rx: &mut Option<mpsc::Receiver<ReloadRequest>>) -> Option<ReloadRequest> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a reload may change while the loop runs.
+struct Running {
+    /// The config in effect (keys that wait for a restart keep their running value).
+    cfg: AgentConfig,
+    checks: EdgeChecks,
+    devices: Devices,
+    /// Devices to restart once no vehicle is on the bridge.
+    deferred: BTreeSet<reload::Device>,
+    config_path: Option<PathBuf>,
+    set_log_filter: Option<LogFilterSetter>,
+    outbox: Arc<Outbox>,
+}
+
+impl Running {
+    /// Re-reads the config file and applies it (see [`crate::reload`]); an invalid file is
+    /// refused, logged at ERROR, and changes nothing.
+    async fn reload(&mut self, lane: &mut Correlator) -> Result<ReloadReport, String> {
+        let Some(path) = self.config_path.clone() else {
+            return Err(
+                "this agent was started without a config file: nothing to reload".to_owned(),
+            );
+        };
+        let audit_records = match reload::forward_audit(&path, &self.outbox, &self.cfg.post.lane) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "config audit log not forwarded; tried again on the next reload");
+                0
+            }
+        };
+        let prepared = AgentConfig::load(&path).and_then(|new| {
+            let delta = reload::classify(&self.cfg, &new)?;
+            let checks = EdgeChecks::load(new.limits.clone()).context("loading [limits]")?;
+            Ok((new, delta, checks))
+        });
+        let (new, delta, checks) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::error!(config = %path.display(), error = %message, "config reload REFUSED: the agent keeps running with the previous config; fix the file (bcpctl config validate)");
+                return Err(format!(
+                    "reload refused, the agent keeps its running config: {message}"
+                ));
+            }
+        };
+        self.checks = checks;
+        lane.set_lane_rules(new.lane.rules(self.cfg.scanner.is_some()));
+        if new.log != self.cfg.log {
+            if let Some(set) = &self.set_log_filter {
+                if let Err(e) = set(new.log.level.as_deref()) {
+                    tracing::warn!(error = %format!("{e:#}"), "log.level not applied");
+                }
+            }
+        }
+        self.cfg = reload::applied(&self.cfg, &new, &delta);
+        let mut restarted = Vec::new();
+        let on_bridge = lane.occupancy().0;
+        for device in &delta.devices {
+            let serial = matches!(
+                device,
+                reload::Device::Weighbridge | reload::Device::Dimensions
+            );
+            if serial && on_bridge {
+                // Not while a vehicle is being weighed or measured: after it has left.
+                self.deferred.insert(*device);
+                restarted.push(format!("{device:?} (once the bridge is empty)").to_lowercase());
+                continue;
+            }
+            match self.devices.restart(*device, &self.cfg).await {
+                Ok(name) => restarted.push(name),
+                Err(e) => {
+                    tracing::error!(device = ?device, error = %format!("{e:#}"), "device restart failed: restart the agent (systemctl restart bcp-agent)")
+                }
+            }
+        }
+        let report = ReloadReport {
+            config: path.clone(),
+            applied: delta.in_place,
+            restarted,
+            needs_restart: delta.needs_restart,
+            audit_records,
+        };
+        tracing::info!(
+            config = %path.display(),
+            applied = ?report.applied,
+            restarted = ?report.restarted,
+            audit_records,
+            "config reloaded"
+        );
+        if !report.needs_restart.is_empty() {
+            tracing::warn!(keys = ?report.needs_restart, "these config changes take effect at the next start: systemctl restart bcp-agent");
+        }
+        Ok(report)
+    }
+
+    /// Restarts the devices a reload deferred while a vehicle was on the bridge.
+    async fn restart_deferred(&mut self) {
+        for device in std::mem::take(&mut self.deferred) {
+            match self.devices.restart(device, &self.cfg).await {
+                Ok(name) => {
+                    tracing::info!(device = %name, "device restarted with its new settings")
+                }
+                Err(e) => {
+                    tracing::error!(device = ?device, error = %format!("{e:#}"), "device restart failed: restart the agent (systemctl restart bcp-agent)")
+                }
+            }
+        }
+    }
 }
 
 async fn forward<T>(
@@ -380,6 +477,13 @@ impl Correlator {
                         weighed: profile.weighs(),
                     }),
             ),
+        }
+    }
+
+    /// A reload's new `[lane]` windows; a train's (`[train]`) take a restart.
+    fn set_lane_rules(&mut self, rules: crate::lane::LaneRules) {
+        if let Self::Lane(l) = self {
+            l.set_rules(rules);
         }
     }
 

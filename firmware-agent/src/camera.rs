@@ -20,6 +20,9 @@ use tokio::sync::{mpsc, watch};
 /// What the camera thread reports: the frame's capture time and its reads.
 pub type FrameReads = (DateTime<Utc>, Evidence);
 
+/// Starts the camera's thread; it stops when `shutdown` turns true (or the lane hangs up) and
+/// hands its ANPR engine back through the join handle, so that a restart with new settings
+/// (a config reload) need not load the models again.
 pub fn spawn(
     name: String,
     folder: PathBuf,
@@ -28,7 +31,7 @@ pub fn spawn(
     out: mpsc::Sender<FrameReads>,
     latency: Arc<Histogram>,
     shutdown: watch::Receiver<bool>,
-) -> Result<std::thread::JoinHandle<()>> {
+) -> Result<std::thread::JoinHandle<PlateReader>> {
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("camera {name}: creating {}", folder.display()))?;
     let thread_name = format!("camera-{name}");
@@ -36,29 +39,42 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
-            while !*shutdown.borrow() {
-                match next_frames(&folder) {
-                    Ok(frames) if frames.is_empty() => std::thread::sleep(poll),
-                    Ok(frames) => {
-                        for f in frames {
-                            if *shutdown.borrow() {
-                                return;
-                            }
-                            if let Some(reads) = read_frame(&name, &f, &mut reader, &latency) {
-                                if out.blocking_send(reads).is_err() {
-                                    return; // the agent is shutting down
-                                }
-                            }
-                        }
+            run(&name, &folder, poll, &mut reader, &out, &latency, &shutdown);
+            reader
+        })
+        .context(what)
+}
+
+fn run(
+    name: &str,
+    folder: &Path,
+    poll: Duration,
+    reader: &mut PlateReader,
+    out: &mpsc::Sender<FrameReads>,
+    latency: &Histogram,
+    shutdown: &watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        match next_frames(folder) {
+            Ok(frames) if frames.is_empty() => std::thread::sleep(poll),
+            Ok(frames) => {
+                for f in frames {
+                    if *shutdown.borrow() {
+                        return;
                     }
-                    Err(e) => {
-                        tracing::warn!(camera = %name, error = %format!("{e:#}"), "cannot list the frame folder");
-                        std::thread::sleep(poll.max(Duration::from_secs(1)));
+                    if let Some(reads) = read_frame(name, &f, reader, latency) {
+                        if out.blocking_send(reads).is_err() {
+                            return; // the agent is shutting down
+                        }
                     }
                 }
             }
-        })
-        .context(what)
+            Err(e) => {
+                tracing::warn!(camera = %name, error = %format!("{e:#}"), "cannot list the frame folder");
+                std::thread::sleep(poll.max(Duration::from_secs(1)));
+            }
+        }
+    }
 }
 
 /// Complete frame files (no temporary `.name.part`), oldest name first.

@@ -261,6 +261,7 @@ mod tests {
             images: Vec::new(),
             transport_mode: None,
             train: None,
+            config_change: None,
         }
     }
 

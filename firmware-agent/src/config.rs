@@ -38,6 +38,36 @@ pub struct AgentConfig {
     /// The Prometheus text endpoint on localhost.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// What the agent logs; reloaded on SIGHUP.
+    #[serde(default, skip_serializing_if = "LogSettings::is_default")]
+    pub log: LogSettings,
+}
+
+/// `[log]`: the agent's log filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter: `info`, `debug`, `warn,bcp_agent=debug`, ... Default: `RUST_LOG`, else
+    /// `info`. Applied again on every reload (SIGHUP), so a technician can turn on `debug` for
+    /// a while without restarting the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+}
+
+impl LogSettings {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The filter must parse; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(level) = &self.level {
+            if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level) {
+                bail!("log.level = {level:?}: {e}; use a level (error, warn, info, debug, trace) or a filter such as \"info,bcp_agent=debug\"");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -518,11 +548,8 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the agent config {}", path.display()))?;
-        let cfg: Self = toml::from_str(&text)
-            .with_context(|| format!("parsing the agent config {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("invalid agent config {}", path.display()))?;
-        Ok(cfg)
+        // The same check as `bcpctl config set | apply`; it adds the offending key's line.
+        crate::config_edit::check_text(&text, path)
     }
 
     /// Checks what the types cannot; the error names the key and what would be valid.
@@ -612,6 +639,7 @@ impl AgentConfig {
             ),
             (_, None) => {}
         }
+        self.log.validate()?;
         if self.camera.poll_ms == 0 {
             bail!("camera.poll_ms = 0: use at least 1");
         }

@@ -12,7 +12,8 @@
 //! Line-delimited JSON over the stream: the client writes one request object per line, the
 //! agent answers each with one response object per line, in order, on the same connection.
 //! Requests (see [`protocol::Request`]): `{"cmd":"status"}`, `{"cmd":"devices"}`,
-//! `{"cmd":"lanes"}`, `{"cmd":"events_tail"}`, `{"cmd":"sync_now"}`. Every response has a
+//! `{"cmd":"lanes"}`, `{"cmd":"events_tail"}`, `{"cmd":"sync_now"}`, `{"cmd":"reload"}` (as
+//! SIGHUP: re-read the config; answered `reloaded` or `error`). Every response has a
 //! `"type"`: `status`, `devices`, `lanes`, `sync_requested`, or `error` with a `message` (a bad
 //! request is answered, not dropped; a line over [`protocol::MAX_REQUEST_BYTES`] is answered
 //! and the connection closed). `events_tail` turns the connection into a feed: `subscribed`,
@@ -257,6 +258,13 @@ async fn answer(request: Request, view: &Arc<AgentView>) -> Response {
             })
             .await
         }
+        Request::Reload => match view.reload().await {
+            Ok(report) => {
+                tracing::info!("config reloaded on the control socket");
+                Response::Reloaded(report)
+            }
+            Err(message) => Response::Error { message },
+        },
         Request::EventsTail => Response::Error {
             message: "events_tail is answered by the session".to_owned(),
         },

@@ -3,6 +3,8 @@
 //! - [`config`]: the one TOML file a technician edits, validated key by key.
 //! - [`profile`]: the post's type (`[post] transport_mode`: road, rail, air, river), its UN/ECE
 //!   Rec. 19 code written into every record, and which correlator and identifier it uses.
+//! - [`config_edit`]: changing that file safely (`bcpctl config set | apply`): edits that keep
+//!   comments, a key-level diff, validation with lines, atomic writes, `.prev`, the audit log.
 //! - [`lane`]: the pure lane correlator that links plate, weight, dimensions and scan into a
 //!   [`bcp_record::Crossing`], and its rules with reasons: late scans held for and joined,
 //!   tailgaters split, reversals not recorded (logged), unread plates and orphan scans recorded
@@ -25,6 +27,8 @@
 //!   crossings as they are committed); read-only for them.
 //! - [`control`]: the local control API on a Unix socket (line-delimited JSON; `bcpctl status`,
 //!   `devices`, `lanes`, `events tail`, `sync now`); its messages in [`control::protocol`].
+//! - [`reload`]: SIGHUP / `reload`: what a new config changes at once, which devices restart,
+//!   what waits for a restart; the config audit log forwarded to central.
 //! - [`metrics`]: the Prometheus text endpoint on localhost (`GET /metrics`).
 //! - [`systemd`]: READY / watchdog / STOPPING.
 //! - [`sim_config`]: a config for the simulated post of `bcp-sim` (demo and tests).
@@ -35,11 +39,13 @@ pub mod agent;
 pub mod camera;
 pub mod checks;
 pub mod config;
+pub mod config_edit;
 pub mod control;
 pub mod health;
 pub mod lane;
 pub mod metrics;
 pub mod profile;
+pub mod reload;
 pub mod scanner;
 pub mod sim_config;
 pub mod systemd;

@@ -82,5 +82,6 @@ pub fn for_simulator(
             enabled: false,
             ..MetricsConfig::default()
         },
+        log: Default::default(),
     }
 }

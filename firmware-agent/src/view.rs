@@ -19,11 +19,13 @@ use bcp_sync::uplink::UplinkMonitor;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch, Notify};
 
+use crate::control::protocol::ReloadReport;
 use crate::control::protocol::{
     DiskReport, LaneReport, LastCrossing, LinkReport, OutboxReport, StatusReport, Versions,
     PROTOCOL_VERSION,
 };
 use crate::metrics::Histogram;
+use crate::reload::ReloadHandle;
 
 /// A crossing as the outbox stored it, for `events tail`.
 #[derive(Debug, Clone)]
@@ -49,6 +51,7 @@ pub struct AgentView {
     wake_uplink: Arc<Notify>,
     camera: String,
     anpr_latency: Arc<Histogram>,
+    reload: Option<ReloadHandle>,
 }
 
 /// The main loop's side of the view.
@@ -72,6 +75,8 @@ pub struct ViewParts {
     pub wake_uplink: Arc<Notify>,
     pub camera: String,
     pub anpr_latency: Arc<Histogram>,
+    /// Where the control API's `reload` goes; `None`: the agent cannot reload.
+    pub reload: Option<ReloadHandle>,
 }
 
 impl AgentView {
@@ -97,6 +102,7 @@ impl AgentView {
             wake_uplink: parts.wake_uplink,
             camera: parts.camera,
             anpr_latency: parts.anpr_latency,
+            reload: parts.reload,
         };
         (
             Arc::new(view),
@@ -121,6 +127,17 @@ impl AgentView {
     }
 
     /// Wakes the uplink (`sync now`); it is connected or not.
+    /// Asks the main loop to re-read the config (the one write a client may request: it
+    /// changes nothing the file does not say).
+    pub async fn reload(&self) -> Result<ReloadReport, String> {
+        match &self.reload {
+            Some(handle) => handle.request().await,
+            None => Err(
+                "this agent cannot reload its config (started without a config file)".to_owned(),
+            ),
+        }
+    }
+
     pub fn wake_uplink(&self) -> bool {
         self.wake_uplink.notify_one();
         self.uplink.snapshot().connected

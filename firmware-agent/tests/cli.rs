@@ -76,3 +76,77 @@ fn a_missing_or_invalid_config_is_refused_naming_the_file_and_key() -> Result<()
     assert!(stderr.contains("weighbridge.stable_readings"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_cli_definitions() -> Result<()> {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bcpctl"))
+            .args(args)
+            .output()
+    };
+    for (shell, marker) in [
+        ("bash", "_bcpctl()"),
+        ("zsh", "#compdef bcpctl"),
+        ("fish", "complete -c bcpctl"),
+    ] {
+        let out = run(&["completions", shell])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shell}");
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(
+            text.contains("apply") && (text.contains("--yes") || text.contains("-l yes")),
+            "{shell}: config apply and its flags"
+        );
+    }
+    let out = run(&["man"])?;
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(page.contains(".TH bcpctl 1"), "{page}");
+    assert!(
+        page.contains("completions") && page.contains("config"),
+        "{page}"
+    );
+    let out = run(&["completions", "tcsh"])?;
+    assert!(!out.status.success(), "an unknown shell is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bash"));
+    Ok(())
+}
+
+#[test]
+fn config_set_without_a_terminal_or_yes_writes_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = sim_config_file(dir.path(), None)?;
+    let before = std::fs::read_to_string(&cfg)?;
+    let out = Command::new(env!("CARGO_BIN_EXE_bcpctl"))
+        .args(["config", "set", "lane.close_after_ms", "4000", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ lane.close_after_ms = 4000"));
+    assert_eq!(std::fs::read_to_string(&cfg)?, before);
+    assert!(!bcp_agent::config_edit::audit_log_path(&cfg).exists());
+    // An unknown key: named, with its line, nothing written.
+    let out = Command::new(env!("CARGO_BIN_EXE_bcpctl"))
+        .args([
+            "config",
+            "set",
+            "lane.close_after_secs",
+            "4",
+            "--yes",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("close_after_secs") && stderr.contains("line"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&cfg)?, before);
+    Ok(())
+}

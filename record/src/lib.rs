@@ -5,6 +5,8 @@
 //!
 //! ## Layout
 //! - [`Crossing`]: one vehicle's linked evidence (plate, stable weight, dimensions, X-ray scan).
+//! - [`ConfigChange`]: a technician's change to the post's configuration (the audit log); it
+//!   travels as a record without evidence ([`Crossing::config_change`]).
 //! - [`ScanEvent`]: what a non-intrusive inspection scanner reports about one scan; the scanner
 //!   feed sends it as one JSON object per line.
 //! - [`RecordEnvelope`]: a crossing as it travels: the post, its per-post sequence number.
@@ -69,6 +71,79 @@ pub struct Crossing {
     /// On a rail post: the train, its wagons in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<Train>,
+    /// Set on a record that is not a vehicle's passage but a change to the post's configuration
+    /// (the audit log of `bcpctl config set|apply`). It rides in the sealed chain so that it is
+    /// signed, acknowledged and never lost like any record; such a record has no evidence,
+    /// `arrived_at == left_at ==` the change's time and the flag `config_change`. Readers that
+    /// count vehicles skip it. Absent on the wire when `None`, so older records keep their seals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_change: Option<ConfigChange>,
+}
+
+/// Who changed which keys of a post's configuration file, when, and what the file became.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// UUID v7, made when the change was written; the carrying record's id.
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    /// The person: `SUDO_USER`, else `LOGNAME`, else `uid N`.
+    pub user: String,
+    /// `set` or `apply`.
+    pub command: String,
+    /// The file written (`/etc/bcp/agent.toml`).
+    pub file: String,
+    /// Key by key, what the file said before and says now.
+    pub changes: Vec<KeyChange>,
+    /// SHA-256 of the new file, lowercase hex.
+    pub sha256: String,
+    /// SHA-256 of the file it replaced, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sha256: Option<String>,
+}
+
+/// One key of a [`ConfigChange`]: dotted (`lane.close_after_ms`), values as TOML text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    pub key: String,
+    /// `None`: the key was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    /// `None`: the key was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+}
+
+impl ConfigChange {
+    /// The record that carries this change through the outbox to central (see
+    /// [`Crossing::config_change`]).
+    pub fn to_record(&self, post: &str, lane: &str) -> Crossing {
+        let keys: Vec<&str> = self.changes.iter().map(|c| c.key.as_str()).collect();
+        Crossing {
+            id: self.id,
+            post: post.to_owned(),
+            lane: lane.to_owned(),
+            arrived_at: self.at,
+            left_at: self.at,
+            plate: None,
+            weight: None,
+            dimensions: None,
+            scan: None,
+            flags: vec![Flag::new(
+                "config_change",
+                format!(
+                    "not a vehicle: {} changed {} with bcpctl config {} ({})",
+                    self.user,
+                    self.file,
+                    self.command,
+                    keys.join(", ")
+                ),
+            )],
+            images: Vec::new(),
+            transport_mode: None,
+            train: None,
+            config_change: Some(self.clone()),
+        }
+    }
 }
 
 /// An image a crossing refers to: a content-addressed blob, stored and sent apart from records.

@@ -26,6 +26,7 @@ pub mod verify;
 pub use receiver::{run_receiver, ReceiverConfig, ReceiverStats};
 pub use store::{
     CentralError, CentralStore, Outcome, PostSummary, Received, ReceivedMessage, RejectedMessage,
-    StoredCrossing, VerifyReport, CENTRAL_PG_SCHEMA_VERSION, CENTRAL_SCHEMA_VERSION,
+    StoredConfigChange, StoredCrossing, VerifyReport, CENTRAL_PG_SCHEMA_VERSION,
+    CENTRAL_SCHEMA_VERSION,
 };
 pub use verify::{KeyPolicy, Rejection};

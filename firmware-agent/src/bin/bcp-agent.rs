@@ -1,8 +1,12 @@
 //! `bcp-agent`: the border-post appliance daemon.
 use anyhow::Result;
+use bcp_agent::reload::ReloadHandle;
 use bcp_agent::{agent, config, AgentConfig};
 use clap::Parser;
 use std::path::PathBuf;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{reload, EnvFilter};
 
 /// Reads the lane's weighbridge, dimension sensor, camera and scanner, links each vehicle's
 /// evidence into one crossing record, stores it in the outbox and syncs it to central.
@@ -15,14 +19,8 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Args::parse()) {
+    let log = init_tracing();
+    match run(Args::parse(), log) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -32,18 +30,76 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<()> {
+type FilterHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// Logs to stderr (the journal under systemd), fields first; the filter can be replaced later
+/// (`[log] level`, on start and on every reload).
+fn init_tracing() -> FilterHandle {
+    let (filter, handle) = reload::Layer::new(default_filter());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .init();
+    handle
+}
+
+/// `RUST_LOG`, else `info`.
+fn default_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn run(args: Args, log: FilterHandle) -> Result<()> {
     let cfg = AgentConfig::load(&args.config)?;
+    let set_log_filter: agent::LogFilterSetter = Box::new(move |level: Option<&str>| {
+        let filter = match level {
+            Some(level) => EnvFilter::builder().parse(level)?,
+            None => default_filter(),
+        };
+        log.reload(filter)?;
+        tracing::info!(
+            filter = level.unwrap_or("RUST_LOG or info"),
+            "log filter set"
+        );
+        Ok(())
+    });
+    if cfg.log.level.is_some() {
+        set_log_filter(cfg.log.level.as_deref())?;
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let (reloads, reload_rx) = ReloadHandle::new();
+        tokio::spawn(reload_on_sighup(reloads.clone()));
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: closing open crossings and flushing");
             let _ = tx.send(true);
         });
-        agent::run(cfg, rx).await
+        let options = agent::RunOptions {
+            config_path: Some(args.config.clone()),
+            reloads: Some((reloads, reload_rx)),
+            set_log_filter: Some(set_log_filter),
+        };
+        agent::run_with(cfg, rx, options).await
     })
+}
+
+/// SIGHUP (`systemctl reload bcp-agent`): re-read the config.
+async fn reload_on_sighup(reloads: ReloadHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                reloads.signal();
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP: reload with bcpctl"),
+    }
 }
 
 async fn wait_for_signal() {

@@ -29,11 +29,21 @@ pub enum Request {
     EventsTail,
     /// Wakes the uplink now (it sends what is pending, if the link is up).
     SyncNow,
+    /// Re-reads the config file, as SIGHUP does: a valid one is applied (`reloaded`), an
+    /// invalid one refused (`error`) while the running config stays.
+    Reload,
 }
 
 impl Request {
     /// The request's name as a client types it.
-    pub const NAMES: [&'static str; 5] = ["status", "devices", "lanes", "events_tail", "sync_now"];
+    pub const NAMES: [&'static str; 6] = [
+        "status",
+        "devices",
+        "lanes",
+        "events_tail",
+        "sync_now",
+        "reload",
+    ];
 }
 
 /// Why a request line was refused.
@@ -41,7 +51,7 @@ impl Request {
 pub enum ProtocolError {
     #[error("request longer than {MAX_REQUEST_BYTES} bytes")]
     TooLong,
-    #[error("not a request: {0}; send one JSON object per line, e.g. {{\"cmd\":\"status\"}} (commands: status, devices, lanes, events_tail, sync_now)")]
+    #[error("not a request: {0}; send one JSON object per line, e.g. {{\"cmd\":\"status\"}} (commands: status, devices, lanes, events_tail, sync_now, reload)")]
     Malformed(String),
 }
 
@@ -96,9 +106,32 @@ pub enum Response {
         depth: Option<u64>,
         connected: bool,
     },
+    /// The config file was re-read and applied; what that took.
+    Reloaded(ReloadReport),
     Error {
         message: String,
     },
+}
+
+/// What a reload applied, and what waits for a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The file read.
+    pub config: PathBuf,
+    /// Changed keys now in effect without restarting anything (lane windows, limits and the
+    /// hotlist, the log filter).
+    #[serde(default)]
+    pub applied: Vec<String>,
+    /// Devices restarted with their new settings.
+    #[serde(default)]
+    pub restarted: Vec<String>,
+    /// Changed keys that take effect only when the agent restarts
+    /// (`systemctl restart bcp-agent`).
+    #[serde(default)]
+    pub needs_restart: Vec<String>,
+    /// Entries of the config audit log newly queued for central.
+    #[serde(default)]
+    pub audit_records: u64,
 }
 
 /// The answer to `status`.
@@ -201,6 +234,7 @@ mod tests {
             (r#"{"cmd":"lanes"}"#, Request::Lanes),
             (r#"{"cmd":"events_tail"}"#, Request::EventsTail),
             (" {\"cmd\": \"sync_now\"}\r\n", Request::SyncNow),
+            (r#"{"cmd":"reload"}"#, Request::Reload),
         ];
         for (line, want) in cases.clone() {
             assert_eq!(decode_request(line.as_bytes()), Ok(want.clone()), "{line}");
@@ -289,6 +323,13 @@ mod tests {
                 depth: Some(2),
                 connected: true,
             },
+            Response::Reloaded(ReloadReport {
+                config: "/etc/bcp/agent.toml".into(),
+                applied: vec!["lane.close_after_ms".into()],
+                restarted: vec!["wb1".into()],
+                needs_restart: vec!["sync.broker_host".into()],
+                audit_records: 1,
+            }),
             Response::Error {
                 message: "a\nb".into(),
             },

@@ -335,6 +335,11 @@ impl LaneCorrelator {
         &self.rules
     }
 
+    /// New windows (a config reload): crossings still open are closed by the new ones.
+    pub fn set_rules(&mut self, rules: LaneRules) {
+        self.rules = rules;
+    }
+
     pub fn counters(&self) -> &LaneCounters {
         &self.counters
     }
@@ -825,6 +830,7 @@ impl LaneCorrelator {
             images: Vec::new(),
             transport_mode: None,
             train: None,
+            config_change: None,
         }
     }
 
@@ -927,6 +933,7 @@ impl LaneCorrelator {
             images: Vec::new(),
             transport_mode: None,
             train: None,
+            config_change: None,
         }
     }
 }

@@ -302,6 +302,7 @@ impl TrainCorrelator {
             images: Vec::new(),
             transport_mode: Some(bcp_record::TransportMode::Rail),
             train: None,
+            config_change: None,
         });
     }
 

@@ -32,6 +32,12 @@ impl AgentProcess {
         Ok(Self { child })
     }
 
+    /// The process id (to send it signals).
+    #[allow(dead_code)] // used by the test files that send signals, not by all
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then wait up to `grace` for a clean exit; the exit status if it came.
     pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {

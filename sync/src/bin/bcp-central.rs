@@ -7,6 +7,8 @@
 //! - `bcp-central export --db PATH --json [--post P] [--since RFC3339] [--blob-dir DIR]`: a
 //!   crossing with images also gets `image_states` (`stored`, `evicted_at_post`, `pending`)
 //! - `bcp-central posts --db PATH [--json]`
+//! - `bcp-central audit --db PATH [--post P] [--since RFC3339] [--json]`: the posts' config
+//!   changes (`bcpctl config set | apply`), as their records reported them
 //! - `bcp-central verify --db PATH`
 //! - `bcp-central keys init|show [--key-file PATH]`: central's list-signing key
 //! - `bcp-central lists publish --post P [--post P2 ...] --kind hotlist|declarations|... [--version N]
@@ -95,6 +97,8 @@ enum Command {
     /// Downlink lists for the posts (hotlists, pre-arrival declarations), signed and retained.
     #[command(subcommand)]
     Lists(ListsCommand),
+    /// The posts' configuration changes: who changed which keys, when (`bcpctl config set|apply`).
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +146,21 @@ struct PublishArgs {
     broker: Option<String>,
     #[command(flatten)]
     key: KeyFileArgs,
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Only this post's changes.
+    #[arg(long)]
+    post: Option<String>,
+    /// Only changes recorded at or after this time (RFC 3339).
+    #[arg(long, value_name = "T")]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// One JSON object per change per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +268,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify(&args, &config),
         Command::Keys(cmd) => keys(&cmd, &config),
         Command::Lists(ListsCommand::Publish(args)) => publish_lists(&args, &config),
+        Command::Audit(args) => audit(&args, &config),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -288,6 +308,42 @@ fn export(args: &ExportArgs, config: &CentralConfig) -> anyhow::Result<()> {
         }
         serde_json::to_writer(&mut out, &json).context("writing JSON")?;
         out.write_all(b"\n").context("writing to stdout")?;
+    }
+    out.flush().context("writing to stdout")
+}
+
+fn audit(args: &AuditArgs, config: &CentralConfig) -> anyhow::Result<()> {
+    let store = args.db.open(config)?;
+    let mut out = std::io::stdout().lock();
+    for stored in store.config_changes(args.post.as_deref(), args.since)? {
+        if args.json {
+            serde_json::to_writer(&mut out, &stored).context("writing JSON")?;
+            out.write_all(b"\n").context("writing to stdout")?;
+            continue;
+        }
+        let c = &stored.change;
+        writeln!(
+            out,
+            "{} seq {}  {}  {} ran bcpctl config {} on {} (sha256 {})",
+            stored.post,
+            stored.seq,
+            c.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            c.user,
+            c.command,
+            c.file,
+            c.sha256.get(..12).unwrap_or(&c.sha256)
+        )
+        .context("writing to stdout")?;
+        for k in &c.changes {
+            writeln!(
+                out,
+                "    {}: {} -> {}",
+                k.key,
+                k.old.as_deref().unwrap_or("(absent)"),
+                k.new.as_deref().unwrap_or("(removed)")
+            )
+            .context("writing to stdout")?;
+        }
     }
     out.flush().context("writing to stdout")
 }

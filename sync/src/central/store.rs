@@ -154,6 +154,15 @@ pub struct StoredCrossing {
     pub crossing: Crossing,
 }
 
+/// A post's configuration change as central stored it (its record's post and seq).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredConfigChange {
+    pub post: String,
+    pub seq: u64,
+    pub received_at: DateTime<Utc>,
+    pub change: bcp_record::ConfigChange,
+}
+
 /// What [`CentralStore::verify_all`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -522,6 +531,27 @@ impl CentralStore {
             });
         }
         Ok(out)
+    }
+
+    /// The configuration changes of `post` (or every post) as the posts reported them (records
+    /// carrying [`bcp_record::ConfigChange`]), in post, then seq order.
+    pub fn config_changes(
+        &self,
+        post: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<StoredConfigChange>, CentralError> {
+        Ok(self
+            .export_filtered(post, since)?
+            .into_iter()
+            .filter_map(|c| {
+                Some(StoredConfigChange {
+                    post: c.post,
+                    seq: c.seq,
+                    received_at: c.received_at,
+                    change: c.crossing.config_change?,
+                })
+            })
+            .collect())
     }
 
     /// Re-verifies every stored record: its seal against the post's key, the stored hash columns,

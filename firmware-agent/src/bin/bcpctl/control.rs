@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use bcp_agent::config::{self, DEFAULT_CONTROL_GROUP, DEFAULT_CONTROL_SOCKET};
-use bcp_agent::control::protocol::{encode_line, LaneReport, Request, Response, StatusReport};
+use bcp_agent::control::protocol::{
+    encode_line, LaneReport, ReloadReport, Request, Response, StatusReport,
+};
 use bcp_record::DeviceStatus;
 use clap::{Args, Subcommand};
 
@@ -256,6 +258,24 @@ pub fn sync(cmd: SyncCommand) -> Result<()> {
             Ok(())
         }
         other => unexpected(&other),
+    }
+}
+
+/// Asks the agent at `path` to re-read its config; `None` when no agent runs there (no socket,
+/// or nothing answers on it).
+pub fn reload(path: &Path) -> Result<Option<ReloadReport>> {
+    match UnixStream::connect(path) {
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(None)
+        }
+        _ => {}
+    }
+    match ask(path, &Request::Reload)? {
+        Response::Reloaded(report) => Ok(Some(report)),
+        other => {
+            unexpected(&other)?;
+            Ok(None)
+        }
     }
 }
 

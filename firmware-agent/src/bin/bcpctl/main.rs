@@ -3,14 +3,15 @@
 //! Each command group lives in its own module beside this file; `main.rs` only parses the
 //! arguments and dispatches.
 use anyhow::{Context, Result};
-use bcp_agent::{config, sim_config, AgentConfig};
-use clap::{Parser, Subcommand};
+use bcp_agent::config::DEFAULT_PATH as DEFAULT_CONFIG;
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::path::PathBuf;
 
 mod serial;
 
 mod anpr;
 mod camera;
+mod config;
 mod control;
 mod keys;
 mod outbox;
@@ -18,7 +19,7 @@ mod outbox;
 /// The border-post technician's tool: see what the running agent is doing, check the
 /// configuration and the devices, look at the outbox.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "bcpctl", version)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -47,12 +48,13 @@ enum Command {
     /// Cameras: a snapshot, frames per second and plate read rate.
     #[command(subcommand)]
     Camera(camera::CameraCommand),
-    /// Configuration files.
+    /// The agent's configuration: validate it, change a key or the whole file (with a diff,
+    /// an audit entry and a reload).
     #[command(subcommand)]
-    Config(ConfigCommand),
+    Config(config::ConfigCommand),
     /// The outbox: records waiting for central, and the last acknowledgement.
     Outbox {
-        #[arg(long, default_value = config::DEFAULT_PATH)]
+        #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// One JSON object instead of text.
         #[arg(long)]
@@ -64,31 +66,10 @@ enum Command {
     /// The post's signing key.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum ConfigCommand {
-    /// Checks a config file; exits non-zero naming the bad key (the unit's ExecStartPre).
-    Validate {
-        #[arg(default_value = config::DEFAULT_PATH)]
-        file: PathBuf,
-    },
-    /// Writes a config for the simulated post of `bcp-sim` (its endpoints.json).
-    FromSim {
-        endpoints: PathBuf,
-        #[arg(long, default_value = "TJ-DEMO-01")]
-        post: String,
-        #[arg(long, default_value = "127.0.0.1")]
-        broker_host: String,
-        #[arg(long)]
-        broker_port: u16,
-        /// Where the agent keeps its outbox.
-        #[arg(long)]
-        state_dir: PathBuf,
-        /// Output file (default: stdout).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    /// Prints a shell completion script: bcpctl completions bash > /etc/bash_completion.d/bcpctl
+    Completions { shell: clap_complete::Shell },
+    /// Prints the man page (roff): bcpctl man | man -l -
+    Man,
 }
 
 fn main() -> std::process::ExitCode {
@@ -111,37 +92,23 @@ fn run(args: Args) -> Result<()> {
         Command::Serial(cmd) => serial::run(cmd)?,
         Command::Anpr(cmd) => anpr::run(cmd)?,
         Command::Camera(cmd) => camera::run(cmd)?,
-        Command::Config(ConfigCommand::Validate { file }) => {
-            AgentConfig::load(&file)?;
-            println!("{}: valid", file.display());
-        }
-        Command::Config(ConfigCommand::FromSim {
-            endpoints,
-            post,
-            broker_host,
-            broker_port,
-            state_dir,
-            output,
-        }) => {
-            let text = std::fs::read_to_string(&endpoints)
-                .with_context(|| format!("reading {}", endpoints.display()))?;
-            let sim: sim_config::SimEndpoints = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", endpoints.display()))?;
-            let cfg = sim_config::for_simulator(&sim, &post, &broker_host, broker_port, &state_dir);
-            cfg.validate()?;
-            let toml = toml::to_string_pretty(&cfg)?;
-            match output {
-                Some(path) => std::fs::write(&path, toml)
-                    .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{toml}"),
-            }
-        }
+        Command::Config(cmd) => config::run(cmd)?,
         Command::Outbox {
             config,
             json,
             verify,
         } => outbox::run(&config, json, verify)?,
         Command::Keys(cmd) => keys::run(cmd)?,
+        Command::Completions { shell } => {
+            // Into a buffer first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "bcpctl", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("writing the completion script")?;
+        }
+        Command::Man => clap_mangen::Man::new(Args::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page")?,
     }
     Ok(())
 }

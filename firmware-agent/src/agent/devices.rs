@@ -1,0 +1,275 @@
+//! The lane's device tasks, each with its own stop signal, so that a reload can restart one
+//! device with new settings while the others, the lane and the outbox run on.
+//!
+//! Each device is a driver (a task, or the camera's thread) writing into its own channel, and a
+//! forwarding task from that channel into the lane's. Stopping a device stops its driver and
+//! waits for it to end; the forwarding task then hands whatever the driver had read to the
+//! lane and ends by itself (it is not awaited, so that a full lane channel cannot stall the
+//! main loop that is stopping the device). The lane's channel outlives every device: nothing a
+//! device read is lost across a restart.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bcp_anpr::PlateReader;
+use bcp_drivers::serial::{self, DeviceHealth};
+use bcp_drivers::stability::StabilityConfig;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::{forward, LaneInput};
+use crate::camera;
+use crate::config::{
+    AgentConfig, CameraConfig, DimensionSensorConfig, ScannerConfig, WeighbridgeConfig,
+};
+use crate::health::DeviceBoard;
+use crate::metrics::Histogram;
+use crate::reload::Device;
+use crate::scanner;
+
+/// A running device task.
+#[derive(Debug)]
+pub(super) struct DeviceTask {
+    stop: watch::Sender<bool>,
+    driver: JoinHandle<()>,
+}
+
+impl DeviceTask {
+    /// Stops the driver and waits until it has ended (its port closed, its last reading sent).
+    pub(super) async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.driver.await {
+            tracing::error!(error = %e, "a device task failed while stopping");
+        }
+    }
+}
+
+/// The weighbridge's driver; its health goes into `health` (kept across restarts).
+pub(super) fn start_weighbridge(
+    wb: &WeighbridgeConfig,
+    health: Arc<Mutex<DeviceHealth>>,
+    lane: &mpsc::Sender<LaneInput>,
+) -> Result<DeviceTask> {
+    let protocol = wb.indicator_protocol()?;
+    let stability = StabilityConfig {
+        readings: wb.stable_readings,
+        band_divisions: wb.stable_band_divisions,
+        min_duration: Duration::from_millis(wb.stable_min_ms),
+        occupied_threshold_kg: wb.occupied_threshold_kg,
+        empty_threshold_kg: wb.empty_threshold_kg,
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let (dev_tx, dev_rx) = mpsc::channel(256);
+    tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Weighbridge));
+    let (name, port) = (wb.name.clone(), wb.port.clone());
+    let driver = tokio::spawn(async move {
+        if let Err(e) = serial::run_indicator(
+            name.clone(),
+            port,
+            protocol,
+            stability,
+            dev_tx,
+            health,
+            stop_rx,
+        )
+        .await
+        {
+            tracing::error!(device = %name, error = %e, "weighbridge driver stopped");
+        }
+    });
+    Ok(DeviceTask { stop, driver })
+}
+
+/// The dimension sensor's driver.
+pub(super) fn start_dimensions(
+    d: &DimensionSensorConfig,
+    health: Arc<Mutex<DeviceHealth>>,
+    lane: &mpsc::Sender<LaneInput>,
+) -> DeviceTask {
+    let (stop, stop_rx) = watch::channel(false);
+    let (dev_tx, dev_rx) = mpsc::channel(64);
+    tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Dimensions));
+    let (name, port) = (d.name.clone(), d.port.clone());
+    let driver = tokio::spawn(async move {
+        if let Err(e) =
+            serial::run_dimension_sensor(name.clone(), port, dev_tx, health, stop_rx).await
+        {
+            tracing::error!(device = %name, error = %e, "dimension sensor driver stopped");
+        }
+    });
+    DeviceTask { stop, driver }
+}
+
+/// The scanner's feed or drop-folder task (`validate` made sure exactly one is set).
+pub(super) fn start_scanner(s: &ScannerConfig, lane: &mpsc::Sender<LaneInput>) -> DeviceTask {
+    let (stop, stop_rx) = watch::channel(false);
+    let (scan_tx, scan_rx) = mpsc::channel(64);
+    tokio::spawn(forward(scan_rx, lane.clone(), LaneInput::Scan));
+    let driver = match (s.feed_addr.clone(), s.drop_folder.clone()) {
+        (Some(addr), _) => tokio::spawn(scanner::run_feed(s.name.clone(), addr, scan_tx, stop_rx)),
+        (None, Some(folder)) => tokio::spawn(scanner::run_drop_folder(
+            s.name.clone(),
+            folder,
+            scan_tx,
+            stop_rx,
+        )),
+        (None, None) => {
+            tracing::error!(scanner = %s.name, "scanner: set scanner.feed_addr or scanner.drop_folder; not started");
+            tokio::spawn(async {})
+        }
+    };
+    DeviceTask { stop, driver }
+}
+
+/// The camera's thread, reading frames with the ANPR engine it is given.
+#[derive(Debug)]
+pub(super) struct CameraTask {
+    stop: watch::Sender<bool>,
+    thread: std::thread::JoinHandle<PlateReader>,
+}
+
+impl CameraTask {
+    pub(super) fn start(
+        cfg: &CameraConfig,
+        reader: PlateReader,
+        lane: &mpsc::Sender<LaneInput>,
+        latency: Arc<Histogram>,
+    ) -> Result<Self> {
+        let (stop, stop_rx) = watch::channel(false);
+        let (frame_tx, frame_rx) = mpsc::channel(64);
+        tokio::spawn(forward(frame_rx, lane.clone(), LaneInput::Frame));
+        let thread = camera::spawn(
+            cfg.name.clone(),
+            cfg.folder.clone(),
+            Duration::from_millis(cfg.poll_ms),
+            reader,
+            frame_tx,
+            latency,
+            stop_rx,
+        )?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops the thread (after the frame it is reading) and takes its ANPR engine back.
+    pub(super) async fn stop(self) -> Result<PlateReader> {
+        let _ = self.stop.send(true);
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .context("waiting for the camera thread")?
+            .map_err(|_| anyhow::anyhow!("the camera thread panicked"))
+    }
+}
+
+/// Every device of the lane, as running now.
+#[derive(Debug)]
+pub(super) struct Devices {
+    lane: mpsc::Sender<LaneInput>,
+    wb_health: Arc<Mutex<DeviceHealth>>,
+    dims_health: Arc<Mutex<DeviceHealth>>,
+    latency: Arc<Histogram>,
+    weighbridge: Option<DeviceTask>,
+    dimensions: Option<DeviceTask>,
+    camera: Option<CameraTask>,
+    scanner: Option<DeviceTask>,
+}
+
+impl Devices {
+    /// Starts every device `cfg` names and puts it on the device board.
+    pub(super) fn start(
+        cfg: &AgentConfig,
+        reader: PlateReader,
+        lane: &mpsc::Sender<LaneInput>,
+        board: &mut DeviceBoard,
+        latency: Arc<Histogram>,
+    ) -> Result<Self> {
+        let wb_health = Arc::new(Mutex::new(DeviceHealth::default()));
+        let dims_health = Arc::new(Mutex::new(DeviceHealth::default()));
+        board.add_serial(&cfg.weighbridge.name, "weighbridge", wb_health.clone());
+        let weighbridge = start_weighbridge(&cfg.weighbridge, wb_health.clone(), lane)?;
+        let dimensions = cfg.dimensions.as_ref().map(|d| {
+            board.add_serial(&d.name, "dimensions", dims_health.clone());
+            start_dimensions(d, dims_health.clone(), lane)
+        });
+        board.add(&cfg.camera.name, "camera");
+        let camera = CameraTask::start(&cfg.camera, reader, lane, latency.clone())?;
+        let scanner = cfg.scanner.as_ref().map(|s| {
+            board.add(&s.name, "scanner");
+            start_scanner(s, lane)
+        });
+        Ok(Self {
+            lane: lane.clone(),
+            wb_health,
+            dims_health,
+            latency,
+            weighbridge: Some(weighbridge),
+            dimensions,
+            camera: Some(camera),
+            scanner,
+        })
+    }
+
+    /// Stops `device` and starts it again with its settings in `cfg`; returns its name.
+    pub(super) async fn restart(&mut self, device: Device, cfg: &AgentConfig) -> Result<String> {
+        match device {
+            Device::Weighbridge => {
+                if let Some(old) = self.weighbridge.take() {
+                    old.stop().await;
+                }
+                let wb = &cfg.weighbridge;
+                self.weighbridge = Some(start_weighbridge(wb, self.wb_health.clone(), &self.lane)?);
+                Ok(wb.name.clone())
+            }
+            Device::Dimensions => {
+                if let Some(old) = self.dimensions.take() {
+                    old.stop().await;
+                }
+                let d = cfg
+                    .dimensions
+                    .as_ref()
+                    .context("[dimensions] is gone: restart the agent")?;
+                self.dimensions = Some(start_dimensions(d, self.dims_health.clone(), &self.lane));
+                Ok(d.name.clone())
+            }
+            Device::Camera => {
+                let old = self.camera.take().context("the camera is not running")?;
+                let reader = old.stop().await?;
+                let c = &cfg.camera;
+                self.camera = Some(CameraTask::start(
+                    c,
+                    reader,
+                    &self.lane,
+                    self.latency.clone(),
+                )?);
+                Ok(c.name.clone())
+            }
+            Device::Scanner => {
+                if let Some(old) = self.scanner.take() {
+                    old.stop().await;
+                }
+                let s = cfg
+                    .scanner
+                    .as_ref()
+                    .context("[scanner] is gone: restart the agent")?;
+                self.scanner = Some(start_scanner(s, &self.lane));
+                Ok(s.name.clone())
+            }
+        }
+    }
+
+    /// Stops every device (the agent is stopping).
+    pub(super) async fn stop_all(self) {
+        for task in [self.weighbridge, self.dimensions, self.scanner]
+            .into_iter()
+            .flatten()
+        {
+            task.stop().await;
+        }
+        if let Some(camera) = self.camera {
+            if let Err(e) = camera.stop().await {
+                tracing::error!(error = %format!("{e:#}"), "camera thread");
+            }
+        }
+    }
+}
