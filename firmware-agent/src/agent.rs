@@ -103,18 +103,25 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         }
     });
 
-    // Dimension sensor.
+    // Dimension device: a sensor sending computed dimensions, or a lane scanner whose profiles
+    // the driver turns into them.
     if let Some(d) = cfg.dimensions.clone() {
+        let lane_scanner = d.lane_scanner()?;
         let (dev_tx, dev_rx) = mpsc::channel(64);
         tasks.spawn(forward(dev_rx, tx.clone(), LaneInput::Dimensions));
         let health = Arc::new(Mutex::new(DeviceHealth::default()));
         board.add_serial(&d.name, "dimensions", health.clone());
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(e) =
-                serial::run_dimension_sensor(d.name.clone(), d.port, dev_tx, health, shutdown).await
-            {
-                tracing::error!(device = %d.name, error = %e, "dimension sensor driver stopped");
+            let name = d.name.clone();
+            let result = match lane_scanner {
+                Some(tracker) => {
+                    serial::run_lane_scanner(name, d.port, tracker, dev_tx, health, shutdown).await
+                }
+                None => serial::run_dimension_sensor(name, d.port, dev_tx, health, shutdown).await,
+            };
+            if let Err(e) = result {
+                tracing::error!(device = %d.name, error = %e, "dimension device driver stopped");
             }
         });
     }

@@ -4,7 +4,7 @@
 //!
 //! - [`scenario`]: the vehicles (plate, gross weight, dimensions, scan), deterministic from a seed;
 //!   the ground truth a test compares central's records against.
-//! - [`devices`]: a Mettler Toledo weighbridge indicator and a dimension sensor on pseudo-terminals,
+//! - [`devices`]: the weighbridge state, a dimension sensor on a pseudo-terminal,
 //!   a camera dropping JPEG frames into a folder, an X-ray scanner's JSON-lines TCP feed.
 //! - [`indicators`]: every weighing-indicator protocol of `bcp_drivers` on a pty behind a
 //!   stable link, polled ones answering their commands, with faults on demand (noise, truncated
@@ -14,7 +14,9 @@
 //! - [`lms`]: a SICK LMS-style laser scanner over the lane, sending CoLa A `LMDscandata`
 //!   profiles of passing vehicles (the `sick-cola` dimension protocol).
 //! - [`plate_render`]: camera frames with rendered number plates of the region's formats.
-//! - [`sim`]: the [`Simulator`] that opens the devices and drives the vehicles through the lane.
+//! - [`sim`]: the [`Simulator`] that opens the devices and drives the vehicles through the lane;
+//!   [`PostDevices`] chooses the weighbridge indicator's protocol (any of them) and the
+//!   dimension device (`dims-ascii` sensor or `sick-cola` lane scanner).
 //!
 //! The binary `bcp-sim` is a thin wrapper around [`Simulator`].
 
@@ -28,4 +30,7 @@ pub mod sim;
 
 pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
-pub use sim::{SimEndpoints, Simulator, Timing};
+pub use sim::{
+    DimensionDevice, PostDevices, SimEndpoints, SimLaneScanner, Simulator, Timing,
+    LANE_SCANNER_SPEED_MM_PER_S,
+};
