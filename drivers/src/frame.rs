@@ -62,7 +62,10 @@ pub(crate) fn take_line(
     terminator: u8,
     max: usize,
 ) -> Result<Option<(&[u8], usize)>, FrameError> {
-    let Some(end) = buf.iter().take(max).position(|&b| b == terminator) else {
+    // A slice, not `iter().take(max)`: the loop over a slice is the faster (generic: 100 -> 89 ns
+    // a line).
+    let window = &buf[..buf.len().min(max)];
+    let Some(end) = window.iter().position(|&b| b == terminator) else {
         return if buf.len() >= max {
             Err(FrameError::new(max, FrameErrorKind::TooLong { max }))
         } else {

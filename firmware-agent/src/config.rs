@@ -6,6 +6,7 @@
 use anyhow::{bail, Context, Result};
 use bcp_drivers::indicator::AnyProtocol;
 use bcp_drivers::serial::SerialPortConfig;
+use bcp_drivers::sick_cola::{DimensionTrackerConfig, LaneGeometry};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -177,14 +178,123 @@ pub struct WeighbridgeConfig {
     pub empty_threshold_kg: f64,
 }
 
+/// The dimension device: a system that sends computed dimensions (`dims-ascii`), or a laser
+/// scanner over the lane that sends raw profiles (`sick-cola`, SICK LMS/TiM CoLa A
+/// `LMDscandata`), from which the agent computes them.
+///
+/// For `sick-cola` the keys below describe the scan line as `bcp_drivers::sick_cola` documents
+/// it: the scanner hangs `mount_height_mm` above the road, its scan plane vertical and across
+/// the lane, its angle `down_angle` (1/10000 deg) pointing straight down; points at least
+/// `min_object_height_mm` above the road are the vehicle (width = their spread across the lane,
+/// height = the highest); length = speed x the vehicle's scans / the scan frequency. The speed
+/// source is fixed (`speed_mm_per_s`: where vehicles are drawn under the scanner at a set
+/// pace); a second scan line or a radar is not wired in yet. `dims-ascii` takes none of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DimensionSensorConfig {
     pub name: String,
     #[serde(flatten)]
     pub port: SerialPortConfig,
-    /// Only `dims-ascii` for now.
+    /// `dims-ascii` or `sick-cola`.
     pub protocol: String,
+    /// `sick-cola` (required): the scanner's height above the road, mm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_height_mm: Option<f64>,
+    /// `sick-cola`: the scanner angle pointing straight down, 1/10000 deg (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_angle: Option<i32>,
+    /// `sick-cola`: lower points are road, mm (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_object_height_mm: Option<f64>,
+    /// `sick-cola` (required): the vehicles' speed under the scanner, mm/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_mm_per_s: Option<f64>,
+    /// `sick-cola`: empty scans after which a vehicle has left (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_gap_scans: Option<u32>,
+}
+
+/// `dimensions.min_object_height_mm` when not set.
+pub const DEFAULT_MIN_OBJECT_HEIGHT_MM: f64 = 300.0;
+/// `dimensions.min_gap_scans` when not set.
+pub const DEFAULT_MIN_GAP_SCANS: u32 = 3;
+
+impl DimensionSensorConfig {
+    /// A `dims-ascii` sensor on `port`.
+    pub fn dims_ascii(name: &str, port: SerialPortConfig) -> Self {
+        Self {
+            name: name.to_owned(),
+            port,
+            protocol: "dims-ascii".to_owned(),
+            mount_height_mm: None,
+            down_angle: None,
+            min_object_height_mm: None,
+            speed_mm_per_s: None,
+            min_gap_scans: None,
+        }
+    }
+
+    /// For `sick-cola`, the lane scanner's tracker tuning; `None` for `dims-ascii`. The error
+    /// names the key.
+    pub fn lane_scanner(&self) -> Result<Option<DimensionTrackerConfig>> {
+        let scanner_keys = [
+            ("mount_height_mm", self.mount_height_mm.is_some()),
+            ("down_angle", self.down_angle.is_some()),
+            ("min_object_height_mm", self.min_object_height_mm.is_some()),
+            ("speed_mm_per_s", self.speed_mm_per_s.is_some()),
+            ("min_gap_scans", self.min_gap_scans.is_some()),
+        ];
+        match self.protocol.as_str() {
+            "dims-ascii" => {
+                if let Some((key, _)) = scanner_keys.iter().find(|(_, set)| *set) {
+                    bail!("dimensions.{key}: only for protocol \"sick-cola\" (a lane scanner)");
+                }
+                Ok(None)
+            }
+            "sick-cola" => {
+                let height = self.mount_height_mm.context(
+                    "dimensions.mount_height_mm: required for sick-cola (the scanner's height above the road, mm)",
+                )?;
+                if !(height.is_finite() && height > 0.0) {
+                    bail!("dimensions.mount_height_mm = {height}: must be > 0");
+                }
+                let min_object = self
+                    .min_object_height_mm
+                    .unwrap_or(DEFAULT_MIN_OBJECT_HEIGHT_MM);
+                if !(min_object.is_finite() && min_object > 0.0 && min_object < height) {
+                    bail!(
+                        "dimensions.min_object_height_mm = {min_object}: must be > 0 and below mount_height_mm ({height})"
+                    );
+                }
+                let speed = self.speed_mm_per_s.context(
+                    "dimensions.speed_mm_per_s: required for sick-cola (the vehicles' speed under the scanner, mm/s)",
+                )?;
+                if !(speed.is_finite() && speed > 0.0) {
+                    bail!("dimensions.speed_mm_per_s = {speed}: must be > 0");
+                }
+                let down_angle = self.down_angle.unwrap_or(0);
+                if down_angle.unsigned_abs() > 1_800_000 {
+                    bail!("dimensions.down_angle = {down_angle}: 1/10000 deg, within +-1800000");
+                }
+                let min_gap_scans = self.min_gap_scans.unwrap_or(DEFAULT_MIN_GAP_SCANS);
+                if min_gap_scans == 0 {
+                    bail!("dimensions.min_gap_scans = 0: use at least 1");
+                }
+                Ok(Some(DimensionTrackerConfig {
+                    geometry: LaneGeometry {
+                        mount_height_mm: height,
+                        down_angle,
+                        min_object_height_mm: min_object,
+                    },
+                    speed_mm_per_s: speed,
+                    min_gap_scans,
+                }))
+            }
+            other => {
+                bail!("dimensions.protocol = {other:?}: supported: \"dims-ascii\", \"sick-cola\"")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -605,12 +715,7 @@ impl AgentConfig {
             );
         }
         if let Some(d) = &self.dimensions {
-            if d.protocol != "dims-ascii" {
-                bail!(
-                    "dimensions.protocol = {:?}: supported: \"dims-ascii\"",
-                    d.protocol
-                );
-            }
+            d.lane_scanner()?;
         }
         if let Some(s) = &self.scanner {
             match (&s.feed_addr, &s.drop_folder) {
@@ -920,8 +1025,12 @@ broker_port = 8883
     fn the_simulator_config_is_valid_and_round_trips() -> Result<()> {
         let sim = crate::sim_config::SimEndpoints {
             weighbridge_port: "/dev/pts/7".into(),
+            weighbridge_protocol: "toledo-continuous-checksum".into(),
             weighbridge_checksum: true,
+            weighbridge_pattern: None,
             dims_port: "/dev/pts/8".into(),
+            dims_protocol: "dims-ascii".into(),
+            lane_scanner: None,
             camera_dir: "/tmp/cam".into(),
             scanner_addr: "127.0.0.1:7000".into(),
         };
@@ -938,6 +1047,119 @@ broker_port = 8883
             again.scanner.and_then(|s| s.feed_addr),
             Some("127.0.0.1:7000".to_owned())
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_simulator_config_takes_its_protocols() -> Result<()> {
+        let mut sim = crate::sim_config::SimEndpoints {
+            weighbridge_port: "/tmp/sim/ttyWEIGHBRIDGE".into(),
+            weighbridge_protocol: "generic".into(),
+            weighbridge_checksum: false,
+            weighbridge_pattern: Some(bcp_sim::indicators::GENERIC_PATTERN.into()),
+            dims_port: "/tmp/sim/ttyLMS".into(),
+            dims_protocol: "sick-cola".into(),
+            lane_scanner: Some(bcp_sim::SimLaneScanner {
+                mount_height_mm: 6000.0,
+                down_angle: 0,
+                speed_mm_per_s: 3000.0,
+            }),
+            camera_dir: "/tmp/cam".into(),
+            scanner_addr: "127.0.0.1:7000".into(),
+        };
+        let cfg = |sim: &crate::sim_config::SimEndpoints| {
+            let cfg = crate::sim_config::for_simulator(
+                sim,
+                "TJ-1",
+                "127.0.0.1",
+                1883,
+                Path::new("/tmp/a"),
+            );
+            parse(&toml::to_string(&cfg)?)
+        };
+        let again = cfg(&sim)?;
+        assert_eq!(again.weighbridge.indicator_protocol()?.name(), "generic");
+        let dims = again.dimensions.context("a dimension device")?;
+        let tracker = dims.lane_scanner()?.context("a lane scanner")?;
+        assert_eq!(tracker.geometry.mount_height_mm, 6000.0);
+        assert_eq!(tracker.speed_mm_per_s, 3000.0);
+        assert_eq!(
+            tracker.geometry.min_object_height_mm,
+            DEFAULT_MIN_OBJECT_HEIGHT_MM
+        );
+
+        for (name, want) in [
+            ("xk3190", "xk3190"),
+            ("mt-sics", "mt-sics"),
+            ("xk3190-a9", "xk3190-a9"),
+            ("toledo-continuous", "toledo-continuous"),
+            ("toledo-continuous-checksum", "toledo-continuous-checksum"),
+        ] {
+            sim.weighbridge_protocol = name.into();
+            sim.weighbridge_checksum = name.ends_with("checksum");
+            sim.weighbridge_pattern = None;
+            let again = cfg(&sim)?;
+            assert_eq!(again.weighbridge.indicator_protocol()?.name(), want);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_sick_cola_lane_scanner_is_configured_by_its_geometry() -> Result<()> {
+        let lms = format!(
+            "{VALID}\n[dimensions]\nname = \"lms1\"\npath = \"/dev/ttyUSB1\"\nbaud = 115200\nprotocol = \"sick-cola\"\nmount_height_mm = 6500\ndown_angle = -900000\nspeed_mm_per_s = 1500.0\n"
+        );
+        let cfg = parse(&lms)?;
+        let d = cfg.dimensions.context("dimensions")?;
+        assert_eq!(d.port.baud, 115_200);
+        let t = d.lane_scanner()?.context("a tracker")?;
+        assert_eq!(
+            (
+                t.geometry.mount_height_mm,
+                t.geometry.down_angle,
+                t.speed_mm_per_s
+            ),
+            (6500.0, -900_000, 1500.0)
+        );
+        assert_eq!(
+            (t.geometry.min_object_height_mm, t.min_gap_scans),
+            (DEFAULT_MIN_OBJECT_HEIGHT_MM, DEFAULT_MIN_GAP_SCANS)
+        );
+
+        for (bad, key) in [
+            (
+                lms.replace("speed_mm_per_s = 1500.0\n", ""),
+                "dimensions.speed_mm_per_s",
+            ),
+            (
+                lms.replace("mount_height_mm = 6500\n", ""),
+                "dimensions.mount_height_mm",
+            ),
+            (
+                lms.replace("speed_mm_per_s = 1500.0", "speed_mm_per_s = 0.0"),
+                "dimensions.speed_mm_per_s",
+            ),
+            (
+                format!("{lms}min_object_height_mm = 7000.0\n"),
+                "dimensions.min_object_height_mm",
+            ),
+            (
+                format!("{lms}min_gap_scans = 0\n"),
+                "dimensions.min_gap_scans",
+            ),
+            (
+                lms.replace("\"sick-cola\"", "\"dims-ascii\""),
+                "dimensions.mount_height_mm",
+            ),
+            (
+                lms.replace("\"sick-cola\"", "\"lidar\""),
+                "dimensions.protocol",
+            ),
+            (format!("{lms}speed_kmh = 5\n"), "speed_kmh"),
+        ] {
+            let e = format!("{:#}", parse(&bad).expect_err(key));
+            assert!(e.contains(key), "{key}: {e}");
+        }
         Ok(())
     }
 

@@ -206,8 +206,12 @@ mod tests {
     fn config() -> AgentConfig {
         let sim = SimEndpoints {
             weighbridge_port: "/dev/pts/7".into(),
+            weighbridge_protocol: "toledo-continuous".into(),
             weighbridge_checksum: true,
+            weighbridge_pattern: None,
             dims_port: "/dev/pts/8".into(),
+            dims_protocol: "dims-ascii".into(),
+            lane_scanner: None,
             camera_dir: "/tmp/cam".into(),
             scanner_addr: "127.0.0.1:7000".into(),
         };

@@ -1,4 +1,7 @@
-//! The agent config for a post whose devices are simulated by `bcp-sim` (the demo and tests).
+//! The agent config for a post whose devices are simulated by `bcp-sim` (the demo and tests):
+//! the weighbridge speaks the protocol the simulator's `endpoints.json` names (Toledo's
+//! checksum spelled as `checksum`, `generic` with the simulator's pattern), and a `sick-cola`
+//! lane scanner is configured with the simulator's geometry and vehicle speed.
 
 use crate::config::*;
 use bcp_drivers::serial::SerialPortConfig;
@@ -17,6 +20,21 @@ pub fn for_simulator(
         path: path.to_owned(),
         ..SerialPortConfig::default()
     };
+    // The config spells Toledo's checksum as a key of its own.
+    let (protocol, checksum) = match sim.weighbridge_protocol.as_str() {
+        "toledo-continuous" | "toledo-continuous-checksum" => {
+            ("toledo-continuous".to_owned(), sim.weighbridge_checksum)
+        }
+        other => (other.to_owned(), true),
+    };
+    let mut dimensions = DimensionSensorConfig::dims_ascii("dims1", port(&sim.dims_port));
+    dimensions.protocol = sim.dims_protocol.clone();
+    if let Some(scanner) = sim.lane_scanner {
+        dimensions.name = "lms1".to_owned();
+        dimensions.mount_height_mm = Some(scanner.mount_height_mm);
+        dimensions.down_angle = Some(scanner.down_angle);
+        dimensions.speed_mm_per_s = Some(scanner.speed_mm_per_s);
+    }
     AgentConfig {
         post: PostConfig {
             id: post.to_owned(),
@@ -26,20 +44,16 @@ pub fn for_simulator(
         weighbridge: WeighbridgeConfig {
             name: "wb1".to_owned(),
             port: port(&sim.weighbridge_port),
-            protocol: "toledo-continuous".to_owned(),
-            checksum: sim.weighbridge_checksum,
-            pattern: None,
+            protocol,
+            checksum,
+            pattern: sim.weighbridge_pattern.clone(),
             stable_readings: 5,
             stable_band_divisions: 1.0,
             stable_min_ms: 400,
             occupied_threshold_kg: 400.0,
             empty_threshold_kg: 200.0,
         },
-        dimensions: Some(DimensionSensorConfig {
-            name: "dims1".to_owned(),
-            port: port(&sim.dims_port),
-            protocol: "dims-ascii".to_owned(),
-        }),
+        dimensions: Some(dimensions),
         camera: CameraConfig {
             name: "cam1".to_owned(),
             folder: sim.camera_dir.clone(),

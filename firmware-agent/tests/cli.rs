@@ -7,8 +7,12 @@ use std::process::Command;
 fn sim_config_file(dir: &Path, native_dir: Option<&Path>) -> Result<std::path::PathBuf> {
     let sim = SimEndpoints {
         weighbridge_port: "/dev/null".into(),
+        weighbridge_protocol: "toledo-continuous-checksum".into(),
         weighbridge_checksum: true,
+        weighbridge_pattern: None,
         dims_port: "/dev/null".into(),
+        dims_protocol: "dims-ascii".into(),
+        lane_scanner: None,
         camera_dir: dir.join("camera"),
         scanner_addr: "127.0.0.1:9".into(),
     };

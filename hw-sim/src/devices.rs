@@ -1,12 +1,14 @@
-//! The simulated devices: a weighbridge indicator and a dimension sensor on pseudo-terminals,
-//! a camera that drops JPEG frames into a folder, and an X-ray scanner's TCP event feed.
+//! The simulated devices: the weighbridge's state and its Toledo frame, a dimension sensor on a
+//! pseudo-terminal, a camera that drops JPEG frames into a folder, and an X-ray scanner's TCP
+//! event feed. (The weighbridge indicator itself, of any protocol, is
+//! [`crate::indicators::run_indicator`].)
 //!
 //! Each device encodes with the same `bcp-drivers` protocol crate the agent decodes with; the
 //! protocol crate's own test vectors (from the vendor manuals) keep the two honest.
 
 use anyhow::{Context, Result};
 use bcp_drivers::dims_ascii::{self, DimensionFrame};
-use bcp_drivers::toledo::{DecimalPosition, ToledoCodec, ToledoFrame};
+use bcp_drivers::toledo::{DecimalPosition, ToledoFrame};
 use bcp_record::ScanEvent;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,35 +61,6 @@ pub fn toledo_frame(state: BridgeState) -> ToledoFrame {
         unit_kg: true,
         not_zeroed_at_power_up: false,
         swc: 0,
-    }
-}
-
-/// Streams Toledo continuous frames at `interval`, as a real indicator does, until shutdown.
-pub async fn run_weighbridge(
-    mut port: SimPort,
-    checksum: bool,
-    interval: Duration,
-    state: watch::Receiver<BridgeState>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<()> {
-    let codec = ToledoCodec { checksum };
-    let mut tick = tokio::time::interval(interval);
-    let mut buf = Vec::with_capacity(32);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return Ok(()),
-        }
-        buf.clear();
-        codec.encode(&toledo_frame(*state.borrow()), &mut buf);
-        // A full buffer (no agent reading) must not stall the simulation: drop the frame.
-        match tokio::time::timeout(interval, port.master.write_all(&buf)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(port = %port.path, error = %e, "weighbridge write failed"),
-            Err(_) => {
-                tracing::debug!(port = %port.path, "weighbridge frame dropped: nobody reading")
-            }
-        }
     }
 }
 

@@ -6,7 +6,7 @@
 //!   the ground truth a test compares central's records against.
 //! - [`conveyances`]: the other post types' scenarios: trains (wagons with UIC numbers, weights,
 //!   ISO 6346 containers) for rail, ULD cargo units for air, vessels (ENI/IMO) for river.
-//! - [`devices`]: a Mettler Toledo weighbridge indicator and a dimension sensor on pseudo-terminals,
+//! - [`devices`]: the weighbridge state, a dimension sensor on a pseudo-terminal,
 //!   a camera dropping JPEG frames into a folder, an X-ray scanner's JSON-lines TCP feed.
 //! - [`indicators`]: every weighing-indicator protocol of `bcp_drivers` on a pty behind a
 //!   stable link, polled ones answering their commands, with faults on demand (noise, truncated
@@ -16,7 +16,9 @@
 //! - [`lms`]: a SICK LMS-style laser scanner over the lane, sending CoLa A `LMDscandata`
 //!   profiles of passing vehicles (the `sick-cola` dimension protocol).
 //! - [`plate_render`]: camera frames with rendered number plates of the region's formats.
-//! - [`sim`]: the [`Simulator`] that opens the devices and drives the vehicles through the lane.
+//! - [`sim`]: the [`Simulator`] that opens the devices and drives the vehicles through the lane;
+//!   [`PostDevices`] chooses the weighbridge indicator's protocol (any of them) and the
+//!   dimension device (`dims-ascii` sensor or `sick-cola` lane scanner).
 //!
 //! The binary `bcp-sim` is a thin wrapper around [`Simulator`].
 
@@ -31,4 +33,7 @@ pub mod sim;
 
 pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
-pub use sim::{Scenario, SimEndpoints, Simulator, Timing};
+pub use sim::{
+    DimensionDevice, PostDevices, Scenario, SimEndpoints, SimLaneScanner, Simulator, Timing,
+    LANE_SCANNER_SPEED_MM_PER_S,
+};

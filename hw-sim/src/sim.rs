@@ -11,29 +11,135 @@
 //! the sim uncouples nothing: the boundary is the weight going under the empty threshold), one
 //! frame with the wagon's number and one per container go to the camera; the train's scan is
 //! sent after its last wagon, and the track stays empty for `train_gap` before the next train.
+//!
+//! # Which devices ([`PostDevices`])
+//!
+//! The weighbridge indicator speaks any protocol of `bcp_drivers` by name
+//! ([`PostDevices::indicator`], `bcp-sim --weighbridge NAME`): streaming ones send a frame every
+//! [`Timing::frame_interval`], polled ones (`mt-sics`, `sma`, `xk3190-a9`) answer the agent's
+//! requests with what the bridge shows at that moment ([`crate::indicators::run_indicator`]).
+//! It sits behind the stable link `DIR/ttyWEIGHBRIDGE`, as a real one behind
+//! `/dev/serial/by-id/...`. Protocols without a motion flag (the XK3190 family, Avery, A12E)
+//! leave stability to the agent's own rule, as on a real post.
+//!
+//! The dimension device is a `dims-ascii` sensor that sends one line per vehicle while it stands
+//! on the bridge, or ([`DimensionDevice::SickCola`], `bcp-sim --dimensions sick-cola`) a SICK
+//! LMS-style scanner over the lane approach at `DIR/ttyLMS` ([`crate::lms`]): it streams
+//! `LMDscandata` profiles of the empty road, and of each vehicle as it drives on at
+//! [`LANE_SCANNER_SPEED_MM_PER_S`]. The scanner announces 50 Hz but sends a scan every
+//! [`Timing::scan_interval`] (faster than real time by default, so that a 16.5 m truck has passed
+//! before it has left the bridge); the agent counts scans, not seconds, so it measures the same.
+//! [`SimEndpoints::lane_scanner`] tells the agent the geometry and the speed to configure.
 
 use crate::conveyances::SimTrain;
 use crate::devices::{self, BridgeState, SimPort};
+use crate::indicators::{self, Faults, PluggablePort, GENERIC_PATTERN};
+use crate::lms::{self, LmsLane, LmsVehicle};
 use crate::plate_render;
 use crate::scenario::{self, Vehicle, DIVISION_KG};
 use anyhow::{Context, Result};
 use bcp_drivers::dims_ascii::DimensionFrame;
+use bcp_drivers::AnyProtocol;
 use bcp_record::ScanEvent;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// The speed at which simulated vehicles drive under the lane scanner, mm/s: the agent's
+/// `speed_mm_per_s` for a `sick-cola` dimension device (a fixed-speed source).
+pub const LANE_SCANNER_SPEED_MM_PER_S: f64 = 3000.0;
+
+/// The simulated post's devices; `PostDevices::default()` is a Toledo indicator (with checksum)
+/// and a `dims-ascii` sensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostDevices {
+    /// The weighbridge indicator's protocol, any name `bcp_drivers::AnyProtocol::parse` takes but
+    /// `dims-ascii`; `generic` sends A&D-style lines matched by [`GENERIC_PATTERN`].
+    pub indicator: String,
+    pub dimensions: DimensionDevice,
+}
+
+impl Default for PostDevices {
+    fn default() -> Self {
+        Self {
+            indicator: "toledo-continuous-checksum".to_owned(),
+            dimensions: DimensionDevice::DimsAscii,
+        }
+    }
+}
+
+/// The post's dimension device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DimensionDevice {
+    /// A dimension system that sends computed length/width/height lines (`dims-ascii`).
+    #[default]
+    DimsAscii,
+    /// A SICK LMS-style laser scanner over the lane sending raw profiles (`sick-cola`).
+    SickCola,
+}
+
+impl DimensionDevice {
+    /// `dims-ascii` or `sick-cola`, the agent's `dimensions.protocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DimsAscii => "dims-ascii",
+            Self::SickCola => "sick-cola",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "dims-ascii" => Ok(Self::DimsAscii),
+            "sick-cola" => Ok(Self::SickCola),
+            other => Err(format!(
+                "unknown dimension device {other:?}: dims-ascii or sick-cola"
+            )),
+        }
+    }
+}
+
+/// How the simulated lane scanner hangs and how fast vehicles pass under it: what the agent's
+/// `sick-cola` dimension device must be configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SimLaneScanner {
+    pub mount_height_mm: f64,
+    /// The scanner angle pointing straight down, 1/10000 deg.
+    pub down_angle: i32,
+    pub speed_mm_per_s: f64,
+}
+
+fn default_weighbridge_protocol() -> String {
+    "toledo-continuous".to_owned()
+}
+fn default_dims_protocol() -> String {
+    "dims-ascii".to_owned()
+}
 
 /// Where the agent finds the simulated hardware. Written to `endpoints.json` in the sim's folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimEndpoints {
-    /// Pseudo-terminal of the weighbridge indicator (Toledo continuous, 9600 8N1).
+    /// The weighbridge indicator's port (a stable link to a pseudo-terminal, 9600 8N1).
     pub weighbridge_port: String,
-    /// Whether the Toledo frames carry the checksum byte.
+    /// The indicator's protocol as `bcpctl serial read --protocol` names it (absent in files of
+    /// older simulators: Toledo continuous, `weighbridge_checksum` saying which).
+    #[serde(default = "default_weighbridge_protocol")]
+    pub weighbridge_protocol: String,
+    /// Toledo continuous: whether the frames carry the checksum byte.
     pub weighbridge_checksum: bool,
-    /// Pseudo-terminal of the dimension sensor (`dims-ascii`).
+    /// `generic`: the pattern that matches the simulated indicator's lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighbridge_pattern: Option<String>,
+    /// The dimension device's port: the `dims-ascii` sensor's pseudo-terminal, or the lane
+    /// scanner's link.
     pub dims_port: String,
+    /// `dims-ascii` or `sick-cola`.
+    #[serde(default = "default_dims_protocol")]
+    pub dims_protocol: String,
+    /// `sick-cola`: the scanner's geometry and the vehicles' speed under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane_scanner: Option<SimLaneScanner>,
     /// Folder where the camera drops JPEG frames.
     pub camera_dir: PathBuf,
     /// The scanner's TCP event feed.
@@ -61,6 +167,9 @@ pub struct Timing {
     /// The empty track between two trains (longer than the agent's `[train] quiet_ms`, 10 s by
     /// default).
     pub train_gap: Duration,
+    /// Time between two lane-scanner telegrams (`sick-cola` posts). The scanner says 50 Hz; a
+    /// shorter interval runs the approach faster than real time (see the module header).
+    pub scan_interval: Duration,
 }
 
 impl Default for Timing {
@@ -72,6 +181,7 @@ impl Default for Timing {
             leave: Duration::from_millis(300),
             gap: Duration::from_millis(900),
             train_gap: Duration::from_secs(12),
+            scan_interval: Duration::from_millis(5),
         }
     }
 }
@@ -80,28 +190,71 @@ impl Default for Timing {
 #[derive(Debug)]
 pub struct Simulator {
     endpoints: SimEndpoints,
-    weighbridge: SimPort,
-    dims: SimPort,
+    weighbridge: PluggablePort,
+    indicator: AnyProtocol,
+    dims: DimsPort,
     scanner: TcpListener,
     timing: Timing,
 }
 
+/// The dimension device's end of its port.
+#[derive(Debug)]
+enum DimsPort {
+    Line(SimPort),
+    LaneScanner(PluggablePort, LmsLane),
+}
+
 impl Simulator {
-    /// Opens the pseudo-terminals, binds the scanner feed on a free loopback port, creates the
-    /// camera folder under `dir`, and writes `dir/endpoints.json`.
+    /// [`Simulator::start_with`] the default devices (Toledo, `dims-ascii`).
     pub async fn start(dir: &Path, timing: Timing) -> Result<Self> {
+        Self::start_with(dir, timing, &PostDevices::default()).await
+    }
+
+    /// Opens the devices' ports (the weighbridge at `dir/ttyWEIGHBRIDGE`, a lane scanner at
+    /// `dir/ttyLMS`), binds the scanner feed on a free loopback port, creates the camera folder
+    /// under `dir`, and writes `dir/endpoints.json`. An unknown indicator protocol is an error
+    /// that lists the known ones.
+    pub async fn start_with(dir: &Path, timing: Timing, devices: &PostDevices) -> Result<Self> {
+        let indicator = AnyProtocol::parse(&devices.indicator, Some(GENERIC_PATTERN))
+            .map_err(|e| anyhow::anyhow!("weighbridge indicator: {e}"))?;
+        if matches!(indicator, AnyProtocol::DimsAscii) {
+            anyhow::bail!("weighbridge indicator: dims-ascii is not a weighing protocol");
+        }
         let camera_dir = dir.join("camera");
         std::fs::create_dir_all(&camera_dir)
             .with_context(|| format!("creating {}", camera_dir.display()))?;
-        let weighbridge = SimPort::open()?;
-        let dims = SimPort::open()?;
+        let weighbridge = PluggablePort::open(&dir.join("ttyWEIGHBRIDGE"))?;
+        let (dims, dims_port, lane_scanner) = match devices.dimensions {
+            DimensionDevice::DimsAscii => {
+                let port = SimPort::open()?;
+                let path = port.path.clone();
+                (DimsPort::Line(port), path, None)
+            }
+            DimensionDevice::SickCola => {
+                let port = PluggablePort::open(&dir.join("ttyLMS"))?;
+                let path = port.link().display().to_string();
+                let lane = LmsLane::default();
+                let geometry = SimLaneScanner {
+                    mount_height_mm: lane.mount_height_mm,
+                    // The simulated scanner's angle 0 points straight down.
+                    down_angle: 0,
+                    speed_mm_per_s: LANE_SCANNER_SPEED_MM_PER_S,
+                };
+                (DimsPort::LaneScanner(port, lane), path, Some(geometry))
+            }
+        };
         let scanner = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the scanner feed")?;
         let endpoints = SimEndpoints {
-            weighbridge_port: weighbridge.path.clone(),
-            weighbridge_checksum: true,
-            dims_port: dims.path.clone(),
+            weighbridge_port: weighbridge.link().display().to_string(),
+            weighbridge_protocol: indicator.name().to_owned(),
+            weighbridge_checksum: matches!(&indicator, AnyProtocol::Toledo(c) if c.checksum),
+            weighbridge_pattern: matches!(indicator, AnyProtocol::Generic(_))
+                .then(|| GENERIC_PATTERN.to_owned()),
+            dims_port,
+            dims_protocol: devices.dimensions.name().to_owned(),
+            lane_scanner,
             camera_dir,
             scanner_addr: scanner.local_addr()?.to_string(),
         };
@@ -113,6 +266,7 @@ impl Simulator {
         Ok(Self {
             endpoints,
             weighbridge,
+            indicator,
             dims,
             scanner,
             timing,
@@ -147,7 +301,8 @@ impl Simulator {
         let Simulator {
             endpoints,
             weighbridge,
-            mut dims,
+            indicator,
+            dims,
             scanner,
             timing,
         } = self;
@@ -157,13 +312,30 @@ impl Simulator {
         });
         let (scan_tx, _) = broadcast::channel(64);
         let (clients_tx, mut clients_rx) = watch::channel(0usize);
-        let wb = tokio::spawn(devices::run_weighbridge(
+        // A healthy indicator: faults are for the lone-indicator mode and the driver tests.
+        let (_faults_tx, faults_rx) = watch::channel(Faults::default());
+        let wb = tokio::spawn(indicators::run_indicator(
             weighbridge,
-            endpoints.weighbridge_checksum,
+            indicator,
             timing.frame_interval,
             bridge_rx,
+            faults_rx,
             shutdown.clone(),
         ));
+        let (mut dims, lms_task) = match dims {
+            DimsPort::Line(port) => (DimsOut::Line(port), None),
+            DimsPort::LaneScanner(port, lane) => {
+                let (tx, rx) = mpsc::channel(4);
+                let task = tokio::spawn(lms::run_lms_scanner(
+                    port,
+                    lane,
+                    timing.scan_interval,
+                    rx,
+                    shutdown.clone(),
+                ));
+                (DimsOut::LaneScanner(tx), Some(task))
+            }
+        };
         let feed = tokio::spawn(devices::run_scanner_feed(
             scanner,
             scan_tx.clone(),
@@ -228,15 +400,26 @@ impl Simulator {
         let _ = shutdown.wait_for(|s| *s).await;
         wb.abort();
         feed.abort();
+        if let Some(t) = lms_task {
+            t.abort();
+        }
         Ok(())
     }
+}
+
+/// Where the lane sends a vehicle's dimensions.
+enum DimsOut {
+    /// One `dims-ascii` line while the vehicle stands on the bridge.
+    Line(SimPort),
+    /// The vehicle to the lane scanner as it drives on.
+    LaneScanner(mpsc::Sender<LmsVehicle>),
 }
 
 struct Lane<'a> {
     timing: Timing,
     bridge: watch::Sender<BridgeState>,
     scans: broadcast::Sender<ScanEvent>,
-    dims: &'a mut SimPort,
+    dims: &'a mut DimsOut,
     camera_dir: &'a Path,
     frames: u64,
 }
@@ -328,6 +511,19 @@ impl Lane<'_> {
 
     async fn drive(&mut self, v: &Vehicle) -> Result<()> {
         let t = self.timing;
+        let d = v.dimensions;
+        if let DimsOut::LaneScanner(scanner) = &self.dims {
+            // It drives under the scan line on its way onto the bridge.
+            let vehicle = LmsVehicle {
+                length_mm: f64::from(d.length_mm),
+                width_mm: f64::from(d.width_mm),
+                height_mm: f64::from(d.height_mm),
+                speed_mm_per_s: LANE_SCANNER_SPEED_MM_PER_S,
+            };
+            if scanner.send(vehicle).await.is_err() {
+                anyhow::bail!("the lane scanner stopped");
+            }
+        }
         let steps = 5u32;
         for k in 1..steps {
             let w = v.gross_kg * k / steps / DIVISION_KG * DIVISION_KG;
@@ -348,17 +544,18 @@ impl Lane<'_> {
             weight_kg: v.gross_kg,
             motion: false,
         });
-        let d = v.dimensions;
-        devices::send_dimensions(
-            self.dims,
-            &DimensionFrame {
-                seq: (self.frames & 0xffff) as u32,
-                length_mm: d.length_mm,
-                width_mm: d.width_mm,
-                height_mm: d.height_mm,
-            },
-        )
-        .await?;
+        if let DimsOut::Line(port) = &mut self.dims {
+            devices::send_dimensions(
+                port,
+                &DimensionFrame {
+                    seq: (self.frames & 0xffff) as u32,
+                    length_mm: d.length_mm,
+                    width_mm: d.width_mm,
+                    height_mm: d.height_mm,
+                },
+            )
+            .await?;
+        }
         for variant in 0..2u64 {
             let jpeg = plate_render::render_vehicle_frame(
                 &v.plate_display,

@@ -81,24 +81,30 @@ pub(super) fn start_weighbridge(
     Ok(DeviceTask { stop, driver })
 }
 
-/// The dimension sensor's driver.
+/// The dimension device's driver: a sensor sending computed dimensions, or a lane scanner
+/// whose profiles the driver turns into them.
 pub(super) fn start_dimensions(
     d: &DimensionSensorConfig,
     health: Arc<Mutex<DeviceHealth>>,
     lane: &mpsc::Sender<LaneInput>,
-) -> DeviceTask {
+) -> Result<DeviceTask> {
+    let lane_scanner = d.lane_scanner()?;
     let (stop, stop_rx) = watch::channel(false);
     let (dev_tx, dev_rx) = mpsc::channel(64);
     tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Dimensions));
     let (name, port) = (d.name.clone(), d.port.clone());
     let driver = tokio::spawn(async move {
-        if let Err(e) =
-            serial::run_dimension_sensor(name.clone(), port, dev_tx, health, stop_rx).await
-        {
-            tracing::error!(device = %name, error = %e, "dimension sensor driver stopped");
+        let result = match lane_scanner {
+            Some(tracker) => {
+                serial::run_lane_scanner(name.clone(), port, tracker, dev_tx, health, stop_rx).await
+            }
+            None => serial::run_dimension_sensor(name.clone(), port, dev_tx, health, stop_rx).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(device = %name, error = %e, "dimension device driver stopped");
         }
     });
-    DeviceTask { stop, driver }
+    Ok(DeviceTask { stop, driver })
 }
 
 /// The scanner's feed or drop-folder task (`validate` made sure exactly one is set).
@@ -188,10 +194,13 @@ impl Devices {
         let dims_health = Arc::new(Mutex::new(DeviceHealth::default()));
         board.add_serial(&cfg.weighbridge.name, "weighbridge", wb_health.clone());
         let weighbridge = start_weighbridge(&cfg.weighbridge, wb_health.clone(), lane)?;
-        let dimensions = cfg.dimensions.as_ref().map(|d| {
-            board.add_serial(&d.name, "dimensions", dims_health.clone());
-            start_dimensions(d, dims_health.clone(), lane)
-        });
+        let dimensions = match &cfg.dimensions {
+            Some(d) => {
+                board.add_serial(&d.name, "dimensions", dims_health.clone());
+                Some(start_dimensions(d, dims_health.clone(), lane)?)
+            }
+            None => None,
+        };
         board.add(&cfg.camera.name, "camera");
         let camera = CameraTask::start(&cfg.camera, reader, lane, latency.clone())?;
         let scanner = cfg.scanner.as_ref().map(|s| {
@@ -229,7 +238,7 @@ impl Devices {
                     .dimensions
                     .as_ref()
                     .context("[dimensions] is gone: restart the agent")?;
-                self.dimensions = Some(start_dimensions(d, self.dims_health.clone(), &self.lane));
+                self.dimensions = Some(start_dimensions(d, self.dims_health.clone(), &self.lane)?);
                 Ok(d.name.clone())
             }
             Device::Camera => {

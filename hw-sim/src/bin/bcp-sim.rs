@@ -1,11 +1,11 @@
 //! `bcp-sim`: runs the simulated post until Ctrl-C (or SIGTERM).
 use anyhow::{Context, Result};
-use bcp_sim::{scenario, Scenario, Simulator, Timing};
+use bcp_sim::{scenario, DimensionDevice, PostDevices, Scenario, Simulator, Timing};
 use clap::Parser;
 use std::path::PathBuf;
 
-/// Simulated border-post hardware: weighbridge and dimension sensor on pseudo-terminals, a camera
-/// folder, an X-ray scanner feed. Writes DIR/endpoints.json (where the devices are) and
+/// Simulated border-post hardware: weighbridge indicator (any protocol, --weighbridge) and
+/// dimension device (--dimensions) on pseudo-terminals, a camera folder, an X-ray scanner feed. Writes DIR/endpoints.json (where the devices are) and
 /// DIR/scenario.json (the vehicles it drives), then drives them once an agent connects.
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -28,6 +28,15 @@ struct Args {
     /// Seed of the scenario.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The post's weighbridge indicator speaks this protocol (any name `bcpctl serial read
+    /// --protocol` takes but dims-ascii; polled ones answer the agent's requests). Written to
+    /// endpoints.json for `bcpctl config from-sim`.
+    #[arg(long, default_value = "toledo-continuous-checksum")]
+    weighbridge: String,
+    /// The post's dimension device: `dims-ascii` (a sensor sending computed dimensions) or
+    /// `sick-cola` (a laser scanner over the lane sending raw profiles, at DIR/ttyLMS).
+    #[arg(long, default_value = "dims-ascii", value_parser = DimensionDevice::parse)]
+    dimensions: DimensionDevice,
     /// Instead of the post, play one weighing indicator of this protocol (any name
     /// `bcpctl serial read --protocol` takes) at DIR/ttyINDICATOR, showing --weight-kg: a
     /// device to try `bcpctl serial probe/read/sniff` on. Polled protocols answer their commands.
@@ -117,7 +126,11 @@ async fn main() -> Result<()> {
             Scenario::Vehicles(vehicles)
         }
     };
-    let sim = Simulator::start(&args.dir, Timing::default()).await?;
+    let devices = PostDevices {
+        indicator: args.weighbridge.clone(),
+        dimensions: args.dimensions,
+    };
+    let sim = Simulator::start_with(&args.dir, Timing::default(), &devices).await?;
     tracing::info!(endpoints = ?sim.endpoints(), "simulated devices open");
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
