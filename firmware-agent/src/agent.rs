@@ -39,6 +39,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 mod devices;
+mod supervise;
 
 /// Everything that reaches the lane, from every device task.
 #[derive(Debug)]

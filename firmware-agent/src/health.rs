@@ -10,7 +10,8 @@
 //!
 //! Pure apart from the channel: time comes in as an argument.
 
-use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use bcp_drivers::alarms::{Alarm, AlarmEvent};
@@ -26,6 +27,8 @@ struct Entry {
     serial: Option<SharedHealth>,
     last_seen: Option<Instant>,
     alarms: Vec<Alarm>,
+    /// Restarts of its driver by the agent's supervisor.
+    restarts: Arc<AtomicU64>,
 }
 
 /// The health of every device of the lane; see the module documentation.
@@ -49,23 +52,38 @@ impl DeviceBoard {
     }
 
     /// A serial device whose driver keeps `health` (connection, frame counters, last frame).
-    pub fn add_serial(&mut self, name: &str, kind: &'static str, health: SharedHealth) {
-        self.push(name, kind, Some(health));
+    /// Returns the device's restart counter, for its supervisor.
+    pub fn add_serial(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        health: SharedHealth,
+    ) -> Arc<AtomicU64> {
+        self.push(name, kind, Some(health))
     }
 
-    /// A device known only by what it delivers (camera frames, scan events).
-    pub fn add(&mut self, name: &str, kind: &'static str) {
-        self.push(name, kind, None);
+    /// A device known only by what it delivers (camera frames, scan events). Returns the
+    /// device's restart counter, for its supervisor.
+    pub fn add(&mut self, name: &str, kind: &'static str) -> Arc<AtomicU64> {
+        self.push(name, kind, None)
     }
 
-    fn push(&mut self, name: &str, kind: &'static str, serial: Option<SharedHealth>) {
+    fn push(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        serial: Option<SharedHealth>,
+    ) -> Arc<AtomicU64> {
+        let restarts = Arc::new(AtomicU64::new(0));
         self.entries.push(Entry {
             name: name.to_owned(),
             kind,
             serial,
             last_seen: None,
             alarms: Vec::new(),
+            restarts: restarts.clone(),
         });
+        restarts
     }
 
     /// `name` delivered something usable at `at`.
@@ -113,6 +131,7 @@ impl DeviceBoard {
                     frames_bad: serial.as_ref().map_or(0, |h| h.frames_bad),
                     last_seen_secs: last.map(|t| now.saturating_duration_since(t).as_secs()),
                     alarms: e.alarms.iter().map(|a| alarm_name(a).to_owned()).collect(),
+                    restarts: e.restarts.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -18,6 +18,7 @@
 //! | `bcp_device_connected` | gauge 0/1 | `device`, `kind` (serial devices) |
 //! | `bcp_device_last_seen_seconds` | gauge | `device`, `kind` (devices seen since the start) |
 //! | `bcp_device_alarms` | gauge | `device`, `kind` |
+//! | `bcp_device_restarts_total` | counter | `device`, `kind` (driver restarts by the supervisor) |
 //! | `bcp_crossings_recorded_total` | counter | `lane` |
 //! | `bcp_lane_vehicle_on_bridge`, `bcp_lane_open_crossings` | gauge | `lane` |
 //! | `bcp_outbox_enqueued_total`, `bcp_outbox_acknowledged_total` | counter | |
@@ -142,6 +143,14 @@ pub fn render(status: &StatusReport, camera: &str, anpr: &HistogramSnapshot) -> 
             &labels(d),
             d.frames_bad as f64,
         );
+    }
+    out.family(
+        "bcp_device_restarts_total",
+        "counter",
+        "Times the agent restarted a device's driver after it failed, since the agent started.",
+    );
+    for d in &status.devices {
+        out.sample_owned("bcp_device_restarts_total", &labels(d), d.restarts as f64);
     }
     out.family(
         "bcp_device_connected",

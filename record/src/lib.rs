@@ -383,6 +383,13 @@ pub struct DeviceStatus {
     /// Active alarms (`overload`, `zero_drift`...); empty when all is well.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<String>,
+    /// How often the agent restarted the device's driver after it failed, since the start.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl DeviceStatus {

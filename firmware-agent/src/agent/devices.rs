@@ -8,6 +8,7 @@
 //! main loop that is stopping the device). The lane's channel outlives every device: nothing a
 //! device read is lost across a restart.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use bcp_drivers::stability::StabilityConfig;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::supervise::{supervise, RestartBackoff};
 use super::{forward, LaneInput};
 use crate::camera;
 use crate::config::{
@@ -49,6 +51,7 @@ impl DeviceTask {
 pub(super) fn start_weighbridge(
     wb: &WeighbridgeConfig,
     health: Arc<Mutex<DeviceHealth>>,
+    restarts: Arc<AtomicU64>,
     lane: &mpsc::Sender<LaneInput>,
 ) -> Result<DeviceTask> {
     let protocol = wb.indicator_protocol()?;
@@ -63,21 +66,27 @@ pub(super) fn start_weighbridge(
     let (dev_tx, dev_rx) = mpsc::channel(256);
     tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Weighbridge));
     let (name, port) = (wb.name.clone(), wb.port.clone());
-    let driver = tokio::spawn(async move {
-        if let Err(e) = serial::run_indicator(
-            name.clone(),
-            port,
-            protocol,
-            stability,
-            dev_tx,
-            health,
-            stop_rx,
-        )
-        .await
-        {
-            tracing::error!(device = %name, error = %e, "weighbridge driver stopped");
-        }
-    });
+    let driver = tokio::spawn(supervise(
+        name.clone(),
+        stop_rx,
+        restarts,
+        RestartBackoff::default(),
+        move |stop_rx| {
+            let (name, port, protocol, stability, dev_tx, health) = (
+                name.clone(),
+                port.clone(),
+                protocol.clone(),
+                stability.clone(),
+                dev_tx.clone(),
+                health.clone(),
+            );
+            async move {
+                serial::run_indicator(name, port, protocol, stability, dev_tx, health, stop_rx)
+                    .await
+                    .context("weighbridge driver")
+            }
+        },
+    ));
     Ok(DeviceTask { stop, driver })
 }
 
@@ -86,6 +95,7 @@ pub(super) fn start_weighbridge(
 pub(super) fn start_dimensions(
     d: &DimensionSensorConfig,
     health: Arc<Mutex<DeviceHealth>>,
+    restarts: Arc<AtomicU64>,
     lane: &mpsc::Sender<LaneInput>,
 ) -> Result<DeviceTask> {
     let lane_scanner = d.lane_scanner()?;
@@ -93,38 +103,66 @@ pub(super) fn start_dimensions(
     let (dev_tx, dev_rx) = mpsc::channel(64);
     tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Dimensions));
     let (name, port) = (d.name.clone(), d.port.clone());
-    let driver = tokio::spawn(async move {
-        let result = match lane_scanner {
-            Some(tracker) => {
-                serial::run_lane_scanner(name.clone(), port, tracker, dev_tx, health, stop_rx).await
+    let driver = tokio::spawn(supervise(
+        name.clone(),
+        stop_rx,
+        restarts,
+        RestartBackoff::default(),
+        move |stop_rx| {
+            let (name, port, tracker, dev_tx, health) = (
+                name.clone(),
+                port.clone(),
+                lane_scanner,
+                dev_tx.clone(),
+                health.clone(),
+            );
+            async move {
+                match tracker {
+                    Some(tracker) => {
+                        serial::run_lane_scanner(name, port, tracker, dev_tx, health, stop_rx).await
+                    }
+                    None => serial::run_dimension_sensor(name, port, dev_tx, health, stop_rx).await,
+                }
+                .context("dimension device driver")
             }
-            None => serial::run_dimension_sensor(name.clone(), port, dev_tx, health, stop_rx).await,
-        };
-        if let Err(e) = result {
-            tracing::error!(device = %name, error = %e, "dimension device driver stopped");
-        }
-    });
+        },
+    ));
     Ok(DeviceTask { stop, driver })
 }
 
 /// The scanner's feed or drop-folder task (`validate` made sure exactly one is set).
-pub(super) fn start_scanner(s: &ScannerConfig, lane: &mpsc::Sender<LaneInput>) -> DeviceTask {
+pub(super) fn start_scanner(
+    s: &ScannerConfig,
+    restarts: Arc<AtomicU64>,
+    lane: &mpsc::Sender<LaneInput>,
+) -> DeviceTask {
     let (stop, stop_rx) = watch::channel(false);
     let (scan_tx, scan_rx) = mpsc::channel(64);
     tokio::spawn(forward(scan_rx, lane.clone(), LaneInput::Scan));
-    let driver = match (s.feed_addr.clone(), s.drop_folder.clone()) {
-        (Some(addr), _) => tokio::spawn(scanner::run_feed(s.name.clone(), addr, scan_tx, stop_rx)),
-        (None, Some(folder)) => tokio::spawn(scanner::run_drop_folder(
-            s.name.clone(),
-            folder,
-            scan_tx,
-            stop_rx,
-        )),
-        (None, None) => {
-            tracing::error!(scanner = %s.name, "scanner: set scanner.feed_addr or scanner.drop_folder; not started");
-            tokio::spawn(async {})
-        }
-    };
+    let (name, feed, folder) = (s.name.clone(), s.feed_addr.clone(), s.drop_folder.clone());
+    let driver = tokio::spawn(supervise(
+        name.clone(),
+        stop_rx,
+        restarts,
+        RestartBackoff::default(),
+        move |stop_rx| {
+            let (name, feed, folder, scan_tx) =
+                (name.clone(), feed.clone(), folder.clone(), scan_tx.clone());
+            async move {
+                // Both adapters retry their own I/O and return only when stopped.
+                match (feed, folder) {
+                    (Some(addr), _) => scanner::run_feed(name, addr, scan_tx, stop_rx).await,
+                    (None, Some(folder)) => {
+                        scanner::run_drop_folder(name, folder, scan_tx, stop_rx).await
+                    }
+                    (None, None) => anyhow::bail!(
+                        "scanner {name}: set scanner.feed_addr or scanner.drop_folder"
+                    ),
+                }
+                Ok(())
+            }
+        },
+    ));
     DeviceTask { stop, driver }
 }
 
@@ -174,6 +212,10 @@ pub(super) struct Devices {
     lane: mpsc::Sender<LaneInput>,
     wb_health: Arc<Mutex<DeviceHealth>>,
     dims_health: Arc<Mutex<DeviceHealth>>,
+    /// Restarts by the supervisor, per device; kept across reloads (the board shows them).
+    wb_restarts: Arc<AtomicU64>,
+    dims_restarts: Arc<AtomicU64>,
+    scanner_restarts: Arc<AtomicU64>,
     latency: Arc<Histogram>,
     weighbridge: Option<DeviceTask>,
     dimensions: Option<DeviceTask>,
@@ -192,25 +234,40 @@ impl Devices {
     ) -> Result<Self> {
         let wb_health = Arc::new(Mutex::new(DeviceHealth::default()));
         let dims_health = Arc::new(Mutex::new(DeviceHealth::default()));
-        board.add_serial(&cfg.weighbridge.name, "weighbridge", wb_health.clone());
-        let weighbridge = start_weighbridge(&cfg.weighbridge, wb_health.clone(), lane)?;
+        let wb_restarts = board.add_serial(&cfg.weighbridge.name, "weighbridge", wb_health.clone());
+        let weighbridge = start_weighbridge(
+            &cfg.weighbridge,
+            wb_health.clone(),
+            wb_restarts.clone(),
+            lane,
+        )?;
+        let mut dims_restarts = Arc::new(AtomicU64::new(0));
         let dimensions = match &cfg.dimensions {
             Some(d) => {
-                board.add_serial(&d.name, "dimensions", dims_health.clone());
-                Some(start_dimensions(d, dims_health.clone(), lane)?)
+                dims_restarts = board.add_serial(&d.name, "dimensions", dims_health.clone());
+                Some(start_dimensions(
+                    d,
+                    dims_health.clone(),
+                    dims_restarts.clone(),
+                    lane,
+                )?)
             }
             None => None,
         };
         board.add(&cfg.camera.name, "camera");
         let camera = CameraTask::start(&cfg.camera, reader, lane, latency.clone())?;
+        let mut scanner_restarts = Arc::new(AtomicU64::new(0));
         let scanner = cfg.scanner.as_ref().map(|s| {
-            board.add(&s.name, "scanner");
-            start_scanner(s, lane)
+            scanner_restarts = board.add(&s.name, "scanner");
+            start_scanner(s, scanner_restarts.clone(), lane)
         });
         Ok(Self {
             lane: lane.clone(),
             wb_health,
             dims_health,
+            wb_restarts,
+            dims_restarts,
+            scanner_restarts,
             latency,
             weighbridge: Some(weighbridge),
             dimensions,
@@ -227,7 +284,12 @@ impl Devices {
                     old.stop().await;
                 }
                 let wb = &cfg.weighbridge;
-                self.weighbridge = Some(start_weighbridge(wb, self.wb_health.clone(), &self.lane)?);
+                self.weighbridge = Some(start_weighbridge(
+                    wb,
+                    self.wb_health.clone(),
+                    self.wb_restarts.clone(),
+                    &self.lane,
+                )?);
                 Ok(wb.name.clone())
             }
             Device::Dimensions => {
@@ -238,7 +300,12 @@ impl Devices {
                     .dimensions
                     .as_ref()
                     .context("[dimensions] is gone: restart the agent")?;
-                self.dimensions = Some(start_dimensions(d, self.dims_health.clone(), &self.lane)?);
+                self.dimensions = Some(start_dimensions(
+                    d,
+                    self.dims_health.clone(),
+                    self.dims_restarts.clone(),
+                    &self.lane,
+                )?);
                 Ok(d.name.clone())
             }
             Device::Camera => {
@@ -261,7 +328,7 @@ impl Devices {
                     .scanner
                     .as_ref()
                     .context("[scanner] is gone: restart the agent")?;
-                self.scanner = Some(start_scanner(s, &self.lane));
+                self.scanner = Some(start_scanner(s, self.scanner_restarts.clone(), &self.lane));
                 Ok(s.name.clone())
             }
         }

@@ -279,6 +279,7 @@ mod tests {
                 frames_bad: 1,
                 last_seen_secs: Some(0),
                 alarms: vec!["overload".into()],
+                restarts: 0,
             }],
             lanes: vec![LaneReport {
                 lane: "L1".into(),

@@ -16,6 +16,7 @@ fn status() -> StatusReport {
         frames_bad: if serial { 3 } else { 0 },
         last_seen_secs: Some(1),
         alarms: vec![],
+        restarts: 0,
     };
     StatusReport {
         post: "TJ-1".into(),
@@ -30,6 +31,7 @@ fn status() -> StatusReport {
             device("wb1", "weighbridge", true),
             DeviceStatus {
                 alarms: vec!["overload".into()],
+                restarts: 2,
                 ..device("dims \"1\"", "dimensions", true)
             },
             device("cam1", "camera", false),
@@ -143,6 +145,14 @@ fn renders_every_family_in_the_text_format() {
     assert_eq!(
         get(r#"bcp_device_alarms{device="dims \"1\"",kind="dimensions"}"#),
         1.0
+    );
+    assert_eq!(
+        get(r#"bcp_device_restarts_total{device="dims \"1\"",kind="dimensions"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"bcp_device_restarts_total{device="cam1",kind="camera"}"#),
+        0.0
     );
     assert!(
         !m.contains_key(r#"bcp_device_frames_ok_total{device="cam1",kind="camera"}"#),

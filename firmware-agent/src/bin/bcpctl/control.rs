@@ -350,6 +350,7 @@ fn devices_table(devices: &[DeviceStatus]) -> String {
                 d.connected
                     .map_or("-".to_owned(), |_| d.frames_bad.to_string()),
                 ago(d.last_seen_secs),
+                d.restarts.to_string(),
                 if d.alarms.is_empty() {
                     "-".to_owned()
                 } else {
@@ -367,6 +368,7 @@ fn devices_table(devices: &[DeviceStatus]) -> String {
             "FRAMES OK",
             "BAD",
             "LAST SEEN",
+            "RESTARTS",
             "ALARMS",
         ],
         &rows,
