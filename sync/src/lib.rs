@@ -27,6 +27,8 @@
 //!   [`lists::publish_list`] for central.
 //! - [`blobs`]: [`blobs::BlobDir`], content-addressed image files (the outbox's and central's),
 //!   and the budget's eviction order.
+//! - [`logging`]: where `bcp-agent` and `bcp-central` log: the systemd journal with its fields
+//!   when stderr is connected to it, else stderr.
 //! - [`db`]: opening SQLite with WAL, `synchronous=FULL` and `user_version` migrations.
 //!
 //! The binary `bcp-central` (`src/bin/bcp-central.rs`) only parses arguments and calls this
@@ -57,6 +59,7 @@ pub mod db;
 pub mod keys;
 pub mod link;
 pub mod lists;
+pub mod logging;
 pub mod mosquitto;
 pub mod outbox;
 pub mod pg_process;

@@ -32,17 +32,14 @@ fn main() -> std::process::ExitCode {
 
 type FilterHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
 
-/// Logs to stderr (the journal under systemd), fields first; the filter can be replaced later
-/// (`[log] level`, on start and on every reload).
+/// Logs to the journal with its fields under systemd, else to stderr
+/// (`bcp_sync::logging`); the filter can be replaced later (`[log] level`, on start and on
+/// every reload).
 fn init_tracing() -> FilterHandle {
     let (filter, handle) = reload::Layer::new(default_filter());
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(bcp_sync::logging::output_layer())
         .init();
     handle
 }
