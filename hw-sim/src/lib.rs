@@ -31,6 +31,7 @@ pub mod plate_render;
 pub mod scenario;
 pub mod sim;
 
+pub use indicators::Faults;
 pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
 pub use sim::{

@@ -195,6 +195,9 @@ pub struct Simulator {
     dims: DimsPort,
     scanner: TcpListener,
     timing: Timing,
+    /// The weighbridge indicator's faults, healthy unless a test asks
+    /// ([`Simulator::weighbridge_faults`]).
+    faults: (watch::Sender<Faults>, watch::Receiver<Faults>),
 }
 
 /// The dimension device's end of its port.
@@ -270,11 +273,19 @@ impl Simulator {
             dims,
             scanner,
             timing,
+            faults: watch::channel(Faults::default()),
         })
     }
 
     pub fn endpoints(&self) -> &SimEndpoints {
         &self.endpoints
+    }
+
+    /// The weighbridge indicator's faults while the scenario runs: a test sends
+    /// `Faults { unplugged: true, .. }` to pull its cable mid-run, and the default to put it
+    /// back. Healthy until then.
+    pub fn weighbridge_faults(&self) -> watch::Sender<Faults> {
+        self.faults.0.clone()
     }
 
     /// Drives `vehicles` through the lane (all of them, or endlessly new ones when `None`), once a
@@ -305,6 +316,7 @@ impl Simulator {
             dims,
             scanner,
             timing,
+            faults: (_faults_tx, faults_rx),
         } = self;
         let (bridge_tx, bridge_rx) = watch::channel(BridgeState {
             weight_kg: 0,
@@ -312,8 +324,8 @@ impl Simulator {
         });
         let (scan_tx, _) = broadcast::channel(64);
         let (clients_tx, mut clients_rx) = watch::channel(0usize);
-        // A healthy indicator: faults are for the lone-indicator mode and the driver tests.
-        let (_faults_tx, faults_rx) = watch::channel(Faults::default());
+        // Healthy unless a test sends faults through `weighbridge_faults` (kept alive until
+        // the scenario ends by `_faults_tx`).
         let wb = tokio::spawn(indicators::run_indicator(
             weighbridge,
             indicator,
