@@ -11,6 +11,7 @@
 //! ([`ViewFeed`]). Either failing to bind is logged at ERROR and the agent records crossings
 //! without it: a technician's tool must not stop the lane.
 
+use crate::central_config;
 use crate::checks::{CentralLists, EdgeChecks};
 use crate::config::AgentConfig;
 use crate::control::protocol::ReloadReport;
@@ -26,7 +27,7 @@ use anyhow::{Context, Result};
 use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
 use bcp_drivers::serial::DeviceEvent;
 use bcp_drivers::stability::WeighEvent;
-use bcp_record::lists::{KIND_DECLARATIONS, KIND_HOTLIST};
+use bcp_record::lists::{KIND_CONFIG, KIND_DECLARATIONS, KIND_HOTLIST};
 use bcp_record::{Crossing, TransportMode, Weighing};
 use bcp_sync::outbox::Outbox;
 use bcp_sync::uplink::{self, UplinkConfig, UplinkMonitor};
@@ -231,6 +232,10 @@ pub async fn run_with(
         outbox: outbox.clone(),
     };
 
+    // Central's `config` list: looked for every few seconds (a local SQLite read).
+    let mut config_list_tick = tokio::time::interval(CONFIG_LIST_CHECK);
+    config_list_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     loop {
         let wake = lane
             .poll_timeout()
@@ -254,6 +259,9 @@ pub async fn run_with(
                 }
             }
             _ = board_tick.tick() => board.publish(std::time::Instant::now()),
+            _ = config_list_tick.tick(), if lists.is_some() && running.config_path.is_some() => {
+                running.apply_central_config(lists.as_deref(), &mut lane).await;
+            }
             _ = tokio::time::sleep(wake) => {}
             _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
             _ = shutdown.changed() => if *shutdown.borrow() { break },
@@ -401,6 +409,55 @@ impl Running {
         Ok(report)
     }
 
+    /// Writes central's `config` list into the config file and reloads, when a version not yet
+    /// handled is held (see [`crate::central_config`]). Trouble is logged; the lane runs on.
+    async fn apply_central_config(
+        &mut self,
+        lists: Option<&bcp_sync::ListStore>,
+        lane: &mut Correlator,
+    ) {
+        let (Some(store), Some(path)) = (lists, self.config_path.clone()) else {
+            return;
+        };
+        let cursor = central_config::cursor_path(self.outbox.path());
+        let held = match store.get(KIND_CONFIG) {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot read central's config list");
+                return;
+            }
+        };
+        let list = match central_config::pending(held, &cursor) {
+            Ok(Some(list)) => list,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "central's config list not applied");
+                return;
+            }
+        };
+        match central_config::apply(&path, &list, &cursor) {
+            Ok(central_config::Applied::Changed(change)) => {
+                let keys: Vec<&str> = change.changes.iter().map(|c| c.key.as_str()).collect();
+                tracing::warn!(version = list.version, ?keys, config = %path.display(), "central changed the configuration; reloading");
+                if let Err(e) = self.reload(lane).await {
+                    tracing::error!(error = %e, "reload after central's config list failed");
+                }
+            }
+            Ok(central_config::Applied::Unchanged) => {
+                tracing::info!(
+                    version = list.version,
+                    "central's config list: the file already says so"
+                );
+            }
+            Ok(central_config::Applied::Refused(why)) => {
+                tracing::error!(version = list.version, reason = %why, "central's config list REFUSED: nothing changed");
+            }
+            Err(e) => {
+                tracing::error!(version = list.version, error = %format!("{e:#}"), "central's config list not applied; tried again shortly");
+            }
+        }
+    }
+
     /// Restarts the devices a reload deferred while a vehicle was on the bridge.
     async fn restart_deferred(&mut self) {
         for device in std::mem::take(&mut self.deferred) {
@@ -431,6 +488,8 @@ async fn forward<T>(
 /// How often the device board is refreshed for the uplink's status messages and the control
 /// API (a snapshot of a handful of counters: cheap).
 const BOARD_PERIOD: Duration = Duration::from_secs(1);
+/// How often the loop looks for a new `config` list from central.
+const CONFIG_LIST_CHECK: Duration = Duration::from_secs(2);
 
 /// Tells the device board what `input` says about its device.
 fn observe(

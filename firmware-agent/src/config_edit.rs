@@ -389,6 +389,17 @@ impl Plan {
         Self::new(path, old_text, new_text)
     }
 
+    /// Several keys set at once, in order (central's `config` list): all or nothing.
+    pub fn set_many(path: &Path, settings: &[(&str, &str)]) -> Result<Self> {
+        let old_text = read(path)?;
+        let mut new_text = old_text.clone();
+        for (key, value) in settings {
+            new_text = set_value(&new_text, key, value)
+                .with_context(|| format!("setting {key} in {}", path.display()))?;
+        }
+        Self::new(path, old_text, new_text)
+    }
+
     /// `bcpctl config apply`: the file at `path` replaced by the text of `new_file`.
     pub fn apply(path: &Path, new_file: &Path) -> Result<Self> {
         let old_text = read(path)?;

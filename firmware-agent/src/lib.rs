@@ -5,6 +5,8 @@
 //!   Rec. 19 code written into every record, and which correlator and identifier it uses.
 //! - [`config_edit`]: changing that file safely (`bcpctl config set | apply`): edits that keep
 //!   comments, a key-level diff, validation with lines, atomic writes, `.prev`, the audit log.
+//! - [`central_config`]: settings central sends in a signed `config` list, written into that
+//!   file as `bcpctl config set` would (only the sections a reload applies) and reloaded.
 //! - [`lane`]: the pure lane correlator that links plate, weight, dimensions and scan into a
 //!   [`bcp_record::Crossing`], and its rules with reasons: late scans held for and joined,
 //!   tailgaters split, reversals not recorded (logged), unread plates and orphan scans recorded
@@ -37,6 +39,7 @@
 
 pub mod agent;
 pub mod camera;
+pub mod central_config;
 pub mod checks;
 pub mod config;
 pub mod config_edit;

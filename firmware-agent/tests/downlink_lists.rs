@@ -1,7 +1,9 @@
 //! Central's downlink lists at work in the real `bcp-agent`: central signs a hotlist and the
 //! pre-arrival declarations and publishes them (retained) before the post even connects; the
 //! post applies them and flags the vehicles they name; the flags, with their reasons, reach
-//! central in the crossing records.
+//! central in the crossing records. A `config` list sets the post's gross limit remotely: the
+//! agent writes it into its config file as `bcpctl config set` would, reloads, flags the
+//! vehicles by the new limit, and the audit record of that change reaches central.
 #[allow(dead_code)] // the harness serves several test files; this one uses a part of it
 mod common;
 
@@ -59,6 +61,13 @@ async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_
                 {"plate": plain.plate, "declared_gross_kg": f64::from(plain.gross_kg)}
             ]),
         ),
+        // Central lowers the gross limit below every vehicle's weight.
+        signed(
+            post,
+            "config",
+            4,
+            serde_json::json!([{"key": "limits.max_gross_kg", "value": "1000"}]),
+        ),
     ] {
         bcp_sync::lists::publish_list("127.0.0.1", port, None, "central-lists", &list).await?;
     }
@@ -104,12 +113,14 @@ async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_
                         s.get("declarations").ok().flatten().is_some(),
                     )
                 });
-            if held == Some((true, true)) {
+            let applied =
+                std::fs::read_to_string(&cfg_path).is_ok_and(|t| t.contains("max_gross_kg = 1000"));
+            if held == Some((true, true)) && applied {
                 break;
             }
             ensure!(
                 tokio::time::Instant::now() < deadline,
-                "the post did not apply the lists within 60 s"
+                "the post did not apply the lists (and write the config list) within 60 s"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -122,11 +133,14 @@ async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_
         Ok(()) => {
             async {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-                for arrived in 0..VEHICLES {
+                // The vehicles, and the record of central's config change.
+                for arrived in 0..=VEHICLES {
                     match tokio::time::timeout_at(deadline, stored_rx.recv()).await {
                         Ok(Some(_)) => {}
                         Ok(None) => bail!("the central receiver stopped"),
-                        Err(_) => bail!("only {arrived} of {VEHICLES} crossings reached central"),
+                        Err(_) => {
+                            bail!("only {arrived} of {} records reached central", VEHICLES + 1)
+                        }
                     }
                 }
                 Ok(())
@@ -149,7 +163,37 @@ async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_
         "bcp-agent failed"
     );
 
-    let exported = store.export()?;
+    let changes = store.config_changes(Some(post), None)?;
+    ensure!(
+        changes.len() == 1,
+        "config changes at central: {changes:#?}"
+    );
+    let change = &changes[0].change;
+    ensure!(
+        change.user == "central (config list v4)" && change.command == "central",
+        "{change:?}"
+    );
+    ensure!(
+        change.changes.len() == 1
+            && change.changes[0].key == "limits.max_gross_kg"
+            && change.changes[0].new.as_deref() == Some("1000"),
+        "{change:?}"
+    );
+
+    let exported: Vec<_> = store
+        .export()?
+        .into_iter()
+        .filter(|c| c.crossing.config_change.is_none())
+        .collect();
+    ensure!(exported.len() == VEHICLES, "{} crossings", exported.len());
+    for c in &exported {
+        ensure!(
+            c.crossing.flags.iter().any(|f| f.code == "overweight"),
+            "crossing {} not flagged by central's limit: {:?}",
+            c.seq,
+            c.crossing.flags
+        );
+    }
     let flags_of = |plate: &str| -> Result<Vec<(String, String)>> {
         let c = exported
             .iter()

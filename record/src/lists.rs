@@ -100,6 +100,35 @@ pub const KIND_HOTLIST: &str = "hotlist";
 /// The `declarations` kind: pre-arrival declarations, each a plate and its declared weight.
 pub const KIND_DECLARATIONS: &str = "declarations";
 
+/// The `config` kind: settings of the post's configuration file that central changes remotely,
+/// `[{"key": "limits.max_gross_kg", "value": "40000"}]`. The post writes them as
+/// `bcpctl config set` would (validated, atomic, audited as changed by central) and reloads;
+/// only [`CENTRAL_CONFIG_SECTIONS`] may be set this way.
+pub const KIND_CONFIG: &str = "config";
+
+/// The sections of the post's configuration central may set: what a reload applies without a
+/// restart. The link to central (`sync`), the post's identity (`post`), its storage, its control
+/// socket and its ANPR engine stay with the technician on site: a wrong value there could cut
+/// the post off from the very channel that would correct it.
+pub const CENTRAL_CONFIG_SECTIONS: &[&str] = &[
+    "lane",
+    "limits",
+    "log",
+    "weighbridge",
+    "dimensions",
+    "camera",
+    "scanner",
+];
+
+/// One setting of a `config` list: a dotted key and its value as TOML text (`"4000"`,
+/// `"\"xk3190\""`, `"true"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigEntry {
+    pub key: String,
+    pub value: String,
+}
+
 /// One plate of a `hotlist` list: `{"plate": "1234AB01", "reason": "stolen"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +158,7 @@ pub struct DeclarationEntry {
 pub enum KnownEntries {
     Hotlist(Vec<HotlistEntry>),
     Declarations(Vec<DeclarationEntry>),
+    Config(Vec<ConfigEntry>),
 }
 
 /// Parses `entries` as `kind` defines them; the error names the entry and what is wrong.
@@ -180,8 +210,47 @@ pub fn parse_entries(kind: &str, entries: &Value) -> Result<Option<KnownEntries>
             }
             Ok(Some(KnownEntries::Declarations(list)))
         }
+        KIND_CONFIG => {
+            let list: Vec<ConfigEntry> = each(entries)?;
+            for (i, e) in list.iter().enumerate() {
+                check_config_entry(e).map_err(|why| format!("entry {}: {why}", i + 1))?;
+            }
+            Ok(Some(KnownEntries::Config(list)))
+        }
         _ => Ok(None),
     }
+}
+
+/// A `config` entry's key is dotted, in a section central may set; its value is one TOML value.
+fn check_config_entry(e: &ConfigEntry) -> Result<(), String> {
+    let section = e.key.split('.').next().unwrap_or_default();
+    if e.key.split('.').count() < 2
+        || e.key.split('.').any(|part| {
+            part.is_empty()
+                || !part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+    {
+        return Err(format!(
+            "key {:?} is not a dotted key such as limits.max_gross_kg",
+            e.key
+        ));
+    }
+    if !CENTRAL_CONFIG_SECTIONS.contains(&section) {
+        return Err(format!(
+            "key {:?}: central may set only [{}]; [{section}] stays with the technician on site",
+            e.key,
+            CENTRAL_CONFIG_SECTIONS.join("], [")
+        ));
+    }
+    if e.value.trim().is_empty() || e.value.contains('\n') {
+        return Err(format!(
+            "key {:?}: the value must be one TOML value on one line (4000, \"text\", true)",
+            e.key
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -261,8 +330,53 @@ mod tests {
             "{err}"
         );
         assert_eq!(
-            parse_entries("config", &serde_json::json!({"x": 1})),
-            Ok(None)
+            parse_entries("tariffs", &serde_json::json!({"x": 1})),
+            Ok(None),
+            "an unknown kind passes through for a newer post"
         );
+    }
+
+    #[test]
+    fn config_entries_may_set_only_the_sections_a_reload_applies() {
+        let ok = serde_json::json!([
+            {"key": "limits.max_gross_kg", "value": "40000"},
+            {"key": "weighbridge.protocol", "value": "\"xk3190\""}
+        ]);
+        match parse_entries(KIND_CONFIG, &ok).unwrap() {
+            Some(KnownEntries::Config(list)) => {
+                assert_eq!(list.len(), 2);
+                assert_eq!(list[0].key, "limits.max_gross_kg");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (entries, want) in [
+            (
+                serde_json::json!([{"key": "sync.broker_host", "value": "\"evil\""}]),
+                "stays with the technician",
+            ),
+            (
+                serde_json::json!([{"key": "post.id", "value": "\"X\""}]),
+                "[post] stays",
+            ),
+            (
+                serde_json::json!([{"key": "limits", "value": "1"}]),
+                "not a dotted key",
+            ),
+            (
+                serde_json::json!([{"key": "limits..x", "value": "1"}]),
+                "not a dotted key",
+            ),
+            (
+                serde_json::json!([{"key": "limits.max_gross_kg", "value": "1\n[sync]"}]),
+                "one line",
+            ),
+            (serde_json::json!([{"key": "limits.max_gross_kg"}]), "value"),
+        ] {
+            let err = parse_entries(KIND_CONFIG, &entries).unwrap_err();
+            assert!(
+                err.contains("entry 1") && err.contains(want),
+                "{entries}: {err}"
+            );
+        }
     }
 }

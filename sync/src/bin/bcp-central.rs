@@ -129,8 +129,9 @@ struct PublishArgs {
     #[arg(long, required = true, value_name = "POST")]
     post: Vec<String>,
     /// `hotlist` (`[{"plate": "...", "reason": "..."}]`), `declarations`
-    /// (`[{"plate": "...", "declaration_id": "...", "declared_gross_kg": 38500}]`) or another
-    /// kind, passed through as it is.
+    /// (`[{"plate": "...", "declaration_id": "...", "declared_gross_kg": 38500}]`), `config`
+    /// (`[{"key": "limits.max_gross_kg", "value": "40000"}]`; only lane, limits, log and device
+    /// sections) or another kind, passed through as it is.
     #[arg(long)]
     kind: String,
     /// The list's version; a post applies only a version newer than the one it holds

@@ -1,0 +1,211 @@
+//! # Configuration from central: the `config` downlink list
+//!
+//! Central signs a list of settings for one post (`bcp-central lists publish --kind config`,
+//! entries `{"key": "limits.max_gross_kg", "value": "40000"}`); the uplink verifies and keeps it
+//! in the list store like any list. The agent's main loop asks [`pending`] every few seconds
+//! whether a version newer than the one it last handled is held, and [`apply`] writes it into
+//! the configuration file exactly as `bcpctl config set` would: all keys or none, validated by
+//! the same code, atomically, the previous file kept as `.prev`, and one entry in the audit log
+//! whose user is `central (config list vN)`. The loop then reloads, which applies the change and
+//! sends the audit entry to central as a sealed record; so central sees, in its own store, that
+//! and when the post took its settings.
+//!
+//! Only the sections a reload applies may be set ([`bcp_record::lists::CENTRAL_CONFIG_SECTIONS`]:
+//! lane windows, limits, log level, the devices' settings). A list that names another key, or
+//! that would make the file invalid, changes nothing and is logged at ERROR with the reason.
+//! Either way its version is remembered in `<outbox>.config-list` (the cursor), so a list is
+//! handled once, across restarts, and a technician's later local change is not overwritten by
+//! the same list again.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use bcp_record::lists::{parse_entries, DownlinkList, KnownEntries, KIND_CONFIG};
+use bcp_record::ConfigChange;
+use serde::{Deserialize, Serialize};
+
+use crate::config_edit::{self, Plan};
+
+/// The version of the `config` list last handled (applied or refused).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Cursor {
+    version: u64,
+}
+
+/// Where the cursor of the outbox at `outbox_path` lives.
+pub fn cursor_path(outbox_path: &Path) -> PathBuf {
+    let mut name = outbox_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".config-list");
+    outbox_path.with_file_name(name)
+}
+
+fn handled_version(cursor: &Path) -> Result<u64> {
+    match std::fs::read(cursor) {
+        Ok(bytes) => Ok(serde_json::from_slice::<Cursor>(&bytes)
+            .with_context(|| format!("reading {}", cursor.display()))?
+            .version),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e).with_context(|| format!("reading {}", cursor.display())),
+    }
+}
+
+fn remember(cursor: &Path, version: u64) -> Result<()> {
+    let bytes = serde_json::to_vec(&Cursor { version })?;
+    config_edit::write_atomic(cursor, &bytes, None)
+        .with_context(|| format!("writing {}", cursor.display()))
+}
+
+/// The `config` list held, if it is newer than the one last handled.
+pub fn pending(held: Option<DownlinkList>, cursor: &Path) -> Result<Option<DownlinkList>> {
+    let Some(list) = held else { return Ok(None) };
+    if list.kind != KIND_CONFIG || list.version <= handled_version(cursor)? {
+        return Ok(None);
+    }
+    Ok(Some(list))
+}
+
+/// What [`apply`] did with a list.
+#[derive(Debug)]
+pub enum Applied {
+    /// Written; reload to take it in.
+    Changed(ConfigChange),
+    /// The file already said so.
+    Unchanged,
+    /// Refused, nothing written; the reason.
+    Refused(String),
+}
+
+/// Writes `list` into the config file at `config` (see the module documentation) and remembers
+/// its version in `cursor`. An `Err` is trouble with the files (the list is tried again later);
+/// a list that cannot be applied is [`Applied::Refused`].
+pub fn apply(config: &Path, list: &DownlinkList, cursor: &Path) -> Result<Applied> {
+    let outcome = match parse_entries(KIND_CONFIG, &list.entries) {
+        Ok(Some(KnownEntries::Config(entries))) => {
+            let settings: Vec<(&str, &str)> = entries
+                .iter()
+                .map(|e| (e.key.as_str(), e.value.as_str()))
+                .collect();
+            match Plan::set_many(config, &settings) {
+                Ok(plan) if plan.is_empty() => Applied::Unchanged,
+                Ok(plan) => Applied::Changed(plan.commit(
+                    "central",
+                    &format!("central (config list v{})", list.version),
+                )?),
+                Err(e) => Applied::Refused(format!("{e:#}")),
+            }
+        }
+        Ok(_) => Applied::Refused("not a config list".to_owned()),
+        Err(e) => Applied::Refused(e),
+    };
+    remember(cursor, list.version)?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
+mod tests {
+    use super::*;
+    use crate::sim_config::{for_simulator, SimEndpoints};
+
+    fn list(version: u64, entries: serde_json::Value) -> DownlinkList {
+        DownlinkList {
+            post: "TJ-1".into(),
+            kind: KIND_CONFIG.into(),
+            version,
+            issued_at: chrono::Utc::now(),
+            entries,
+            key: String::new(),
+            sig: String::new(),
+        }
+    }
+
+    fn config_file(dir: &Path) -> PathBuf {
+        let sim = SimEndpoints {
+            weighbridge_port: "/dev/pts/7".into(),
+            weighbridge_protocol: "toledo-continuous".into(),
+            weighbridge_checksum: true,
+            weighbridge_pattern: None,
+            dims_port: "/dev/pts/8".into(),
+            dims_protocol: "dims-ascii".into(),
+            lane_scanner: None,
+            camera_dir: "/tmp/cam".into(),
+            scanner_addr: "127.0.0.1:7000".into(),
+        };
+        let cfg = for_simulator(&sim, "TJ-1", "127.0.0.1", 1883, dir);
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_newer_list_is_written_audited_as_central_and_handled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_file(dir.path());
+        let cursor = cursor_path(&dir.path().join("outbox.db"));
+        let l = list(
+            7,
+            serde_json::json!([
+                {"key": "limits.max_gross_kg", "value": "30000"},
+                {"key": "lane.close_after_ms", "value": "4000"}
+            ]),
+        );
+        assert!(pending(Some(l.clone()), &cursor).unwrap().is_some());
+        let Applied::Changed(change) = apply(&path, &l, &cursor).unwrap() else {
+            panic!("not applied")
+        };
+        assert_eq!(change.user, "central (config list v7)");
+        assert_eq!(change.command, "central");
+        let keys: Vec<&str> = change.changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["lane.close_after_ms", "limits.max_gross_kg"]);
+        let cfg = crate::AgentConfig::load(&path).unwrap();
+        assert_eq!(cfg.limits.max_gross_kg, Some(30_000.0));
+        assert_eq!(cfg.lane.close_after_ms, 4000);
+        let audit = std::fs::read_to_string(config_edit::audit_log_path(&path)).unwrap();
+        assert!(audit.contains("central (config list v7)"), "{audit}");
+        assert!(config_edit::prev_path(&path).exists());
+
+        assert!(
+            pending(Some(l.clone()), &cursor).unwrap().is_none(),
+            "handled once"
+        );
+        assert!(pending(Some(list(6, serde_json::json!([]))), &cursor)
+            .unwrap()
+            .is_none());
+        let again = list(8, l.entries.clone());
+        assert!(matches!(
+            apply(&path, &again, &cursor).unwrap(),
+            Applied::Unchanged
+        ));
+    }
+
+    #[test]
+    fn a_list_outside_the_allowed_sections_or_invalid_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_file(dir.path());
+        let before = std::fs::read_to_string(&path).unwrap();
+        let cursor = cursor_path(&dir.path().join("outbox.db"));
+        for (version, entries, want) in [
+            (
+                1,
+                serde_json::json!([
+                    {"key": "limits.max_gross_kg", "value": "30000"},
+                    {"key": "sync.broker_host", "value": "\"10.9.9.9\""}
+                ]),
+                "[sync] stays with the technician",
+            ),
+            (
+                2,
+                serde_json::json!([{"key": "lane.close_after_ms", "value": "\"soon\""}]),
+                "close_after_ms",
+            ),
+        ] {
+            match apply(&path, &list(version, entries), &cursor).unwrap() {
+                Applied::Refused(why) => assert!(why.contains(want), "{why}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+            assert!(!config_edit::audit_log_path(&path).exists());
+            assert_eq!(handled_version(&cursor).unwrap(), version, "not retried");
+        }
+    }
+}
