@@ -34,6 +34,6 @@ pub mod sim;
 pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
 pub use sim::{
-    DimensionDevice, PostDevices, Scenario, SimEndpoints, SimLaneScanner, Simulator, Timing,
-    LANE_SCANNER_SPEED_MM_PER_S,
+    DimensionDevice, PostDevices, ScannerDevice, Scenario, SimEndpoints, SimLaneScanner, Simulator,
+    Timing, LANE_SCANNER_SPEED_MM_PER_S,
 };
