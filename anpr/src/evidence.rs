@@ -129,6 +129,73 @@ fn best_frame<'a, T>(frames: &'a [T], voted: &VotedPlate) -> Result<&'a T, AnprE
     })
 }
 
+/// The evidence of one encoded frame (the best read's) with the plate at `bbox` (`[x, y, w, h]`):
+/// for a caller that kept only that frame, as the agent's frame cache does.
+pub fn plate_images_from_jpeg(
+    bytes: &[u8],
+    bbox: [i32; 4],
+    cfg: &EvidenceConfig,
+) -> Result<PlateImages, AnprError> {
+    plate_images(&decode_image(bytes)?, bbox, cfg)
+}
+
+/// The largest scan image, in pixels, that [`thumbnail_from_bytes`] decodes; a PNG's header is
+/// checked before decoding, so a small file that would decode to gigabytes is refused.
+pub const MAX_THUMBNAIL_SOURCE_PIXELS: u64 = 120_000_000;
+
+/// A reduced JPEG of an image in any format OpenCV decodes (an X-ray scan's PNG, TIFF, JPEG;
+/// 16-bit and grey ones become 8-bit BGR): scaled down so that its longest side is at most
+/// `max_side_px` (never up), aspect kept, encoded at `cfg.jpeg_quality` and re-encoded lower to
+/// fit `cfg.max_image_bytes` as the plate images are. Bad input is an error, never a panic.
+pub fn thumbnail_from_bytes(
+    bytes: &[u8],
+    max_side_px: u32,
+    cfg: &EvidenceConfig,
+) -> Result<Vec<u8>, AnprError> {
+    cfg.validate()?;
+    if let Some((w, h)) = png_size(bytes) {
+        if u64::from(w) * u64::from(h) > MAX_THUMBNAIL_SOURCE_PIXELS {
+            return Err(AnprError::Decode {
+                len: bytes.len(),
+                reason: format!(
+                    "PNG of {w}x{h} pixels, over the limit of {MAX_THUMBNAIL_SOURCE_PIXELS}"
+                ),
+            });
+        }
+    }
+    let image = to_bgr(&decode_image(bytes)?)?;
+    let (cols, rows) = (image.cols(), image.rows());
+    let max_side = i32::try_from(max_side_px.max(1)).unwrap_or(i32::MAX);
+    let longest = cols.max(rows);
+    if longest <= max_side {
+        return encode_jpeg(&image, cfg, "scan thumbnail");
+    }
+    let scale = f64::from(max_side) / f64::from(longest);
+    let size = Size::new(
+        ((f64::from(cols) * scale).round() as i32).clamp(1, max_side),
+        ((f64::from(rows) * scale).round() as i32).clamp(1, max_side),
+    );
+    let mut small = Mat::default();
+    imgproc::resize(&image, &mut small, size, 0.0, 0.0, imgproc::INTER_AREA)
+        .cv("scaling the scan thumbnail down")?;
+    encode_jpeg(&small, cfg, "scan thumbnail")
+}
+
+/// Width and height from a PNG's IHDR chunk, if `bytes` is a PNG.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if !bytes.starts_with(SIGNATURE) || bytes.get(12..16) != Some(b"IHDR") {
+        return None;
+    }
+    let be = |r: std::ops::Range<usize>| {
+        bytes
+            .get(r)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+    };
+    Some((be(16..20)?, be(20..24)?))
+}
+
 /// The overview of `frame` and the crop at `bbox` (`[x, y, w, h]`), see the module header.
 pub fn plate_images(
     frame: &Mat,
@@ -411,6 +478,41 @@ mod tests {
         let err = plate_images(&v.frame, bbox, &cfg);
         assert!(
             matches!(err, Err(AnprError::Evidence(ref m)) if m.contains("max_image_bytes")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_scan_thumbnail_is_a_reduced_jpeg_and_bad_scans_are_errors() {
+        // A 16-bit grey "X-ray" PNG, 3000x1200: longest side down to 1024, aspect kept.
+        let scan = Mat::new_rows_cols_with_default(
+            1200,
+            3000,
+            opencv::core::CV_16UC1,
+            opencv::core::Scalar::all(30_000.0),
+        )
+        .expect("mat");
+        let mut png = Vector::<u8>::new();
+        assert!(imgcodecs::imencode_def(".png", &scan, &mut png).expect("png"));
+        let cfg = EvidenceConfig::default();
+        let thumb = thumbnail_from_bytes(png.as_slice(), 1024, &cfg).expect("thumbnail");
+        let m = decode(&thumb);
+        assert_eq!((m.cols(), m.rows()), (1024, 410));
+        // Small images are not scaled up.
+        let small = render_vehicle_frame("1234 AB 01", 3).expect("rendered");
+        let m = decode(&thumbnail_from_bytes(&small, 1024, &cfg).expect("thumbnail"));
+        assert_eq!((m.cols(), m.rows()), (960, 540));
+        for bad in [&b""[..], b"GIF89a not really", &small[..small.len() / 2]] {
+            let err = thumbnail_from_bytes(bad, 1024, &cfg);
+            assert!(matches!(err, Err(AnprError::Decode { .. })), "{err:?}");
+        }
+        // A PNG header announcing a huge image is refused before decoding.
+        let mut bomb = png.to_vec();
+        bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let err = thumbnail_from_bytes(&bomb, 1024, &cfg);
+        assert!(
+            matches!(err, Err(AnprError::Decode { ref reason, .. }) if reason.contains("over the limit")),
             "{err:?}"
         );
     }

@@ -50,7 +50,10 @@ pub mod runtime;
 pub mod vote;
 
 pub use error::AnprError;
-pub use evidence::{plate_images_from_jpegs, plate_images_from_mats, EvidenceConfig, PlateImages};
+pub use evidence::{
+    plate_images_from_jpeg, plate_images_from_jpegs, plate_images_from_mats, thumbnail_from_bytes,
+    EvidenceConfig, PlateImages,
+};
 pub use reader::{AnprConfig, PlateCandidate, PlateReader};
 pub use runtime::NativePaths;
 pub use vote::{vote, VotedPlate};

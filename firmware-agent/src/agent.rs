@@ -16,7 +16,7 @@ use crate::checks::{CentralLists, EdgeChecks};
 use crate::config::AgentConfig;
 use crate::control::protocol::ReloadReport;
 use crate::health::DeviceBoard;
-use crate::lane::{Conveyance, Evidence, LaneCorrelator, LaneEvent};
+use crate::lane::{Conveyance, Evidence, LaneCorrelator, LaneEvent, LaneRecord};
 use crate::metrics::{Histogram, ANPR_BUCKETS_SECS};
 use crate::profile::PostProfile;
 use crate::reload::{self, ReloadHandle, ReloadRequest};
@@ -29,10 +29,11 @@ use bcp_drivers::serial::DeviceEvent;
 use bcp_drivers::stability::WeighEvent;
 use bcp_record::lists::{KIND_CONFIG, KIND_DECLARATIONS, KIND_HOTLIST};
 use bcp_record::{Crossing, TransportMode, Weighing};
-use bcp_sync::outbox::Outbox;
+use bcp_sync::outbox::{ImageData, Outbox};
 use bcp_sync::uplink::{self, UplinkConfig, UplinkMonitor};
 use chrono::{TimeDelta, Utc};
 use devices::Devices;
+use images::{EvidenceImages, MadeImages};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 mod devices;
+mod images;
 mod supervise;
 
 /// Everything that reaches the lane, from every device task.
@@ -223,6 +225,7 @@ pub async fn run_with(
     );
     let mode = profile.transport_mode();
     let mut running = Running {
+        evidence: EvidenceImages::new(&cfg),
         cfg,
         checks,
         devices,
@@ -246,7 +249,7 @@ pub async fn run_with(
             input = rx.recv() => match input {
                 Some(input) => {
                     observe(&mut board, &c.camera.name, scanner_name.as_deref(), &c.weighbridge.name, &input);
-                    handle(&mut lane, &c.weighbridge.name, input);
+                    handle(&mut lane, &c.weighbridge.name, input, &mut running.evidence);
                     let (on_bridge, open) = lane.occupancy();
                     feed.occupancy(on_bridge, open);
                 }
@@ -278,7 +281,9 @@ pub async fn run_with(
             &outbox,
             &new_record,
             &feed,
-        );
+            &mut running.evidence,
+        )
+        .await;
     }
 
     // Drain: close what is still open, so every vehicle seen is recorded.
@@ -294,8 +299,11 @@ pub async fn run_with(
         &outbox,
         &new_record,
         &feed,
-    );
+        &mut running.evidence,
+    )
+    .await;
     lane.log_counters();
+    running.evidence.log_counters();
     running.devices.stop_all().await;
     tasks.shutdown().await;
     match tokio::time::timeout(Duration::from_secs(5), uplink_task).await {
@@ -326,6 +334,8 @@ struct Running {
     config_path: Option<PathBuf>,
     set_log_filter: Option<LogFilterSetter>,
     outbox: Arc<Outbox>,
+    /// The frame cache and the image settings (`[evidence]`, applied at once on a reload).
+    evidence: EvidenceImages,
 }
 
 impl Running {
@@ -369,6 +379,7 @@ impl Running {
             }
         }
         self.cfg = reload::applied(&self.cfg, &new, &delta);
+        self.evidence.reconfigure(&self.cfg);
         let mut restarted = Vec::new();
         let on_bridge = lane.occupancy().0;
         for device in &delta.devices {
@@ -561,10 +572,14 @@ impl Correlator {
         }
     }
 
-    fn poll(&mut self, now: chrono::DateTime<Utc>) -> Option<Crossing> {
+    /// The next record; a train's come without a plate frame (no plate images on rail posts).
+    fn poll(&mut self, now: chrono::DateTime<Utc>) -> Option<LaneRecord> {
         match self {
-            Self::Lane(l) => l.poll(now),
-            Self::Train(t) => t.poll(now),
+            Self::Lane(l) => l.poll_record(now),
+            Self::Train(t) => t.poll(now).map(|crossing| LaneRecord {
+                crossing,
+                plate_frame: None,
+            }),
         }
     }
 
@@ -624,7 +639,12 @@ impl Correlator {
     }
 }
 
-fn handle(lane: &mut Correlator, weighbridge: &str, input: LaneInput) {
+fn handle(
+    lane: &mut Correlator,
+    weighbridge: &str,
+    input: LaneInput,
+    evidence: &mut EvidenceImages,
+) {
     let now = Utc::now();
     let weighing = |s: &bcp_drivers::stability::StableWeight| Weighing {
         gross_kg: s.weight_kg,
@@ -666,13 +686,17 @@ fn handle(lane: &mut Correlator, weighbridge: &str, input: LaneInput) {
             tracing::warn!(device = weighbridge, ?alarm, "weighbridge alarm");
         }
         (_, LaneInput::Weighbridge(_) | LaneInput::Dimensions(_)) => {}
-        (Correlator::Lane(lane), LaneInput::Frame((at, evidence))) => {
-            lane.handle_evidence(at, evidence)
+        (Correlator::Lane(lane), LaneInput::Frame(f)) => {
+            // The frame's bytes stay with the agent; the lane carries its id.
+            let reads = match evidence.keep_frame(f.jpeg) {
+                Some(id) => Evidence::Frame(id, f.reads),
+                None => Evidence::PlateReads(f.reads),
+            };
+            lane.handle_evidence(f.captured_at, reads)
         }
-        (Correlator::Train(train), LaneInput::Frame((at, Evidence::PlateReads(reads)))) => {
-            train.handle_reads(at, reads)
+        (Correlator::Train(train), LaneInput::Frame(f)) => {
+            train.handle_reads(f.captured_at, f.reads)
         }
-        (Correlator::Train(_), LaneInput::Frame(_)) => {}
         (Correlator::Lane(lane), LaneInput::Scan(scan)) => lane.handle_scan(now, scan),
         (Correlator::Train(train), LaneInput::Scan(scan)) => train.handle_scan(now, scan),
     }
@@ -695,10 +719,10 @@ fn central_lists(lists: Option<&bcp_sync::ListStore>) -> CentralLists {
     CentralLists::from_lists(get(KIND_HOTLIST).as_ref(), get(KIND_DECLARATIONS).as_ref())
 }
 
-/// Commits every record the lane has ready (crossings and scan records alike) and logs its
-/// decisions that made no record.
+/// Commits every record the lane has ready (crossings and scan records alike) with its images
+/// (see [`images`]), and logs its decisions that made no record.
 #[allow(clippy::too_many_arguments)] // the main loop's parts, passed as they are
-fn drain(
+async fn drain(
     lane: &mut Correlator,
     mode: TransportMode,
     now: chrono::DateTime<Utc>,
@@ -707,11 +731,14 @@ fn drain(
     outbox: &Outbox,
     new_record: &Notify,
     feed: &ViewFeed,
+    evidence: &mut EvidenceImages,
 ) {
-    while let Some(mut c) = lane.poll(now) {
+    while let Some(mut record) = lane.poll(now) {
+        let made = evidence.make(&mut record).await;
+        let c = &mut record.crossing;
         c.transport_mode = Some(mode);
-        checks.apply_with(&mut c, &central_lists(lists));
-        commit(outbox, new_record, feed, &c);
+        checks.apply_with(c, &central_lists(lists));
+        commit(outbox, new_record, feed, c, &made);
     }
     lane.log_events();
 }
@@ -737,8 +764,22 @@ fn log_lane_event(event: LaneEvent) {
     }
 }
 
-fn commit(outbox: &Outbox, new_record: &Notify, feed: &ViewFeed, c: &Crossing) {
-    match outbox.append(c) {
+fn commit(outbox: &Outbox, new_record: &Notify, feed: &ViewFeed, c: &Crossing, made: &MadeImages) {
+    let images: Vec<ImageData<'_>> = made
+        .images
+        .iter()
+        .map(|(kind, bytes)| ImageData {
+            kind: *kind,
+            media_type: bcp_anpr::evidence::MEDIA_TYPE,
+            bytes,
+        })
+        .collect();
+    let appended = if images.is_empty() {
+        outbox.append(c)
+    } else {
+        outbox.append_with_images(c, &images)
+    };
+    match appended {
         Ok(env) => {
             feed.recorded(env.seq, c, Utc::now());
             let kind = if c.flags.iter().any(|f| f.code == "orphan_scan") {
@@ -757,6 +798,9 @@ fn commit(outbox: &Outbox, new_record: &Notify, feed: &ViewFeed, c: &Crossing) {
                 gross_kg = c.weight.as_ref().map(|w| w.gross_kg),
                 scan = c.scan.as_ref().map(|s| s.scan_id.as_str()).unwrap_or("-"),
                 flags = c.flags.len(),
+                images = images.len(),
+                image_bytes = images.iter().map(|i| i.bytes.len()).sum::<usize>(),
+                images_ms = made.ms,
                 "{kind}"
             );
             new_record.notify_one();

@@ -6,19 +6,30 @@
 //! `rejected/` beside the folder with a `.reason` file, never silently dropped, and never stops
 //! the camera. The time each frame takes to read goes into the ANPR latency histogram that
 //! the metrics endpoint serves.
+//!
+//! A frame whose best read has text is handed on with its JPEG bytes, for the agent's frame
+//! cache ([`crate::frames`]): the crossing's plate crop and overview are cut from the frame of
+//! its winning read. A frame without text is handed on without them (it cannot win).
 
-use crate::lane::Evidence;
 use crate::metrics::Histogram;
 use anyhow::{Context, Result};
-use bcp_anpr::PlateReader;
+use bcp_anpr::{PlateCandidate, PlateReader};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// What the camera thread reports: the frame's capture time and its reads.
-pub type FrameReads = (DateTime<Utc>, Evidence);
+/// What the camera thread reports about one frame.
+#[derive(Debug)]
+pub struct FrameReads {
+    /// When the camera finished writing it (the file's modification time).
+    pub captured_at: DateTime<Utc>,
+    /// Its reads, best first.
+    pub reads: Vec<PlateCandidate>,
+    /// The frame's JPEG bytes, when its best read has text (see the module header).
+    pub jpeg: Option<Vec<u8>>,
+}
 
 /// Starts the camera's thread; it stops when `shutdown` turns true (or the lane hangs up) and
 /// hands its ANPR engine back through the join handle, so that a restart with new settings
@@ -111,14 +122,19 @@ fn read_frame(
             let reads = reader.read_image_bytes(&bytes).with_context(|| format!("recognising {}", path.display()))?;
             latency.observe(started.elapsed());
             tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), "frame read");
-            Ok(reads)
+            Ok((reads, bytes))
         });
     match result {
-        Ok(reads) => {
+        Ok((reads, bytes)) => {
             if let Err(e) = std::fs::remove_file(path) {
                 tracing::warn!(camera, frame = %path.display(), error = %e, "cannot remove a read frame");
             }
-            Some((captured_at, Evidence::PlateReads(reads)))
+            let has_text = reads.first().is_some_and(|r| !r.text.is_empty());
+            Some(FrameReads {
+                captured_at,
+                reads,
+                jpeg: has_text.then_some(bytes),
+            })
         }
         Err(e) => {
             tracing::warn!(camera, frame = %path.display(), error = %format!("{e:#}"), "frame rejected");

@@ -130,6 +130,7 @@ mod tests {
             lane_scanner: None,
             camera_dir: "/tmp/cam".into(),
             scanner_addr: "127.0.0.1:7000".into(),
+            scanner_drop_folder: None,
         };
         let cfg = for_simulator(&sim, "TJ-1", "127.0.0.1", 1883, dir);
         let path = dir.join("agent.toml");

@@ -24,6 +24,9 @@ pub struct AgentConfig {
     pub anpr: AnprSettings,
     #[serde(default)]
     pub lane: LaneSettings,
+    /// The images recorded with each crossing: plate crop, overview, scan thumbnails.
+    #[serde(default, skip_serializing_if = "EvidenceSettings::is_default")]
+    pub evidence: EvidenceSettings,
     /// The train correlator's windows; only on a rail post (`post.transport_mode = "rail"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainSettings>,
@@ -334,6 +337,102 @@ pub struct AnprSettings {
     /// knows. Each extra grammar is one more way for other text to look like a plate.
     #[serde(default)]
     pub formats: Vec<String>,
+}
+
+/// `[evidence]`: the images recorded with each crossing (see `bcp_agent::frames` and
+/// `bcp_anpr::evidence`). Applied at once on a reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceSettings {
+    /// Record images at all (false: crossings carry no images; nothing is kept or decoded).
+    pub enabled: bool,
+    /// The overview (the best read's whole frame) is scaled down to at most this width.
+    pub overview_max_width_px: u32,
+    /// Margin around the plate box in the crop, in box heights on every side.
+    pub crop_margin_ratio: f32,
+    /// JPEG quality (40-100) of the plate crop, the overview and the scan thumbnails.
+    pub jpeg_quality: u8,
+    /// The frame cache keeps at most this many frames with plate reads ...
+    pub frame_cache_frames: usize,
+    /// ... and at most this many MiB of them; the oldest go first.
+    pub frame_cache_mib: usize,
+    /// Scan thumbnails (drop-folder scanner) are scaled down to this longest side.
+    pub scan_thumbnail_max_side_px: u32,
+    /// Scan image files larger than this are not read (no thumbnail, flagged).
+    pub scan_image_max_mib: u64,
+}
+
+impl Default for EvidenceSettings {
+    fn default() -> Self {
+        let plate = bcp_anpr::EvidenceConfig::default();
+        Self {
+            enabled: true,
+            overview_max_width_px: plate.overview_max_width_px,
+            crop_margin_ratio: plate.crop_margin_ratio,
+            jpeg_quality: plate.jpeg_quality,
+            // About two minutes of a camera that sends a frame with a read every half second,
+            // and 64 MiB of 1080p JPEGs (~250 KiB each).
+            frame_cache_frames: 256,
+            frame_cache_mib: 64,
+            scan_thumbnail_max_side_px: 1024,
+            scan_image_max_mib: 64,
+        }
+    }
+}
+
+impl EvidenceSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The plate and thumbnail encoding settings, as `bcp_anpr::evidence` takes them.
+    pub fn images(&self) -> bcp_anpr::EvidenceConfig {
+        bcp_anpr::EvidenceConfig {
+            overview_max_width_px: self.overview_max_width_px,
+            crop_margin_ratio: self.crop_margin_ratio,
+            jpeg_quality: self.jpeg_quality,
+            ..bcp_anpr::EvidenceConfig::default()
+        }
+    }
+
+    /// The frame cache's byte bound.
+    pub fn frame_cache_bytes(&self) -> usize {
+        self.frame_cache_mib.saturating_mul(1024 * 1024)
+    }
+
+    /// Checks value ranges with `bcp_anpr`'s own rules; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        match self.images().validate() {
+            Ok(()) => {}
+            Err(bcp_anpr::AnprError::Config { key, reason }) => bail!("evidence.{key}: {reason}"),
+            Err(e) => bail!("[evidence]: {e}"),
+        }
+        if !(1..=100_000).contains(&self.frame_cache_frames) {
+            bail!(
+                "evidence.frame_cache_frames = {}: use 1 ..= 100000",
+                self.frame_cache_frames
+            );
+        }
+        if !(1..=4096).contains(&self.frame_cache_mib) {
+            bail!(
+                "evidence.frame_cache_mib = {}: use 1 ..= 4096",
+                self.frame_cache_mib
+            );
+        }
+        if !(64..=16_384).contains(&self.scan_thumbnail_max_side_px) {
+            bail!(
+                "evidence.scan_thumbnail_max_side_px = {}: use 64 ..= 16384",
+                self.scan_thumbnail_max_side_px
+            );
+        }
+        if !(1..=1024).contains(&self.scan_image_max_mib) {
+            bail!(
+                "evidence.scan_image_max_mib = {}: use 1 ..= 1024",
+                self.scan_image_max_mib
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The lane correlator's windows (see `bcp_agent::lane` for the rules they tune).
@@ -735,6 +834,7 @@ impl AgentConfig {
             }
         }
         self.lane.validate()?;
+        self.evidence.validate()?;
         match (self.post.transport_mode, &self.train) {
             (crate::profile::PostProfile::Rail, Some(t)) => t.validate()?,
             (crate::profile::PostProfile::Rail, None) => {}
@@ -1033,6 +1133,7 @@ broker_port = 8883
             lane_scanner: None,
             camera_dir: "/tmp/cam".into(),
             scanner_addr: "127.0.0.1:7000".into(),
+            scanner_drop_folder: None,
         };
         let cfg = crate::sim_config::for_simulator(
             &sim,
@@ -1066,6 +1167,7 @@ broker_port = 8883
             }),
             camera_dir: "/tmp/cam".into(),
             scanner_addr: "127.0.0.1:7000".into(),
+            scanner_drop_folder: None,
         };
         let cfg = |sim: &crate::sim_config::SimEndpoints| {
             let cfg = crate::sim_config::for_simulator(
@@ -1160,6 +1262,51 @@ broker_port = 8883
             let e = format!("{:#}", parse(&bad).expect_err(key));
             assert!(e.contains(key), "{key}: {e}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn evidence_keys_default_round_trip_and_are_validated_by_name() -> Result<()> {
+        let cfg = parse(VALID)?;
+        assert_eq!(cfg.evidence, EvidenceSettings::default());
+        assert_eq!(cfg.evidence.images(), bcp_anpr::EvidenceConfig::default());
+        assert!(
+            !toml::to_string(&cfg)?.contains("[evidence]"),
+            "defaults are not written"
+        );
+        let set = format!(
+            "{VALID}\n[evidence]\noverview_max_width_px = 800\ncrop_margin_ratio = 0.3\njpeg_quality = 70\nframe_cache_mib = 16\n"
+        );
+        let cfg = parse(&set)?;
+        let again = parse(&toml::to_string(&cfg)?)?;
+        assert_eq!(again.evidence, cfg.evidence);
+        assert_eq!(
+            (
+                cfg.evidence.images().overview_max_width_px,
+                cfg.evidence.images().jpeg_quality
+            ),
+            (800, 70)
+        );
+        assert_eq!(cfg.evidence.frame_cache_bytes(), 16 << 20);
+        for (bad, key) in [
+            ("jpeg_quality = 20", "evidence.jpeg_quality"),
+            ("crop_margin_ratio = 9.0", "evidence.crop_margin_ratio"),
+            (
+                "overview_max_width_px = 10",
+                "evidence.overview_max_width_px",
+            ),
+            ("frame_cache_frames = 0", "evidence.frame_cache_frames"),
+            ("frame_cache_mib = 0", "evidence.frame_cache_mib"),
+            (
+                "scan_thumbnail_max_side_px = 1",
+                "evidence.scan_thumbnail_max_side_px",
+            ),
+            ("scan_image_max_mib = 0", "evidence.scan_image_max_mib"),
+        ] {
+            let e = parse(&format!("{VALID}\n[evidence]\n{bad}\n")).expect_err(bad);
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
+        assert!(parse(&format!("{VALID}\n[evidence]\njpg_quality = 80\n")).is_err());
         Ok(())
     }
 

@@ -20,6 +20,8 @@
 //! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
 //!   hotlist, overweight wagon).
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
+//! - [`frames`]: the bounded cache of frames with plate reads, from which a crossing's plate
+//!   crop and overview are cut when it is recorded (`[evidence]`).
 //! - [`scanner`]: the X-ray scanner adapters: a JSON-lines TCP feed and a drop folder of XML
 //!   metadata files (processed once, bad files quarantined with a reason).
 //! - [`health`]: the device board: each device's connection, frame counters, last evidence and
@@ -44,6 +46,7 @@ pub mod checks;
 pub mod config;
 pub mod config_edit;
 pub mod control;
+pub mod frames;
 pub mod health;
 pub mod lane;
 pub mod metrics;

@@ -11,6 +11,7 @@
 //! | `lane.*` (the correlator's windows) | at once; crossings still open are closed by the new windows |
 //! | `limits.*` (and the hotlist file, re-read on every reload) | at once, from the next crossing closed |
 //! | `log.level` | at once |
+//! | `evidence.*` (the images recorded with crossings, the frame cache's bounds) | at once, from the next frame and crossing; a smaller cache evicts its oldest frames at once |
 //! | `weighbridge.*`, `dimensions.*` (not `name`) | that device alone is restarted, once no vehicle is on the bridge |
 //! | `camera.*` (not `name`) | the camera thread is restarted with the same ANPR engine; frames not yet read stay in the folder for it |
 //! | `scanner.*` (not `name`) | the scanner's feed or drop-folder task alone is restarted |
@@ -104,7 +105,7 @@ pub fn classify(old: &AgentConfig, new: &AgentConfig) -> Result<Delta> {
         let section = key.split(['.', '[']).next().unwrap_or_default();
         let field = key.strip_prefix(section).unwrap_or_default();
         let device = match section {
-            "lane" | "limits" | "log" => {
+            "lane" | "limits" | "log" | "evidence" => {
                 delta.in_place.push(key);
                 continue;
             }
@@ -136,6 +137,7 @@ pub fn applied(running: &AgentConfig, new: &AgentConfig, delta: &Delta) -> Agent
     out.lane = new.lane.clone();
     out.limits = new.limits.clone();
     out.log = new.log.clone();
+    out.evidence = new.evidence.clone();
     for d in &delta.devices {
         match d {
             Device::Weighbridge => out.weighbridge = new.weighbridge.clone(),
@@ -214,6 +216,7 @@ mod tests {
             lane_scanner: None,
             camera_dir: "/tmp/cam".into(),
             scanner_addr: "127.0.0.1:7000".into(),
+            scanner_drop_folder: None,
         };
         for_simulator(&sim, "TJ-1", "127.0.0.1", 1883, Path::new("/tmp/agent"))
     }

@@ -59,10 +59,14 @@ pub fn for_simulator(
             folder: sim.camera_dir.clone(),
             poll_ms: 50,
         },
+        // The feed, or the drop folder where the simulator writes its scans instead.
         scanner: Some(ScannerConfig {
             name: "xr1".to_owned(),
-            feed_addr: Some(sim.scanner_addr.clone()),
-            drop_folder: None,
+            feed_addr: match sim.scanner_drop_folder {
+                None => Some(sim.scanner_addr.clone()),
+                Some(_) => None,
+            },
+            drop_folder: sim.scanner_drop_folder.clone(),
         }),
         // A Tajik post: the plates of Tajikistan and its neighbours that the simulator renders.
         anpr: AnprSettings {
@@ -70,6 +74,7 @@ pub fn for_simulator(
             ..AnprSettings::default()
         },
         lane: LaneSettings::default(),
+        evidence: EvidenceSettings::default(),
         train: None,
         limits: crate::checks::Limits::default(),
         outbox: OutboxConfig {

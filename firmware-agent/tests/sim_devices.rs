@@ -125,6 +125,7 @@ fn devices(indicator: &str, dimensions: DimensionDevice) -> PostDevices {
     PostDevices {
         indicator: indicator.to_owned(),
         dimensions,
+        ..PostDevices::default()
     }
 }
 

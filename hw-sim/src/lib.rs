@@ -35,6 +35,6 @@ pub use indicators::Faults;
 pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
 pub use sim::{
-    DimensionDevice, PostDevices, Scenario, SimEndpoints, SimLaneScanner, Simulator, Timing,
-    LANE_SCANNER_SPEED_MM_PER_S,
+    DimensionDevice, PostDevices, ScannerDevice, Scenario, SimEndpoints, SimLaneScanner, Simulator,
+    Timing, LANE_SCANNER_SPEED_MM_PER_S,
 };

@@ -36,6 +36,48 @@ pub fn render_vehicle_frame(plate_display: &str, variant: u64) -> Result<Vec<u8>
     Ok(buf.to_vec())
 }
 
+/// Width and height of [`render_scan_png`]'s images.
+pub const SCAN_SIZE: (i32, i32) = (1600, 640);
+
+/// A grey 8-bit PNG standing in for an X-ray scan image ([`SCAN_SIZE`]): a dark background, a
+/// lighter truck silhouette (cab, trailer, wheels) and a few denser "cargo" blocks placed by a
+/// hash of `scan_id`, so that each scan's image differs. Deterministic.
+pub fn render_scan_png(scan_id: &str) -> Result<Vec<u8>> {
+    let (w, h) = SCAN_SIZE;
+    let mut img = Mat::new_rows_cols_with_default(h, w, opencv::core::CV_8UC1, Scalar::all(30.0))?;
+    let mut rng = SplitMix64::new(hash_str(scan_id));
+    let fill = |img: &mut Mat, r: Rect, v: f64| {
+        imgproc::rectangle(img, r, Scalar::all(v), imgproc::FILLED, imgproc::LINE_8, 0)
+    };
+    fill(&mut img, Rect::new(60, 160, 260, 360), 150.0)?; // cab
+    fill(&mut img, Rect::new(340, 100, 1200, 420), 120.0)?; // trailer
+    for x in [120, 260, 700, 860, 1300, 1440] {
+        imgproc::circle(
+            &mut img,
+            Point::new(x, 540),
+            50,
+            Scalar::all(200.0),
+            imgproc::FILLED,
+            imgproc::LINE_8,
+            0,
+        )?;
+    }
+    for _ in 0..6 {
+        let (bw, bh) = (rng.range_i32(80, 240), rng.range_i32(60, 200));
+        let (x, y) = (rng.range_i32(360, 1520 - bw), rng.range_i32(120, 500 - bh));
+        fill(
+            &mut img,
+            Rect::new(x, y, bw, bh),
+            rng.range_f64(170.0, 250.0),
+        )?;
+    }
+    let mut buf = Vector::<u8>::new();
+    if !imgcodecs::imencode_def(".png", &img, &mut buf).context("PNG encoding")? {
+        bail!("OpenCV refused to encode the scan image of {scan_id:?} as PNG");
+    }
+    Ok(buf.to_vec())
+}
+
 /// The same frame as [`render_vehicle_frame`] as a BGR `Mat`, before JPEG encoding.
 pub fn render_vehicle_mat(plate_display: &str, variant: u64) -> Result<Mat> {
     Ok(render_vehicle(plate_display, variant)?.frame)

@@ -59,6 +59,7 @@ pub struct PostDevices {
     /// `dims-ascii`; `generic` sends A&D-style lines matched by [`GENERIC_PATTERN`].
     pub indicator: String,
     pub dimensions: DimensionDevice,
+    pub scanner: ScannerDevice,
 }
 
 impl Default for PostDevices {
@@ -66,6 +67,37 @@ impl Default for PostDevices {
         Self {
             indicator: "toledo-continuous-checksum".to_owned(),
             dimensions: DimensionDevice::DimsAscii,
+            scanner: ScannerDevice::Feed,
+        }
+    }
+}
+
+/// How the simulated X-ray scanner reports its scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScannerDevice {
+    /// One JSON line per scan on a TCP feed.
+    #[default]
+    Feed,
+    /// A drop folder (`DIR/scanner`): per scan, a rendered grey PNG "X-ray" image
+    /// (`<scan id>.png`, see [`crate::plate_render::render_scan_png`]) and then the metadata
+    /// file `<scan id>.xml` that lists it, each written under a `.part` name and renamed.
+    DropFolder,
+}
+
+impl ScannerDevice {
+    /// `feed` or `drop-folder`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Feed => "feed",
+            Self::DropFolder => "drop-folder",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "feed" => Ok(Self::Feed),
+            "drop-folder" => Ok(Self::DropFolder),
+            other => Err(format!("unknown scanner {other:?}: feed or drop-folder")),
         }
     }
 }
@@ -144,6 +176,9 @@ pub struct SimEndpoints {
     pub camera_dir: PathBuf,
     /// The scanner's TCP event feed.
     pub scanner_addr: String,
+    /// The scanner's drop folder, when it writes XML files there instead of using the feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanner_drop_folder: Option<PathBuf>,
 }
 
 /// What the simulated post sees.
@@ -249,6 +284,15 @@ impl Simulator {
         let scanner = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the scanner feed")?;
+        let scanner_drop_folder = match devices.scanner {
+            ScannerDevice::Feed => None,
+            ScannerDevice::DropFolder => {
+                let folder = dir.join("scanner");
+                std::fs::create_dir_all(&folder)
+                    .with_context(|| format!("creating {}", folder.display()))?;
+                Some(folder)
+            }
+        };
         let endpoints = SimEndpoints {
             weighbridge_port: weighbridge.link().display().to_string(),
             weighbridge_protocol: indicator.name().to_owned(),
@@ -260,6 +304,7 @@ impl Simulator {
             lane_scanner,
             camera_dir,
             scanner_addr: scanner.local_addr()?.to_string(),
+            scanner_drop_folder,
         };
         let file = dir.join("endpoints.json");
         let tmp = dir.join(".endpoints.json.part");
@@ -355,10 +400,24 @@ impl Simulator {
             shutdown.clone(),
         ));
 
-        tracing::info!(scanner = %endpoints.scanner_addr, "waiting for the agent to connect to the scanner feed");
-        tokio::select! {
-            r = clients_rx.wait_for(|n| *n > 0) => { r.context("scanner feed stopped")?; }
-            _ = shutdown.changed() => return Ok(()),
+        match &endpoints.scanner_drop_folder {
+            None => {
+                tracing::info!(scanner = %endpoints.scanner_addr, "waiting for the agent to connect to the scanner feed");
+                tokio::select! {
+                    r = clients_rx.wait_for(|n| *n > 0) => { r.context("scanner feed stopped")?; }
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+            Some(folder) => {
+                // The agent's adapter makes `processed/` when it first lists the folder.
+                tracing::info!(folder = %folder.display(), "waiting for the agent to watch the scanner drop folder");
+                while !folder.join("processed").is_dir() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                }
+            }
         }
         // Give the agent a moment to open its serial ports too.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -369,6 +428,7 @@ impl Simulator {
             scans: scan_tx,
             dims: &mut dims,
             camera_dir: &endpoints.camera_dir,
+            scan_folder: endpoints.scanner_drop_folder.as_deref(),
             frames: 0,
         };
         let vehicles = match scenario {
@@ -433,10 +493,30 @@ struct Lane<'a> {
     scans: broadcast::Sender<ScanEvent>,
     dims: &'a mut DimsOut,
     camera_dir: &'a Path,
+    scan_folder: Option<&'a Path>,
     frames: u64,
 }
 
 impl Lane<'_> {
+    /// Reports a scan: on the feed, or as an image and an XML file in the drop folder.
+    fn send_scan(&self, scan: ScanEvent) -> Result<()> {
+        let Some(folder) = self.scan_folder else {
+            if self.scans.send(scan.clone()).is_err() {
+                tracing::warn!(scan = %scan.scan_id, "no scanner feed client: scan event not delivered");
+            }
+            return Ok(());
+        };
+        for name in &scan.images {
+            let png = plate_render::render_scan_png(&scan.scan_id)?;
+            write_complete(folder, name, &png)?;
+        }
+        write_complete(
+            folder,
+            &format!("{}.xml", scan.scan_id),
+            scan_xml(&scan).as_bytes(),
+        )
+    }
+
     async fn drive_train(&mut self, train: &SimTrain) -> Result<()> {
         let t = self.timing;
         for w in &train.wagons {
@@ -456,9 +536,7 @@ impl Lane<'_> {
             conveyance_id: None,
             decision_by: None,
         };
-        if self.scans.send(scan).is_err() {
-            tracing::warn!(scan = %train.scan_id, "no scanner feed client: scan event not delivered");
-        }
+        self.send_scan(scan)?;
         tokio::time::sleep(t.train_gap).await;
         Ok(())
     }
@@ -504,10 +582,7 @@ impl Lane<'_> {
             tokio::time::sleep(pause).await;
         }
         if let Some(scan) = scan {
-            let id = scan.scan_id.clone();
-            if self.scans.send(scan).is_err() {
-                tracing::warn!(scan = %id, "no scanner feed client: scan event not delivered");
-            }
+            self.send_scan(scan)?;
         }
         tokio::time::sleep_until(hold_start + t.hold).await;
         for k in (0..3u32).rev() {
@@ -587,9 +662,7 @@ impl Lane<'_> {
             conveyance_id: None,
             decision_by: None,
         };
-        if self.scans.send(scan).is_err() {
-            tracing::warn!(scan = %v.scan_id, "no scanner feed client: scan event not delivered");
-        }
+        self.send_scan(scan)?;
         tokio::time::sleep_until(hold_start + t.hold).await;
 
         for k in (0..3u32).rev() {
@@ -603,4 +676,38 @@ impl Lane<'_> {
         tokio::time::sleep(t.gap).await;
         Ok(())
     }
+}
+
+/// Writes `name` in `folder` as a scanner should: under a `.part` name, then renamed.
+fn write_complete(folder: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let part = folder.join(format!(".{name}.part"));
+    let path = folder.join(name);
+    std::fs::write(&part, bytes).with_context(|| format!("writing {}", part.display()))?;
+    std::fs::rename(&part, &path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// The drop folder's metadata file for `scan` (the layout `bcp_agent::scanner::drop_folder`
+/// reads). Ids and names come from the scenario: letters, digits, '-', '_' and '.'.
+fn scan_xml(scan: &ScanEvent) -> String {
+    let decision = match scan.decision {
+        bcp_record::ScanDecision::Alarm => "ALARM",
+        bcp_record::ScanDecision::NoAlarm => "NO_ALARM",
+        bcp_record::ScanDecision::Unknown => "UNKNOWN",
+    };
+    let images: String = scan
+        .images
+        .iter()
+        .map(|i| format!("<Image>{i}</Image>"))
+        .collect();
+    let lane = scan
+        .lane
+        .as_deref()
+        .map(|l| format!("<Lane>{l}</Lane>"))
+        .unwrap_or_default();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ScanResult><ScanId>{}</ScanId><ScannerId>{}</ScannerId>{lane}<ScanTime>{}</ScanTime><Decision type=\"MACHINE\">{decision}</Decision><Images>{images}</Images></ScanResult>\n",
+        scan.scan_id,
+        scan.scanner_id,
+        scan.scanned_at.to_rfc3339(),
+    )
 }

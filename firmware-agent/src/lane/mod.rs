@@ -156,11 +156,39 @@ struct IdNote {
 /// How many identifier notes are kept (a few minutes of frames).
 const ID_NOTES_KEPT: usize = 256;
 
+/// The agent's reference to a camera frame it keeps (its frame cache's key): the correlator
+/// carries it with the frame's best read and never sees the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FrameId(pub u64);
+
+/// Where a crossing's plate images come from: the frame of the winning plate's best read and
+/// the plate's box in it (see [`LaneCorrelator::poll_record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlateFrame {
+    /// `None`: the read came without a frame reference ([`Evidence::PlateReads`]).
+    pub frame: Option<FrameId>,
+    /// `[x, y, w, h]` in the frame's pixels.
+    pub bbox: [i32; 4],
+    /// The text of that read (the voted plate may differ by a corrected character).
+    pub text: String,
+}
+
+/// A record for the outbox, with where its plate images come from.
+#[derive(Debug, Clone)]
+pub struct LaneRecord {
+    pub crossing: Crossing,
+    /// Set on a vehicle's crossing with a plate; `None` on scan records and unread plates.
+    pub plate_frame: Option<PlateFrame>,
+}
+
 /// A piece of evidence that joins a crossing by its time.
 #[derive(Debug, Clone)]
 pub enum Evidence {
-    /// The reads of one camera frame, best first.
+    /// The reads of one camera frame, best first (the frame's image is not kept).
     PlateReads(Vec<PlateCandidate>),
+    /// The reads of one camera frame, best first, and the agent's reference to its image, from
+    /// which the crossing's plate crop and overview are made if it gives the winning read.
+    Frame(FrameId, Vec<PlateCandidate>),
     Dimensions(Dimensions),
     /// A scan; [`LaneCorrelator::handle_scan`] is the better entry (it knows when it arrived).
     Scan(ScanEvent),
@@ -240,7 +268,7 @@ pub struct LaneCorrelator {
     early: Vec<(DateTime<Utc>, Evidence)>,
     /// The last crossings emitted, oldest first.
     closed: VecDeque<Closed>,
-    ready: VecDeque<Crossing>,
+    ready: VecDeque<LaneRecord>,
     events: VecDeque<LaneEvent>,
     counters: LaneCounters,
     conveyance: Conveyance,
@@ -446,6 +474,9 @@ impl LaneCorrelator {
             (Some(kind), Evidence::PlateReads(reads)) => {
                 Evidence::PlateReads(self.identifiers(kind, at, reads))
             }
+            (Some(kind), Evidence::Frame(frame, reads)) => {
+                Evidence::Frame(frame, self.identifiers(kind, at, reads))
+            }
             (_, e) => e,
         };
         let pre = self.rules.pre_arrival;
@@ -460,7 +491,7 @@ impl LaneCorrelator {
                     .iter()
                     .position(|p| p.arrived_at - pre <= at && at < p.arrived_at)
             });
-        let is_plate = matches!(evidence, Evidence::PlateReads(_));
+        let is_plate = matches!(evidence, Evidence::PlateReads(_) | Evidence::Frame(..));
         match target.and_then(|i| self.pending.get_mut(i)) {
             Some(p) => p.attach(at, evidence),
             None => self.early.push((at, evidence)),
@@ -484,7 +515,7 @@ impl LaneCorrelator {
         a.left_at = Some(at);
         let (keep, moved) = std::mem::take(&mut a.frames)
             .into_iter()
-            .partition(|(t, _)| *t < at);
+            .partition(|(t, _, _)| *t < at);
         (a.frames, b.frames) = (keep, moved);
         let (keep, moved) = std::mem::take(&mut a.weights)
             .into_iter()
@@ -601,7 +632,10 @@ impl LaneCorrelator {
             );
             self.counters.scans_after_close += 1;
             let record = self.scan_record(scan, Flag::new("scan_after_close", reason), now);
-            self.ready.push_back(record);
+            self.ready.push_back(LaneRecord {
+                crossing: record,
+                plate_frame: None,
+            });
             return None;
         }
         Some(scan)
@@ -667,6 +701,11 @@ impl LaneCorrelator {
 
     /// Emits records whose window has passed: crossings, and scan records.
     pub fn poll(&mut self, now: DateTime<Utc>) -> Option<Crossing> {
+        self.poll_record(now).map(|r| r.crossing)
+    }
+
+    /// [`poll`](Self::poll), with the frame the crossing's plate images come from.
+    pub fn poll_record(&mut self, now: DateTime<Utc>) -> Option<LaneRecord> {
         // Waiting evidence first: it may still join a crossing that closes now.
         let pre = self.rules.pre_arrival;
         let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
@@ -680,11 +719,14 @@ impl LaneCorrelator {
                         let reason = self.orphan_reason(&scan);
                         self.counters.orphan_scans += 1;
                         let record = self.scan_record(scan, Flag::new("orphan_scan", reason), now);
-                        self.ready.push_back(record);
+                        self.ready.push_back(LaneRecord {
+                            crossing: record,
+                            plate_frame: None,
+                        });
                     }
                     continue;
                 }
-                Evidence::PlateReads(_) => "plate read",
+                Evidence::PlateReads(_) | Evidence::Frame(..) => "plate read",
                 Evidence::Dimensions(_) => "dimensions",
             };
             // 3. The last vehicle that had arrived by then (evidence from after it left).
@@ -771,7 +813,10 @@ impl LaneCorrelator {
                 );
                 self.counters.orphan_scans += 1;
                 let record = self.scan_record(scan, Flag::new("orphan_scan", why), now);
-                self.ready.push_back(record);
+                self.ready.push_back(LaneRecord {
+                    crossing: record,
+                    plate_frame: None,
+                });
             }
             self.events.push_back(LaneEvent::Reversal {
                 arrived_at: p.arrived_at,
@@ -781,6 +826,7 @@ impl LaneCorrelator {
             });
             return;
         }
+        let plate_frame = p.plate_frame();
         let c = self.finish(p, left_at, now);
         self.closed.push_back(Closed {
             id: c.id,
@@ -792,7 +838,10 @@ impl LaneCorrelator {
             self.closed.pop_front();
         }
         self.counters.crossings += 1;
-        self.ready.push_back(c);
+        self.ready.push_back(LaneRecord {
+            crossing: c,
+            plate_frame,
+        });
     }
 
     fn orphan_reason(&self, scan: &ScanEvent) -> String {

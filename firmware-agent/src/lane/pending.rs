@@ -2,7 +2,7 @@
 //! decisions that only need that evidence (is it a reversal, does it hold two plates).
 
 use super::words::duration;
-use super::{BridgeEnd, Evidence};
+use super::{BridgeEnd, Evidence, FrameId, PlateFrame};
 use bcp_anpr::PlateCandidate;
 use bcp_record::{Dimensions, Flag, PlateRead, ScanEvent, Weighing};
 use chrono::{DateTime, Utc};
@@ -12,8 +12,9 @@ pub(super) struct Pending {
     pub(super) arrived_at: DateTime<Utc>,
     pub(super) left_at: Option<DateTime<Utc>>,
     pub(super) left_by: BridgeEnd,
-    /// Each frame's best read, with its capture time.
-    pub(super) frames: Vec<(DateTime<Utc>, PlateCandidate)>,
+    /// Each frame's best read, with its capture time and the agent's reference to the frame's
+    /// image, if it keeps it.
+    pub(super) frames: Vec<(DateTime<Utc>, PlateCandidate, Option<FrameId>)>,
     /// Every stable weight; the last one is the vehicle's.
     pub(super) weights: Vec<Weighing>,
     pub(super) dimensions: Option<(DateTime<Utc>, Dimensions)>,
@@ -78,7 +79,7 @@ impl Pending {
         if self.by_identifier {
             return self.identifier();
         }
-        let reads: Vec<PlateCandidate> = self.frames.iter().map(|(_, r)| r.clone()).collect();
+        let reads: Vec<PlateCandidate> = self.frames.iter().map(|(_, r, _)| r.clone()).collect();
         bcp_anpr::vote::vote(&reads).map(|v| PlateRead {
             text: v.text,
             confidence: v.confidence,
@@ -91,7 +92,7 @@ impl Pending {
     /// repaired one by one, so equal texts are the same identifier.
     fn identifier(&self) -> Option<PlateRead> {
         let mut groups: Vec<(&PlateCandidate, f32, u32)> = Vec::new();
-        for (_, r) in self.frames.iter().filter(|(_, r)| !r.text.is_empty()) {
+        for (_, r, _) in self.frames.iter().filter(|(_, r, _)| !r.text.is_empty()) {
             match groups.iter_mut().find(|(g, _, _)| g.text == r.text) {
                 Some((_, sum, n)) => {
                     *sum += r.confidence;
@@ -117,12 +118,40 @@ impl Pending {
         })
     }
 
+    /// The frame that gave the best read of the plate [`plate`](Self::plate) votes, and the
+    /// plate's box in it: where the agent cuts the crossing's plate crop and overview. `None`
+    /// when no plate was read; `frame: None` when that read's frame was not kept.
+    pub(super) fn plate_frame(&self) -> Option<PlateFrame> {
+        let (_, read, frame) = if self.by_identifier {
+            let text = self.identifier()?.text;
+            self.frames
+                .iter()
+                .filter(|(_, r, _)| r.text == text)
+                .max_by(|a, b| a.1.confidence.total_cmp(&b.1.confidence))?
+        } else {
+            let reads: Vec<PlateCandidate> =
+                self.frames.iter().map(|(_, r, _)| r.clone()).collect();
+            let voted = bcp_anpr::vote::vote(&reads)?;
+            self.frames.get(voted.best_read)?
+        };
+        Some(PlateFrame {
+            frame: *frame,
+            bbox: read.bbox,
+            text: read.text.clone(),
+        })
+    }
+
     pub(super) fn attach(&mut self, at: DateTime<Utc>, evidence: Evidence) {
         match evidence {
             Evidence::PlateReads(reads) => {
                 // The frame's best read; the vote over frames decides the plate.
                 if let Some(best) = reads.into_iter().next() {
-                    self.frames.push((at, best));
+                    self.frames.push((at, best, None));
+                }
+            }
+            Evidence::Frame(frame, reads) => {
+                if let Some(best) = reads.into_iter().next() {
+                    self.frames.push((at, best, Some(frame)));
                 }
             }
             Evidence::Dimensions(d) => self.dimensions = Some((at, d)),
@@ -137,19 +166,23 @@ impl Pending {
 /// Frames of one plate for at least two frames, then only of a plainly different plate for at
 /// least two: when the second began, and the two plates.
 pub(super) fn second_plate_starts(
-    frames: &[(DateTime<Utc>, PlateCandidate)],
+    frames: &[(DateTime<Utc>, PlateCandidate, Option<FrameId>)],
 ) -> Option<(DateTime<Utc>, String, String)> {
     const MIN_FRAMES: usize = 2;
-    let mut sorted: Vec<&(DateTime<Utc>, PlateCandidate)> =
-        frames.iter().filter(|(_, r)| !r.text.is_empty()).collect();
-    sorted.sort_by_key(|(t, _)| *t);
+    let mut sorted: Vec<&(DateTime<Utc>, PlateCandidate, Option<FrameId>)> = frames
+        .iter()
+        .filter(|(_, r, _)| !r.text.is_empty())
+        .collect();
+    sorted.sort_by_key(|(t, _, _)| *t);
     let first = &sorted.first()?.1.text;
-    let k = sorted.iter().position(|(_, r)| !similar(&r.text, first))?;
+    let k = sorted
+        .iter()
+        .position(|(_, r, _)| !similar(&r.text, first))?;
     let (before, after) = sorted.split_at(k);
-    let (at, second) = after.first().map(|(t, r)| (*t, &r.text))?;
+    let (at, second) = after.first().map(|(t, r, _)| (*t, &r.text))?;
     let clean = after
         .iter()
-        .all(|(_, r)| similar(&r.text, second) && !similar(&r.text, first));
+        .all(|(_, r, _)| similar(&r.text, second) && !similar(&r.text, first));
     (before.len() >= MIN_FRAMES && after.len() >= MIN_FRAMES && clean)
         .then(|| (at, first.clone(), second.clone()))
 }

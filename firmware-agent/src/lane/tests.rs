@@ -530,3 +530,53 @@ fn a_frame_after_the_vehicle_left_joins_it_when_no_next_vehicle_comes() {
     assert_eq!(c.plate.map(|p| p.frames), Some(3));
     assert!(l.poll_event().is_none());
 }
+
+fn frame(id: u64, text: &str, confidence: f32, bbox: [i32; 4]) -> Evidence {
+    Evidence::Frame(
+        FrameId(id),
+        vec![PlateCandidate {
+            text: text.to_owned(),
+            confidence,
+            bbox,
+            format: Some("TJ"),
+            char_confidences: vec![confidence; text.len()],
+        }],
+    )
+}
+
+#[test]
+fn the_record_names_the_frame_of_the_winning_plates_best_read() {
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_stable_weight(t(300), weighing(20_000.0, t(300)));
+    l.handle_evidence(t(400), frame(7, "1234AB01", 0.80, [1, 2, 100, 30]));
+    l.handle_evidence(t(500), frame(8, "1234AB01", 0.97, [5, 6, 110, 32]));
+    l.handle_evidence(t(600), frame(9, "1234A801", 0.60, [9, 9, 90, 28]));
+    // A read that arrived without a frame reference still votes.
+    l.handle_evidence(t(650), read("1234AB01"));
+    l.handle_vehicle_off(t(1_000));
+    let r = l.poll_record(t(4_000)).expect("a crossing");
+    assert_eq!(
+        r.crossing.plate.as_ref().map(|p| p.text.as_str()),
+        Some("1234AB01")
+    );
+    assert_eq!(
+        r.plate_frame,
+        Some(PlateFrame {
+            frame: Some(FrameId(8)),
+            bbox: [5, 6, 110, 32],
+            text: "1234AB01".into(),
+        }),
+        "the best read of the winning plate, with its box"
+    );
+
+    // No plate: no frame; a scan record: no frame.
+    l.handle_vehicle_on(t(10_000));
+    l.handle_stable_weight(t(10_300), weighing(20_000.0, t(10_300)));
+    l.handle_vehicle_off(t(11_000));
+    let r = l.poll_record(t(14_000)).expect("a crossing");
+    assert!(r.crossing.plate.is_none() && r.plate_frame.is_none());
+    l.handle_evidence(t(30_000), scan("S9", t(30_000)));
+    let r = l.poll_record(t(40_000)).expect("an orphan scan record");
+    assert!(r.crossing.scan.is_some() && r.plate_frame.is_none());
+}

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use bcp_agent::sim_config;
-use bcp_sim::{scenario, Simulator, Timing};
+use bcp_sim::{scenario, PostDevices, ScannerDevice, Simulator, Timing};
 use bcp_sync::central::{self, CentralStore, ReceiverConfig, StoredCrossing};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -70,8 +70,35 @@ impl Drop for AgentProcess {
 /// Runs `n` vehicles through the whole chain against the broker at `broker_port` (central's
 /// receiver on its MQTT 5 port `central_port`), and checks that central holds exactly the
 /// scenario's crossings.
+#[allow(dead_code)] // used by the e2e tests over brokers, not by the images test
 pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u64) -> Result<()> {
+    run_scenario_with(
+        broker_port,
+        central_port,
+        n,
+        seed,
+        ScannerDevice::Feed,
+        None,
+    )
+    .await
+}
+
+/// What central received of the crossings' images, checked by the caller before the agent
+/// stops: `check(stored crossings, central's blob folder)`; `Ok(false)`: not all there yet.
+pub type ImageCheck = fn(&[StoredCrossing], &Path) -> Result<bool>;
+
+/// [`run_scenario`] with the simulated scanner reporting as `scanner`, and, with `images`,
+/// waiting (up to 30 s) until the images check passes before the agent is stopped.
+pub async fn run_scenario_with(
+    broker_port: u16,
+    central_port: u16,
+    n: usize,
+    seed: u64,
+    scanner: ScannerDevice,
+    images: Option<ImageCheck>,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
+    let blob_dir = dir.path().join("central.blobs");
     let post = "TJ-TEST-01";
 
     // Central.
@@ -83,6 +110,7 @@ pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u
             broker_host: "127.0.0.1".into(),
             broker_port: central_port,
             client_id: format!("central-test-{seed}"),
+            blob_dir: Some(blob_dir.clone()),
             ..Default::default()
         },
         store.clone(),
@@ -92,7 +120,11 @@ pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u
 
     // The simulated post.
     let vehicles = scenario::generate(n, seed);
-    let sim = Simulator::start(&dir.path().join("sim"), Timing::default()).await?;
+    let devices = PostDevices {
+        scanner,
+        ..PostDevices::default()
+    };
+    let sim = Simulator::start_with(&dir.path().join("sim"), Timing::default(), &devices).await?;
     let cfg = sim_config::for_simulator(
         sim.endpoints(),
         post,
@@ -123,6 +155,16 @@ pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(check_images) = images {
+            // Images travel apart from the records: wait for them, then check them.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !check_images(&store.export()?, &blob_dir)? {
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("central did not get every image within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
         Ok(())
     }
     .await;
@@ -138,6 +180,14 @@ pub async fn run_scenario(broker_port: u16, central_port: u16, n: usize, seed: u
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!("{e:#}\n--- agent log (last lines) ---\n{}", tail.join("\n"));
+    }
+    if images.is_some() {
+        // The per-crossing image figures (images, image_bytes, images_ms) for BENCHMARKS.md;
+        // shown with --nocapture.
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("images_ms")) {
+            println!("{line}");
+        }
     }
     let devices = devices?;
     let kinds: Vec<&str> = devices.iter().map(|d| d.kind.as_str()).collect();

@@ -1,6 +1,6 @@
 //! `bcp-sim`: runs the simulated post until Ctrl-C (or SIGTERM).
 use anyhow::{Context, Result};
-use bcp_sim::{scenario, DimensionDevice, PostDevices, Scenario, Simulator, Timing};
+use bcp_sim::{scenario, DimensionDevice, PostDevices, ScannerDevice, Scenario, Simulator, Timing};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -37,6 +37,10 @@ struct Args {
     /// `sick-cola` (a laser scanner over the lane sending raw profiles, at DIR/ttyLMS).
     #[arg(long, default_value = "dims-ascii", value_parser = DimensionDevice::parse)]
     dimensions: DimensionDevice,
+    /// How the X-ray scanner reports: `feed` (JSON lines on TCP) or `drop-folder` (an XML file
+    /// and a PNG image per scan in DIR/scanner, as `scanner.drop_folder` reads them).
+    #[arg(long, default_value = "feed", value_parser = ScannerDevice::parse)]
+    scanner: ScannerDevice,
     /// Instead of the post, play one weighing indicator of this protocol (any name
     /// `bcpctl serial read --protocol` takes) at DIR/ttyINDICATOR, showing --weight-kg: a
     /// device to try `bcpctl serial probe/read/sniff` on. Polled protocols answer their commands.
@@ -129,6 +133,7 @@ async fn main() -> Result<()> {
     let devices = PostDevices {
         indicator: args.weighbridge.clone(),
         dimensions: args.dimensions,
+        scanner: args.scanner,
     };
     let sim = Simulator::start_with(&args.dir, Timing::default(), &devices).await?;
     tracing::info!(endpoints = ?sim.endpoints(), "simulated devices open");
