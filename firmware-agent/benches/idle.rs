@@ -13,7 +13,7 @@
 //! `WATCHDOG_USEC` of the unit's `WatchdogSec=30`. Start to READY is the wall time from the
 //! spawn to the `READY=1` datagram (config, outbox, ANPR models loaded, devices opened).
 //! After both are ready and a 2 s settle, it samples `/proc/PID/status` (VmRSS, VmHWM, RssAnon,
-//! RssFile) and `/proc/PID/stat` (utime + stime) of each agent every second for N seconds, and
+//! RssFile; Pss from `smaps_rollup`) and `/proc/PID/stat` (utime + stime) of each agent every second for N seconds, and
 //! prints each agent's and the post's figures. Only the agents are measured; the simulator and
 //! the broker run in this process. No vehicle comes: no ANPR load. Everything it started is
 //! stopped before it returns (SIGTERM to the agents, then the devices and the broker).
@@ -155,6 +155,8 @@ struct Figures {
     rss_kb: Vec<u64>,
     rss_anon_kb: u64,
     rss_file_kb: u64,
+    /// Proportional set size: shared library pages divided among the processes mapping them.
+    pss_kb: u64,
     hwm_kb: u64,
     threads: u64,
     cpu_secs: f64,
@@ -174,43 +176,47 @@ fn report(
         SETTLE.as_secs()
     );
     println!(
-        "{:<6} {:>9} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8} {:>12}",
+        "{:<6} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9} {:>8} {:>8} {:>12}",
         "lane",
         "READY ms",
         "RSS MB",
         "peak MB",
         "anon MB",
         "file MB",
+        "PSS MB",
         "threads",
         "CPU %",
         "CPU s total"
     );
     let mb = |kb: u64| kb as f64 / 1024.0;
     let (mut rss_sum, mut hwm_sum, mut cpu_sum, mut ready_max) = (0.0, 0.0, 0.0, 0.0f64);
+    let mut pss_sum = 0.0;
     for (a, f) in agents.iter().zip(figures) {
         let steady = median(&f.rss_kb);
         let cpu_pct = 100.0 * f.cpu_secs / f.wall_secs;
         let ready = a.ready_ms.unwrap_or(f64::NAN);
         println!(
-            "{:<6} {:>9.0} {:>11.1} {:>11.1} {:>9.1} {:>9.1} {:>8} {:>8.2} {:>12.2}",
+            "{:<6} {:>9.0} {:>11.1} {:>11.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>8.2} {:>12.2}",
             a.lane,
             ready,
             mb(steady),
             mb(f.hwm_kb),
             mb(f.rss_anon_kb),
             mb(f.rss_file_kb),
+            mb(f.pss_kb),
             f.threads,
             cpu_pct,
             f.cpu_secs_since_spawn
         );
         rss_sum += mb(steady);
         hwm_sum += mb(f.hwm_kb);
+        pss_sum += mb(f.pss_kb);
         cpu_sum += cpu_pct;
         ready_max = ready_max.max(ready);
     }
     println!(
-        "post   {:>9.0} {:>11.1} {:>11.1} {:>9} {:>9} {:>8} {:>8.2}",
-        ready_max, rss_sum, hwm_sum, "", "", "", cpu_sum
+        "post   {:>9.0} {:>11.1} {:>11.1} {:>9} {:>9} {:>9.1} {:>8} {:>8.2}",
+        ready_max, rss_sum, hwm_sum, "", "", pss_sum, "", cpu_sum
     );
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let per_agent_rss = figures
@@ -218,11 +224,12 @@ fn report(
         .map(|f| mb(median(&f.rss_kb)))
         .fold(0.0, f64::max);
     println!(
-        "targets: RSS <= 40 MB: per agent {:.1} MB {}, both lanes {:.1} MB {}; CPU <= 1 %: both lanes {:.2} % {}; READY <= 1 s: slowest {:.0} ms {}",
+        "targets: RSS <= 40 MB: per agent {:.1} MB {}, both lanes {:.1} MB {} (PSS {:.1} MB); CPU <= 1 %: both lanes {:.2} % {}; READY <= 1 s: slowest {:.0} ms {}",
         per_agent_rss,
         verdict(per_agent_rss <= 40.0),
         rss_sum,
         verdict(rss_sum <= 40.0),
+        pss_sum,
         cpu_sum,
         verdict(cpu_sum <= 1.0),
         ready_max,
@@ -268,6 +275,9 @@ fn sample(pids: &[u32], seconds: u64) -> Result<Vec<Figures>> {
         f.rss_anon_kb = status.field("RssAnon")?;
         f.rss_file_kb = status.field("RssFile")?;
         f.threads = status.field("Threads")?;
+        let path = format!("/proc/{pid}/smaps_rollup");
+        let rollup = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        f.pss_kb = ProcStatus(rollup).field("Pss")?;
         f.cpu_secs = total - c0;
         f.cpu_secs_since_spawn = total;
         f.wall_secs = wall;
