@@ -941,6 +941,56 @@ broker_port = 8883
         Ok(())
     }
 
+    /// The package's /etc/bcp/agent.toml: valid as shipped, and with every commented-out
+    /// `key = value` line of a section that is already on switched on, still valid.
+    #[test]
+    fn the_packaged_default_config_is_valid_and_its_commented_defaults_too() -> Result<()> {
+        let text = include_str!("../agent.example.toml");
+        let cfg = parse(text)?;
+        assert_eq!(cfg.outbox.path, PathBuf::from("/var/lib/bcp/outbox.db"));
+        assert_eq!(cfg.control.socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+
+        // Uncomment the settings shown at their defaults in the sections that are on.
+        let mut section = String::new();
+        let mut uncommented = String::new();
+        let on = [
+            "[post]",
+            "[weighbridge]",
+            "[camera]",
+            "[anpr]",
+            "[outbox]",
+            "[sync]",
+        ];
+        // No default to show: a regex and a key are placeholders.
+        let skip = ["pattern", "central_key"];
+        for line in text.lines() {
+            if let Some(header) = line.strip_prefix("# [").or(line.strip_prefix('[')) {
+                // A commented-out section stays off: its settings are not switched on.
+                let on_already = line.starts_with('[');
+                section = if on_already {
+                    format!("[{header}")
+                } else {
+                    String::new()
+                };
+            }
+            let setting = line.strip_prefix("# ").filter(|l| l.contains(" = "));
+            match setting {
+                Some(l)
+                    if on.contains(&section.as_str()) && !skip.iter().any(|k| l.starts_with(k)) =>
+                {
+                    uncommented.push_str(l);
+                }
+                _ => uncommented.push_str(line),
+            }
+            uncommented.push('\n');
+        }
+        let all = parse(&uncommented).with_context(|| uncommented.clone())?;
+        assert_eq!(all.weighbridge.stable_readings, 5);
+        assert_eq!(all.anpr.formats, ["TJ", "UZ", "KZ", "KG"]);
+        assert_eq!(all.sync.max_in_flight, 100);
+        Ok(())
+    }
+
     #[test]
     fn errors_name_the_key() {
         let bad = VALID.replace("protocol = \"toledo-continuous\"", "protocol = \"toledo\"");
