@@ -24,7 +24,7 @@ use crate::train::{TrainCorrelator, TrainEvent};
 use crate::view::{AgentView, ViewFeed, ViewParts};
 use crate::{camera, control, metrics};
 use anyhow::{Context, Result};
-use bcp_anpr::{AnprConfig, NativePaths, PlateReader};
+use bcp_anpr::{AnprConfig, NativePaths};
 use bcp_drivers::serial::DeviceEvent;
 use bcp_drivers::stability::WeighEvent;
 use bcp_record::lists::{KIND_CONFIG, KIND_DECLARATIONS, KIND_HOTLIST};
@@ -109,8 +109,7 @@ pub async fn run_with(
     }
     anpr.formats = cfg.anpr.formats.clone();
     anpr.validate().context("invalid [anpr] settings")?;
-    let reader =
-        PlateReader::new(&anpr).context("loading the ANPR engine (run scripts/install-native?)")?;
+    let reader = crate::camera::LazyReader::new(anpr, cfg.anpr.preload)?;
     let checks = EdgeChecks::load(cfg.limits.clone()).context("loading [limits]")?;
     // Central's downlink lists, kept beside the outbox; they work offline and across restarts.
     let lists = match cfg.sync.central_key()? {

@@ -13,7 +13,7 @@
 
 use crate::metrics::Histogram;
 use anyhow::{Context, Result};
-use bcp_anpr::{PlateCandidate, PlateReader};
+use bcp_anpr::{AnprConfig, PlateCandidate, PlateReader};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +31,49 @@ pub struct FrameReads {
     pub jpeg: Option<Vec<u8>>,
 }
 
+/// The ANPR engine of a camera: loaded at start (`[anpr] preload = true`) or on the first
+/// frame, and kept across camera restarts.
+#[derive(Debug)]
+pub enum LazyReader {
+    Loaded(Box<PlateReader>),
+    /// Not loaded yet: what to load it with.
+    Unloaded(Box<AnprConfig>),
+}
+
+impl LazyReader {
+    /// Loads the engine now when `preload`, else checks that its files are there and loads it
+    /// on [`LazyReader::get`].
+    pub fn new(cfg: AnprConfig, preload: bool) -> Result<Self> {
+        if preload {
+            let reader = PlateReader::new(&cfg)
+                .context("loading the ANPR engine (run scripts/install-native?)")?;
+            return Ok(Self::Loaded(Box::new(reader)));
+        }
+        cfg.paths
+            .check()
+            .context("the ANPR engine's files (run scripts/install-native?)")?;
+        Ok(Self::Unloaded(Box::new(cfg)))
+    }
+
+    /// The engine, loaded on first use.
+    pub fn get(&mut self) -> Result<&mut PlateReader> {
+        if let Self::Unloaded(cfg) = self {
+            let started = std::time::Instant::now();
+            let reader = PlateReader::new(cfg)
+                .context("loading the ANPR engine (run scripts/install-native?)")?;
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "ANPR engine loaded on the first frame"
+            );
+            *self = Self::Loaded(Box::new(reader));
+        }
+        match self {
+            Self::Loaded(reader) => Ok(reader),
+            Self::Unloaded(_) => anyhow::bail!("the ANPR engine is not loaded"),
+        }
+    }
+}
+
 /// Starts the camera's thread; it stops when `shutdown` turns true (or the lane hangs up) and
 /// hands its ANPR engine back through the join handle, so that a restart with new settings
 /// (a config reload) need not load the models again.
@@ -38,11 +81,11 @@ pub fn spawn(
     name: String,
     folder: PathBuf,
     poll: Duration,
-    mut reader: PlateReader,
+    mut reader: LazyReader,
     out: mpsc::Sender<FrameReads>,
     latency: Arc<Histogram>,
     shutdown: watch::Receiver<bool>,
-) -> Result<std::thread::JoinHandle<PlateReader>> {
+) -> Result<std::thread::JoinHandle<LazyReader>> {
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("camera {name}: creating {}", folder.display()))?;
     let thread_name = format!("camera-{name}");
@@ -60,7 +103,7 @@ fn run(
     name: &str,
     folder: &Path,
     poll: Duration,
-    reader: &mut PlateReader,
+    reader: &mut LazyReader,
     out: &mpsc::Sender<FrameReads>,
     latency: &Histogram,
     shutdown: &watch::Receiver<bool>,
@@ -69,6 +112,12 @@ fn run(
         match next_frames(folder) {
             Ok(frames) if frames.is_empty() => std::thread::sleep(poll),
             Ok(frames) => {
+                if let Err(e) = reader.get() {
+                    // The frames stay in the folder until the engine loads.
+                    tracing::error!(camera = %name, error = %format!("{e:#}"), "frames wait: the ANPR engine does not load");
+                    std::thread::sleep(poll.max(Duration::from_secs(5)));
+                    continue;
+                }
                 for f in frames {
                     if *shutdown.borrow() {
                         return;
@@ -108,7 +157,7 @@ fn next_frames(folder: &Path) -> Result<Vec<PathBuf>> {
 fn read_frame(
     camera: &str,
     path: &Path,
-    reader: &mut PlateReader,
+    reader: &mut LazyReader,
     latency: &Histogram,
 ) -> Option<FrameReads> {
     let captured_at: DateTime<Utc> = std::fs::metadata(path)
@@ -119,7 +168,7 @@ fn read_frame(
         .with_context(|| format!("reading {}", path.display()))
         .and_then(|bytes| {
             let started = std::time::Instant::now();
-            let reads = reader.read_image_bytes(&bytes).with_context(|| format!("recognising {}", path.display()))?;
+            let reads = reader.get()?.read_image_bytes(&bytes).with_context(|| format!("recognising {}", path.display()))?;
             latency.observe(started.elapsed());
             tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), "frame read");
             Ok((reads, bytes))

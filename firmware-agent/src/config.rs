@@ -337,6 +337,11 @@ pub struct AnprSettings {
     /// knows. Each extra grammar is one more way for other text to look like a plate.
     #[serde(default)]
     pub formats: Vec<String>,
+    /// Load the models before the agent reports READY (`true`), or on the camera's first frame
+    /// (`false`, the default: an idle lane keeps about 60 MB less; the first frame waits about
+    /// half a second). Either way the files are checked at start.
+    #[serde(default)]
+    pub preload: bool,
 }
 
 /// `[evidence]`: the images recorded with each crossing (see `bcp_agent::frames` and

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use bcp_anpr::PlateReader;
 use bcp_drivers::serial::{self, DeviceHealth};
 use bcp_drivers::stability::StabilityConfig;
 use tokio::sync::{mpsc, watch};
@@ -21,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::supervise::{supervise, RestartBackoff};
 use super::{forward, LaneInput};
-use crate::camera;
+use crate::camera::{self, LazyReader};
 use crate::config::{
     AgentConfig, CameraConfig, DimensionSensorConfig, ScannerConfig, WeighbridgeConfig,
 };
@@ -170,13 +169,13 @@ pub(super) fn start_scanner(
 #[derive(Debug)]
 pub(super) struct CameraTask {
     stop: watch::Sender<bool>,
-    thread: std::thread::JoinHandle<PlateReader>,
+    thread: std::thread::JoinHandle<LazyReader>,
 }
 
 impl CameraTask {
     pub(super) fn start(
         cfg: &CameraConfig,
-        reader: PlateReader,
+        reader: LazyReader,
         lane: &mpsc::Sender<LaneInput>,
         latency: Arc<Histogram>,
     ) -> Result<Self> {
@@ -196,7 +195,7 @@ impl CameraTask {
     }
 
     /// Stops the thread (after the frame it is reading) and takes its ANPR engine back.
-    pub(super) async fn stop(self) -> Result<PlateReader> {
+    pub(super) async fn stop(self) -> Result<LazyReader> {
         let _ = self.stop.send(true);
         let thread = self.thread;
         tokio::task::spawn_blocking(move || thread.join())
@@ -227,7 +226,7 @@ impl Devices {
     /// Starts every device `cfg` names and puts it on the device board.
     pub(super) fn start(
         cfg: &AgentConfig,
-        reader: PlateReader,
+        reader: LazyReader,
         lane: &mpsc::Sender<LaneInput>,
         board: &mut DeviceBoard,
         latency: Arc<Histogram>,
