@@ -223,6 +223,13 @@ pub async fn run_with(
         "agent running"
     );
     let mode = profile.transport_mode();
+    // How far central's `config` lists were taken in; only where there are lists and a file.
+    let config_list_cursor = match (&lists, &options.config_path) {
+        (Some(_), Some(_)) => Some(central_config::Cursor::open(central_config::cursor_path(
+            outbox.path(),
+        ))?),
+        _ => None,
+    };
     let mut running = Running {
         evidence: EvidenceImages::new(&cfg),
         cfg,
@@ -232,6 +239,7 @@ pub async fn run_with(
         config_path: options.config_path,
         set_log_filter: options.set_log_filter,
         outbox: outbox.clone(),
+        config_list_cursor,
     };
 
     // Central's `config` list: looked for every few seconds (a local SQLite read).
@@ -261,7 +269,7 @@ pub async fn run_with(
                 }
             }
             _ = board_tick.tick() => board.publish(std::time::Instant::now()),
-            _ = config_list_tick.tick(), if lists.is_some() && running.config_path.is_some() => {
+            _ = config_list_tick.tick(), if running.config_list_cursor.is_some() => {
                 running.apply_central_config(lists.as_deref(), &mut lane).await;
             }
             _ = tokio::time::sleep(wake) => {}
@@ -335,6 +343,8 @@ struct Running {
     outbox: Arc<Outbox>,
     /// The frame cache and the image settings (`[evidence]`, applied at once on a reload).
     evidence: EvidenceImages,
+    /// Central's `config` lists handled so far (`None`: the post takes no lists, or has no file).
+    config_list_cursor: Option<central_config::Cursor>,
 }
 
 impl Running {
@@ -426,26 +436,29 @@ impl Running {
         lists: Option<&bcp_sync::ListStore>,
         lane: &mut Correlator,
     ) {
-        let (Some(store), Some(path)) = (lists, self.config_path.clone()) else {
+        let (Some(store), Some(path), Some(cursor)) = (
+            lists,
+            self.config_path.clone(),
+            self.config_list_cursor.as_mut(),
+        ) else {
             return;
         };
-        let cursor = central_config::cursor_path(self.outbox.path());
-        let held = match store.get(KIND_CONFIG) {
-            Ok(held) => held,
+        let list = match store.version(KIND_CONFIG) {
+            Ok(held) if !cursor.is_pending(held) => return,
+            Ok(_) => match store.get(KIND_CONFIG) {
+                Ok(Some(list)) => list,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot read central's config list");
+                    return;
+                }
+            },
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot read central's config list");
                 return;
             }
         };
-        let list = match central_config::pending(held, &cursor) {
-            Ok(Some(list)) => list,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "central's config list not applied");
-                return;
-            }
-        };
-        match central_config::apply(&path, &list, &cursor) {
+        match cursor.apply(&path, &list) {
             Ok(central_config::Applied::Changed(change)) => {
                 let keys: Vec<&str> = change.changes.iter().map(|c| c.key.as_str()).collect();
                 tracing::warn!(version = list.version, ?keys, config = %path.display(), "central changed the configuration; reloading");

@@ -2,8 +2,9 @@
 //!
 //! Central signs a list of settings for one post (`bcp-central lists publish --kind config`,
 //! entries `{"key": "limits.max_gross_kg", "value": "40000"}`); the uplink verifies and keeps it
-//! in the list store like any list. The agent's main loop asks [`pending`] every few seconds
-//! whether a version newer than the one it last handled is held, and [`apply`] writes it into
+//! in the list store like any list. The agent's main loop compares every few seconds the
+//! version held (`ListStore::version`, one indexed read) with the last one handled
+//! ([`Cursor::is_pending`], kept in memory), and [`Cursor::apply`] writes a newer one into
 //! the configuration file exactly as `bcpctl config set` would: all keys or none, validated by
 //! the same code, atomically, the previous file kept as `.prev`, and one entry in the audit log
 //! whose user is `central (config list vN)`. The loop then reloads, which applies the change and
@@ -13,7 +14,7 @@
 //! Only the sections a reload applies may be set ([`bcp_record::lists::CENTRAL_CONFIG_SECTIONS`]:
 //! lane windows, limits, log level, the devices' settings). A list that names another key, or
 //! that would make the file invalid, changes nothing and is logged at ERROR with the reason.
-//! Either way its version is remembered in `<outbox>.config-list` (the cursor), so a list is
+//! Either way its version is remembered in `<outbox>.config-list` ([`Cursor`]), so a list is
 //! handled once, across restarts, and a technician's later local change is not overwritten by
 //! the same list again.
 
@@ -26,9 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config_edit::{self, Plan};
 
-/// The version of the `config` list last handled (applied or refused).
+/// The version of the `config` list last handled (applied or refused), as the file keeps it.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Cursor {
+struct CursorFile {
     version: u64,
 }
 
@@ -39,32 +40,7 @@ pub fn cursor_path(outbox_path: &Path) -> PathBuf {
     outbox_path.with_file_name(name)
 }
 
-fn handled_version(cursor: &Path) -> Result<u64> {
-    match std::fs::read(cursor) {
-        Ok(bytes) => Ok(serde_json::from_slice::<Cursor>(&bytes)
-            .with_context(|| format!("reading {}", cursor.display()))?
-            .version),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e).with_context(|| format!("reading {}", cursor.display())),
-    }
-}
-
-fn remember(cursor: &Path, version: u64) -> Result<()> {
-    let bytes = serde_json::to_vec(&Cursor { version })?;
-    config_edit::write_atomic(cursor, &bytes, None)
-        .with_context(|| format!("writing {}", cursor.display()))
-}
-
-/// The `config` list held, if it is newer than the one last handled.
-pub fn pending(held: Option<DownlinkList>, cursor: &Path) -> Result<Option<DownlinkList>> {
-    let Some(list) = held else { return Ok(None) };
-    if list.kind != KIND_CONFIG || list.version <= handled_version(cursor)? {
-        return Ok(None);
-    }
-    Ok(Some(list))
-}
-
-/// What [`apply`] did with a list.
+/// What [`Cursor::apply`] did with a list.
 #[derive(Debug)]
 pub enum Applied {
     /// Written; reload to take it in.
@@ -75,30 +51,64 @@ pub enum Applied {
     Refused(String),
 }
 
-/// Writes `list` into the config file at `config` (see the module documentation) and remembers
-/// its version in `cursor`. An `Err` is trouble with the files (the list is tried again later);
-/// a list that cannot be applied is [`Applied::Refused`].
-pub fn apply(config: &Path, list: &DownlinkList, cursor: &Path) -> Result<Applied> {
-    let outcome = match parse_entries(KIND_CONFIG, &list.entries) {
-        Ok(Some(KnownEntries::Config(entries))) => {
-            let settings: Vec<(&str, &str)> = entries
-                .iter()
-                .map(|e| (e.key.as_str(), e.value.as_str()))
-                .collect();
-            match Plan::set_many(config, &settings) {
-                Ok(plan) if plan.is_empty() => Applied::Unchanged,
-                Ok(plan) => Applied::Changed(plan.commit(
-                    "central",
-                    &format!("central (config list v{})", list.version),
-                )?),
-                Err(e) => Applied::Refused(format!("{e:#}")),
+/// How far the post has handled central's `config` lists: read from its file once, kept in
+/// memory, written on every [`Cursor::apply`].
+#[derive(Debug)]
+pub struct Cursor {
+    path: PathBuf,
+    handled: u64,
+}
+
+impl Cursor {
+    /// The cursor kept at `path` (none yet: nothing handled).
+    pub fn open(path: PathBuf) -> Result<Self> {
+        let handled = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<CursorFile>(&bytes)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .version
             }
-        }
-        Ok(_) => Applied::Refused("not a config list".to_owned()),
-        Err(e) => Applied::Refused(e),
-    };
-    remember(cursor, list.version)?;
-    Ok(outcome)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(Self { path, handled })
+    }
+
+    /// Whether a list of `version` (the one held, if any) is newer than the last handled.
+    pub fn is_pending(&self, version: Option<u64>) -> bool {
+        version.is_some_and(|v| v > self.handled)
+    }
+
+    /// Writes `list` into the config file at `config` (see the module documentation) and
+    /// remembers its version. An `Err` is trouble with the files (the list is tried again
+    /// later); a list that cannot be applied is [`Applied::Refused`].
+    pub fn apply(&mut self, config: &Path, list: &DownlinkList) -> Result<Applied> {
+        let outcome = match parse_entries(KIND_CONFIG, &list.entries) {
+            Ok(Some(KnownEntries::Config(entries))) => {
+                let settings: Vec<(&str, &str)> = entries
+                    .iter()
+                    .map(|e| (e.key.as_str(), e.value.as_str()))
+                    .collect();
+                match Plan::set_many(config, &settings) {
+                    Ok(plan) if plan.is_empty() => Applied::Unchanged,
+                    Ok(plan) => Applied::Changed(plan.commit(
+                        "central",
+                        &format!("central (config list v{})", list.version),
+                    )?),
+                    Err(e) => Applied::Refused(format!("{e:#}")),
+                }
+            }
+            Ok(_) => Applied::Refused("not a config list".to_owned()),
+            Err(e) => Applied::Refused(e),
+        };
+        let bytes = serde_json::to_vec(&CursorFile {
+            version: list.version,
+        })?;
+        config_edit::write_atomic(&self.path, &bytes, None)
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        self.handled = list.version;
+        Ok(outcome)
+    }
 }
 
 #[cfg(test)]
@@ -142,7 +152,8 @@ mod tests {
     fn a_newer_list_is_written_audited_as_central_and_handled_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = config_file(dir.path());
-        let cursor = cursor_path(&dir.path().join("outbox.db"));
+        let cursor_file = cursor_path(&dir.path().join("outbox.db"));
+        let mut cursor = Cursor::open(cursor_file.clone()).unwrap();
         let l = list(
             7,
             serde_json::json!([
@@ -150,8 +161,8 @@ mod tests {
                 {"key": "lane.close_after_ms", "value": "4000"}
             ]),
         );
-        assert!(pending(Some(l.clone()), &cursor).unwrap().is_some());
-        let Applied::Changed(change) = apply(&path, &l, &cursor).unwrap() else {
+        assert!(cursor.is_pending(Some(l.version)));
+        let Applied::Changed(change) = cursor.apply(&path, &l).unwrap() else {
             panic!("not applied")
         };
         assert_eq!(change.user, "central (config list v7)");
@@ -165,16 +176,18 @@ mod tests {
         assert!(audit.contains("central (config list v7)"), "{audit}");
         assert!(config_edit::prev_path(&path).exists());
 
+        assert!(!cursor.is_pending(Some(l.version)), "handled once");
         assert!(
-            pending(Some(l.clone()), &cursor).unwrap().is_none(),
-            "handled once"
+            !Cursor::open(cursor_file.clone())
+                .unwrap()
+                .is_pending(Some(l.version)),
+            "handled once, across a restart"
         );
-        assert!(pending(Some(list(6, serde_json::json!([]))), &cursor)
-            .unwrap()
-            .is_none());
+        assert!(!cursor.is_pending(Some(6)));
+        assert!(!cursor.is_pending(None));
         let again = list(8, l.entries.clone());
         assert!(matches!(
-            apply(&path, &again, &cursor).unwrap(),
+            cursor.apply(&path, &again).unwrap(),
             Applied::Unchanged
         ));
     }
@@ -184,7 +197,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = config_file(dir.path());
         let before = std::fs::read_to_string(&path).unwrap();
-        let cursor = cursor_path(&dir.path().join("outbox.db"));
+        let cursor_file = cursor_path(&dir.path().join("outbox.db"));
+        let mut cursor = Cursor::open(cursor_file.clone()).unwrap();
         for (version, entries, want) in [
             (
                 1,
@@ -200,13 +214,17 @@ mod tests {
                 "close_after_ms",
             ),
         ] {
-            match apply(&path, &list(version, entries), &cursor).unwrap() {
+            match cursor.apply(&path, &list(version, entries)).unwrap() {
                 Applied::Refused(why) => assert!(why.contains(want), "{why}"),
                 other => panic!("{other:?}"),
             }
             assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
             assert!(!config_edit::audit_log_path(&path).exists());
-            assert_eq!(handled_version(&cursor).unwrap(), version, "not retried");
+            assert_eq!(
+                Cursor::open(cursor_file.clone()).unwrap().handled,
+                version,
+                "not retried"
+            );
         }
     }
 }

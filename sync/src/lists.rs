@@ -140,6 +140,19 @@ impl ListStore {
         })
     }
 
+    /// The version of the list of `kind` held now, if any: one indexed read, no signature
+    /// check (for a caller that looks often and reads the list only when it changed).
+    pub fn version(&self, kind: &str) -> Result<Option<u64>, ListStoreError> {
+        let version: Option<i64> = self
+            .lock()
+            .query_row("SELECT version FROM lists WHERE kind = ?1", [kind], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sql("read list version"))?;
+        Ok(version.map(seq_from_sql))
+    }
+
     /// The list of `kind` held now, if any.
     pub fn get(&self, kind: &str) -> Result<Option<DownlinkList>, ListStoreError> {
         let payload: Option<String> = self

@@ -127,6 +127,8 @@ async fn signed_lists_reach_the_post_newest_wins_and_they_survive_a_restart() {
     })
     .await;
     assert_eq!(lists.get("hotlist").unwrap().unwrap().version, 4);
+    assert_eq!(lists.version("hotlist").unwrap(), Some(4));
+    assert_eq!(lists.version("declarations").unwrap(), None);
 
     stop_tx.send(true).unwrap();
     uplink.await.unwrap().unwrap();
