@@ -119,15 +119,6 @@ impl ConfigChange {
     pub fn to_record(&self, post: &str, lane: &str) -> Crossing {
         let keys: Vec<&str> = self.changes.iter().map(|c| c.key.as_str()).collect();
         Crossing {
-            id: self.id,
-            post: post.to_owned(),
-            lane: lane.to_owned(),
-            arrived_at: self.at,
-            left_at: self.at,
-            plate: None,
-            weight: None,
-            dimensions: None,
-            scan: None,
             flags: vec![Flag::new(
                 "config_change",
                 format!(
@@ -138,10 +129,33 @@ impl ConfigChange {
                     keys.join(", ")
                 ),
             )],
+            config_change: Some(self.clone()),
+            ..Crossing::without_evidence(self.id, post, lane, self.at)
+        }
+    }
+}
+
+impl Crossing {
+    /// A record of `post`'s `lane` at the instant `at` that carries no vehicle evidence yet (no
+    /// plate, weight, dimensions, scan, images or flags): the base of the records that are
+    /// not a vehicle's passage (a scan nobody matched, a configuration change). The one place
+    /// that lists every field, so that a new field is added once.
+    pub fn without_evidence(id: Uuid, post: &str, lane: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            post: post.to_owned(),
+            lane: lane.to_owned(),
+            arrived_at: at,
+            left_at: at,
+            plate: None,
+            weight: None,
+            dimensions: None,
+            scan: None,
+            flags: Vec::new(),
             images: Vec::new(),
             transport_mode: None,
             train: None,
-            config_change: Some(self.clone()),
+            config_change: None,
         }
     }
 }

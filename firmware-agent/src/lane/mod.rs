@@ -865,21 +865,12 @@ impl LaneCorrelator {
 
     /// A record that carries only a scan (no vehicle evidence), at the scan's time.
     fn scan_record(&self, scan: ScanEvent, flag: Flag, now: DateTime<Utc>) -> Crossing {
+        let base =
+            Crossing::without_evidence(uuid_v7(now), &self.post, &self.lane, scan.scanned_at);
         Crossing {
-            id: uuid_v7(now),
-            post: self.post.clone(),
-            lane: self.lane.clone(),
-            arrived_at: scan.scanned_at,
-            left_at: scan.scanned_at,
-            plate: None,
-            weight: None,
-            dimensions: None,
             scan: Some(scan),
             flags: vec![flag],
-            images: Vec::new(),
-            transport_mode: None,
-            train: None,
-            config_change: None,
+            ..base
         }
     }
 

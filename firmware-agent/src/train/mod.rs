@@ -288,21 +288,17 @@ impl TrainCorrelator {
             crate::lane::clock(scan.scanned_at),
             crate::lane::clock(now)
         );
+        let base = Crossing::without_evidence(
+            crate::lane::uuid_v7(now),
+            &self.post,
+            &self.lane,
+            scan.scanned_at,
+        );
         self.ready.push_back(Crossing {
-            id: crate::lane::uuid_v7(now),
-            post: self.post.clone(),
-            lane: self.lane.clone(),
-            arrived_at: scan.scanned_at,
-            left_at: scan.scanned_at,
-            plate: None,
-            weight: None,
-            dimensions: None,
             scan: Some(scan),
             flags: vec![Flag::new("orphan_scan", reason)],
-            images: Vec::new(),
             transport_mode: Some(bcp_record::TransportMode::Rail),
-            train: None,
-            config_change: None,
+            ..base
         });
     }
 
