@@ -92,7 +92,7 @@ impl Cursor {
                 match Plan::set_many(config, &settings) {
                     Ok(plan) if plan.is_empty() => Applied::Unchanged,
                     Ok(plan) => Applied::Changed(plan.commit(
-                        "central",
+                        ConfigChange::BY_CENTRAL,
                         &format!("central (config list v{})", list.version),
                     )?),
                     Err(e) => Applied::Refused(format!("{e:#}")),

@@ -88,7 +88,7 @@ pub struct ConfigChange {
     pub at: DateTime<Utc>,
     /// The person: `SUDO_USER`, else `LOGNAME`, else `uid N`.
     pub user: String,
-    /// `set` or `apply`.
+    /// `set` or `apply` (`bcpctl config`), or [`ConfigChange::BY_CENTRAL`].
     pub command: String,
     /// The file written (`/etc/bcp/agent.toml`).
     pub file: String,
@@ -114,6 +114,9 @@ pub struct KeyChange {
 }
 
 impl ConfigChange {
+    /// The `command` of a change central made with a `config` downlink list.
+    pub const BY_CENTRAL: &'static str = "central";
+
     /// The record that carries this change through the outbox to central (see
     /// [`Crossing::config_change`]).
     pub fn to_record(&self, post: &str, lane: &str) -> Crossing {
@@ -122,10 +125,14 @@ impl ConfigChange {
             flags: vec![Flag::new(
                 "config_change",
                 format!(
-                    "not a vehicle: {} changed {} with bcpctl config {} ({})",
+                    "not a vehicle: {} changed {} {} ({})",
                     self.user,
                     self.file,
-                    self.command,
+                    if self.command == Self::BY_CENTRAL {
+                        "with a config list".to_owned()
+                    } else {
+                        format!("with bcpctl config {}", self.command)
+                    },
                     keys.join(", ")
                 ),
             )],
