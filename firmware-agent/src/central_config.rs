@@ -115,7 +115,7 @@ impl Cursor {
 #[allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
 mod tests {
     use super::*;
-    use crate::sim_config::{for_simulator, SimEndpoints};
+    use crate::sim_config::{for_simulator, sample_endpoints};
 
     fn list(version: u64, entries: serde_json::Value) -> DownlinkList {
         DownlinkList {
@@ -130,18 +130,7 @@ mod tests {
     }
 
     fn config_file(dir: &Path) -> PathBuf {
-        let sim = SimEndpoints {
-            weighbridge_port: "/dev/pts/7".into(),
-            weighbridge_protocol: "toledo-continuous".into(),
-            weighbridge_checksum: true,
-            weighbridge_pattern: None,
-            dims_port: "/dev/pts/8".into(),
-            dims_protocol: "dims-ascii".into(),
-            lane_scanner: None,
-            camera_dir: "/tmp/cam".into(),
-            scanner_addr: "127.0.0.1:7000".into(),
-            scanner_drop_folder: None,
-        };
+        let sim = sample_endpoints();
         let cfg = for_simulator(&sim, "TJ-1", "127.0.0.1", 1883, dir);
         let path = dir.join("agent.toml");
         std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();

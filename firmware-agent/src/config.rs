@@ -1179,16 +1179,8 @@ broker_port = 8883
     #[test]
     fn the_simulator_config_is_valid_and_round_trips() -> Result<()> {
         let sim = crate::sim_config::SimEndpoints {
-            weighbridge_port: "/dev/pts/7".into(),
             weighbridge_protocol: "toledo-continuous-checksum".into(),
-            weighbridge_checksum: true,
-            weighbridge_pattern: None,
-            dims_port: "/dev/pts/8".into(),
-            dims_protocol: "dims-ascii".into(),
-            lane_scanner: None,
-            camera_dir: "/tmp/cam".into(),
-            scanner_addr: "127.0.0.1:7000".into(),
-            scanner_drop_folder: None,
+            ..crate::sim_config::sample_endpoints()
         };
         let cfg = crate::sim_config::for_simulator(
             &sim,

@@ -104,3 +104,21 @@ pub fn for_simulator(
         log: Default::default(),
     }
 }
+
+/// The endpoints of a simulated post that is not running (fixed paths, a port nobody listens
+/// on): for tests that need a valid config and never open its devices.
+#[cfg(test)]
+pub(crate) fn sample_endpoints() -> SimEndpoints {
+    SimEndpoints {
+        weighbridge_port: "/dev/pts/7".into(),
+        weighbridge_protocol: "toledo-continuous".into(),
+        weighbridge_checksum: true,
+        weighbridge_pattern: None,
+        dims_port: "/dev/pts/8".into(),
+        dims_protocol: "dims-ascii".into(),
+        lane_scanner: None,
+        camera_dir: "/tmp/cam".into(),
+        scanner_addr: "127.0.0.1:7000".into(),
+        scanner_drop_folder: None,
+    }
+}
