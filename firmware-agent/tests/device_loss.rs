@@ -7,10 +7,8 @@ mod common;
 use anyhow::{bail, ensure, Context, Result};
 use bcp_agent::sim_config;
 use bcp_sim::{scenario, Faults, Simulator, Timing};
-use bcp_sync::central::{self, CentralStore, ReceiverConfig};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `bcpctl devices --json`: the weighbridge's `connected` and `frames_ok`.
@@ -71,22 +69,9 @@ async fn a_weighbridge_unplugged_and_replugged_mid_run_loses_no_vehicle() -> Res
     const VEHICLES: usize = 3;
     let dir = tempfile::tempdir()?;
     let post = "TJ-LOSS-01";
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
-    let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
+    let mut central = common::TestCentral::start(dir.path(), "central-device-loss")?;
+    let (port, store) = (central.broker_port, central.store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();
-    let receiver = tokio::spawn(central::run_receiver(
-        ReceiverConfig {
-            broker_host: "127.0.0.1".into(),
-            broker_port: broker.v5_addr().port(),
-            client_id: "central-device-loss".into(),
-            ..Default::default()
-        },
-        store.clone(),
-        stored_tx,
-        stop_rx.clone(),
-    ));
 
     // A long gap between vehicles: the cable is out and back while the bridge is empty.
     let timing = Timing {
@@ -110,7 +95,7 @@ async fn a_weighbridge_unplugged_and_replugged_mid_run_loses_no_vehicle() -> Res
     let mut agent = common::AgentProcess::start(&cfg_path, &log, &notify_path)?;
 
     let outcome: Result<Vec<bcp_sync::central::StoredCrossing>> = async {
-        let first = tokio::time::timeout(Duration::from_secs(60), stored_rx.recv())
+        let first = tokio::time::timeout(Duration::from_secs(60), central.stored.recv())
             .await
             .context("no first crossing at central within 60 s")?
             .context("receiver stopped")?;
@@ -138,7 +123,7 @@ async fn a_weighbridge_unplugged_and_replugged_mid_run_loses_no_vehicle() -> Res
 
         let mut n = 1;
         while n < VEHICLES {
-            tokio::time::timeout(Duration::from_secs(60), stored_rx.recv())
+            tokio::time::timeout(Duration::from_secs(60), central.stored.recv())
                 .await
                 .with_context(|| format!("{n} of {VEHICLES} crossings at central"))?
                 .context("receiver stopped")?;
@@ -146,7 +131,7 @@ async fn a_weighbridge_unplugged_and_replugged_mid_run_loses_no_vehicle() -> Res
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         ensure!(
-            stored_rx.try_recv().is_err(),
+            central.stored.try_recv().is_err(),
             "more crossings than vehicles reached central"
         );
         Ok(store.export()?)
@@ -155,7 +140,7 @@ async fn a_weighbridge_unplugged_and_replugged_mid_run_loses_no_vehicle() -> Res
     let status = agent.terminate(Duration::from_secs(10));
     let _ = stop_tx.send(true);
     let _ = sim_task.await;
-    let _ = receiver.await;
+    central.stop().await;
     let stored = match outcome {
         Ok(s) => s,
         Err(e) => bail!("{e:#}\n--- agent log (last lines) ---\n{}", log_tail(&log)),
@@ -215,23 +200,9 @@ async fn sigterm_during_a_burst_loses_and_doubles_nothing() -> Result<()> {
     const VEHICLES: usize = 8;
     let dir = tempfile::tempdir()?;
     let post = "TJ-TERM-01";
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
-    let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut central = common::TestCentral::start(dir.path(), "central-sigterm")?;
+    let (port, store) = (central.broker_port, central.store.clone());
     let (sim_stop_tx, sim_stop_rx) = tokio::sync::watch::channel(false);
-    let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();
-    let receiver = tokio::spawn(central::run_receiver(
-        ReceiverConfig {
-            broker_host: "127.0.0.1".into(),
-            broker_port: broker.v5_addr().port(),
-            client_id: "central-sigterm".into(),
-            ..Default::default()
-        },
-        store.clone(),
-        stored_tx,
-        stop_rx.clone(),
-    ));
     // Vehicles close behind each other: at any moment one is on the bridge or being closed.
     let timing = Timing {
         gap: Duration::from_millis(300),
@@ -253,7 +224,7 @@ async fn sigterm_during_a_burst_loses_and_doubles_nothing() -> Result<()> {
 
     let first_run: Result<()> = async {
         for n in 1..=2 {
-            tokio::time::timeout(Duration::from_secs(60), stored_rx.recv())
+            tokio::time::timeout(Duration::from_secs(60), central.stored.recv())
                 .await
                 .with_context(|| format!("crossing {n} not at central within 60 s"))?
                 .context("receiver stopped")?;
@@ -292,7 +263,7 @@ async fn sigterm_during_a_burst_loses_and_doubles_nothing() -> Result<()> {
     let mut seen = 2;
     while store.export()?.len() < committed.len() && tokio::time::Instant::now() < deadline {
         if let Ok(Some(_)) =
-            tokio::time::timeout(Duration::from_millis(500), stored_rx.recv()).await
+            tokio::time::timeout(Duration::from_millis(500), central.stored.recv()).await
         {
             seen += 1;
         }
@@ -300,8 +271,7 @@ async fn sigterm_during_a_burst_loses_and_doubles_nothing() -> Result<()> {
     // Resends are harmless; but no record may be stored twice or appear from nowhere.
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(agent2);
-    let _ = stop_tx.send(true);
-    let _ = receiver.await;
+    central.stop().await;
     let stored = store.export()?;
     let seqs: Vec<u64> = stored.iter().map(|s| s.seq).collect();
     ensure!(

@@ -11,8 +11,6 @@ use anyhow::{bail, ensure, Context, Result};
 use bcp_agent::sim_config;
 use bcp_record::lists::DownlinkList;
 use bcp_sim::{scenario, Simulator, Timing};
-use bcp_sync::central::{self, CentralStore, ReceiverConfig};
-use std::sync::Arc;
 use std::time::Duration;
 
 const VEHICLES: usize = 3;
@@ -36,8 +34,8 @@ async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_
 ) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let post = "TJ-LISTS-01";
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let mut central = common::TestCentral::start(dir.path(), "central-lists-test")?;
+    let (port, store) = (central.broker_port, central.store.clone());
     let vehicles = scenario::generate(VEHICLES, 11);
     let (hot, declared, plain) = (&vehicles[0], &vehicles[1], &vehicles[2]);
 
@@ -72,21 +70,7 @@ async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_
         bcp_sync::lists::publish_list("127.0.0.1", port, None, "central-lists", &list).await?;
     }
 
-    let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();
-    let receiver = tokio::spawn(central::run_receiver(
-        ReceiverConfig {
-            broker_host: "127.0.0.1".into(),
-            broker_port: broker.v5_addr().port(),
-            client_id: "central-lists-test".into(),
-            ..Default::default()
-        },
-        store.clone(),
-        stored_tx,
-        stop_rx.clone(),
-    ));
-
     let sim = Simulator::start(&dir.path().join("sim"), Timing::default()).await?;
     let state = dir.path().join("agent");
     std::fs::create_dir_all(&state)?;
@@ -135,7 +119,7 @@ async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
                 // The vehicles, and the record of central's config change.
                 for arrived in 0..=VEHICLES {
-                    match tokio::time::timeout_at(deadline, stored_rx.recv()).await {
+                    match tokio::time::timeout_at(deadline, central.stored.recv()).await {
                         Ok(Some(_)) => {}
                         Ok(None) => bail!("the central receiver stopped"),
                         Err(_) => {
@@ -151,7 +135,7 @@ async fn a_hotlisted_plate_and_a_weight_far_from_its_declaration_are_flagged_at_
     let status = agent.terminate(Duration::from_secs(10));
     let _ = stop_tx.send(true);
     let _ = sim_task.await;
-    let _ = receiver.await;
+    central.stop().await;
     if let Err(e) = outcome {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();

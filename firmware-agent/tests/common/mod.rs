@@ -360,3 +360,55 @@ pub fn free_port() -> Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// Central's end of a test: the embedded broker on a free loopback port, and the receiver
+/// storing into a fresh SQLite file in `dir`. Stopped by [`TestCentral::stop`]; a test that
+/// fails before leaves the receiver to end with the test's runtime, and the broker closes when
+/// dropped.
+#[allow(dead_code)] // used by the test files that drive their own scenario, not by all
+pub struct TestCentral {
+    /// Where the posts connect (MQTT 3.1.1).
+    pub broker_port: u16,
+    pub store: Arc<CentralStore>,
+    /// Every record as central stores it.
+    pub stored: tokio::sync::mpsc::UnboundedReceiver<StoredCrossing>,
+    stop: tokio::sync::watch::Sender<bool>,
+    receiver: tokio::task::JoinHandle<Result<central::ReceiverStats>>,
+    _broker: bcp_sync::EmbeddedBroker,
+}
+
+#[allow(dead_code)] // as above
+impl TestCentral {
+    pub fn start(dir: &Path, client_id: &str) -> Result<Self> {
+        let broker_port = free_port()?;
+        let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], broker_port).into())?;
+        let store = Arc::new(CentralStore::open(&dir.join("central.db"))?);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (stored_tx, stored) = tokio::sync::mpsc::unbounded_channel();
+        let receiver = tokio::spawn(central::run_receiver(
+            ReceiverConfig {
+                broker_host: "127.0.0.1".into(),
+                broker_port: broker.v5_addr().port(),
+                client_id: client_id.to_owned(),
+                ..Default::default()
+            },
+            store.clone(),
+            stored_tx,
+            stop_rx,
+        ));
+        Ok(Self {
+            broker_port,
+            store,
+            stored,
+            stop,
+            receiver,
+            _broker: broker,
+        })
+    }
+
+    /// Stops the receiver and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.receiver.await;
+    }
+}
