@@ -240,26 +240,23 @@ impl Devices {
             wb_restarts.clone(),
             lane,
         )?;
-        let mut dims_restarts = Arc::new(AtomicU64::new(0));
-        let dimensions = match &cfg.dimensions {
+        let (dimensions, dims_restarts) = match &cfg.dimensions {
             Some(d) => {
-                dims_restarts = board.add_serial(&d.name, "dimensions", dims_health.clone());
-                Some(start_dimensions(
-                    d,
-                    dims_health.clone(),
-                    dims_restarts.clone(),
-                    lane,
-                )?)
+                let restarts = board.add_serial(&d.name, "dimensions", dims_health.clone());
+                let task = start_dimensions(d, dims_health.clone(), restarts.clone(), lane)?;
+                (Some(task), restarts)
             }
-            None => None,
+            None => (None, Arc::default()),
         };
         board.add(&cfg.camera.name, "camera");
         let camera = CameraTask::start(&cfg.camera, reader, lane, latency.clone())?;
-        let mut scanner_restarts = Arc::new(AtomicU64::new(0));
-        let scanner = cfg.scanner.as_ref().map(|s| {
-            scanner_restarts = board.add(&s.name, "scanner");
-            start_scanner(s, scanner_restarts.clone(), lane)
-        });
+        let (scanner, scanner_restarts) = match &cfg.scanner {
+            Some(s) => {
+                let restarts = board.add(&s.name, "scanner");
+                (Some(start_scanner(s, restarts.clone(), lane)), restarts)
+            }
+            None => (None, Arc::default()),
+        };
         Ok(Self {
             lane: lane.clone(),
             wb_health,
