@@ -72,20 +72,18 @@ struct JobOutput {
 impl EvidenceImages {
     pub(super) fn new(cfg: &AgentConfig) -> Self {
         let e = &cfg.evidence;
-        let mut me = Self {
+        Self {
             settings: e.clone(),
-            scan_folder: None,
+            scan_folder: scan_folder(cfg),
             frames: FrameCache::new(e.frame_cache_frames, e.frame_cache_bytes()),
             counters: ImageCounters::default(),
-        };
-        me.reconfigure(cfg);
-        me
+        }
     }
 
     /// Takes `[evidence]` and the scanner's folder from a (reloaded) config.
     pub(super) fn reconfigure(&mut self, cfg: &AgentConfig) {
         self.settings = cfg.evidence.clone();
-        self.scan_folder = cfg.scanner.as_ref().and_then(|s| s.drop_folder.clone());
+        self.scan_folder = scan_folder(cfg);
         self.frames.set_limits(
             self.settings.frame_cache_frames,
             self.settings.frame_cache_bytes(),
@@ -230,6 +228,11 @@ impl Job {
         }
         out
     }
+}
+
+/// The drop-folder scanner's folder, where its scan images are.
+fn scan_folder(cfg: &AgentConfig) -> Option<PathBuf> {
+    cfg.scanner.as_ref().and_then(|s| s.drop_folder.clone())
 }
 
 /// A scan image's bytes: a regular file (not a link) directly in its folder, at most `max`
