@@ -12,18 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use bcp_sync::link::Backoff;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// The wait before the next restart: doubling from `first` up to `max`; back to `first` once
-/// a run has lasted `healthy_after` (a driver that ran for minutes and then failed is not the
-/// one that fails at once on every start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The wait before the next restart: the uplink's [`Backoff`], doubling from `first` up to
+/// `max` (without jitter: one appliance's devices do not reconnect in a crowd); back to `first`
+/// once a run has lasted `healthy_after` (a driver that ran for minutes and then failed is not
+/// the one that fails at once on every start).
+#[derive(Debug, Clone)]
 pub struct RestartBackoff {
-    pub first: Duration,
-    pub max: Duration,
-    pub healthy_after: Duration,
-    next: Duration,
+    backoff: Backoff,
+    healthy_after: Duration,
 }
 
 impl Default for RestartBackoff {
@@ -39,21 +39,17 @@ impl Default for RestartBackoff {
 impl RestartBackoff {
     pub fn new(first: Duration, max: Duration, healthy_after: Duration) -> Self {
         Self {
-            first,
-            max,
+            backoff: Backoff::new(first, max),
             healthy_after,
-            next: first,
         }
     }
 
     /// The wait after a run that lasted `ran`.
     pub fn after_failure(&mut self, ran: Duration) -> Duration {
         if ran >= self.healthy_after {
-            self.next = self.first;
+            self.backoff.reset();
         }
-        let wait = self.next;
-        self.next = (self.next * 2).min(self.max);
-        wait
+        self.backoff.next_delay(0.0)
     }
 }
 
