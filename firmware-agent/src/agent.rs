@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 mod devices;
 mod images;
-mod supervise;
+pub(crate) mod supervise;
 
 /// Everything that reaches the lane, from every device task.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::supervise::{supervise, RestartBackoff};
 use super::{forward, LaneInput};
-use crate::camera::{self, LazyReader};
+use crate::camera::{self, CameraLinks, LazyReader};
 use crate::config::{
     AgentConfig, CameraConfig, DimensionSensorConfig, ScannerConfig, WeighbridgeConfig,
 };
@@ -178,6 +178,7 @@ impl CameraTask {
         reader: LazyReader,
         lane: &mpsc::Sender<LaneInput>,
         latency: Arc<Histogram>,
+        restarts: Arc<AtomicU64>,
     ) -> Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let (frame_tx, frame_rx) = mpsc::channel(64);
@@ -187,14 +188,18 @@ impl CameraTask {
             cfg.folder.clone(),
             Duration::from_millis(cfg.poll_ms),
             reader,
-            frame_tx,
-            latency,
-            stop_rx,
+            CameraLinks {
+                out: frame_tx,
+                latency,
+                restarts,
+                shutdown: stop_rx,
+            },
         )?;
         Ok(Self { stop, thread })
     }
 
-    /// Stops the thread (after the frame it is reading) and takes its ANPR engine back.
+    /// Stops the thread (after the frame it is reading) and takes its ANPR engine back. (The
+    /// thread catches its own panics, see [`crate::camera`]; an error here is a bug.)
     pub(super) async fn stop(self) -> Result<LazyReader> {
         let _ = self.stop.send(true);
         let thread = self.thread;
@@ -215,6 +220,7 @@ pub(super) struct Devices {
     wb_restarts: Arc<AtomicU64>,
     dims_restarts: Arc<AtomicU64>,
     scanner_restarts: Arc<AtomicU64>,
+    camera_restarts: Arc<AtomicU64>,
     latency: Arc<Histogram>,
     weighbridge: Option<DeviceTask>,
     dimensions: Option<DeviceTask>,
@@ -248,8 +254,14 @@ impl Devices {
             }
             None => (None, Arc::default()),
         };
-        board.add(&cfg.camera.name, "camera");
-        let camera = CameraTask::start(&cfg.camera, reader, lane, latency.clone())?;
+        let camera_restarts = board.add(&cfg.camera.name, "camera");
+        let camera = CameraTask::start(
+            &cfg.camera,
+            reader,
+            lane,
+            latency.clone(),
+            camera_restarts.clone(),
+        )?;
         let (scanner, scanner_restarts) = match &cfg.scanner {
             Some(s) => {
                 let restarts = board.add(&s.name, "scanner");
@@ -264,6 +276,7 @@ impl Devices {
             wb_restarts,
             dims_restarts,
             scanner_restarts,
+            camera_restarts,
             latency,
             weighbridge: Some(weighbridge),
             dimensions,
@@ -313,6 +326,7 @@ impl Devices {
                     reader,
                     &self.lane,
                     self.latency.clone(),
+                    self.camera_restarts.clone(),
                 )?);
                 Ok(c.name.clone())
             }
