@@ -751,6 +751,7 @@ async fn drain(
         c.transport_mode = Some(mode);
         checks.apply_with(c, &central_lists(lists));
         commit(outbox, new_record, feed, c, &made);
+        feed.images(evidence.counters());
     }
     lane.log_events();
 }
