@@ -347,6 +347,27 @@ mod tests {
         );
     }
 
+    /// The canonical form is a contract with every central and every record already sealed:
+    /// a change to how it is written must not change one byte of it.
+    #[test]
+    fn the_canonical_form_and_hash_of_a_known_record_never_change() {
+        let mut a = env(1);
+        a.crossing
+            .flags
+            .push(crate::Flag::new("plate_unread", "a \"quoted\" reason, ü"));
+        let h = seal(&mut a, &GENESIS, &key(7));
+        let tree: Value = serde_json::from_slice(&serde_json::to_vec(&a).unwrap()).unwrap();
+        let canonical = String::from_utf8(canonical_bytes(&tree)).unwrap();
+        assert_eq!(
+            canonical,
+            r#"{"crossing":{"arrived_at":"2026-11-21T10:00:00Z","dimensions":null,"flags":[{"code":"plate_unread","reason":"a \"quoted\" reason, ü"}],"id":"00000000-0000-0000-0000-000000000000","lane":"L1","left_at":"2026-11-21T10:00:00Z","plate":{"confidence":0.97,"format":null,"frames":3,"text":"1234AB01"},"post":"TJDYU-01","scan":null,"weight":null},"post":"TJDYU-01","recorded_at":"2026-11-21T10:00:00Z","seal":{"key":"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c","prev":"0000000000000000000000000000000000000000000000000000000000000000"},"seq":1}"#
+        );
+        assert_eq!(
+            to_hex(&h),
+            "d9abaade8487ceca7356795e8af5aaf61b542e7ca26cd20b26d02a7b91c511f9"
+        );
+    }
+
     #[test]
     fn hex_round_trips_and_rejects_bad_input() {
         let b = [0u8, 1, 0xab, 0xff];
