@@ -89,9 +89,12 @@ pub fn chain(env: &mut RecordEnvelope, prev: &[u8; 32], public: &[u8; 32]) -> [u
         sig: String::new(),
     });
     // A struct of strings, numbers and options always encodes; the tree round trip cannot fail.
-    let tree = serde_json::to_string(env)
+    // Through the text, not `serde_json::to_value`: an `f32` (a read's confidence) must become
+    // the number its text says (0.97), as it does when central parses the payload, not the
+    // f64 nearest to the f32 (0.9700000286102295).
+    let tree = serde_json::to_vec(env)
         .ok()
-        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|s| serde_json::from_slice::<Value>(&s).ok())
         .unwrap_or(Value::Null);
     let hash = record_hash(&canonical_bytes(&tree));
     if let Some(s) = env.seal.as_mut() {
@@ -169,34 +172,7 @@ fn record_hash(canonical: &[u8]) -> [u8; 32] {
 /// `depth` 0 is the envelope, 1 its direct children: `seal.hash` and `seal.sig` are skipped there.
 fn write_canonical(v: &Value, out: &mut Vec<u8>, depth: usize) {
     match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            let mut first = true;
-            for k in keys {
-                let child = &map[k.as_str()];
-                let child = if depth == 0 && k == "seal" {
-                    // The seal minus what is computed from the canonical form.
-                    let mut s = child.clone();
-                    if let Value::Object(m) = &mut s {
-                        m.remove("hash");
-                        m.remove("sig");
-                    }
-                    std::borrow::Cow::Owned(s)
-                } else {
-                    std::borrow::Cow::Borrowed(child)
-                };
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_leaf(&Value::String(k.clone()), out);
-                out.push(b':');
-                write_canonical(&child, out, depth + 1);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(map, out, depth, false),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -209,6 +185,44 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>, depth: usize) {
         }
         leaf => write_leaf(leaf, out),
     }
+}
+
+/// An object with its keys sorted (byte order); `is_seal`: the envelope's seal, written minus
+/// what is computed from the canonical form (`hash`, `sig`). Keys are written straight from
+/// the map and nothing is cloned: this runs for every record sealed and every record central
+/// opens.
+fn write_object(
+    map: &serde_json::Map<String, Value>,
+    out: &mut Vec<u8>,
+    depth: usize,
+    is_seal: bool,
+) {
+    let mut entries: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, _)| !(is_seal && (k.as_str() == "hash" || k.as_str() == "sig")))
+        .collect();
+    // Already in order when the map is a BTreeMap (serde_json without `preserve_order`).
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (k, child)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(k, out);
+        out.push(b':');
+        match child {
+            Value::Object(seal) if depth == 0 && k.as_str() == "seal" => {
+                write_object(seal, out, depth + 1, true)
+            }
+            _ => write_canonical(child, out, depth + 1),
+        }
+    }
+    out.push(b'}');
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 fn write_leaf(v: &Value, out: &mut Vec<u8>) {
