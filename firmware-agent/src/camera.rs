@@ -1,6 +1,19 @@
-//! A camera that uploads JPEG frames into a folder (FTP push), read by the ANPR engine.
+//! A camera, read by the ANPR engine: one that uploads JPEG frames into a folder (FTP push), or
+//! a stream the agent pulls (RTSP, HTTP MJPEG, a video file; [`CameraSource`]).
 //!
-//! Runs on its own OS thread, because recognition is CPU-bound and blocking. Each frame file is
+//! Runs on its own OS thread, because recognition is CPU-bound and blocking.
+//!
+//! ## A stream
+//! Frames come through `bcp_anpr::capture::Camera`: its own grab thread, bounded open and read
+//! timeouts, reconnect with backoff, and a queue of two frames that drops the oldest when
+//! recognition falls behind (a 25 fps camera is read as fast as the engine can, always on its
+//! newest frames). A frame's capture time is when the grab thread got it. A frame whose best
+//! read has text is encoded as JPEG (quality [`STREAM_JPEG_QUALITY`]) for the frame cache. A
+//! stream that cannot be opened or is lost is logged by the capture thread and reopened; the
+//! device board shows the camera's last frame age as for a folder camera.
+//!
+//! ## A folder
+//! Each frame file is
 //! read, recognised, reported with its capture time (the file's modification time, when the
 //! camera finished writing it), then removed. A frame that cannot be decoded is moved to
 //! `rejected/` beside the folder with a `.reason` file, never silently dropped, and never stops
@@ -27,8 +40,10 @@
 //! frame to set aside.
 
 use crate::agent::supervise::RestartBackoff;
+pub use crate::config::CameraSource;
 use crate::metrics::Histogram;
 use anyhow::{Context, Result};
+use bcp_anpr::capture::{self, CaptureConfig};
 use bcp_anpr::{AnprConfig, PlateCandidate, PlateReader};
 use chrono::{DateTime, Utc};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -104,6 +119,8 @@ pub(crate) trait FrameEngine {
     /// Loads the engine if it is not loaded; an error leaves the frames where they are.
     fn ready(&mut self) -> Result<()>;
     fn recognise(&mut self, jpeg: &[u8]) -> Result<Vec<PlateCandidate>>;
+    /// A decoded frame from a stream.
+    fn recognise_frame(&mut self, frame: &capture::Frame) -> Result<Vec<PlateCandidate>>;
     /// Drops the engine; the next [`FrameEngine::ready`] loads it again.
     fn forget(&mut self);
 }
@@ -115,6 +132,10 @@ impl FrameEngine for LazyReader {
 
     fn recognise(&mut self, jpeg: &[u8]) -> Result<Vec<PlateCandidate>> {
         Ok(self.get()?.read_image_bytes(jpeg)?)
+    }
+
+    fn recognise_frame(&mut self, frame: &capture::Frame) -> Result<Vec<PlateCandidate>> {
+        Ok(self.get()?.read_mat(&frame.image)?)
     }
 
     fn forget(&mut self) {
@@ -136,22 +157,119 @@ pub(crate) struct CameraLinks {
 /// (a config reload) need not load the models again.
 pub(crate) fn spawn(
     name: String,
-    folder: PathBuf,
+    source: CameraSource,
     poll: Duration,
     mut reader: LazyReader,
     links: CameraLinks,
 ) -> Result<std::thread::JoinHandle<LazyReader>> {
-    std::fs::create_dir_all(&folder)
-        .with_context(|| format!("camera {name}: creating {}", folder.display()))?;
+    if let CameraSource::Folder(folder) = &source {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("camera {name}: creating {}", folder.display()))?;
+    }
     let thread_name = format!("camera-{name}");
     let what = format!("camera {name}: starting its thread");
     std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
-            run(&name, &folder, poll, &mut reader, &links);
+            match &source {
+                CameraSource::Folder(folder) => run(&name, folder, poll, &mut reader, &links),
+                CameraSource::Stream(url) => run_stream(&name, url, poll, &mut reader, &links),
+            }
             reader
         })
         .context(what)
+}
+
+/// JPEG quality of a stream's frames kept for the crossing's images.
+pub const STREAM_JPEG_QUALITY: u8 = 90;
+
+/// A stream camera's loop: the frames of `url` until the agent stops (see the module header).
+fn run_stream<E: FrameEngine>(
+    name: &str,
+    url: &str,
+    poll: Duration,
+    engine: &mut E,
+    links: &CameraLinks,
+) {
+    let cfg = CaptureConfig::default();
+    let source = capture::Source::Stream(url.to_owned());
+    let camera = match capture::Camera::start(name, source, &cfg) {
+        Ok(camera) => camera,
+        Err(e) => {
+            // Only a thread that cannot be started: the capture retries the stream itself.
+            tracing::error!(camera = %name, error = %e, "cannot start the capture of the stream");
+            return;
+        }
+    };
+    let mut backoff = RestartBackoff::default();
+    let mut since = Instant::now();
+    let wait = poll.max(Duration::from_millis(100));
+    while !*links.shutdown.borrow() {
+        let Some(frame) = camera.next_frame(wait) else {
+            continue;
+        };
+        if let Err(e) = engine.ready() {
+            tracing::error!(camera = %name, error = %format!("{e:#}"), "frames dropped: the ANPR engine does not load");
+            sleep_unless_stopped(Duration::from_secs(5), &links.shutdown);
+            continue;
+        }
+        let read = catch_unwind(AssertUnwindSafe(|| {
+            read_stream_frame(name, &frame, engine, &links.latency)
+        }));
+        match read {
+            Ok(Some(reads)) => {
+                if links.out.blocking_send(reads).is_err() {
+                    return; // the agent is shutting down
+                }
+            }
+            Ok(None) => {}
+            Err(panic) => {
+                caught(name, engine, links, &panic_message(&*panic), None);
+                let pause = backoff.after_failure(since.elapsed());
+                if !sleep_unless_stopped(pause, &links.shutdown) {
+                    return;
+                }
+                since = Instant::now();
+            }
+        }
+    }
+}
+
+fn read_stream_frame<E: FrameEngine>(
+    camera: &str,
+    frame: &capture::Frame,
+    engine: &mut E,
+    latency: &Histogram,
+) -> Option<FrameReads> {
+    let age = chrono::TimeDelta::from_std(frame.captured_at.elapsed()).unwrap_or_default();
+    let captured_at = Utc::now() - age;
+    let started = Instant::now();
+    let reads = match engine.recognise_frame(frame) {
+        Ok(reads) => reads,
+        Err(e) => {
+            tracing::warn!(camera, seq = frame.seq, error = %format!("{e:#}"), "stream frame not read");
+            return None;
+        }
+    };
+    latency.observe(started.elapsed());
+    let has_text = reads.first().is_some_and(|r| !r.text.is_empty());
+    let jpeg = if has_text {
+        match frame.to_jpeg(STREAM_JPEG_QUALITY) {
+            Ok(jpeg) => Some(jpeg),
+            Err(e) => {
+                // The reads still count; the crossing will say its images are missing.
+                tracing::warn!(camera, seq = frame.seq, error = %e, "cannot keep the frame for the crossing's images");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Some(FrameReads {
+        captured_at,
+        reads,
+        jpeg,
+    })
 }
 
 /// What one round of the loop asks next.
@@ -391,6 +509,10 @@ mod tests {
             }])
         }
 
+        fn recognise_frame(&mut self, _: &capture::Frame) -> Result<Vec<PlateCandidate>> {
+            anyhow::bail!("this test engine reads frame files only")
+        }
+
         fn forget(&mut self) {
             self.loaded = false;
         }
@@ -457,6 +579,64 @@ mod tests {
             "{reason}"
         );
         assert!(!dir.path().join("cam").join("2.jpg").exists());
+        Ok(())
+    }
+
+    /// A stream camera on a real video file (MJPG AVI of rendered plates, replayed at its end)
+    /// with the real ANPR engine: its frames are read and the ones with a plate kept as JPEG.
+    #[test]
+    fn a_stream_camera_reads_the_plates_of_its_frames_and_keeps_them() -> Result<()> {
+        use opencv::core::Size;
+        use opencv::prelude::*;
+        use opencv::videoio;
+
+        let dir = tempfile::tempdir()?;
+        let video = dir.path().join("lane.avi");
+        let fourcc = videoio::VideoWriter::fourcc('M', 'J', 'P', 'G')?;
+        let mut w = videoio::VideoWriter::new(&video, fourcc, 10.0, Size::new(960, 540), true)?;
+        anyhow::ensure!(w.is_opened()?, "OpenCV cannot write MJPG AVI here");
+        for i in 0..3 {
+            w.write(&bcp_sim::plate_render::render_vehicle_mat("1234 AB 01", i)?)?;
+        }
+        w.release()?;
+
+        let anpr = AnprConfig {
+            paths: bcp_anpr::NativePaths::from_env(),
+            ..AnprConfig::default()
+        };
+        let reader = LazyReader::new(anpr, false)?;
+        let (out, mut frames) = mpsc::channel(8);
+        let (stop, shutdown) = watch::channel(false);
+        let latency = Arc::new(Histogram::new(&[0.1]));
+        let links = CameraLinks {
+            out,
+            latency: latency.clone(),
+            restarts: Arc::new(AtomicU64::new(0)),
+            shutdown,
+        };
+        let before = Utc::now();
+        let camera = spawn(
+            "cam1".into(),
+            CameraSource::Stream(video.to_string_lossy().into_owned()),
+            Duration::from_millis(50),
+            reader,
+            links,
+        )?;
+        let frame = frames
+            .blocking_recv()
+            .context("the stream camera ended early")?;
+        stop.send(true)?;
+        drop(frames); // a blocked send ends too
+        let Ok(_engine) = camera.join() else {
+            anyhow::bail!("the camera thread must not panic");
+        };
+
+        let best = frame.reads.first().context("no read")?;
+        assert_eq!(best.text, "1234AB01");
+        assert!(frame.captured_at >= before && frame.captured_at <= Utc::now());
+        let jpeg = frame.jpeg.context("a frame with a plate is kept")?;
+        assert!(jpeg.starts_with(&[0xff, 0xd8]), "JPEG");
+        assert!(latency.snapshot().count >= 1, "the frame was timed");
         Ok(())
     }
 

@@ -305,10 +305,58 @@ impl DimensionSensorConfig {
 pub struct CameraConfig {
     pub name: String,
     /// A folder where the camera uploads JPEG frames (FTP push). Frames are read, then removed;
-    /// unreadable ones are moved to `rejected/` beside them.
-    pub folder: PathBuf,
+    /// unreadable ones are moved to `rejected/` beside them. Exactly one of `folder` and
+    /// `stream` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<PathBuf>,
+    /// Or: a stream the agent pulls frames from (`bcp_anpr::capture`, OpenCV with FFmpeg): an
+    /// `rtsp://` URL, an `http://` MJPEG URL, or a video file. Bounded open and read timeouts,
+    /// reconnect with backoff; when recognition falls behind, the oldest frames are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// How often the folder is listed; for a stream, the longest wait for a frame before the
+    /// camera thread looks at its stop signal again.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+}
+
+/// Where a camera's frames come from (see [`CameraConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraSource {
+    Folder(PathBuf),
+    Stream(String),
+}
+
+impl CameraConfig {
+    /// A camera that uploads into `folder`.
+    pub fn folder(name: &str, folder: PathBuf) -> Self {
+        Self {
+            name: name.to_owned(),
+            folder: Some(folder),
+            stream: None,
+            poll_ms: default_poll_ms(),
+        }
+    }
+
+    /// The camera's source; an error names the keys when not exactly one is set.
+    pub fn source(&self) -> Result<CameraSource> {
+        match (&self.folder, &self.stream) {
+            (Some(_), Some(_)) => {
+                bail!("camera.folder and camera.stream are both set: use one of them")
+            }
+            (None, None) => bail!(
+                "camera: set camera.folder (the folder the camera uploads JPEG frames to) or camera.stream (an rtsp:// or http:// MJPEG URL, or a video file)"
+            ),
+            (Some(f), None) if f.as_os_str().is_empty() => {
+                bail!("camera.folder is empty: give the folder's path")
+            }
+            (None, Some(s)) if s.trim().is_empty() => {
+                bail!("camera.stream is empty: give the camera's rtsp:// or http:// URL")
+            }
+            (Some(f), None) => Ok(CameraSource::Folder(f.clone())),
+            (None, Some(s)) => Ok(CameraSource::Stream(s.trim().to_owned())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -853,6 +901,7 @@ impl AgentConfig {
         if self.camera.poll_ms == 0 {
             bail!("camera.poll_ms = 0: use at least 1");
         }
+        self.camera.source()?;
         if self.sync.broker_port == 0 {
             bail!("sync.broker_port = 0: give the central broker's port");
         }
@@ -1354,6 +1403,40 @@ broker_port = 8883
             assert!(e.to_string().contains(key), "{bad}: {e}");
         }
         assert!(parse(&format!("{VALID}\n[evidence]\njpg_quality = 80\n")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_camera_is_a_folder_or_a_stream_never_both() -> Result<()> {
+        let folder = "folder = \"/var/lib/bcp/camera/cam1\"\n";
+        let stream = "stream = \"rtsp://192.0.2.10:554/ch1\"\n";
+        let cfg = parse(&VALID.replace(folder, stream))?;
+        assert_eq!(
+            cfg.camera.source()?,
+            CameraSource::Stream("rtsp://192.0.2.10:554/ch1".into())
+        );
+        let again = parse(&toml::to_string(&cfg)?)?;
+        assert_eq!(again.camera.source()?, cfg.camera.source()?);
+
+        let both = VALID.replace(folder, &format!("{folder}{stream}"));
+        let e = format!("{:#}", parse(&both).expect_err("both"));
+        assert!(
+            e.contains("camera.folder") && e.contains("camera.stream"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse(&VALID.replace(folder, "")).expect_err("neither")
+        );
+        assert!(
+            e.contains("camera.folder") && e.contains("camera.stream"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse(&VALID.replace(folder, "stream = \" \"\n")).expect_err("empty")
+        );
+        assert!(e.contains("camera.stream is empty"), "{e}");
         Ok(())
     }
 

@@ -54,11 +54,7 @@ pub fn for_simulator(
             empty_threshold_kg: 200.0,
         },
         dimensions: Some(dimensions),
-        camera: CameraConfig {
-            name: "cam1".to_owned(),
-            folder: sim.camera_dir.clone(),
-            poll_ms: 50,
-        },
+        camera: CameraConfig::folder("cam1", sim.camera_dir.clone()),
         // The feed, or the drop folder where the simulator writes its scans instead.
         scanner: Some(ScannerConfig {
             name: "xr1".to_owned(),

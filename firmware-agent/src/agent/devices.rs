@@ -185,7 +185,7 @@ impl CameraTask {
         tokio::spawn(forward(frame_rx, lane.clone(), LaneInput::Frame));
         let thread = camera::spawn(
             cfg.name.clone(),
-            cfg.folder.clone(),
+            cfg.source()?,
             Duration::from_millis(cfg.poll_ms),
             reader,
             CameraLinks {
