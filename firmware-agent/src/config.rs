@@ -1015,8 +1015,9 @@ broker_port = 8883
             "[outbox]",
             "[sync]",
         ];
-        // No default to show: a regex and a key are placeholders.
-        let skip = ["pattern", "central_key"];
+        // No default to show: a regex and a key are placeholders; a camera stream is the
+        // alternative to the folder, not a default.
+        let skip = ["pattern", "central_key", "stream"];
         for line in text.lines() {
             if let Some(header) = line.strip_prefix("# [").or(line.strip_prefix('[')) {
                 // A commented-out section stays off: its settings are not switched on.
