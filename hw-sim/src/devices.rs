@@ -74,6 +74,21 @@ pub async fn send_dimensions(port: &mut SimPort, frame: &DimensionFrame) -> Resu
         .with_context(|| format!("writing to dimension sensor {}", port.path))
 }
 
+/// Writes one presence line (`ENTRY 1`, `EXIT 0`) to the presence sensors' port.
+pub async fn send_presence(
+    port: &mut SimPort,
+    sensor: bcp_drivers::presence_ascii::SensorEnd,
+    occupied: bool,
+) -> Result<()> {
+    use bcp_drivers::presence_ascii::{self, PresenceLine};
+    let mut buf = Vec::with_capacity(16);
+    presence_ascii::encode(&PresenceLine { sensor, occupied }, &mut buf);
+    tokio::time::timeout(Duration::from_secs(1), port.master.write_all(&buf))
+        .await
+        .with_context(|| format!("presence sensors {}: nobody reading", port.path))?
+        .with_context(|| format!("writing to presence sensors {}", port.path))
+}
+
 /// A camera that uploads each frame as a JPEG file into a folder (as FTP-push ANPR cameras do).
 /// The file appears atomically: it is written under a temporary name and renamed.
 pub fn write_camera_frame(dir: &Path, camera: &str, seq: u64, jpeg: &[u8]) -> Result<PathBuf> {
