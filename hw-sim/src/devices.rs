@@ -1,6 +1,6 @@
-//! The simulated devices: the weighbridge's state and its Toledo frame, a dimension sensor on a
-//! pseudo-terminal, a camera that drops JPEG frames into a folder, and an X-ray scanner's TCP
-//! event feed. (The weighbridge indicator itself, of any protocol, is
+//! The simulated devices: the weighbridge's state and its Toledo frame, a dimension sensor and
+//! the presence sensors on pseudo-terminals, a camera that drops JPEG frames into a folder, and
+//! an X-ray scanner's TCP event feed. (The weighbridge indicator itself, of any protocol, is
 //! [`crate::indicators::run_indicator`].)
 //!
 //! Each device encodes with the same `bcp-drivers` protocol crate the agent decodes with; the

@@ -30,6 +30,12 @@
 //! [`Timing::scan_interval`] (faster than real time by default, so that a 16.5 m truck has passed
 //! before it has left the bridge); the agent counts scans, not seconds, so it measures the same.
 //! [`SimEndpoints::lane_scanner`] tells the agent the geometry and the speed to configure.
+//!
+//! Optional devices: a rear camera ([`PostDevices::rear_camera`]) drops a frame of each
+//! vehicle's back beside each front frame (a trailer's plate, or a rigid truck's own); presence
+//! sensors at the bridge's two ends ([`PostDevices::presence`]) send `presence-ascii` lines on a
+//! pseudo-terminal as the vehicle drives on and off, or backs off
+//! ([`crate::scenario::Vehicle::reverses`]: weighed and read, no scan, off by the entry).
 
 use crate::conveyances::SimTrain;
 use crate::devices::{self, BridgeState, SimPort};
