@@ -56,9 +56,10 @@
 //!   into the crossing's `trailer_plate`, with the format that matched (`RU-TRAILER`, ...).
 //!   A rear read within two characters of the voted front plate is the vehicle's own plate seen
 //!   from behind (a rigid truck plated at both ends): it is left out of that vote, so such a
-//!   truck has no `trailer_plate`, and nothing is flagged. When the front plate is unread the
-//!   rear vote is kept as `trailer_plate` (it cannot be told apart) and the `plate_unread`
-//!   reason says what the rear camera read. Rear reads alone make no crossing: they never open
+//!   truck has no `trailer_plate`, and nothing is flagged. A trailer plate fits a plate format
+//!   or is read in at least two frames (one stray read is not a trailer). When the front plate
+//!   is unread the rear vote is kept as `trailer_plate` (it cannot be told apart) and the
+//!   `plate_unread` reason says what the rear camera read. Rear reads alone make no crossing: they never open
 //!   one, one that matches no vehicle is [`LaneEvent::Unmatched`], and they are no evidence
 //!   that a vehicle crossed (a presence with only rear reads and no weight is a reversal).
 //! - **A vehicle that reverses off is not a crossing**: no record, a [`LaneEvent::Reversal`] with

@@ -122,7 +122,9 @@ impl Pending {
     }
 
     /// The trailer's plate: the rear reads voted like front ones, leaving out those within two
-    /// characters of the front plate `front` (the vehicle's own plate seen from behind).
+    /// characters of the front plate `front` (the vehicle's own plate seen from behind); kept
+    /// only if it fits a plate format or at least two frames read it (a stray read of the
+    /// vehicle's back is not a trailer).
     pub(super) fn trailer_plate(&self, front: Option<&PlateRead>) -> Option<PlateRead> {
         let reads: Vec<PlateCandidate> = self
             .rear_frames
@@ -131,12 +133,14 @@ impl Pending {
             .filter(|r| front.is_none_or(|f| !similar(&r.text, &f.text)))
             .cloned()
             .collect();
-        bcp_anpr::vote::vote(&reads).map(|v| PlateRead {
-            text: v.text,
-            confidence: v.confidence,
-            format: v.format.map(str::to_owned),
-            frames: v.frames,
-        })
+        bcp_anpr::vote::vote(&reads)
+            .filter(|v| v.format.is_some() || v.frames >= 2)
+            .map(|v| PlateRead {
+                text: v.text,
+                confidence: v.confidence,
+                format: v.format.map(str::to_owned),
+                frames: v.frames,
+            })
     }
 
     /// The frame that gave the best read of the plate [`plate`](Self::plate) votes, and the

@@ -172,3 +172,29 @@ fn with_the_front_plate_unread_the_rear_read_is_kept_and_named_in_the_reason() {
     let why = flag(&c, "plate_unread").expect("flagged");
     assert!(why.contains("rear camera read AB123477"), "{why}");
 }
+
+#[test]
+fn one_stray_unformatted_rear_read_is_no_trailer_but_two_agreeing_ones_are() {
+    let stray = |text: &str| Evidence::RearFrame(candidate(text, None));
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_evidence(t(100), front("A123BC77"));
+    l.handle_evidence(t(300), front("A123BC77"));
+    l.handle_stable_weight(t(500), weighing(12_000.0, t(500)));
+    // Its own plate at the back, and a piece of its tailgate's lettering.
+    l.handle_evidence(t(600), rear("A123BC77"));
+    l.handle_evidence(t(700), stray("OD4"));
+    l.handle_vehicle_off(t(2_000));
+    let c = l.poll(t(5_000)).expect("one crossing");
+    assert_eq!(c.trailer_plate, None);
+
+    // Reads that the camera's reader fitted to no format, the same in two frames, are kept.
+    l.handle_vehicle_on(t(10_000));
+    l.handle_evidence(t(10_100), front("K777OP99"));
+    l.handle_evidence(t(10_400), stray("7788TT"));
+    l.handle_evidence(t(10_600), stray("7788TT"));
+    l.handle_vehicle_off(t(12_000));
+    let c = l.poll(t(15_000)).expect("the second crossing");
+    let trailer = c.trailer_plate.as_ref().expect("a trailer plate");
+    assert_eq!(trailer.frames, 2, "{trailer:?}");
+}
