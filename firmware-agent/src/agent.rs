@@ -50,6 +50,10 @@ enum LaneInput {
     Weighbridge(DeviceEvent),
     Dimensions(DeviceEvent),
     Frame(camera::FrameReads),
+    /// The presence sensors: a vehicle on or off by an end, or their port's state.
+    Presence(DeviceEvent),
+    /// A frame of the rear camera (a trailer's plate).
+    RearFrame(camera::FrameReads),
     Scan(bcp_record::ScanEvent),
 }
 
@@ -109,6 +113,14 @@ pub async fn run_with(
     }
     anpr.formats = cfg.anpr.formats.clone();
     anpr.validate().context("invalid [anpr] settings")?;
+    // The rear camera reads on a thread of its own, with an engine of its own.
+    let rear_reader = match &cfg.rear_camera {
+        Some(_) => Some(crate::camera::LazyReader::new(
+            anpr.clone(),
+            cfg.anpr.preload,
+        )?),
+        None => None,
+    };
     let reader = crate::camera::LazyReader::new(anpr, cfg.anpr.preload)?;
     let checks = EdgeChecks::load(cfg.limits.clone()).context("loading [limits]")?;
     // Central's downlink lists, kept beside the outbox; they work offline and across restarts.
@@ -130,7 +142,14 @@ pub async fn run_with(
     let mut tasks = tokio::task::JoinSet::new();
     let (mut board, devices_rx) = DeviceBoard::new();
     let anpr_latency = Arc::new(Histogram::new(&ANPR_BUCKETS_SECS));
-    let devices = Devices::start(&cfg, reader, &tx, &mut board, anpr_latency.clone())?;
+    let devices = Devices::start(
+        &cfg,
+        (reader, rear_reader),
+        &tx,
+        &mut board,
+        anpr_latency.clone(),
+    )?;
+    let rear_camera_name = cfg.rear_camera.as_ref().map(|c| c.name.clone());
     let scanner_name = cfg.scanner.as_ref().map(|s| s.name.clone());
 
     // Uplink to central.
@@ -146,7 +165,9 @@ pub async fn run_with(
         lane_devices: [
             Some(cfg.weighbridge.name.clone()),
             cfg.dimensions.as_ref().map(|d| d.name.clone()),
+            cfg.presence.as_ref().map(|p| p.name.clone()),
             Some(cfg.camera.name.clone()),
+            rear_camera_name.clone(),
             scanner_name.clone(),
         ]
         .into_iter()
@@ -215,6 +236,7 @@ pub async fn run_with(
     );
     let profile = cfg.post.transport_mode;
     let mut lane = Correlator::for_post(&cfg);
+    let mut framing = Framing::Weighbridge;
     tracing::info!(
         post = %cfg.post.id,
         lane = %cfg.post.lane,
@@ -255,8 +277,10 @@ pub async fn run_with(
         tokio::select! {
             input = rx.recv() => match input {
                 Some(input) => {
-                    observe(&mut board, &c.camera.name, scanner_name.as_deref(), &c.weighbridge.name, &input);
-                    handle(&mut lane, &c.weighbridge.name, input, &mut running.evidence);
+                    let cameras = (c.camera.name.as_str(), rear_camera_name.as_deref());
+                    observe(&mut board, cameras, scanner_name.as_deref(), &c.weighbridge.name, &input);
+                    framing.observe(&input);
+                    handle(&mut lane, &c.weighbridge.name, framing, input, &mut running.evidence);
                     let (on_bridge, open) = lane.occupancy();
                     feed.occupancy(on_bridge, open);
                 }
@@ -517,7 +541,7 @@ const CONFIG_LIST_CHECK: Duration = Duration::from_secs(2);
 /// Tells the device board what `input` says about its device.
 fn observe(
     board: &mut DeviceBoard,
-    camera: &str,
+    (camera, rear_camera): (&str, Option<&str>),
     scanner: Option<&str>,
     weighbridge: &str,
     input: &LaneInput,
@@ -525,13 +549,42 @@ fn observe(
     let now = std::time::Instant::now();
     match input {
         LaneInput::Frame(_) => board.seen(camera, now),
+        LaneInput::RearFrame(_) => {
+            if let Some(name) = rear_camera {
+                board.seen(name, now);
+            }
+        }
         LaneInput::Scan(_) => {
             if let Some(name) = scanner {
                 board.seen(name, now);
             }
         }
         LaneInput::Weighbridge(DeviceEvent::Alarm(alarm)) => board.alarm(weighbridge, alarm),
-        LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) => {}
+        LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) | LaneInput::Presence(_) => {}
+    }
+}
+
+/// Which device frames the vehicles (on, off and by which end): the presence sensors while
+/// their port is connected, else the weighbridge (see `[presence]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Weighbridge,
+    Presence,
+}
+
+impl Framing {
+    /// The presence sensors' port opened or was lost.
+    fn observe(&mut self, input: &LaneInput) {
+        match input {
+            LaneInput::Presence(DeviceEvent::Connected) => *self = Self::Presence,
+            LaneInput::Presence(DeviceEvent::Disconnected { reason }) => {
+                if *self == Self::Presence {
+                    tracing::warn!(%reason, "presence sensors lost: the weighbridge frames vehicles until they are back");
+                }
+                *self = Self::Weighbridge;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -654,6 +707,7 @@ impl Correlator {
 fn handle(
     lane: &mut Correlator,
     weighbridge: &str,
+    framing: Framing,
     input: LaneInput,
     evidence: &mut EvidenceImages,
 ) {
@@ -666,12 +720,40 @@ fn handle(
     };
     match (lane, input) {
         (Correlator::Lane(lane), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {
-            match event {
-                WeighEvent::VehicleOn { .. } => lane.handle_vehicle_on(now),
-                WeighEvent::Stable(s) => lane.handle_stable_weight(now, weighing(&s)),
-                WeighEvent::VehicleOff { .. } => lane.handle_vehicle_off(now),
+            match (event, framing) {
+                (WeighEvent::Stable(s), _) => lane.handle_stable_weight(now, weighing(&s)),
+                (WeighEvent::VehicleOn { .. }, Framing::Weighbridge) => lane.handle_vehicle_on(now),
+                (WeighEvent::VehicleOff { .. }, Framing::Weighbridge) => {
+                    lane.handle_vehicle_off(now)
+                }
+                // The presence sensors frame the vehicles.
+                (_, Framing::Presence) => {}
             }
         }
+        (Correlator::Lane(lane), LaneInput::Presence(DeviceEvent::Presence(event))) => {
+            use crate::lane::BridgeEnd;
+            use bcp_drivers::presence::PresenceEvent;
+            use bcp_drivers::presence_ascii::SensorEnd;
+            match event {
+                PresenceEvent::VehicleOn { by, .. } => {
+                    if by == SensorEnd::Exit {
+                        tracing::info!("a vehicle came onto the bridge by the exit end");
+                    }
+                    lane.handle_vehicle_on(now)
+                }
+                PresenceEvent::VehicleOff { by, .. } => {
+                    let end = match by {
+                        SensorEnd::Entry => BridgeEnd::Entry,
+                        SensorEnd::Exit => BridgeEnd::Exit,
+                    };
+                    lane.handle_vehicle_off_by(now, end)
+                }
+            }
+        }
+        (_, LaneInput::Presence(DeviceEvent::Disconnected { reason })) => {
+            tracing::debug!(%reason, "presence sensors disconnected");
+        }
+        (_, LaneInput::Presence(_)) => {}
         // The rail weighbridge frames each wagon as the road one frames a vehicle.
         (Correlator::Train(train), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {
             match event {
@@ -709,6 +791,12 @@ fn handle(
         (Correlator::Train(train), LaneInput::Frame(f)) => {
             train.handle_reads(f.captured_at, f.reads)
         }
+        // Its image is not kept: the crossing's images are of the front plate.
+        (Correlator::Lane(lane), LaneInput::RearFrame(f)) => {
+            lane.handle_evidence(f.captured_at, Evidence::RearFrame(f.reads))
+        }
+        // `validate` allows a rear camera on road posts only.
+        (Correlator::Train(_), LaneInput::RearFrame(_)) => {}
         (Correlator::Lane(lane), LaneInput::Scan(scan)) => lane.handle_scan(now, scan),
         (Correlator::Train(train), LaneInput::Scan(scan)) => train.handle_scan(now, scan),
     }

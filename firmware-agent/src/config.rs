@@ -18,7 +18,15 @@ pub struct AgentConfig {
     pub post: PostConfig,
     pub weighbridge: WeighbridgeConfig,
     pub dimensions: Option<DimensionSensorConfig>,
+    /// Presence sensors at the bridge's two ends (light curtains or loops, over serial): they
+    /// frame each vehicle and tell the end it left by (see `bcp_agent::lane`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<PresenceSensorConfig>,
     pub camera: CameraConfig,
+    /// A second camera looking at the rear of what is on the bridge (a road post's option):
+    /// its reads are a trailer's plate (see `bcp_agent::lane`), never a second vehicle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rear_camera: Option<CameraConfig>,
     pub scanner: Option<ScannerConfig>,
     #[serde(default)]
     pub anpr: AnprSettings,
@@ -217,6 +225,42 @@ pub struct DimensionSensorConfig {
     pub min_gap_scans: Option<u32>,
 }
 
+/// `[presence]`: the presence sensors at the bridge's entry and exit ends, behind one serial
+/// port (see `bcp_drivers::presence_ascii` for the line format and the geometry). While their
+/// port is connected they frame the vehicles (on, and off by an end: a vehicle that leaves by
+/// the entry reversed off, and makes no record); the weighbridge then only weighs. While it is
+/// not, the weighbridge frames them as on a lane without presence sensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSensorConfig {
+    pub name: String,
+    #[serde(flatten)]
+    pub port: SerialPortConfig,
+    /// `presence-ascii` (the only one so far).
+    #[serde(default = "default_presence_protocol")]
+    pub protocol: String,
+}
+
+fn default_presence_protocol() -> String {
+    "presence-ascii".to_owned()
+}
+
+impl PresenceSensorConfig {
+    /// The port and the protocol must be usable; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.protocol != "presence-ascii" {
+            bail!(
+                "presence.protocol = {:?}: supported: \"presence-ascii\"",
+                self.protocol
+            );
+        }
+        if let Err((key, reason)) = self.port.validate() {
+            bail!("presence.{key}: {reason}");
+        }
+        Ok(())
+    }
+}
+
 /// `dimensions.min_object_height_mm` when not set.
 pub const DEFAULT_MIN_OBJECT_HEIGHT_MM: f64 = 300.0;
 /// `dimensions.min_gap_scans` when not set.
@@ -338,20 +382,25 @@ impl CameraConfig {
         }
     }
 
-    /// The camera's source; an error names the keys when not exactly one is set.
+    /// The `[camera]` section's source; an error names the keys when not exactly one is set.
     pub fn source(&self) -> Result<CameraSource> {
+        self.source_in("camera")
+    }
+
+    /// The source of the camera configured in `section` (`camera`, `rear_camera`).
+    pub fn source_in(&self, section: &str) -> Result<CameraSource> {
         match (&self.folder, &self.stream) {
             (Some(_), Some(_)) => {
-                bail!("camera.folder and camera.stream are both set: use one of them")
+                bail!("{section}.folder and {section}.stream are both set: use one of them")
             }
             (None, None) => bail!(
-                "camera: set camera.folder (the folder the camera uploads JPEG frames to) or camera.stream (an rtsp:// or http:// MJPEG URL, or a video file)"
+                "{section}: set {section}.folder (the folder the camera uploads JPEG frames to) or {section}.stream (an rtsp:// or http:// MJPEG URL, or a video file)"
             ),
             (Some(f), None) if f.as_os_str().is_empty() => {
-                bail!("camera.folder is empty: give the folder's path")
+                bail!("{section}.folder is empty: give the folder's path")
             }
             (None, Some(s)) if s.trim().is_empty() => {
-                bail!("camera.stream is empty: give the camera's rtsp:// or http:// URL")
+                bail!("{section}.stream is empty: give the camera's rtsp:// or http:// URL")
             }
             (Some(f), None) => Ok(CameraSource::Folder(f.clone())),
             (None, Some(s)) => Ok(CameraSource::Stream(s.trim().to_owned())),
@@ -902,6 +951,15 @@ impl AgentConfig {
             bail!("camera.poll_ms = 0: use at least 1");
         }
         self.camera.source()?;
+        if let Some(rear) = &self.rear_camera {
+            self.validate_rear_camera(rear)?;
+        }
+        if let Some(p) = &self.presence {
+            if self.post.transport_mode == crate::profile::PostProfile::Rail {
+                bail!("[presence] is set but post.transport_mode = \"rail\": the weigh rail frames wagons; remove [presence]");
+            }
+            p.validate()?;
+        }
         if self.sync.broker_port == 0 {
             bail!("sync.broker_port = 0: give the central broker's port");
         }
@@ -921,6 +979,31 @@ impl AgentConfig {
             bail!(
                 "metrics.listen = \"{}\": the endpoint has no authentication; use a loopback address such as \"127.0.0.1:9464\" (or metrics.enabled = false)",
                 self.metrics.listen
+            );
+        }
+        Ok(())
+    }
+
+    /// `[rear_camera]`: a road post's, a device of its own (name and folder), polled.
+    fn validate_rear_camera(&self, rear: &CameraConfig) -> Result<()> {
+        if self.post.transport_mode != crate::profile::PostProfile::Road {
+            bail!(
+                "[rear_camera] is set but post.transport_mode = {:?}: a rear camera reads trailers' plates on a road post; remove [rear_camera]",
+                self.post.transport_mode.name()
+            );
+        }
+        if rear.poll_ms == 0 {
+            bail!("rear_camera.poll_ms = 0: use at least 1");
+        }
+        if rear.name == self.camera.name {
+            bail!(
+                "rear_camera.name = {:?} is also camera.name: give each camera its own name",
+                rear.name
+            );
+        }
+        if rear.source_in("rear_camera")? == self.camera.source()? {
+            bail!(
+                "rear_camera.folder (or .stream) is also camera's: each camera needs its own (a folder's frame is read once, then removed)"
             );
         }
         Ok(())
@@ -1043,6 +1126,68 @@ broker_port = 8883
         assert_eq!(all.weighbridge.stable_readings, 5);
         assert_eq!(all.anpr.formats, ["TJ", "UZ", "KZ", "KG"]);
         assert_eq!(all.sync.max_in_flight, 100);
+        Ok(())
+    }
+
+    #[test]
+    fn a_rear_camera_is_a_road_posts_camera_of_its_own() -> Result<()> {
+        let rear = "\n[rear_camera]\nname = \"cam2\"\nfolder = \"/var/lib/bcp/camera/cam2\"\n";
+        let cfg = parse(&format!("{VALID}{rear}"))?;
+        let r = cfg.rear_camera.as_ref().expect("a rear camera");
+        assert_eq!((r.name.as_str(), r.poll_ms), ("cam2", 50));
+        assert!(parse(VALID)?.rear_camera.is_none());
+
+        let same_folder = rear
+            .replace("cam2\"\n", "cam1\"\n")
+            .replace("name = \"cam1\"", "name = \"cam2\"");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{same_folder}")).expect_err("shared folder")
+        );
+        assert!(e.contains("rear_camera.folder"), "{e}");
+        let same_name = rear.replace("name = \"cam2\"", "name = \"cam1\"");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{same_name}")).expect_err("shared name")
+        );
+        assert!(e.contains("rear_camera.name"), "{e}");
+        let no_poll = format!("{rear}poll_ms = 0\n");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{no_poll}")).expect_err("poll 0")
+        );
+        assert!(e.contains("rear_camera.poll_ms"), "{e}");
+        let rail = VALID.replace("lane = \"L1\"", "lane = \"L1\"\ntransport_mode = \"rail\"");
+        let e = format!("{:#}", parse(&format!("{rail}{rear}")).expect_err("rail"));
+        assert!(e.contains("[rear_camera]") && e.contains("rail"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn presence_sensors_are_a_serial_device_of_their_own() -> Result<()> {
+        let presence = "\n[presence]\nname = \"curtains\"\npath = \"/dev/ttyUSB2\"\n";
+        let cfg = parse(&format!("{VALID}{presence}"))?;
+        let p = cfg.presence.as_ref().expect("presence sensors");
+        assert_eq!(
+            (p.name.as_str(), p.protocol.as_str()),
+            ("curtains", "presence-ascii")
+        );
+        assert_eq!(p.port.baud, 9600);
+        let bad = format!("{presence}protocol = \"loops\"\n");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{bad}")).expect_err("protocol")
+        );
+        assert!(
+            e.contains("presence.protocol") && e.contains("presence-ascii"),
+            "{e}"
+        );
+        let no_path = presence.replace("/dev/ttyUSB2", "");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{no_path}")).expect_err("no path")
+        );
+        assert!(e.contains("presence.path"), "{e}");
         Ok(())
     }
 
@@ -1263,6 +1408,8 @@ broker_port = 8883
                 speed_mm_per_s: 3000.0,
             }),
             camera_dir: "/tmp/cam".into(),
+            rear_camera_dir: None,
+            presence_port: None,
             scanner_addr: "127.0.0.1:7000".into(),
             scanner_drop_folder: None,
         };

@@ -52,6 +52,12 @@ pub struct Crossing {
     pub left_at: DateTime<Utc>,
     /// The plate the lane read, if any camera read one.
     pub plate: Option<PlateRead>,
+    /// The trailer's plate (a tractor and trailer), read by a rear camera and voted over its
+    /// frames like the front plate; `format` says which grammar matched (`RU-TRAILER`, ...).
+    /// Never the vehicle's own plate seen again from behind (a rigid truck plated at both
+    /// ends). Absent on the wire when `None`, so older records keep their encoding (and seals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trailer_plate: Option<PlateRead>,
     /// The stable gross weight, if the weighbridge settled while the vehicle was on it.
     pub weight: Option<Weighing>,
     pub dimensions: Option<Dimensions>,
@@ -162,6 +168,7 @@ impl Crossing {
             images: Vec::new(),
             transport_mode: None,
             train: None,
+            trailer_plate: None,
             config_change: None,
         }
     }
@@ -614,6 +621,26 @@ mod tests {
             json.contains(r#""transport_mode":{"code":2,"name":"rail"}"#)
                 && json.contains(r#""check":"repaired""#)
                 && !json.contains("containers"),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Crossing>(&json).expect("decodes"), c);
+    }
+
+    #[test]
+    fn a_crossing_without_a_trailer_plate_encodes_as_before_and_one_with_it_round_trips() {
+        let old = r#"{"id":"019aa4c2-5a10-7c3e-9d1b-1f2e3d4c5b01","post":"P","lane":"L1","arrived_at":"2026-11-20T08:00:20Z","left_at":"2026-11-20T08:00:58Z","plate":{"text":"A123BC77","confidence":0.9,"format":"RU","frames":3},"weight":null,"dimensions":null,"scan":null,"flags":[]}"#;
+        let mut c: Crossing = serde_json::from_str(old).expect("old record");
+        assert_eq!(c.trailer_plate, None);
+        assert_eq!(serde_json::to_string(&c).expect("encodes"), old);
+        c.trailer_plate = Some(PlateRead {
+            text: "AB123477".into(),
+            confidence: 0.8,
+            format: Some("RU-TRAILER".into()),
+            frames: 2,
+        });
+        let json = serde_json::to_string(&c).expect("encodes");
+        assert!(
+            json.contains(r#""trailer_plate":{"text":"AB123477","confidence":0.8,"format":"RU-TRAILER","frames":2}"#),
             "{json}"
         );
         assert_eq!(serde_json::from_str::<Crossing>(&json).expect("decodes"), c);

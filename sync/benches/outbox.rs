@@ -85,6 +85,7 @@ fn crossing(n: u32) -> Crossing {
         images: Vec::new(),
         transport_mode: None,
         train: None,
+        trailer_plate: None,
         config_change: None,
     }
 }

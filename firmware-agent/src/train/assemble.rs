@@ -243,6 +243,7 @@ pub fn assemble(
         images: Vec::new(),
         transport_mode: Some(TransportMode::Rail),
         train: Some(Train { wagons }),
+        trailer_plate: None,
         config_change: None,
     }
 }

@@ -178,6 +178,7 @@ mod tests {
                 images: Vec::new(),
                 transport_mode: None,
                 train: None,
+                trailer_plate: None,
                 config_change: None,
             },
             seal: None,

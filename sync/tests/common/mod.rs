@@ -47,6 +47,7 @@ pub fn crossing(post: &str, n: u32) -> Crossing {
         images: Vec::new(),
         transport_mode: None,
         train: None,
+        trailer_plate: None,
         config_change: None,
     }
 }
