@@ -108,6 +108,7 @@ pub async fn run_with(
         anpr.threads = threads;
     }
     anpr.formats = cfg.anpr.formats.clone();
+    anpr.fit_plate_formats = cfg.post.transport_mode.reads_plates();
     anpr.validate().context("invalid [anpr] settings")?;
     let reader = crate::camera::LazyReader::new(anpr, cfg.anpr.preload)?;
     let checks = EdgeChecks::load(cfg.limits.clone()).context("loading [limits]")?;

@@ -1,7 +1,6 @@
-//! Post types end to end: a rail post and a river post as the real `bcp-agent` binary against
-//! `bcp-sim` (frames read by the real ANPR engine), through an embedded broker to central; an air
-//! post in process (the simulator's ULD labels are not read reliably yet, see
-//! `bcp_sim::conveyances`): the lane correlator with the air profile, then the sealed outbox.
+//! Post types end to end: a rail post, a river post and an air post as the real `bcp-agent`
+//! binary against `bcp-sim` (frames read by the real ANPR engine), through an embedded broker to
+//! central; the air profile also in process: the lane correlator, then the sealed outbox.
 #[allow(dead_code)] // the harness serves several test files; this one uses a part of it
 mod common;
 
@@ -167,6 +166,43 @@ async fn a_river_post_records_each_vessel_by_its_eni_number() -> Result<()> {
         assert_eq!(
             c.scan.as_ref().map(|s| s.scan_id.as_str()),
             Some(v.scan_id.as_str())
+        );
+        assert!(c.flags.is_empty(), "{:?}", c.flags);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_air_post_records_each_cargo_unit_by_its_uld_id() -> Result<()> {
+    let units = conveyances::generate_cargo_units(3, 7);
+    let stored = through_the_chain(
+        PostProfile::Air,
+        Scenario::Vehicles(Some(units.clone())),
+        units.len(),
+    )
+    .await?;
+    ensure!(stored.len() == units.len(), "{stored:#?}");
+    // Every unit's id, weight and scan reach central; no tolerance: the placards are read.
+    for (s, u) in stored.iter().zip(&units) {
+        let c = &s.crossing;
+        assert_eq!(c.transport_mode, Some(TransportMode::Air));
+        let plate = c
+            .plate
+            .as_ref()
+            .map(|p| (p.text.as_str(), p.format.as_deref()));
+        assert_eq!(
+            plate,
+            Some((u.plate.as_str(), Some("ULD"))),
+            "{:?}",
+            c.flags
+        );
+        assert_eq!(
+            c.weight.as_ref().map(|w| w.gross_kg),
+            Some(f64::from(u.gross_kg))
+        );
+        assert_eq!(
+            c.scan.as_ref().map(|s| s.scan_id.as_str()),
+            Some(u.scan_id.as_str())
         );
         assert!(c.flags.is_empty(), "{:?}", c.flags);
     }

@@ -31,7 +31,7 @@
 //! before it has left the bridge); the agent counts scans, not seconds, so it measures the same.
 //! [`SimEndpoints::lane_scanner`] tells the agent the geometry and the speed to configure.
 
-use crate::conveyances::SimTrain;
+use crate::conveyances::{self, SimTrain};
 use crate::devices::{self, BridgeState, SimPort};
 use crate::indicators::{self, Faults, PluggablePort, GENERIC_PATTERN};
 use crate::lms::{self, LmsLane, LmsVehicle};
@@ -644,10 +644,13 @@ impl Lane<'_> {
             .await?;
         }
         for variant in 0..2u64 {
-            let jpeg = plate_render::render_vehicle_frame(
-                &v.plate_display,
-                self.frames.wrapping_mul(7).wrapping_add(variant),
-            )?;
+            let variant = self.frames.wrapping_mul(7).wrapping_add(variant);
+            // An air cargo unit shows its ULD id on a placard, not a number plate.
+            let jpeg = if v.country == conveyances::ULD_SCHEME {
+                plate_render::render_cargo_unit_frame(&v.plate_display, variant)?
+            } else {
+                plate_render::render_vehicle_frame(&v.plate_display, variant)?
+            };
             self.frames += 1;
             devices::write_camera_frame(self.camera_dir, "cam1", self.frames, &jpeg)?;
             tokio::time::sleep(t.hold / 5).await;
