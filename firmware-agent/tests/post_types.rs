@@ -9,12 +9,15 @@ use bcp_agent::lane::{Conveyance, Evidence, LaneCorrelator, LaneRules};
 use bcp_agent::profile::PostProfile;
 use bcp_agent::{config::TrainSettings, sim_config};
 use bcp_anpr::PlateCandidate;
-use bcp_record::TransportMode;
+use bcp_record::{Direction, TransportMode};
 use bcp_sim::{conveyances, Scenario, Simulator, Timing};
 use bcp_sync::central::{self, CentralStore, ReceiverConfig, StoredCrossing};
 use chrono::{TimeDelta, Utc};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The customs office every post of these tests is configured with.
+const CUSTOMS_OFFICE: &str = "TJ000401";
 
 /// Runs `scenario` through sim -> agent (with `profile`) -> broker -> central until `records`
 /// records are stored; returns them.
@@ -52,6 +55,9 @@ async fn through_the_chain(
     std::fs::create_dir_all(&state)?;
     let mut cfg = sim_config::for_simulator(sim.endpoints(), &post, "127.0.0.1", port, &state);
     cfg.post.transport_mode = profile;
+    // What every record of the post carries from its config.
+    cfg.post.customs_office = Some(CUSTOMS_OFFICE.to_owned());
+    cfg.lane.direction = Some(Direction::Entry);
     if profile == PostProfile::Rail {
         cfg.train = Some(TrainSettings {
             quiet_ms: 3000,
@@ -186,6 +192,11 @@ async fn an_air_post_records_each_cargo_unit_by_its_uld_id() -> Result<()> {
     for (s, u) in stored.iter().zip(&units) {
         let c = &s.crossing;
         assert_eq!(c.transport_mode, Some(TransportMode::Air));
+        assert_eq!(c.direction, Some(Direction::Entry));
+        assert_eq!(
+            c.customs_office_at_border_reference.as_deref(),
+            Some(CUSTOMS_OFFICE)
+        );
         let plate = c
             .plate
             .as_ref()

@@ -86,6 +86,8 @@ fn crossing(n: u32) -> Crossing {
         transport_mode: None,
         train: None,
         config_change: None,
+        direction: None,
+        customs_office_at_border_reference: None,
     }
 }
 

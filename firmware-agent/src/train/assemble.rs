@@ -244,6 +244,8 @@ pub fn assemble(
         transport_mode: Some(TransportMode::Rail),
         train: Some(Train { wagons }),
         config_change: None,
+        direction: None,
+        customs_office_at_border_reference: None,
     }
 }
 

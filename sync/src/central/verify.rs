@@ -179,6 +179,8 @@ mod tests {
                 transport_mode: None,
                 train: None,
                 config_change: None,
+                direction: None,
+                customs_office_at_border_reference: None,
             },
             seal: None,
         };

@@ -48,6 +48,8 @@ pub fn crossing(post: &str, n: u32) -> Crossing {
         transport_mode: None,
         train: None,
         config_change: None,
+        direction: None,
+        customs_office_at_border_reference: None,
     }
 }
 
