@@ -504,6 +504,24 @@ mod tests {
     }
 
     #[test]
+    fn a_cargo_unit_frame_has_its_placard_inside_with_a_margin() -> Result<()> {
+        let a = render_cargo_unit_frame("AKE 12345 LH", 3)?;
+        assert_eq!(a, render_cargo_unit_frame("AKE 12345 LH", 3)?);
+        assert_ne!(a, render_cargo_unit_frame("AKE 12345 LH", 4)?);
+        let u = render_cargo_unit("PMC 03032 LH", 3)?;
+        let r = u.plate;
+        assert!(r.x > 0 && r.y > 0, "{r:?}");
+        assert!(r.x + r.width < FRAME_WIDTH && r.y + r.height < FRAME_HEIGHT);
+        // Inside the border, before the first letter: the placard's white margin.
+        let px = u
+            .frame
+            .at_2d::<opencv::core::Vec3b>(r.y + r.height / 2, r.x + 8)?;
+        assert!(px.iter().all(|&c| c > 180), "{px:?}");
+        assert!(render_cargo_unit_frame("AKE 12345\nLH", 0).is_err());
+        Ok(())
+    }
+
+    #[test]
     fn empty_or_non_ascii_text_is_an_error() {
         assert!(render_vehicle_frame("", 0).is_err());
         assert!(render_vehicle_frame("А123ВС", 0).is_err());

@@ -121,3 +121,59 @@ fn means_json(type_of_identification: u8, number: &str, nationality: Option<&str
     }
     Value::Object(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{IdCheck, IdentifierRead, PlateRead, Train, TransportMode, Wagon};
+
+    fn id(text: &str, scheme: &str) -> IdentifierRead {
+        IdentifierRead {
+            text: text.into(),
+            scheme: scheme.into(),
+            check: IdCheck::Valid,
+            read_as: None,
+            confidence: 0.9,
+            reads: 2,
+        }
+    }
+
+    #[test]
+    fn wagons_are_means_and_containers_equipment_and_a_vessel_has_its_code() {
+        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let mut c = Crossing::without_evidence(uuid::Uuid::nil(), "P", "T1", at);
+        c.transport_mode = Some(TransportMode::Rail);
+        c.train = Some(Train {
+            wagons: vec![Wagon {
+                position: 1,
+                on_at: at,
+                off_at: None,
+                number: Some(id("218124712173", "UIC")),
+                weight: None,
+                containers: vec![id("CSQU3054383", "ISO6346")],
+            }],
+        });
+        let w = crossing(&c);
+        assert_eq!(w["mode_of_transport_at_the_border"], 2);
+        assert_eq!(
+            w["transport_means"],
+            json!([{"type_of_identification": 20, "identification_number": "218124712173"}])
+        );
+        assert_eq!(
+            w["transport_equipment"],
+            json!([{"container_identification_number": "CSQU3054383"}])
+        );
+        assert!(w.get("customs_office_at_border_reference").is_none());
+        c.train = None;
+        c.plate = Some(PlateRead {
+            text: "02312345".into(),
+            confidence: 0.9,
+            format: Some("ENI".into()),
+            frames: 2,
+        });
+        assert_eq!(
+            crossing(&c)["transport_means"],
+            json!([{"type_of_identification": 80, "identification_number": "02312345"}])
+        );
+    }
+}
