@@ -28,7 +28,7 @@ use bcp_anpr::{AnprConfig, NativePaths};
 use bcp_drivers::serial::DeviceEvent;
 use bcp_drivers::stability::WeighEvent;
 use bcp_record::lists::{KIND_CONFIG, KIND_DECLARATIONS, KIND_HOTLIST};
-use bcp_record::{Crossing, TransportMode, Weighing};
+use bcp_record::{Crossing, Weighing};
 use bcp_sync::outbox::{ImageData, Outbox};
 use bcp_sync::uplink::{self, UplinkConfig, UplinkMonitor};
 use chrono::{TimeDelta, Utc};
@@ -112,6 +112,7 @@ pub async fn run_with(
         anpr.threads = threads;
     }
     anpr.formats = cfg.anpr.formats.clone();
+    anpr.fit_plate_formats = cfg.post.transport_mode.reads_plates();
     anpr.validate().context("invalid [anpr] settings")?;
     // The rear camera reads on a thread of its own, with an engine of its own.
     let rear_reader = match &cfg.rear_camera {
@@ -244,7 +245,6 @@ pub async fn run_with(
         transport_mode = profile.transport_mode().code(),
         "agent running"
     );
-    let mode = profile.transport_mode();
     // How far central's `config` lists were taken in; only where there are lists and a file.
     let config_list_cursor = match (&lists, &options.config_path) {
         (Some(_), Some(_)) => Some(central_config::Cursor::open(central_config::cursor_path(
@@ -305,7 +305,7 @@ pub async fn run_with(
         }
         drain(
             &mut lane,
-            mode,
+            &running.cfg,
             Utc::now(),
             &running.checks,
             lists.as_deref(),
@@ -323,7 +323,7 @@ pub async fn run_with(
     lane.presence_off(Utc::now());
     drain(
         &mut lane,
-        mode,
+        &running.cfg,
         end_of_time,
         &running.checks,
         lists.as_deref(),
@@ -820,11 +820,12 @@ fn central_lists(lists: Option<&bcp_sync::ListStore>) -> CentralLists {
 }
 
 /// Commits every record the lane has ready (crossings and scan records alike) with its images
-/// (see [`images`]), and logs its decisions that made no record.
+/// (see [`images`]) and what the running config says of every record (the post's transport
+/// mode and customs office, the lane's direction), and logs its decisions that made no record.
 #[allow(clippy::too_many_arguments)] // the main loop's parts, passed as they are
 async fn drain(
     lane: &mut Correlator,
-    mode: TransportMode,
+    cfg: &AgentConfig,
     now: chrono::DateTime<Utc>,
     checks: &EdgeChecks,
     lists: Option<&bcp_sync::ListStore>,
@@ -836,7 +837,9 @@ async fn drain(
     while let Some(mut record) = lane.poll(now) {
         let made = evidence.make(&mut record).await;
         let c = &mut record.crossing;
-        c.transport_mode = Some(mode);
+        c.transport_mode = Some(cfg.post.transport_mode.transport_mode());
+        c.direction = cfg.lane.direction;
+        c.customs_office_at_border_reference = cfg.post.customs_office.clone();
         checks.apply_with(c, &central_lists(lists));
         commit(outbox, new_record, feed, c, &made);
         feed.images(evidence.counters());

@@ -93,6 +93,11 @@ pub struct PostConfig {
     /// `bcp_agent::profile`); every record carries its UN/ECE Rec. 19 transport-mode code.
     #[serde(default)]
     pub transport_mode: crate::profile::PostProfile,
+    /// The post's customs office, as NCTS names it ("customs office at border reference": two
+    /// letters of the country, six more letters or digits, `TJ000123`); every record carries it
+    /// when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customs_office: Option<String>,
 }
 
 /// The train correlator's windows (the `[train]` section of a rail post; see
@@ -564,6 +569,10 @@ pub struct LaneSettings {
     /// crossings are flagged `tailgating`. At most `close_after_ms`.
     #[serde(default = "default_tailgate_gap_ms")]
     pub tailgate_gap_ms: u64,
+    /// Which way this lane's conveyances cross the border: `"entry"` (into the country) or
+    /// `"exit"`; every record of the lane carries it when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<bcp_record::Direction>,
 }
 
 impl Default for LaneSettings {
@@ -574,6 +583,7 @@ impl Default for LaneSettings {
             scan_wait_ms: default_scan_wait_ms(),
             scan_after_left_ms: default_scan_after_left_ms(),
             tailgate_gap_ms: default_tailgate_gap_ms(),
+            direction: None,
         }
     }
 }
@@ -882,6 +892,17 @@ impl AgentConfig {
                 self.post.lane
             );
         }
+        if let Some(office) = &self.post.customs_office {
+            let b = office.as_bytes();
+            let ok = b.len() == 8
+                && b[..2].iter().all(u8::is_ascii_uppercase)
+                && b[2..]
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            if !ok {
+                bail!("post.customs_office = {office:?}: an NCTS office reference is 8 characters, the country's two letters then six capital letters or digits (\"TJ000123\")");
+            }
+        }
         self.weighbridge.indicator_protocol()?;
         if let Some(code) = self
             .anpr
@@ -1055,6 +1076,20 @@ broker_port = 8883
     }
 
     #[test]
+    fn the_lane_direction_and_the_customs_office_are_optional() -> Result<()> {
+        let cfg = parse(VALID)?;
+        assert_eq!((cfg.lane.direction, cfg.post.customs_office), (None, None));
+        let text = VALID.replace(
+            "lane = \"L1\"",
+            "lane = \"L1\"\ncustoms_office = \"TJ000123\"",
+        );
+        let cfg = parse(&format!("{text}\n[lane]\ndirection = \"exit\"\n"))?;
+        assert_eq!(cfg.lane.direction, Some(bcp_record::Direction::Exit));
+        assert_eq!(cfg.post.customs_office.as_deref(), Some("TJ000123"));
+        Ok(())
+    }
+
+    #[test]
     fn a_minimal_config_gets_sensible_defaults() -> Result<()> {
         let cfg = parse(VALID)?;
         assert_eq!(cfg.weighbridge.port.baud, 9600);
@@ -1213,6 +1248,17 @@ broker_port = 8883
             parse(&bad).expect_err("unknown key beside the flattened port")
         );
         assert!(e.contains("baudrate"), "{e}");
+
+        let bad = VALID.replace("lane = \"L1\"", "lane = \"L1\"\ncustoms_office = \"TJ12\"");
+        let e = format!("{:#}", parse(&bad).expect_err("short office reference"));
+        assert!(e.contains("post.customs_office"), "{e}");
+
+        let bad = format!("{VALID}\n[lane]\ndirection = \"inbound\"\n");
+        let e = format!("{:#}", parse(&bad).expect_err("unknown direction"));
+        assert!(
+            e.contains("direction") && e.contains("entry") && e.contains("exit"),
+            "{e}"
+        );
 
         let bad = format!("{VALID}\n[anpr]\nformats = [\"TJ\", \"XX\"]\n");
         let e = format!("{:#}", parse(&bad).expect_err("unknown plate format"));

@@ -42,6 +42,7 @@ pub fn for_simulator(
             id: post.to_owned(),
             lane: "L1".to_owned(),
             transport_mode: crate::profile::PostProfile::Road,
+            customs_office: None,
         },
         weighbridge: WeighbridgeConfig {
             name: "wb1".to_owned(),

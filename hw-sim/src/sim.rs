@@ -37,7 +37,7 @@
 //! pseudo-terminal as the vehicle drives on and off, or backs off
 //! ([`crate::scenario::Vehicle::reverses`]: weighed and read, no scan, off by the entry).
 
-use crate::conveyances::SimTrain;
+use crate::conveyances::{self, SimTrain};
 use crate::devices::{self, BridgeState, SimPort};
 use crate::indicators::{self, Faults, PluggablePort, GENERIC_PATTERN};
 use crate::lms::{self, LmsLane, LmsVehicle};
@@ -691,10 +691,13 @@ impl Lane<'_> {
             .await?;
         }
         for variant in 0..2u64 {
-            let jpeg = plate_render::render_vehicle_frame(
-                &v.plate_display,
-                self.frames.wrapping_mul(7).wrapping_add(variant),
-            )?;
+            let variant = self.frames.wrapping_mul(7).wrapping_add(variant);
+            // An air cargo unit shows its ULD id on a placard, not a number plate.
+            let jpeg = if v.country == conveyances::ULD_SCHEME {
+                plate_render::render_cargo_unit_frame(&v.plate_display, variant)?
+            } else {
+                plate_render::render_vehicle_frame(&v.plate_display, variant)?
+            };
             self.frames += 1;
             devices::write_camera_frame(self.camera_dir, "cam1", self.frames, &jpeg)?;
             if let Some(rear) = self.rear_camera_dir {

@@ -87,6 +87,8 @@ fn crossing(n: u32) -> Crossing {
         train: None,
         trailer_plate: None,
         config_change: None,
+        direction: None,
+        customs_office_at_border_reference: None,
     }
 }
 

@@ -1005,6 +1005,8 @@ impl LaneCorrelator {
             transport_mode: None,
             train: None,
             config_change: None,
+            direction: None,
+            customs_office_at_border_reference: None,
         }
     }
 }

@@ -245,6 +245,8 @@ pub fn assemble(
         train: Some(Train { wagons }),
         trailer_plate: None,
         config_change: None,
+        direction: None,
+        customs_office_at_border_reference: None,
     }
 }
 

@@ -180,6 +180,8 @@ mod tests {
                 train: None,
                 trailer_plate: None,
                 config_change: None,
+                direction: None,
+                customs_office_at_border_reference: None,
             },
             seal: None,
         };

@@ -49,6 +49,8 @@ pub fn crossing(post: &str, n: u32) -> Crossing {
         train: None,
         trailer_plate: None,
         config_change: None,
+        direction: None,
+        customs_office_at_border_reference: None,
     }
 }
 
