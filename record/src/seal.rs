@@ -142,10 +142,25 @@ pub fn open(payload: &[u8]) -> Result<Opened, SealError> {
 /// records at once" in the module documentation). The result for each payload is the one
 /// [`open`] gives it.
 pub fn open_many<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<Result<Opened, SealError>> {
-    let mut results: Vec<Result<(Opened, Signature), SealError>> = payloads
-        .iter()
-        .map(|p| open_unverified(p.as_ref()))
-        .collect();
+    open_many_checked(
+        payloads
+            .iter()
+            .map(|p| open_unverified(p.as_ref()))
+            .collect(),
+    )
+}
+
+/// [`open_many`] for payloads already parsed into JSON trees (as a batch decoder has them):
+/// the same checks, without parsing the text again. Each tree must be what parsing its
+/// payload gives.
+pub fn open_many_trees(trees: Vec<Value>) -> Vec<Result<Opened, SealError>> {
+    open_many_checked(trees.into_iter().map(open_tree_unverified).collect())
+}
+
+/// The signatures of records whose other checks are done, verified together.
+fn open_many_checked(
+    mut results: Vec<Result<(Opened, Signature), SealError>>,
+) -> Vec<Result<Opened, SealError>> {
     // Which records may be verified in the batch: their key and R pass the strict pre-checks.
     let mut keys: HashMap<[u8; 32], Option<VerifyingKey>> = HashMap::new();
     let mut batch: Vec<(usize, VerifyingKey)> = Vec::with_capacity(results.len());
@@ -214,8 +229,15 @@ fn y_is_canonical(bytes: &[u8; 32]) -> bool {
 fn open_unverified(payload: &[u8]) -> Result<(Opened, Signature), SealError> {
     let tree: Value =
         serde_json::from_slice(payload).map_err(|e| SealError::NotAnEnvelope(e.to_string()))?;
-    let envelope: RecordEnvelope = serde_json::from_value(tree.clone())
-        .map_err(|e| SealError::NotAnEnvelope(e.to_string()))?;
+    open_tree_unverified(tree)
+}
+
+/// [`open_unverified`] of a parsed payload.
+fn open_tree_unverified(tree: Value) -> Result<(Opened, Signature), SealError> {
+    // The hash of the tree as received, before the tree becomes the envelope.
+    let hash = record_hash(&canonical_bytes(&tree));
+    let envelope: RecordEnvelope =
+        serde_json::from_value(tree).map_err(|e| SealError::NotAnEnvelope(e.to_string()))?;
     let s = envelope.seal.as_ref().ok_or(SealError::Unsealed)?;
     let prev = from_hex::<32>(&s.prev).ok_or(SealError::BadField {
         field: "prev",
@@ -233,7 +255,6 @@ fn open_unverified(payload: &[u8]) -> Result<(Opened, Signature), SealError> {
         field: "sig",
         bytes: 64,
     })?;
-    let hash = record_hash(&canonical_bytes(&tree));
     if hash != claimed {
         return Err(SealError::HashMismatch);
     }
@@ -541,6 +562,13 @@ mod tests {
             );
         }
         assert_eq!(mixed[3], Err(SealError::HashMismatch));
+        // From parsed trees, the same (the text that is not JSON has no tree).
+        let parsed: Vec<&Vec<u8>> = payloads.iter().filter(|p| p.starts_with(b"{")).collect();
+        let trees = parsed
+            .iter()
+            .map(|p| serde_json::from_slice(p).unwrap())
+            .collect();
+        assert_eq!(open_many_trees(trees), open_many(&parsed));
         assert!(matches!(mixed[10], Err(SealError::BadSignature { .. })));
     }
 

@@ -97,9 +97,27 @@ pub fn is_batch(payload: &[u8]) -> bool {
     payload.starts_with(BATCH_MAGIC)
 }
 
+/// One record of a batch, rebuilt as the full sealed envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedRecord {
+    /// The envelope as JSON, as if it had been sent alone.
+    pub json: Vec<u8>,
+    /// The same, as the JSON tree the text parses into (what [`bcp_record::seal::open_many_trees`]
+    /// takes, so that the store need not parse the text again).
+    pub tree: Value,
+}
+
 /// Takes a batch apart into full sealed envelopes as JSON, one per record, in batch order.
 /// Nothing is verified here: the store verifies each record.
 pub fn decode_batch(payload: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
+    Ok(decode_batch_records(payload)?
+        .into_iter()
+        .map(|r| r.json)
+        .collect())
+}
+
+/// [`decode_batch`], each record with its JSON tree too.
+pub fn decode_batch_records(payload: &[u8]) -> Result<Vec<DecodedRecord>, WireError> {
     let rest = payload
         .strip_prefix(BATCH_MAGIC.as_slice())
         .unwrap_or(payload);
@@ -111,19 +129,19 @@ pub fn decode_batch(payload: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
     }
     let json =
         zstd::bulk::decompress(compressed, MAX_DECODED_BYTES).map_err(WireError::Decompress)?;
-    let body: Value = serde_json::from_slice(&json).map_err(|e| WireError::Json(e.to_string()))?;
+    let mut body: Value =
+        serde_json::from_slice(&json).map_err(|e| WireError::Json(e.to_string()))?;
     let key = body
         .get("key")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let Some(Value::Array(records)) = body.get("records") else {
+    let Some(Value::Array(records)) = body.get_mut("records").map(Value::take) else {
         return Err(WireError::Json("no records array".into()));
     };
     let mut out = Vec::with_capacity(records.len());
     let mut prev: Option<String> = None;
-    for entry in records {
-        let mut tree = entry.clone();
+    for mut tree in records {
         if let Some(Value::Object(s)) = tree.get_mut("seal") {
             s.entry("key").or_insert_with(|| Value::from(key.clone()));
             if let Some(p) = &prev {
@@ -137,7 +155,8 @@ pub fn decode_batch(payload: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
         } else {
             prev = None;
         }
-        out.push(serde_json::to_vec(&tree).map_err(|e| WireError::Json(e.to_string()))?);
+        let json = serde_json::to_vec(&tree).map_err(|e| WireError::Json(e.to_string()))?;
+        out.push(DecodedRecord { json, tree });
     }
     Ok(out)
 }

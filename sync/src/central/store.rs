@@ -359,7 +359,8 @@ impl CentralStore {
         payload: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<Received, CentralError> {
-        let mut m = self.receive_records(topic, &[payload.to_vec()], received_at)?;
+        let mut m =
+            self.receive_records(topic, Records::Texts(vec![payload.to_vec()]), received_at)?;
         let outcome = m.outcomes.pop().unwrap_or(Outcome::Duplicate);
         Ok(Received {
             post: m.post,
@@ -377,10 +378,14 @@ impl CentralStore {
         received_at: DateTime<Utc>,
     ) -> Result<ReceivedMessage, CentralError> {
         if !wire::is_batch(payload) {
-            return self.receive_records(topic, &[payload.to_vec()], received_at);
+            return self.receive_records(
+                topic,
+                Records::Texts(vec![payload.to_vec()]),
+                received_at,
+            );
         }
-        match wire::decode_batch(payload) {
-            Ok(records) => self.receive_records(topic, &records, received_at),
+        match wire::decode_batch_records(payload) {
+            Ok(records) => self.receive_records(topic, Records::Decoded(records), received_at),
             Err(e) => {
                 let post = topics::post_of_records_topic(topic);
                 let r = self.rejected_outcome(post, topic, payload, &e.to_string(), received_at)?;
@@ -396,10 +401,11 @@ impl CentralStore {
     fn receive_records(
         &self,
         topic: &str,
-        payloads: &[Vec<u8>],
+        records: Records,
         received_at: DateTime<Utc>,
     ) -> Result<ReceivedMessage, CentralError> {
         let Some(post) = topics::post_of_records_topic(topic) else {
+            let payloads = records.texts();
             let payload = payloads.first().map_or(&[][..], Vec::as_slice);
             let r = self.rejected_outcome(
                 None,
@@ -415,10 +421,10 @@ impl CentralStore {
             });
         };
         // Hash and signature checks need no database: done before the transaction, on every core.
-        let opened = open_all(payloads);
+        let (payloads, opened) = open_all(records);
         let (outcomes, ack_up_to) =
             self.backend
-                .receive_batch(post, topic, payloads, opened, self.policy, received_at)?;
+                .receive_batch(post, topic, &payloads, opened, self.policy, received_at)?;
         Ok(ReceivedMessage {
             post: Some(post.to_owned()),
             outcomes,
@@ -616,28 +622,63 @@ impl CentralStore {
     }
 }
 
-/// [`seal::open`] on every payload, in order, through [`seal::open_many`] (the signatures
-/// verified together); a large batch is split over the cores.
-fn open_all(payloads: &[Vec<u8>]) -> Vec<Result<Opened, SealError>> {
+/// The records of one message: sent alone (a JSON envelope), or taken out of a batch (each
+/// with its parsed tree).
+enum Records {
+    Texts(Vec<Vec<u8>>),
+    Decoded(Vec<wire::DecodedRecord>),
+}
+
+impl Records {
+    fn texts(self) -> Vec<Vec<u8>> {
+        match self {
+            Records::Texts(texts) => texts,
+            Records::Decoded(records) => records.into_iter().map(|r| r.json).collect(),
+        }
+    }
+}
+
+/// [`seal::open`] on every record, in order, through [`seal::open_many`] (the signatures
+/// verified together; a batch's records from their parsed trees); a large batch is split over
+/// the cores. Returns the records' texts (what is stored) and what opening each gave.
+fn open_all(records: Records) -> (Vec<Vec<u8>>, Vec<Result<Opened, SealError>>) {
     const PARALLEL_MIN: usize = 16;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if payloads.len() < PARALLEL_MIN || threads < 2 {
-        return seal::open_many(payloads);
+    let (texts, trees) = match records {
+        Records::Texts(texts) => {
+            let opened = seal::open_many(&texts);
+            return (texts, opened);
+        }
+        Records::Decoded(records) => records
+            .into_iter()
+            .map(|r| (r.json, r.tree))
+            .unzip::<_, _, Vec<_>, Vec<_>>(),
+    };
+    if trees.len() < PARALLEL_MIN || threads < 2 {
+        return (texts, seal::open_many_trees(trees));
     }
-    let per_thread = payloads.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = payloads
-            .chunks(per_thread)
+    let per_thread = trees.len().div_ceil(threads);
+    let mut chunks = Vec::with_capacity(threads);
+    let mut rest = trees;
+    while rest.len() > per_thread {
+        let tail = rest.split_off(per_thread);
+        chunks.push(rest);
+        rest = tail;
+    }
+    chunks.push(rest);
+    let opened = std::thread::scope(|scope| {
+        let parts: Vec<_> = chunks
+            .into_iter()
             .map(|chunk| {
-                let handle = scope.spawn(move || seal::open_many(chunk));
-                (chunk.len(), handle)
+                let len = chunk.len();
+                (len, scope.spawn(move || seal::open_many_trees(chunk)))
             })
             .collect();
         parts
             .into_iter()
             .flat_map(|(len, handle)| {
-                // A panic in seal::open would be a bug; each record of the chunk is then
-                // rejected with that reason (kept aside), never skipped.
+                // A panic in seal::open_many_trees would be a bug; each record of the chunk is
+                // then rejected with that reason (kept aside), never skipped.
                 handle.join().unwrap_or_else(|_| {
                     (0..len)
                         .map(|_| Err(SealError::NotAnEnvelope("verification panicked".into())))
@@ -645,7 +686,8 @@ fn open_all(payloads: &[Vec<u8>]) -> Vec<Result<Opened, SealError>> {
                 })
             })
             .collect()
-    })
+    });
+    (texts, opened)
 }
 
 impl StoredCrossing {
