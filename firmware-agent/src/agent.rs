@@ -663,6 +663,8 @@ fn handle(
         division_kg: s.division_kg,
         stable_at: now,
         device: weighbridge.to_owned(),
+        axles_kg: Vec::new(),
+        unweighed_axles: 0,
     };
     match (lane, input) {
         (Correlator::Lane(lane), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {

@@ -254,6 +254,8 @@ mod tests {
                 division_kg: 20.0,
                 stable_at: t,
                 device: "wb1".into(),
+                axles_kg: Vec::new(),
+                unweighed_axles: 0,
             }),
             dimensions: Some(dims),
             scan: None,
@@ -446,6 +448,8 @@ mod tests {
                 division_kg: 50.0,
                 stable_at: c.arrived_at,
                 device: "rwb1".into(),
+                axles_kg: Vec::new(),
+                unweighed_axles: 0,
             }),
             containers: vec![],
         };
