@@ -179,6 +179,22 @@ pub struct WeighbridgeConfig {
     pub occupied_threshold_kg: f64,
     #[serde(default = "default_empty_kg")]
     pub empty_threshold_kg: f64,
+    /// The indicator weighs a short axle scale: each axle group comes on, settles and leaves on
+    /// its own, and the vehicle's weight is their sum (see [`crate::axle_scale`]). Road posts
+    /// only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub axle_scale: bool,
+    /// With `axle_scale`: the vehicle has left once the scale stays empty this long after an
+    /// axle group left (the next group of the same vehicle comes sooner).
+    #[serde(default = "default_max_axle_gap_ms")]
+    pub max_axle_gap_ms: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+const fn default_max_axle_gap_ms() -> u64 {
+    3000
 }
 
 /// The dimension device: a system that sends computed dimensions (`dims-ascii`), or a laser
@@ -818,6 +834,20 @@ impl AgentConfig {
                 wb.occupied_threshold_kg
             );
         }
+        if wb.axle_scale {
+            if self.post.transport_mode != crate::profile::PostProfile::Road {
+                bail!(
+                    "weighbridge.axle_scale = true but post.transport_mode = {:?}: an axle scale weighs road vehicles (a rail post's weigh rail frames each wagon)",
+                    self.post.transport_mode.name()
+                );
+            }
+            if !(100..=60_000).contains(&wb.max_axle_gap_ms) {
+                bail!(
+                    "weighbridge.max_axle_gap_ms = {}: use 100 ..= 60000 (longer than the gap between a vehicle's axle groups, shorter than the gap between two vehicles)",
+                    wb.max_axle_gap_ms
+                );
+            }
+        }
         if let Some(d) = &self.dimensions {
             d.lane_scanner()?;
         }
@@ -993,6 +1023,37 @@ broker_port = 8883
         assert_eq!(all.weighbridge.stable_readings, 5);
         assert_eq!(all.anpr.formats, ["TJ", "UZ", "KZ", "KG"]);
         assert_eq!(all.sync.max_in_flight, 100);
+        Ok(())
+    }
+
+    #[test]
+    fn an_axle_scale_is_a_road_posts_with_a_gap_in_range() -> Result<()> {
+        let cfg = parse(&VALID.replace(
+            "protocol = \"toledo-continuous\"",
+            "protocol = \"toledo-continuous\"\naxle_scale = true\nmax_axle_gap_ms = 2500",
+        ))?;
+        assert!(cfg.weighbridge.axle_scale);
+        assert_eq!(cfg.weighbridge.max_axle_gap_ms, 2500);
+        assert!(!parse(VALID)?.weighbridge.axle_scale, "off by default");
+
+        let bad = VALID.replace(
+            "protocol = \"toledo-continuous\"",
+            "protocol = \"toledo-continuous\"\naxle_scale = true\nmax_axle_gap_ms = 0",
+        );
+        let e = format!("{:#}", parse(&bad).expect_err("no gap"));
+        assert!(e.contains("weighbridge.max_axle_gap_ms = 0"), "{e}");
+
+        let rail = VALID
+            .replace("lane = \"L1\"", "lane = \"L1\"\ntransport_mode = \"rail\"")
+            .replace(
+                "protocol = \"toledo-continuous\"",
+                "protocol = \"toledo-continuous\"\naxle_scale = true",
+            );
+        let e = format!("{:#}", parse(&rail).expect_err("rail"));
+        assert!(
+            e.contains("weighbridge.axle_scale") && e.contains("\"rail\""),
+            "{e}"
+        );
         Ok(())
     }
 

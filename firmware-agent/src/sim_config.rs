@@ -52,6 +52,8 @@ pub fn for_simulator(
             stable_min_ms: 400,
             occupied_threshold_kg: 400.0,
             empty_threshold_kg: 200.0,
+            axle_scale: false,
+            max_axle_gap_ms: 3000,
         },
         dimensions: Some(dimensions),
         camera: CameraConfig {
