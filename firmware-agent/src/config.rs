@@ -890,6 +890,7 @@ impl AgentConfig {
             bail!("sync.max_in_flight = 0: use at least 1");
         }
         self.sync.central_key()?;
+        self.limits.validate()?;
         if let Some(pct) = self.limits.declared_weight_tolerance_pct {
             if !(pct.is_finite() && pct > 0.0 && pct <= 100.0) {
                 bail!("limits.declared_weight_tolerance_pct = {pct}: give a percentage above 0 and at most 100 (default 10)");
@@ -1049,6 +1050,18 @@ broker_port = 8883
                 "protocol = \"toledo-continuous\"",
                 "protocol = \"toledo-continuous\"\naxle_scale = true",
             );
+        let limits = format!(
+            "{VALID}\n[limits]\nmax_axle_kg = 11500.0\n[limits.max_gross_kg_by_axles]\n2 = 18000.0\n5 = 40000.0\n"
+        );
+        let cfg = parse(&limits)?;
+        assert_eq!(cfg.limits.max_axle_kg, Some(11_500.0));
+        assert_eq!(cfg.limits.max_gross_kg_by_axles.get("5"), Some(&40_000.0));
+        let e = format!(
+            "{:#}",
+            parse(&limits.replace("5 = 40000.0", "x5 = 40000.0")).expect_err("not a count")
+        );
+        assert!(e.contains("limits.max_gross_kg_by_axles.\"x5\""), "{e}");
+
         let e = format!("{:#}", parse(&rail).expect_err("rail"));
         assert!(
             e.contains("weighbridge.axle_scale") && e.contains("\"rail\""),

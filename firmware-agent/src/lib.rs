@@ -20,7 +20,7 @@
 //! - [`axle_scale`]: a short axle scale's axle groups summed into one vehicle weight and framed
 //!   as one vehicle for the lane correlator (`[weighbridge] axle_scale`).
 //! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
-//!   hotlist, overweight wagon).
+//!   overweight axle group or by axle-count class, hotlist, overweight wagon).
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
 //! - [`frames`]: the bounded cache of frames with plate reads, from which a crossing's plate
 //!   crop and overview are cut when it is recorded (`[evidence]`).
