@@ -1289,6 +1289,7 @@ broker_port = 8883
             camera_dir: "/tmp/cam".into(),
             scanner_addr: "127.0.0.1:7000".into(),
             scanner_drop_folder: None,
+            max_axle_gap_ms: None,
         };
         let cfg = |sim: &crate::sim_config::SimEndpoints| {
             let cfg = crate::sim_config::for_simulator(

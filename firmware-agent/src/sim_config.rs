@@ -1,7 +1,8 @@
 //! The agent config for a post whose devices are simulated by `bcp-sim` (the demo and tests):
 //! the weighbridge speaks the protocol the simulator's `endpoints.json` names (Toledo's
 //! checksum spelled as `checksum`, `generic` with the simulator's pattern), and a `sick-cola`
-//! lane scanner is configured with the simulator's geometry and vehicle speed.
+//! lane scanner is configured with the simulator's geometry and vehicle speed, and an axle
+//! scale (`max_axle_gap_ms` in `endpoints.json`) as `[weighbridge] axle_scale` with that gap.
 
 use crate::config::*;
 use bcp_drivers::serial::SerialPortConfig;
@@ -52,8 +53,8 @@ pub fn for_simulator(
             stable_min_ms: 400,
             occupied_threshold_kg: 400.0,
             empty_threshold_kg: 200.0,
-            axle_scale: false,
-            max_axle_gap_ms: 3000,
+            axle_scale: sim.max_axle_gap_ms.is_some(),
+            max_axle_gap_ms: sim.max_axle_gap_ms.unwrap_or(3000),
         },
         dimensions: Some(dimensions),
         camera: CameraConfig {
@@ -122,5 +123,6 @@ pub(crate) fn sample_endpoints() -> SimEndpoints {
         camera_dir: "/tmp/cam".into(),
         scanner_addr: "127.0.0.1:7000".into(),
         scanner_drop_folder: None,
+        max_axle_gap_ms: None,
     }
 }

@@ -223,6 +223,7 @@ fn conveyance(display: String, scheme: &str, gross_kg: u32, i: usize, seed: u64)
         scanner_id: "XR-1".to_owned(),
         scan_id: format!("XR1-{seed:04}-{:06}", i + 1),
         decision: ScanDecision::NoAlarm,
+        axles_kg: Vec::new(),
     }
 }
 
