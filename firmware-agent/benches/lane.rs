@@ -90,6 +90,8 @@ fn weighing(at: DateTime<Utc>) -> Weighing {
         division_kg: 20.0,
         stable_at: at,
         device: "wb1".into(),
+        axles_kg: Vec::new(),
+        unweighed_axles: 0,
     }
 }
 

@@ -6,11 +6,16 @@
 //! daemon restarted. On shutdown, crossings still waiting for late evidence are closed and
 //! committed, so nothing recorded is lost.
 //!
+//! A weighbridge configured as an axle scale (`[weighbridge] axle_scale`) reaches the lane
+//! through [`AxleScale`], which sums the axle groups and frames one vehicle; the loop wakes for
+//! its gap timeout as for the lane's.
+//!
 //! The control socket and the metrics endpoint are bound before READY and read the agent
 //! through an [`AgentView`]; the loop tells it the lane's state and each committed crossing
 //! ([`ViewFeed`]). Either failing to bind is logged at ERROR and the agent records crossings
 //! without it: a technician's tool must not stop the lane.
 
+use crate::axle_scale::AxleScale;
 use crate::central_config;
 use crate::checks::{CentralLists, EdgeChecks};
 use crate::config::AgentConfig;
@@ -254,6 +259,7 @@ pub async fn run_with(
     };
     let mut running = Running {
         evidence: EvidenceImages::new(&cfg),
+        axle_scale: axle_scale_for(&cfg),
         cfg,
         checks,
         devices,
@@ -269,9 +275,17 @@ pub async fn run_with(
     config_list_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
+        let axles_wake = running
+            .axle_scale
+            .as_ref()
+            .and_then(AxleScale::poll_timeout)
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()));
         let wake = lane
             .poll_timeout()
             .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .into_iter()
+            .chain(axles_wake)
+            .min()
             .unwrap_or(Duration::from_secs(3600));
         let c = &running.cfg;
         tokio::select! {
@@ -280,7 +294,7 @@ pub async fn run_with(
                     let cameras = (c.camera.name.as_str(), rear_camera_name.as_deref());
                     observe(&mut board, cameras, scanner_name.as_deref(), &c.weighbridge.name, &input);
                     framing.observe(&input);
-                    handle(&mut lane, &c.weighbridge.name, framing, input, &mut running.evidence);
+                    handle(&mut lane, &c.weighbridge.name, framing, input, &mut running.evidence, running.axle_scale.as_mut());
                     let (on_bridge, open) = lane.occupancy();
                     feed.occupancy(on_bridge, open);
                 }
@@ -299,6 +313,9 @@ pub async fn run_with(
             _ = tokio::time::sleep(wake) => {}
             _ = watchdog.tick(), if watchdog_period.is_some() => crate::systemd::watchdog(),
             _ = shutdown.changed() => if *shutdown.borrow() { break },
+        }
+        if let (Some(scale), Correlator::Lane(l)) = (running.axle_scale.as_mut(), &mut lane) {
+            scale.handle_timeout(std::time::Instant::now(), Utc::now(), l);
         }
         if !running.deferred.is_empty() && !lane.occupancy().0 {
             running.restart_deferred().await;
@@ -320,6 +337,9 @@ pub async fn run_with(
     // Drain: close what is still open, so every vehicle seen is recorded.
     crate::systemd::stopping();
     let end_of_time = Utc::now() + TimeDelta::days(1);
+    if let (Some(scale), Correlator::Lane(l)) = (running.axle_scale.as_mut(), &mut lane) {
+        scale.finish(std::time::Instant::now(), Utc::now(), l);
+    }
     lane.presence_off(Utc::now());
     drain(
         &mut lane,
@@ -369,6 +389,16 @@ struct Running {
     evidence: EvidenceImages,
     /// Central's `config` lists handled so far (`None`: the post takes no lists, or has no file).
     config_list_cursor: Option<central_config::Cursor>,
+    /// The weighbridge is an axle scale (`[weighbridge] axle_scale`): its events go through
+    /// this to the lane. Made anew with the weighbridge's driver, once no vehicle is on.
+    axle_scale: Option<AxleScale>,
+}
+
+/// The axle scale in front of the lane, if the weighbridge is one (validated: road posts only).
+fn axle_scale_for(cfg: &AgentConfig) -> Option<AxleScale> {
+    let wb = &cfg.weighbridge;
+    (wb.axle_scale && cfg.post.transport_mode == PostProfile::Road)
+        .then(|| AxleScale::new(&wb.name, Duration::from_millis(wb.max_axle_gap_ms)))
 }
 
 impl Running {
@@ -427,7 +457,12 @@ impl Running {
                 continue;
             }
             match self.devices.restart(*device, &self.cfg).await {
-                Ok(name) => restarted.push(name),
+                Ok(name) => {
+                    if *device == reload::Device::Weighbridge {
+                        self.axle_scale = axle_scale_for(&self.cfg);
+                    }
+                    restarted.push(name)
+                }
                 Err(e) => {
                     tracing::error!(device = ?device, error = %format!("{e:#}"), "device restart failed: restart the agent (systemctl restart bcp-agent)")
                 }
@@ -510,6 +545,9 @@ impl Running {
         for device in std::mem::take(&mut self.deferred) {
             match self.devices.restart(device, &self.cfg).await {
                 Ok(name) => {
+                    if device == reload::Device::Weighbridge {
+                        self.axle_scale = axle_scale_for(&self.cfg);
+                    }
                     tracing::info!(device = %name, "device restarted with its new settings")
                 }
                 Err(e) => {
@@ -710,6 +748,7 @@ fn handle(
     framing: Framing,
     input: LaneInput,
     evidence: &mut EvidenceImages,
+    axle_scale: Option<&mut AxleScale>,
 ) {
     let now = Utc::now();
     let weighing = |s: &bcp_drivers::stability::StableWeight| Weighing {
@@ -717,8 +756,19 @@ fn handle(
         division_kg: s.division_kg,
         stable_at: now,
         device: weighbridge.to_owned(),
+        axles_kg: Vec::new(),
+        unweighed_axles: 0,
     };
     match (lane, input) {
+        // An axle scale: its groups are summed, the vehicle framed as one (see `axle_scale`;
+        // the config refuses presence sensors beside an axle scale).
+        (Correlator::Lane(lane), LaneInput::Weighbridge(DeviceEvent::Weigh(event)))
+            if axle_scale.is_some() =>
+        {
+            if let Some(scale) = axle_scale {
+                scale.handle_event(std::time::Instant::now(), now, &event, lane);
+            }
+        }
         (Correlator::Lane(lane), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {
             match (event, framing) {
                 (WeighEvent::Stable(s), _) => lane.handle_stable_weight(now, weighing(&s)),
@@ -900,6 +950,7 @@ fn commit(outbox: &Outbox, new_record: &Notify, feed: &ViewFeed, c: &Crossing, m
                 wagons = c.train.as_ref().map(|t| t.wagons.len()),
                 plate = c.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
                 gross_kg = c.weight.as_ref().map(|w| w.gross_kg),
+                axles = c.weight.as_ref().map(|w| w.axle_count()).filter(|n| *n > 0),
                 scan = c.scan.as_ref().map(|s| s.scan_id.as_str()).unwrap_or("-"),
                 flags = c.flags.len(),
                 images = images.len(),

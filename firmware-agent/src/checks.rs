@@ -2,7 +2,19 @@
 //! the post, each with its reason, written into the record.
 //!
 //! - `overweight`: the gross weight above the configured legal limit (plus the weighbridge's
-//!   division, so that a reading cannot be flagged by rounding alone).
+//!   division, so that a reading cannot be flagged by rounding alone). The limit is
+//!   `max_gross_kg`, or, for a vehicle weighed on an axle scale, its class's limit by axle
+//!   count from `[limits.max_gross_kg_by_axles]` when that is lower: a table of axle count =
+//!   kg (`2 = 18000.0`, `3 = 25000.0`, `5 = 40000.0`), where a vehicle with more axles than the
+//!   largest count listed takes that count's limit (`5 = 40000.0` covers 5 axles and more) and
+//!   one with a count between two listed ones takes the next smaller count's (a count below
+//!   every listed one has no class limit). The axle count is the axle groups the scale
+//!   weighed, plus those that left without a stable weight. An axle scale's gross is a sum:
+//!   each group is exact to within `d`, so the margin is `d` times the groups weighed. A
+//!   partial sum (`axle_unweighed`) over the limit is still flagged: the vehicle weighs at
+//!   least that; the reason says the gross is a partial sum.
+//! - `axle_overweight`: on an axle scale, an axle group's weight above `max_axle_kg` (plus its
+//!   division), one flag per group, naming its position (1 = the first to cross) and weight.
 //! - `over_dimension`: length, width or height above its limit.
 //! - `wagon_overweight`: on a train, a wagon's gross weight above `max_wagon_gross_kg` (plus
 //!   its division), naming the wagon's position and number. A train's total is not checked
@@ -22,7 +34,7 @@ use anyhow::{Context, Result};
 use bcp_record::lists::{parse_entries, DeclarationEntry, DownlinkList, KnownEntries};
 use bcp_record::{Crossing, Flag};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The declared-weight tolerance when `[limits] declared_weight_tolerance_pct` is not set.
@@ -74,6 +86,13 @@ impl CentralLists {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub max_gross_kg: Option<f64>,
+    /// An axle scale's limit per axle group (kg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_axle_kg: Option<f64>,
+    /// The gross limit by vehicle class, the class being the axle count (`"3" = 25000.0`);
+    /// see the module documentation for counts not listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_gross_kg_by_axles: BTreeMap<String, f64>,
     /// A rail post's limit per wagon (gross, kg).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wagon_gross_kg: Option<f64>,
@@ -85,6 +104,39 @@ pub struct Limits {
     /// How far (in %) the measured gross weight may be from a pre-arrival declaration's before
     /// it is flagged (default 10).
     pub declared_weight_tolerance_pct: Option<f64>,
+}
+
+impl Limits {
+    /// Checks what the types cannot; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if let Some(kg) = self.max_axle_kg.filter(|kg| !positive(*kg)) {
+            anyhow::bail!("limits.max_axle_kg = {kg}: give a weight in kg above 0");
+        }
+        for (count, kg) in &self.max_gross_kg_by_axles {
+            if !count.parse::<u32>().is_ok_and(|n| (2..=20).contains(&n)) {
+                anyhow::bail!(
+                    "limits.max_gross_kg_by_axles.{count:?}: the key is the vehicle's axle count, 2 ..= 20 (for example 3 = 25000.0)"
+                );
+            }
+            if !positive(*kg) {
+                anyhow::bail!(
+                    "limits.max_gross_kg_by_axles.{count} = {kg}: give a weight in kg above 0"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The class limit for a vehicle of `axles` axle groups: the entry of the largest listed
+    /// count that is not above it.
+    fn gross_by_axles(&self, axles: usize) -> Option<(u32, f64)> {
+        self.max_gross_kg_by_axles
+            .iter()
+            .filter_map(|(count, kg)| Some((count.parse::<u32>().ok()?, *kg)))
+            .filter(|(count, _)| *count as usize <= axles)
+            .max_by_key(|(count, _)| *count)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -138,13 +190,65 @@ impl EdgeChecks {
             }
         }
         let road_gross = c.weight.as_ref().filter(|_| c.train.is_none());
-        if let (Some(max), Some(w)) = (l.max_gross_kg, road_gross) {
-            if w.gross_kg > max + w.division_kg {
+        if let (Some(max), Some(w)) = (l.max_axle_kg, road_gross) {
+            for (i, kg) in w.axles_kg.iter().enumerate() {
+                if *kg > max + w.division_kg {
+                    c.flags.push(Flag::new(
+                        "axle_overweight",
+                        format!(
+                            "axle group {} of {}: {kg} kg is over the limit of {max} kg per axle (d = {} kg)",
+                            i + 1,
+                            w.axle_count(),
+                            w.division_kg
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(w) = road_gross {
+            let axles = w.axle_count();
+            let general = l.max_gross_kg.map(|max| (max, "the limit".to_owned()));
+            let class =
+                (axles > 0)
+                    .then(|| l.gross_by_axles(axles))
+                    .flatten()
+                    .map(|(count, max)| {
+                        let covers = if count as usize == axles {
+                            String::new()
+                        } else {
+                            format!(", limits.max_gross_kg_by_axles.{count}")
+                        };
+                        (max, format!("the limit for a {axles}-axle vehicle{covers}"))
+                    });
+            let limit = general
+                .into_iter()
+                .chain(class)
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            // A sum of axle groups is exact to within d per group.
+            let margin = w.division_kg * w.axles_kg.len().max(1) as f64;
+            if let Some((max, which)) = limit.filter(|(max, _)| w.gross_kg > max + margin) {
+                let partial = if w.unweighed_axles > 0 {
+                    format!(
+                        "; a partial sum: {} axle group(s) unweighed, the vehicle weighs more",
+                        w.unweighed_axles
+                    )
+                } else {
+                    String::new()
+                };
+                let d = if w.axles_kg.is_empty() {
+                    format!("d = {} kg", w.division_kg)
+                } else {
+                    format!(
+                        "summed over {} axle groups, d = {} kg each",
+                        w.axles_kg.len(),
+                        w.division_kg
+                    )
+                };
                 c.flags.push(Flag::new(
                     "overweight",
                     format!(
-                        "gross {} kg is over the limit of {max} kg (d = {} kg)",
-                        w.gross_kg, w.division_kg
+                        "gross {} kg is over {which} of {max} kg ({d}){partial}",
+                        w.gross_kg
                     ),
                 ));
             }
@@ -263,6 +367,8 @@ mod tests {
                 division_kg: 20.0,
                 stable_at: t,
                 device: "wb1".into(),
+                axles_kg: Vec::new(),
+                unweighed_axles: 0,
             }),
             dimensions: Some(dims),
             scan: None,
@@ -287,6 +393,11 @@ mod tests {
         EdgeChecks {
             limits: Limits {
                 max_gross_kg: Some(40_000.0),
+                max_axle_kg: Some(11_500.0),
+                max_gross_kg_by_axles: [("2", 18_000.0), ("3", 25_000.0), ("5", 40_000.0)]
+                    .into_iter()
+                    .map(|(n, kg)| (n.to_owned(), kg))
+                    .collect(),
                 max_wagon_gross_kg: Some(90_000.0),
                 max_length_mm: Some(16_500),
                 max_width_mm: Some(2_550),
@@ -332,6 +443,91 @@ mod tests {
         assert!(c.flags[0].reason.contains("40040") && c.flags[0].reason.contains("40000"));
         assert!(c.flags[1].reason.starts_with("length 16501 mm"));
         assert!(c.flags[2].reason.starts_with("width 2600 mm"));
+    }
+
+    /// A crossing weighed on an axle scale.
+    fn on_axles(axles_kg: &[f64], unweighed_axles: u32) -> Crossing {
+        let mut c = crossing("5555CC05", axles_kg.iter().sum(), OK_DIMS);
+        if let Some(w) = c.weight.as_mut() {
+            w.axles_kg = axles_kg.to_vec();
+            w.unweighed_axles = unweighed_axles;
+        }
+        c
+    }
+
+    #[test]
+    fn axle_overweight_names_the_group_and_tolerates_the_division() {
+        // Five groups, 32 560 kg: under the 5-axle class's 40 000 kg.
+        let mut c = on_axles(&[6_000.0, 11_520.0, 11_540.0, 1_500.0, 2_000.0], 0);
+        checks().apply(&mut c);
+        assert_eq!(codes(&c), ["axle_overweight"], "{:?}", c.flags);
+        assert_eq!(
+            c.flags[0].reason,
+            "axle group 3 of 5: 11540 kg is over the limit of 11500 kg per axle (d = 20 kg)"
+        );
+    }
+
+    #[test]
+    fn overweight_by_class_takes_the_axle_counts_limit() {
+        // 3 axles, 25 100 kg: over the 3-axle limit, far under max_gross_kg.
+        let mut c = on_axles(&[7_000.0, 9_000.0, 9_100.0], 0);
+        checks().apply(&mut c);
+        assert_eq!(codes(&c), ["overweight"], "{:?}", c.flags);
+        assert_eq!(
+            c.flags[0].reason,
+            "gross 25100 kg is over the limit for a 3-axle vehicle of 25000 kg (summed over 3 axle groups, d = 20 kg each)"
+        );
+        // Within d per group of the limit: not flagged.
+        let mut c = on_axles(&[7_000.0, 9_000.0, 9_050.0], 0);
+        checks().apply(&mut c);
+        assert!(c.flags.is_empty(), "{:?}", c.flags);
+        // 4 axles: the 3-axle class's limit (the next smaller count listed) applies.
+        let mut c = on_axles(&[7_000.0, 9_000.0, 5_000.0, 5_000.0], 0);
+        checks().apply(&mut c);
+        assert!(
+            c.flags[0]
+                .reason
+                .contains("4-axle vehicle, limits.max_gross_kg_by_axles.3"),
+            "{:?}",
+            c.flags
+        );
+        // A whole-vehicle weighbridge has no axle count: max_gross_kg alone.
+        let mut c = crossing("5555CC05", 30_000.0, OK_DIMS);
+        checks().apply(&mut c);
+        assert!(c.flags.is_empty(), "{:?}", c.flags);
+    }
+
+    #[test]
+    fn a_partial_sum_over_the_limit_is_overweight_and_says_so() {
+        // Three groups weighed (25 100 kg) and one not: a 4-axle vehicle, over the 3-axle limit.
+        let mut c = on_axles(&[9_000.0, 9_100.0, 7_000.0], 1);
+        checks().apply(&mut c);
+        assert_eq!(codes(&c), ["overweight"], "{:?}", c.flags);
+        assert!(
+            c.flags[0].reason.contains("4-axle vehicle")
+                && c.flags[0].reason.contains("1 axle group(s) unweighed"),
+            "{}",
+            c.flags[0].reason
+        );
+    }
+
+    #[test]
+    fn axle_limits_are_validated_by_key() {
+        let mut l = Limits::default();
+        l.max_gross_kg_by_axles.insert("three".into(), 25_000.0);
+        let e = format!("{:#}", l.validate().expect_err("not a count"));
+        assert!(e.contains("limits.max_gross_kg_by_axles.\"three\""), "{e}");
+        let mut l = Limits::default();
+        l.max_gross_kg_by_axles.insert("3".into(), -1.0);
+        let e = format!("{:#}", l.validate().expect_err("negative"));
+        assert!(e.contains("limits.max_gross_kg_by_axles.3 = -1"), "{e}");
+        let l = Limits {
+            max_axle_kg: Some(0.0),
+            ..Limits::default()
+        };
+        let e = format!("{:#}", l.validate().expect_err("zero"));
+        assert!(e.contains("limits.max_axle_kg = 0"), "{e}");
+        assert!(checks().limits.validate().is_ok());
     }
 
     #[test]
@@ -486,6 +682,8 @@ mod tests {
                 division_kg: 50.0,
                 stable_at: c.arrived_at,
                 device: "rwb1".into(),
+                axles_kg: Vec::new(),
+                unweighed_axles: 0,
             }),
             containers: vec![],
         };

@@ -192,6 +192,22 @@ pub struct WeighbridgeConfig {
     pub occupied_threshold_kg: f64,
     #[serde(default = "default_empty_kg")]
     pub empty_threshold_kg: f64,
+    /// The indicator weighs a short axle scale: each axle group comes on, settles and leaves on
+    /// its own, and the vehicle's weight is their sum (see [`crate::axle_scale`]). Road posts
+    /// only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub axle_scale: bool,
+    /// With `axle_scale`: the vehicle has left once the scale stays empty this long after an
+    /// axle group left (the next group of the same vehicle comes sooner).
+    #[serde(default = "default_max_axle_gap_ms")]
+    pub max_axle_gap_ms: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+const fn default_max_axle_gap_ms() -> u64 {
+    3000
 }
 
 /// The dimension device: a system that sends computed dimensions (`dims-ascii`), or a laser
@@ -936,6 +952,20 @@ impl AgentConfig {
                 wb.occupied_threshold_kg
             );
         }
+        if wb.axle_scale {
+            if self.post.transport_mode != crate::profile::PostProfile::Road {
+                bail!(
+                    "weighbridge.axle_scale = true but post.transport_mode = {:?}: an axle scale weighs road vehicles (a rail post's weigh rail frames each wagon)",
+                    self.post.transport_mode.name()
+                );
+            }
+            if !(100..=60_000).contains(&wb.max_axle_gap_ms) {
+                bail!(
+                    "weighbridge.max_axle_gap_ms = {}: use 100 ..= 60000 (longer than the gap between a vehicle's axle groups, shorter than the gap between two vehicles)",
+                    wb.max_axle_gap_ms
+                );
+            }
+        }
         if let Some(d) = &self.dimensions {
             d.lane_scanner()?;
         }
@@ -979,6 +1009,9 @@ impl AgentConfig {
             if self.post.transport_mode == crate::profile::PostProfile::Rail {
                 bail!("[presence] is set but post.transport_mode = \"rail\": the weigh rail frames wagons; remove [presence]");
             }
+            if self.weighbridge.axle_scale {
+                bail!("weighbridge.axle_scale = true and [presence] are both set: an axle scale frames each vehicle by its axle groups, and presence sensors framing it too is not supported; remove [presence] or axle_scale");
+            }
             p.validate()?;
         }
         if self.sync.broker_port == 0 {
@@ -988,6 +1021,7 @@ impl AgentConfig {
             bail!("sync.max_in_flight = 0: use at least 1");
         }
         self.sync.central_key()?;
+        self.limits.validate()?;
         if let Some(pct) = self.limits.declared_weight_tolerance_pct {
             if !(pct.is_finite() && pct > 0.0 && pct <= 100.0) {
                 bail!("limits.declared_weight_tolerance_pct = {pct}: give a percentage above 0 and at most 100 (default 10)");
@@ -1227,6 +1261,59 @@ broker_port = 8883
     }
 
     #[test]
+    fn an_axle_scale_is_a_road_posts_with_a_gap_in_range() -> Result<()> {
+        let cfg = parse(&VALID.replace(
+            "protocol = \"toledo-continuous\"",
+            "protocol = \"toledo-continuous\"\naxle_scale = true\nmax_axle_gap_ms = 2500",
+        ))?;
+        assert!(cfg.weighbridge.axle_scale);
+        assert_eq!(cfg.weighbridge.max_axle_gap_ms, 2500);
+        assert!(!parse(VALID)?.weighbridge.axle_scale, "off by default");
+
+        let bad = VALID.replace(
+            "protocol = \"toledo-continuous\"",
+            "protocol = \"toledo-continuous\"\naxle_scale = true\nmax_axle_gap_ms = 0",
+        );
+        let e = format!("{:#}", parse(&bad).expect_err("no gap"));
+        assert!(e.contains("weighbridge.max_axle_gap_ms = 0"), "{e}");
+
+        let rail = VALID
+            .replace("lane = \"L1\"", "lane = \"L1\"\ntransport_mode = \"rail\"")
+            .replace(
+                "protocol = \"toledo-continuous\"",
+                "protocol = \"toledo-continuous\"\naxle_scale = true",
+            );
+        let limits = format!(
+            "{VALID}\n[limits]\nmax_axle_kg = 11500.0\n[limits.max_gross_kg_by_axles]\n2 = 18000.0\n5 = 40000.0\n"
+        );
+        let cfg = parse(&limits)?;
+        assert_eq!(cfg.limits.max_axle_kg, Some(11_500.0));
+        assert_eq!(cfg.limits.max_gross_kg_by_axles.get("5"), Some(&40_000.0));
+        let e = format!(
+            "{:#}",
+            parse(&limits.replace("5 = 40000.0", "x5 = 40000.0")).expect_err("not a count")
+        );
+        assert!(e.contains("limits.max_gross_kg_by_axles.\"x5\""), "{e}");
+
+        let e = format!("{:#}", parse(&rail).expect_err("rail"));
+        assert!(
+            e.contains("weighbridge.axle_scale") && e.contains("\"rail\""),
+            "{e}"
+        );
+
+        let with_presence = VALID.replace(
+            "protocol = \"toledo-continuous\"",
+            "protocol = \"toledo-continuous\"\naxle_scale = true",
+        ) + "\n[presence]\nname = \"curtains\"\npath = \"/dev/ttyUSB2\"\n";
+        let e = format!("{:#}", parse(&with_presence).expect_err("presence"));
+        assert!(
+            e.contains("weighbridge.axle_scale") && e.contains("[presence]"),
+            "{e}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let bad = VALID.replace("protocol = \"toledo-continuous\"", "protocol = \"toledo\"");
         let e = format!("{:#}", parse(&bad).expect_err("unknown protocol"));
@@ -1458,6 +1545,7 @@ broker_port = 8883
             presence_port: None,
             scanner_addr: "127.0.0.1:7000".into(),
             scanner_drop_folder: None,
+            max_axle_gap_ms: None,
         };
         let cfg = |sim: &crate::sim_config::SimEndpoints| {
             let cfg = crate::sim_config::for_simulator(

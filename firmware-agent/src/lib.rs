@@ -17,8 +17,10 @@
 //!   wagon numbers (UIC/CIS) and container codes (ISO 6346) placed on them by time, one record
 //!   per train after a quiet window, flags with reasons (unread or repaired numbers, wagon
 //!   count mismatch, missing weights).
+//! - [`axle_scale`]: a short axle scale's axle groups summed into one vehicle weight and framed
+//!   as one vehicle for the lane correlator (`[weighbridge] axle_scale`).
 //! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
-//!   hotlist, overweight wagon).
+//!   overweight axle group or by axle-count class, hotlist, overweight wagon).
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
 //! - [`frames`]: the bounded cache of frames with plate reads, from which a crossing's plate
 //!   crop and overview are cut when it is recorded (`[evidence]`).
@@ -40,6 +42,7 @@
 //! Binaries: `bcp-agent` (the daemon) and `bcpctl` (the technician's CLI).
 
 pub mod agent;
+pub mod axle_scale;
 pub mod camera;
 pub mod central_config;
 pub mod checks;

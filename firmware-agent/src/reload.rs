@@ -12,7 +12,7 @@
 //! | `limits.*` (and the hotlist file, re-read on every reload) | at once, from the next crossing closed |
 //! | `log.level` | at once |
 //! | `evidence.*` (the images recorded with crossings, the frame cache's bounds) | at once, from the next frame and crossing; a smaller cache evicts its oldest frames at once |
-//! | `weighbridge.*`, `dimensions.*` (not `name`) | that device alone is restarted, once no vehicle is on the bridge |
+//! | `weighbridge.*`, `dimensions.*` (not `name`) | that device alone is restarted, once no vehicle is on the bridge (an axle scale's summing, `weighbridge.axle_scale`, is made anew with it) |
 //! | `camera.*` (not `name`) | the camera thread is restarted with the same ANPR engine; frames not yet read stay in the folder for it |
 //! | `scanner.*` (not `name`) | the scanner's feed or drop-folder task alone is restarted |
 //! | anything else: `post`, `anpr`, `outbox`, `sync`, `control`, `metrics`, `rear_camera`, `presence`, a device's `name`, adding or removing `[dimensions]` or `[scanner]` | at the next start (`systemctl restart bcp-agent`); logged at WARN and reported |

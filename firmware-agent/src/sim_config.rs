@@ -3,7 +3,8 @@
 //! checksum spelled as `checksum`, `generic` with the simulator's pattern), and a `sick-cola`
 //! lane scanner is configured with the simulator's geometry and vehicle speed. A simulator with
 //! a rear camera gets a `[rear_camera]` and the Russian trailer plates it renders in
-//! `anpr.formats`.
+//! `anpr.formats`; an axle scale (`max_axle_gap_ms` in `endpoints.json`) becomes
+//! `[weighbridge] axle_scale` with that gap.
 
 use crate::config::*;
 use bcp_drivers::serial::SerialPortConfig;
@@ -55,6 +56,8 @@ pub fn for_simulator(
             stable_min_ms: 400,
             occupied_threshold_kg: 400.0,
             empty_threshold_kg: 200.0,
+            axle_scale: sim.max_axle_gap_ms.is_some(),
+            max_axle_gap_ms: sim.max_axle_gap_ms.unwrap_or(3000),
         },
         dimensions: Some(dimensions),
         presence: sim
@@ -137,5 +140,6 @@ pub(crate) fn sample_endpoints() -> SimEndpoints {
         presence_port: None,
         scanner_addr: "127.0.0.1:7000".into(),
         scanner_drop_folder: None,
+        max_axle_gap_ms: None,
     }
 }

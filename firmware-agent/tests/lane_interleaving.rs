@@ -330,6 +330,8 @@ fn run(inputs: Arrivals) -> (Vec<Crossing>, Vec<LaneEvent>, LaneCorrelator) {
                     division_kg: 20.0,
                     stable_at: now,
                     device: "wb1".into(),
+                    axles_kg: Vec::new(),
+                    unweighed_axles: 0,
                 },
             ),
             Input::Off => lane.handle_vehicle_off(now),

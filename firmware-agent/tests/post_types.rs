@@ -250,6 +250,8 @@ fn an_air_post_records_the_uld_id_with_its_mode_in_the_sealed_outbox() -> Result
                 division_kg: 0.5,
                 stable_at: at(start + 800),
                 device: "scale1".into(),
+                axles_kg: Vec::new(),
+                unweighed_axles: 0,
             },
         );
         lane.handle_evidence(at(start + 1000), read(&u.plate_display));

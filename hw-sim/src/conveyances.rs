@@ -231,6 +231,7 @@ fn conveyance(display: String, scheme: &str, gross_kg: u32, i: usize, seed: u64)
         trailer_plate_display: None,
         trailer_plate: None,
         reverses: false,
+        axles_kg: Vec::new(),
     }
 }
 

@@ -18,7 +18,8 @@
 //! - [`plate_render`]: camera frames with rendered number plates of the region's formats.
 //! - [`sim`]: the [`Simulator`] that opens the devices and drives the vehicles through the lane;
 //!   [`PostDevices`] chooses the weighbridge indicator's protocol (any of them) and the
-//!   dimension device (`dims-ascii` sensor or `sick-cola` lane scanner).
+//!   dimension device (`dims-ascii` sensor or `sick-cola` lane scanner), and whether the
+//!   weighbridge is a short axle scale that vehicles cross axle group by axle group.
 //!
 //! The binary `bcp-sim` is a thin wrapper around [`Simulator`].
 
@@ -36,5 +37,5 @@ pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
 pub use sim::{
     DimensionDevice, PostDevices, ScannerDevice, Scenario, SimEndpoints, SimLaneScanner, Simulator,
-    Timing, LANE_SCANNER_SPEED_MM_PER_S,
+    Timing, AXLE_SCALE_MAX_GAP_MS, LANE_SCANNER_SPEED_MM_PER_S,
 };

@@ -1,7 +1,8 @@
 //! Scenarios: the vehicles a simulated post sees, generated deterministically from a seed.
 //!
 //! A scenario is what the end-to-end test compares central's records against, so it holds the
-//! ground truth for every piece of evidence: plate, gross weight, dimensions and scan.
+//! ground truth for every piece of evidence: plate, gross weight, dimensions and scan; on an
+//! axle scale ([`on_axle_scale`]), the weight of each axle group too.
 
 use bcp_record::{Dimensions, ScanDecision};
 use rand::rngs::StdRng;
@@ -39,6 +40,10 @@ pub struct Vehicle {
     /// scenarios have none, a test sets it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reverses: bool,
+    /// On an axle scale: each axle group's weight, in the order they cross, multiples of
+    /// [`DIVISION_KG`] that sum to `gross_kg`. Empty on a whole-vehicle weighbridge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub axles_kg: Vec<u32>,
 }
 
 /// Letters that Tajik, Kazakh and Uzbek plates share with Latin and that the simulator prints.
@@ -125,6 +130,7 @@ fn vehicle(rng: &mut StdRng, i: usize, seed: u64) -> Vehicle {
         trailer_plate_display: None,
         trailer_plate: None,
         reverses: false,
+        axles_kg: Vec::new(),
     }
     .with_trailer(i, seed)
 }
@@ -156,6 +162,40 @@ impl Vehicle {
         }
         self
     }
+}
+
+/// The vehicles as an axle scale weighs them: each one's gross split into axle groups (2 under
+/// 16 t, 3 under 24 t, 4 under 32 t, else 5), each about the same (0.8 to 1.2 times the mean),
+/// in multiples of [`DIVISION_KG`] summing to the gross. The same for the same seed; a
+/// vehicle that already has its axles keeps them.
+pub fn on_axle_scale(vehicles: Vec<Vehicle>, seed: u64) -> Vec<Vehicle> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xA71E_5CA1E);
+    vehicles
+        .into_iter()
+        .map(|mut v| {
+            if v.axles_kg.is_empty() {
+                v.axles_kg = split_into_axles(&mut rng, v.gross_kg);
+            }
+            v
+        })
+        .collect()
+}
+
+fn split_into_axles(rng: &mut StdRng, gross_kg: u32) -> Vec<u32> {
+    let groups = match gross_kg {
+        ..16_000 => 2,
+        16_000..24_000 => 3,
+        24_000..32_000 => 4,
+        _ => 5,
+    };
+    let shares: Vec<u32> = (0..groups).map(|_| rng.random_range(8..=12)).collect();
+    let total: u32 = shares.iter().sum();
+    let mut axles: Vec<u32> = shares[..groups - 1]
+        .iter()
+        .map(|s| gross_kg / total * s / DIVISION_KG * DIVISION_KG)
+        .collect();
+    axles.push(gross_kg - axles.iter().sum::<u32>());
+    axles
 }
 
 fn letter(rng: &mut StdRng) -> char {
@@ -194,5 +234,29 @@ mod tests {
             a[1].trailer_plate_display.as_deref().map(str::len),
             Some(10)
         );
+    }
+
+    #[test]
+    fn axle_groups_sum_to_the_gross_in_divisions() {
+        let a = on_axle_scale(generate(40, 7), 7);
+        assert_eq!(a, on_axle_scale(generate(40, 7), 7), "deterministic");
+        assert_eq!(
+            on_axle_scale(a.clone(), 99),
+            a,
+            "axles already set are kept"
+        );
+        for v in &a {
+            assert!((2..=5).contains(&v.axles_kg.len()), "{v:?}");
+            assert_eq!(v.axles_kg.iter().sum::<u32>(), v.gross_kg, "{v:?}");
+            assert!(
+                v.axles_kg
+                    .iter()
+                    .all(|kg| kg % DIVISION_KG == 0 && *kg >= 2_000),
+                "{v:?}"
+            );
+        }
+        let counts: std::collections::BTreeSet<usize> =
+            a.iter().map(|v| v.axles_kg.len()).collect();
+        assert!(counts.len() >= 3, "a mix of classes: {counts:?}");
     }
 }

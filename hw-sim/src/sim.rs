@@ -6,6 +6,14 @@
 //! and the scanner reports the scan; then the weight ramps down to zero and the lane stays empty
 //! for a gap.
 //!
+//! On an axle scale ([`PostDevices::axle_scale`], `bcp-sim --axle-scale`) each vehicle is drawn
+//! across the scale axle group by axle group ([`scenario::on_axle_scale`] splits its gross):
+//! each group's weight rises, settles and falls back to zero as a whole vehicle's does, the
+//! scale empty for a third of `gap` between two groups; the camera frames and the dimension
+//! line come with the first group, the scan with the last; after the last group the lane stays
+//! empty for `gap` plus [`AXLE_SCALE_MAX_GAP_MS`], so that the next vehicle is not taken for
+//! more axles of this one (the agent's `max_axle_gap_ms`, [`SimEndpoints::max_axle_gap_ms`]).
+//!
 //! A train ([`Scenario::Trains`], a rail post) goes wagon by wagon over the same indicator: each
 //! wagon's weight rises, settles and falls back to zero (the weigh rail is one wagon long and
 //! the sim uncouples nothing: the boundary is the weight going under the empty threshold), one
@@ -58,6 +66,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 /// `speed_mm_per_s` for a `sick-cola` dimension device (a fixed-speed source).
 pub const LANE_SCANNER_SPEED_MM_PER_S: f64 = 3000.0;
 
+/// On an axle scale: the gap after an axle group left beyond which the agent must take the
+/// next group for another vehicle's (its `max_axle_gap_ms`). Longer than the simulated gap
+/// between two groups of one vehicle (`gap / 3`), shorter than the one between two vehicles.
+pub const AXLE_SCALE_MAX_GAP_MS: u64 = 1500;
+
 /// The simulated post's devices; `PostDevices::default()` is a Toledo indicator (with checksum)
 /// and a `dims-ascii` sensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +89,8 @@ pub struct PostDevices {
     /// `ENTRY 0` as it drives off, `EXIT 0` once it has left; a vehicle that
     /// [reverses](crate::scenario::Vehicle::reverses) sends `ENTRY 0` as it backs off.
     pub presence: bool,
+    /// The weighbridge is a short axle scale: vehicles cross it axle group by axle group.
+    pub axle_scale: bool,
 }
 
 impl Default for PostDevices {
@@ -86,6 +101,7 @@ impl Default for PostDevices {
             scanner: ScannerDevice::Feed,
             rear_camera: false,
             presence: false,
+            axle_scale: false,
         }
     }
 }
@@ -203,6 +219,9 @@ pub struct SimEndpoints {
     /// The scanner's drop folder, when it writes XML files there instead of using the feed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scanner_drop_folder: Option<PathBuf>,
+    /// Set when the weighbridge is an axle scale: the agent's `max_axle_gap_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_axle_gap_ms: Option<u64>,
 }
 
 /// What the simulated post sees.
@@ -255,6 +274,8 @@ pub struct Simulator {
     presence: Option<SimPort>,
     scanner: TcpListener,
     timing: Timing,
+    /// Vehicles cross the weighbridge axle group by axle group.
+    axle_scale: bool,
     /// The weighbridge indicator's faults, healthy unless a test asks
     /// ([`Simulator::weighbridge_faults`]).
     faults: (watch::Sender<Faults>, watch::Receiver<Faults>),
@@ -345,6 +366,7 @@ impl Simulator {
             presence_port: presence.as_ref().map(|p| p.path.clone()),
             scanner_addr: scanner.local_addr()?.to_string(),
             scanner_drop_folder,
+            max_axle_gap_ms: devices.axle_scale.then_some(AXLE_SCALE_MAX_GAP_MS),
         };
         let file = dir.join("endpoints.json");
         let tmp = dir.join(".endpoints.json.part");
@@ -359,6 +381,7 @@ impl Simulator {
             presence,
             scanner,
             timing,
+            axle_scale: devices.axle_scale,
             faults: watch::channel(Faults::default()),
         })
     }
@@ -403,6 +426,7 @@ impl Simulator {
             presence,
             scanner,
             timing,
+            axle_scale,
             faults: (_faults_tx, faults_rx),
         } = self;
         let (bridge_tx, bridge_rx) = watch::channel(BridgeState {
@@ -499,6 +523,9 @@ impl Simulator {
                 }
                 round += 1;
                 batch = scenario::generate(1000, seed.wrapping_add(round));
+            }
+            if axle_scale {
+                batch = scenario::on_axle_scale(batch, seed.wrapping_add(round));
             }
             let total = batch.len();
             for (i, v) in std::mem::take(&mut batch).into_iter().enumerate() {
@@ -642,7 +669,64 @@ impl Lane<'_> {
         Ok(())
     }
 
+    /// A vehicle drawn across an axle scale, group by group (see the module header).
+    async fn drive_on_axles(&mut self, v: &Vehicle) -> Result<()> {
+        let t = self.timing;
+        let d = v.dimensions;
+        if let DimsOut::LaneScanner(scanner) = &self.dims {
+            let vehicle = LmsVehicle {
+                length_mm: f64::from(d.length_mm),
+                width_mm: f64::from(d.width_mm),
+                height_mm: f64::from(d.height_mm),
+                speed_mm_per_s: LANE_SCANNER_SPEED_MM_PER_S,
+            };
+            if scanner.send(vehicle).await.is_err() {
+                anyhow::bail!("the lane scanner stopped");
+            }
+        }
+        let last = v.axles_kg.len().saturating_sub(1);
+        for (i, kg) in v.axles_kg.iter().enumerate() {
+            // The cab's group carries the plate to the camera.
+            let texts = if i == 0 {
+                vec![v.plate_display.clone()]
+            } else {
+                Vec::new()
+            };
+            let scan = (i == last).then(|| ScanEvent {
+                scanner_id: v.scanner_id.clone(),
+                scan_id: v.scan_id.clone(),
+                scanned_at: chrono::Utc::now(),
+                lane: Some("L1".to_owned()),
+                decision: v.decision,
+                images: vec![format!("{}.png", v.scan_id)],
+                conveyance_id: None,
+                decision_by: None,
+            });
+            self.weigh(*kg, &texts, scan).await?;
+            if let (0, DimsOut::Line(port)) = (i, &mut self.dims) {
+                devices::send_dimensions(
+                    port,
+                    &DimensionFrame {
+                        seq: (self.frames & 0xffff) as u32,
+                        length_mm: d.length_mm,
+                        width_mm: d.width_mm,
+                        height_mm: d.height_mm,
+                    },
+                )
+                .await?;
+            }
+            if i < last {
+                tokio::time::sleep(t.gap / 3).await;
+            }
+        }
+        tokio::time::sleep(t.gap + Duration::from_millis(AXLE_SCALE_MAX_GAP_MS)).await;
+        Ok(())
+    }
+
     async fn drive(&mut self, v: &Vehicle) -> Result<()> {
+        if !v.axles_kg.is_empty() {
+            return self.drive_on_axles(v).await;
+        }
         let t = self.timing;
         let d = v.dimensions;
         if let DimsOut::LaneScanner(scanner) = &self.dims {

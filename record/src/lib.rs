@@ -4,7 +4,8 @@
 //! Everything here is plain data with serde; no I/O.
 //!
 //! ## Layout
-//! - [`Crossing`]: one vehicle's linked evidence (plate, stable weight, dimensions, X-ray scan).
+//! - [`Crossing`]: one vehicle's linked evidence (plate, stable weight or axle weights,
+//!   dimensions, X-ray scan).
 //! - [`ConfigChange`]: a technician's change to the post's configuration (the audit log); it
 //!   travels as a record without evidence ([`Crossing::config_change`]).
 //! - [`ScanEvent`]: what a non-intrusive inspection scanner reports about one scan; the scanner
@@ -305,15 +306,41 @@ pub struct PlateRead {
     pub frames: u32,
 }
 
-/// A stable weight from the weighbridge indicator.
+/// A stable weight from the weighbridge indicator; on a short axle scale, the sum of the
+/// vehicle's axle (or axle-group) weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Weighing {
+    /// The vehicle's gross weight. From an axle scale, the sum of [`Weighing::axles_kg`]: when
+    /// [`Weighing::unweighed_axles`] is not zero it is only the weighed axles' sum, a lower
+    /// bound and not the vehicle's weight (the record is then flagged `axle_unweighed`).
     pub gross_kg: f64,
-    /// The indicator's scale division `d`: the weight is exact to within this.
+    /// The indicator's scale division `d`: the weight is exact to within this (per axle, on an
+    /// axle scale).
     pub division_kg: f64,
     pub stable_at: DateTime<Utc>,
     /// The device that weighed (its configured name).
     pub device: String,
+    /// From an axle scale: the stable weight of each axle group, in the order they crossed
+    /// (axle 1 first). Empty from a weighbridge that weighs the whole vehicle, and then absent
+    /// on the wire, so that such a record keeps its encoding (and its seal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub axles_kg: Vec<f64>,
+    /// From an axle scale: axle groups that crossed without a stable weight (not in
+    /// `axles_kg`). Absent on the wire when zero.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub unweighed_axles: u32,
+}
+
+impl Weighing {
+    /// How many axle groups crossed an axle scale, weighed or not (0 from a whole-vehicle
+    /// weighbridge).
+    pub fn axle_count(&self) -> usize {
+        self.axles_kg.len() + self.unweighed_axles as usize
+    }
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Vehicle dimensions, as measured by the lane's dimension sensor.
@@ -753,6 +780,28 @@ mod tests {
                 {"type_of_identification": 31, "identification_number": "AB123477", "nationality": "RU"}
             ])
         );
+    }
+
+    #[test]
+    fn a_weighbridge_record_encodes_as_before_and_axle_weights_round_trip() {
+        let old = r#"{"id":"019aa4c2-5a10-7c3e-9d1b-1f2e3d4c5b01","post":"P","lane":"L1","arrived_at":"2026-11-20T08:00:20Z","left_at":"2026-11-20T08:00:58Z","plate":null,"weight":{"gross_kg":39400.0,"division_kg":20.0,"stable_at":"2026-11-20T08:00:40Z","device":"WB-1"},"dimensions":null,"scan":null,"flags":[]}"#;
+        let mut c: Crossing = serde_json::from_str(old).expect("old record");
+        let w = c.weight.as_mut().expect("weighed");
+        assert_eq!(
+            (w.axles_kg.len(), w.unweighed_axles, w.axle_count()),
+            (0, 0, 0)
+        );
+        assert_eq!(serde_json::to_string(&c).expect("encodes"), old);
+        let w = c.weight.as_mut().expect("weighed");
+        w.axles_kg = vec![6_200.0, 11_400.0, 21_800.0];
+        w.unweighed_axles = 1;
+        assert_eq!(w.axle_count(), 4);
+        let json = serde_json::to_string(&c).expect("encodes");
+        assert!(
+            json.contains(r#""axles_kg":[6200.0,11400.0,21800.0],"unweighed_axles":1"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Crossing>(&json).expect("decodes"), c);
     }
 
     #[test]

@@ -57,6 +57,8 @@ fn crossing(n: u32) -> Crossing {
             division_kg: 20.0,
             stable_at: left_at - Duration::seconds(12),
             device: "WB-1".to_owned(),
+            axles_kg: Vec::new(),
+            unweighed_axles: 0,
         }),
         dimensions: Some(Dimensions {
             length_mm: 12_000 + (n * 37) % 4_500,

@@ -75,6 +75,8 @@ fn weighing() -> Weighing {
         division_kg: 0.5,
         stable_at: t(1000),
         device: "scale1".into(),
+        axles_kg: Vec::new(),
+        unweighed_axles: 0,
     }
 }
 

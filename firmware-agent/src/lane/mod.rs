@@ -72,6 +72,11 @@
 //!   but no stable weight is a crossing flagged `no_stable_weight` (it may have driven through
 //!   without stopping). A scan that had joined a reversing vehicle is not lost: it becomes an
 //!   `orphan_scan` record saying so.
+//! - **An axle scale's vehicle is one crossing**: `crate::axle_scale` frames the vehicle from
+//!   its first axle group coming on to its last leaving and gives one stable weight, the sum,
+//!   with the axle weights. When some groups left without a stable weight the sum is partial:
+//!   the crossing is flagged `axle_unweighed`, the reason saying how many groups and that the
+//!   gross is only the weighed groups' sum (the record's `unweighed_axles` says so too).
 //! - **An unread plate still yields a crossing**, flagged `plate_unread` with why (no frame with
 //!   a plate-like read, or frames with no readable text) and, if the scanner operator typed a
 //!   conveyance id, what they typed.
@@ -964,6 +969,17 @@ impl LaneCorrelator {
             p.flags.push(Flag::new(
                 "no_stable_weight",
                 "the weight never settled while the vehicle was on the bridge",
+            ));
+        }
+        if let Some(w) = p.weights.last().filter(|w| w.unweighed_axles > 0) {
+            p.flags.push(Flag::new(
+                "axle_unweighed",
+                format!(
+                    "{} of {} axle groups crossed the axle scale without a stable weight: the gross {} kg is the sum of the weighed groups only, not the vehicle's weight; re-weigh the vehicle",
+                    w.unweighed_axles,
+                    w.axle_count(),
+                    w.gross_kg
+                ),
             ));
         }
         if p.dimensions.is_none() && self.conveyance.weighed {

@@ -35,6 +35,8 @@ fn weighing(kg: f64, at: DateTime<Utc>) -> Weighing {
         division_kg: 20.0,
         stable_at: at,
         device: "wb1".into(),
+        axles_kg: Vec::new(),
+        unweighed_axles: 0,
     }
 }
 

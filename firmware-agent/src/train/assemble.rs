@@ -373,5 +373,7 @@ fn total(wagons: &[Wagon]) -> Option<Weighing> {
         division_kg: weights.iter().map(|w| w.division_kg).sum(),
         stable_at: last.stable_at,
         device: last.device.clone(),
+        axles_kg: Vec::new(),
+        unweighed_axles: 0,
     })
 }

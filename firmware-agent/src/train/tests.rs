@@ -27,6 +27,8 @@ fn weighing(kg: f64, at: DateTime<Utc>) -> Weighing {
         division_kg: 50.0,
         stable_at: at,
         device: "rwb1".into(),
+        axles_kg: Vec::new(),
+        unweighed_axles: 0,
     }
 }
 

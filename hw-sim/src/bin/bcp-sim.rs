@@ -50,6 +50,11 @@ struct Args {
     /// pseudo-terminal, named in endpoints.json).
     #[arg(long)]
     presence: bool,
+    /// The weighbridge is a short axle scale (road posts): each vehicle crosses it axle group
+    /// by axle group, each group with its own weight (in DIR/scenario.json as `axles_kg`);
+    /// endpoints.json gives the agent's `max_axle_gap_ms`.
+    #[arg(long)]
+    axle_scale: bool,
     /// Instead of the post, play one weighing indicator of this protocol (any name
     /// `bcpctl serial read --protocol` takes) at DIR/ttyINDICATOR, showing --weight-kg: a
     /// device to try `bcpctl serial probe/read/sniff` on. Polled protocols answer their commands.
@@ -119,6 +124,12 @@ async fn main() -> Result<()> {
     }
     use bcp_sim::conveyances;
     let seed = args.seed;
+    if args.axle_scale && args.post != "road" {
+        anyhow::bail!(
+            "--axle-scale: an axle scale weighs road vehicles, not a {} post's",
+            args.post
+        );
+    }
     let scenario = match args.post.as_str() {
         "rail" => {
             let trains =
@@ -130,6 +141,7 @@ async fn main() -> Result<()> {
             let make = |n| match post {
                 "air" => conveyances::generate_cargo_units(n, seed),
                 "river" => conveyances::generate_vessels(n, seed),
+                _ if args.axle_scale => scenario::on_axle_scale(scenario::generate(n, seed), seed),
                 _ => scenario::generate(n, seed),
             };
             let vehicles = args.vehicles.map(make);
@@ -145,6 +157,7 @@ async fn main() -> Result<()> {
         scanner: args.scanner,
         rear_camera: args.rear_camera,
         presence: args.presence,
+        axle_scale: args.axle_scale,
     };
     let sim = Simulator::start_with(&args.dir, Timing::default(), &devices).await?;
     tracing::info!(endpoints = ?sim.endpoints(), "simulated devices open");

@@ -27,6 +27,8 @@ pub fn crossing(post: &str, n: u32) -> Crossing {
             division_kg: 20.0,
             stable_at: left_at - Duration::seconds(10),
             device: "WB-1".to_owned(),
+            axles_kg: Vec::new(),
+            unweighed_axles: 0,
         }),
         dimensions: Some(Dimensions {
             length_mm: 16_500,
