@@ -102,6 +102,11 @@ pub struct TrainSettings {
     /// A read at most this far outside a wagon's time on the rail still joins that wagon.
     #[serde(default = "default_read_margin_ms")]
     pub read_margin_ms: u64,
+    /// With a `[scanner]`: how long after its close a train without a scan is held for the
+    /// scanner workstation's verdict. A verdict later than this is recorded apart, naming the
+    /// train (`scan_after_close`). 0: never hold. Ignored without a `[scanner]`.
+    #[serde(default = "default_scan_wait_ms")]
+    pub scan_wait_ms: u64,
 }
 
 impl Default for TrainSettings {
@@ -110,6 +115,7 @@ impl Default for TrainSettings {
             quiet_ms: default_train_quiet_ms(),
             reader_offset_ms: 0,
             read_margin_ms: default_read_margin_ms(),
+            scan_wait_ms: default_scan_wait_ms(),
         }
     }
 }
@@ -124,6 +130,11 @@ impl TrainSettings {
             reader_offset: ms(self.reader_offset_ms),
             read_margin: ms(self.read_margin_ms.min(LaneSettings::MAX_WINDOW_MS) as i64),
             expect_scan: scanner,
+            scan_wait: if scanner {
+                ms(self.scan_wait_ms.min(LaneSettings::MAX_WINDOW_MS) as i64)
+            } else {
+                chrono::TimeDelta::zero()
+            },
         }
     }
 
@@ -146,6 +157,13 @@ impl TrainSettings {
             bail!(
                 "train.read_margin_ms = {}: at most 60000; a wider margin gives reads to the wrong wagon",
                 self.read_margin_ms
+            );
+        }
+        if self.scan_wait_ms > LaneSettings::MAX_WINDOW_MS {
+            bail!(
+                "train.scan_wait_ms = {}: at most {} (one hour); trains held longer are at risk in a power cut",
+                self.scan_wait_ms,
+                LaneSettings::MAX_WINDOW_MS
             );
         }
         Ok(())
@@ -1415,8 +1433,15 @@ broker_port = 8883
         let cfg = parse(&rail)?;
         let rules = cfg.train_settings().rules(false);
         assert_eq!(rules.quiet.num_seconds(), 10, "defaults without [train]");
+        assert_eq!(
+            rules.scan_wait,
+            chrono::TimeDelta::zero(),
+            "no scanner: no hold"
+        );
+        let held = cfg.train_settings().rules(true).scan_wait;
+        assert_eq!(held.num_seconds(), 120, "default hold with a scanner");
         let cfg = parse(&format!(
-            "{rail}\n[train]\nquiet_ms = 20000\nreader_offset_ms = -1500\nread_margin_ms = 800\n"
+            "{rail}\n[train]\nquiet_ms = 20000\nreader_offset_ms = -1500\nread_margin_ms = 800\nscan_wait_ms = 300000\n"
         ))?;
         let rules = cfg.train_settings().rules(true);
         assert_eq!(
@@ -1424,14 +1449,16 @@ broker_port = 8883
                 rules.quiet.num_milliseconds(),
                 rules.reader_offset.num_milliseconds(),
                 rules.read_margin.num_milliseconds(),
-                rules.expect_scan
+                rules.expect_scan,
+                rules.scan_wait.num_milliseconds()
             ),
-            (20_000, -1500, 800, true)
+            (20_000, -1500, 800, true, 300_000)
         );
         for (bad, key) in [
             ("quiet_ms = 0", "train.quiet_ms"),
             ("reader_offset_ms = 700000", "train.reader_offset_ms"),
             ("read_margin_ms = 90000", "train.read_margin_ms"),
+            ("scan_wait_ms = 7200000", "train.scan_wait_ms"),
         ] {
             let e = format!(
                 "{:#}",

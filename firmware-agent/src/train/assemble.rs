@@ -20,6 +20,7 @@ pub fn assemble(
         wagons: weighed,
         sightings,
         mut scans,
+        flags: decided,
     } = train;
     let mut flags: Vec<Flag> = Vec::new();
     // Each wagon's time on the rail; a wagon still on at the close is taken as on until now.
@@ -214,11 +215,17 @@ pub fn assemble(
         ));
     }
     if scan.is_none() && rules.expect_scan {
-        flags.push(Flag::new(
-            "no_scan",
-            "no scan event came while the train was open",
-        ));
+        let why = if rules.scan_wait > TimeDelta::zero() {
+            format!(
+                "no scan event came while the train was open nor within {} after it closed",
+                duration(rules.scan_wait)
+            )
+        } else {
+            "no scan event came while the train was open".to_owned()
+        };
+        flags.push(Flag::new("no_scan", why));
     }
+    flags.extend(decided);
     let arrived_at = wagons
         .first()
         .map(|w| w.on_at)
