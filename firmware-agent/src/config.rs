@@ -107,6 +107,15 @@ pub struct TrainSettings {
     /// train (`scan_after_close`). 0: never hold. Ignored without a `[scanner]`.
     #[serde(default = "default_scan_wait_ms")]
     pub scan_wait_ms: u64,
+    /// The weigh rail empty this long between two wagons: the train stood there (wagons may
+    /// have been uncoupled), flagged `train_stood`. Only a stand shorter than `quiet_ms` keeps
+    /// the train one record.
+    #[serde(default = "default_train_stop_ms")]
+    pub stop_ms: u64,
+    /// A wagon on the weigh rail this long was left standing there: the train is closed
+    /// without it leaving, flagged `wagon_left_on_rail`.
+    #[serde(default = "default_train_standing_ms")]
+    pub standing_ms: u64,
 }
 
 impl Default for TrainSettings {
@@ -116,6 +125,8 @@ impl Default for TrainSettings {
             reader_offset_ms: 0,
             read_margin_ms: default_read_margin_ms(),
             scan_wait_ms: default_scan_wait_ms(),
+            stop_ms: default_train_stop_ms(),
+            standing_ms: default_train_standing_ms(),
         }
     }
 }
@@ -135,6 +146,8 @@ impl TrainSettings {
             } else {
                 chrono::TimeDelta::zero()
             },
+            stop: ms(self.stop_ms.min(LaneSettings::MAX_WINDOW_MS) as i64),
+            standing: ms(self.standing_ms.min(LaneSettings::MAX_WINDOW_MS) as i64),
         }
     }
 
@@ -163,6 +176,21 @@ impl TrainSettings {
             bail!(
                 "train.scan_wait_ms = {}: at most {} (one hour); trains held longer are at risk in a power cut",
                 self.scan_wait_ms,
+                LaneSettings::MAX_WINDOW_MS
+            );
+        }
+        if self.stop_ms == 0 || self.stop_ms > LaneSettings::MAX_WINDOW_MS {
+            bail!(
+                "train.stop_ms = {}: use 1 ..= {} (longer than the rail is empty between two coupled wagons)",
+                self.stop_ms,
+                LaneSettings::MAX_WINDOW_MS
+            );
+        }
+        if self.standing_ms < self.quiet_ms || self.standing_ms > LaneSettings::MAX_WINDOW_MS {
+            bail!(
+                "train.standing_ms = {}: use train.quiet_ms ({}) ..= {} (how long a wagon stands on the weigh rail before it is taken as left there)",
+                self.standing_ms,
+                self.quiet_ms,
                 LaneSettings::MAX_WINDOW_MS
             );
         }
@@ -738,6 +766,12 @@ const fn default_train_quiet_ms() -> u64 {
 }
 const fn default_read_margin_ms() -> u64 {
     500
+}
+const fn default_train_stop_ms() -> u64 {
+    5000
+}
+const fn default_train_standing_ms() -> u64 {
+    1_800_000
 }
 const fn default_keep_alive() -> u64 {
     30
@@ -1441,8 +1475,13 @@ broker_port = 8883
         let held = cfg.train_settings().rules(true).scan_wait;
         assert_eq!(held.num_seconds(), 120, "default hold with a scanner");
         let cfg = parse(&format!(
-            "{rail}\n[train]\nquiet_ms = 20000\nreader_offset_ms = -1500\nread_margin_ms = 800\nscan_wait_ms = 300000\n"
+            "{rail}\n[train]\nquiet_ms = 20000\nreader_offset_ms = -1500\nread_margin_ms = 800\nscan_wait_ms = 300000\nstop_ms = 8000\nstanding_ms = 600000\n"
         ))?;
+        let rules = cfg.train_settings().rules(true);
+        assert_eq!(
+            (rules.stop.num_seconds(), rules.standing.num_minutes()),
+            (8, 10)
+        );
         let rules = cfg.train_settings().rules(true);
         assert_eq!(
             (
@@ -1459,6 +1498,8 @@ broker_port = 8883
             ("reader_offset_ms = 700000", "train.reader_offset_ms"),
             ("read_margin_ms = 90000", "train.read_margin_ms"),
             ("scan_wait_ms = 7200000", "train.scan_wait_ms"),
+            ("stop_ms = 0", "train.stop_ms"),
+            ("standing_ms = 5000", "train.standing_ms"),
         ] {
             let e = format!(
                 "{:#}",

@@ -22,6 +22,7 @@ pub fn assemble(
         mut scans,
         flags: decided,
     } = train;
+    let weighed = super::shunting::merge_rollbacks(weighed, &sightings, rules, now);
     let mut flags: Vec<Flag> = Vec::new();
     // Each wagon's time on the rail; a wagon still on at the close is taken as on until now.
     let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = weighed
@@ -58,6 +59,7 @@ pub fn assemble(
             flags.push(Flag::new(&f.code, format!("wagon {}: {}", i + 1, f.reason)));
         }
     }
+    flags.extend(super::shunting::stood(&spans, rules));
 
     // Wagon numbers: each distinct number to the wagon with most of its reads.
     let numbers = group(&placed, IdKind::Wagon);

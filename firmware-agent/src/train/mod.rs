@@ -49,6 +49,27 @@
 //! train not yet emitted is flagged `extra_scan` on it. Holding costs latency and, on a power
 //! cut, the held trains; on shutdown the agent polls far ahead, which emits them.
 //!
+//! ## Uncoupled wagons (see [`shunting`])
+//! At a border station a train is shunted: it stops, wagons are uncoupled and set aside for
+//! inspection (or repair), the train sets back and pulls forward again. What the weigh rail sees
+//! of it, and what the record says:
+//! - **The train stood**: the rail is empty between two wagons for longer than `stop` (a coupler
+//!   gap lasts a second or two) but less than `quiet`: still one train, flagged `train_stood`
+//!   with the wagons on either side: wagons may have been uncoupled and set aside there. (A stand
+//!   longer than `quiet` ends the train: the wagons after it are the next train's record; set
+//!   `quiet` longer than the station's stands to keep them together.)
+//! - **A wagon rolled back** off the rail the way it came (the train set back) and came on
+//!   again: the rail sees two weighings of one wagon. Consecutive weighings on which the same
+//!   valid wagon number, and no other, was read well inside each (more than `read_margin` from
+//!   the boundary) are one wagon: its first on, its last off, its last stable weight, flagged
+//!   `wagon_rolled_back`. Without a readable number the weighings stay apart (a weighing is never
+//!   dropped on a guess; the extra wagon is then flagged `wagon_number_unread`).
+//! - **A wagon left standing on the rail**: the train was uncoupled from a wagon on the weigh rail
+//!   and went on without it (or the train stands there). A wagon on the rail for longer than
+//!   `standing` closes the train without waiting for it to leave: the wagon is the train's last,
+//!   without an `off_at`, flagged `wagon_left_on_rail`. Its further weights are ignored, and its
+//!   leaving ends it; the next wagon on starts a new train.
+//!
 //! ## Assembly (see [`assemble`])
 //! - A read taken at `t` is placed at `t - reader_offset` on the weighbridge's time line (the
 //!   reader may stand before or after the weigh rail) and joins the wagon that was on the rail
@@ -78,6 +99,7 @@
 
 mod assemble;
 mod scans;
+pub mod shunting;
 
 pub use assemble::assemble;
 
@@ -102,6 +124,10 @@ pub struct TrainRules {
     /// With `expect_scan`: how long after its close a train without a scan is held for the
     /// scanner's verdict before it is emitted (zero: not held).
     pub scan_wait: TimeDelta,
+    /// The rail empty longer than this between two wagons: the train stood (`train_stood`).
+    pub stop: TimeDelta,
+    /// A wagon on the rail longer than this was left standing there (`wagon_left_on_rail`).
+    pub standing: TimeDelta,
 }
 
 impl Default for TrainRules {
@@ -112,6 +138,8 @@ impl Default for TrainRules {
             read_margin: TimeDelta::milliseconds(500),
             expect_scan: false,
             scan_wait: TimeDelta::zero(),
+            stop: TimeDelta::seconds(5),
+            standing: TimeDelta::minutes(30),
         }
     }
 }
@@ -216,6 +244,8 @@ pub struct TrainCorrelator {
     lane: String,
     rules: TrainRules,
     open: Option<OpenTrain>,
+    /// When the wagon left standing on the rail came on, until it leaves (see the module header).
+    left_standing: Option<DateTime<Utc>>,
     /// Trains closed without a scan, held for it (oldest first).
     held: VecDeque<HeldTrain>,
     /// The last trains emitted, oldest first.
@@ -235,6 +265,7 @@ impl TrainCorrelator {
             lane: lane.to_owned(),
             rules,
             open: None,
+            left_standing: None,
             held: VecDeque::new(),
             closed: VecDeque::new(),
             early: Vec::new(),
@@ -279,6 +310,8 @@ impl TrainCorrelator {
 
     /// A wagon came onto the weigh rail (the first one starts a train).
     pub fn handle_wagon_on(&mut self, at: DateTime<Utc>) {
+        // A wagon can come on only once the one left standing has gone (its leaving unseen).
+        self.left_standing = None;
         let train = self.train(at);
         if let Some(prev) = train.on_rail() {
             prev.off_at = Some(at);
@@ -297,6 +330,10 @@ impl TrainCorrelator {
 
     /// The stable weight of the wagon on the rail.
     pub fn handle_wagon_weight(&mut self, at: DateTime<Utc>, weight: Weighing) {
+        if self.open.is_none() && self.left_standing.is_some() {
+            // The wagon left standing settled again: it is already recorded.
+            return;
+        }
         let train = self.train(at);
         if train.on_rail().is_none() {
             train.wagons.push(WagonWeighed {
@@ -316,8 +353,9 @@ impl TrainCorrelator {
 
     /// The wagon on the rail left it.
     pub fn handle_wagon_off(&mut self, at: DateTime<Utc>) {
-        if let Some(w) = self.open.as_mut().and_then(OpenTrain::on_rail) {
-            w.off_at = Some(at.max(w.on_at));
+        match self.open.as_mut().and_then(OpenTrain::on_rail) {
+            Some(w) => w.off_at = Some(at.max(w.on_at)),
+            None => self.left_standing = None,
         }
     }
 
@@ -353,11 +391,30 @@ impl TrainCorrelator {
                 text: s.raw,
             });
         }
-        let due = self
-            .open
-            .as_ref()
-            .and_then(|t| t.close_at(self.rules.quiet))
-            .filter(|t| *t <= now);
+        let standing = self
+            .standing_since()
+            .filter(|on| *on + self.rules.standing <= now);
+        let on_rail = self.open.as_mut().and_then(OpenTrain::on_rail);
+        if let (Some(on), Some(wagon)) = (standing, on_rail) {
+            // Its position in the record is given at the assembly (after any merged roll-back).
+            wagon.flags.push(Flag::new(
+                "wagon_left_on_rail",
+                format!(
+                    "on the weigh rail since {} and still there {} later: taken as uncoupled and left standing (or the train stands there); the train is closed with it as its last wagon, and wagons that come after it leaves are a new train",
+                    crate::lane::clock(on),
+                    crate::lane::duration(self.rules.standing)
+                ),
+            ));
+            self.left_standing = Some(on);
+        }
+        let due = match standing {
+            Some(on) => Some(on + self.rules.standing),
+            None => self
+                .open
+                .as_ref()
+                .and_then(|t| t.close_at(self.rules.quiet))
+                .filter(|t| *t <= now),
+        };
         if let Some(closed_at) = due {
             if let Some(train) = self.open.take() {
                 let hold = self.rules.expect_scan
@@ -398,7 +455,8 @@ impl TrainCorrelator {
         let open = self
             .open
             .as_ref()
-            .and_then(|t| t.close_at(self.rules.quiet));
+            .and_then(|t| t.close_at(self.rules.quiet))
+            .or_else(|| self.standing_since().map(|on| on + self.rules.standing));
         let held = self.held.iter().map(|h| h.until).min();
         let close = match (open, held) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -413,6 +471,15 @@ impl TrainCorrelator {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// When the wagon on the rail of the open train came on, if one is on.
+    fn standing_since(&self) -> Option<DateTime<Utc>> {
+        self.open
+            .as_ref()
+            .and_then(|t| t.wagons.last())
+            .filter(|w| w.off_at.is_none())
+            .map(|w| w.on_at)
     }
 
     /// Assembles a train that closed at `closed_at` and queues its record.
