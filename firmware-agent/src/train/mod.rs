@@ -93,6 +93,7 @@
 //! - `no_scan`: on a post with a scanner, no scan joined the train (within `scan_wait` after its
 //!   close, if it was held).
 //! - `scan_joined_late`: the scan joined while the train was held for it.
+//! - `train_stood`, `wagon_rolled_back`, `wagon_left_on_rail`: see "Uncoupled wagons".
 //!
 //! Overweight wagons are flagged by [`crate::checks`] (`wagon_overweight`, `[limits]
 //! max_wagon_gross_kg`), like every other legal limit.
