@@ -62,7 +62,7 @@ impl TrainCorrelator {
             None => {
                 self.counters.orphan_scans += 1;
                 let reason = format!(
-                    "scan {} by {} at {} arrived at {} while no train was on the weighbridge or held for its scan, and was made while none was",
+                    "scan {} by {} at {} arrived at {} and matches no train: none was on the weighbridge or in its quiet window when it was made, and no train is open now",
                     scan.scan_id,
                     scan.scanner_id,
                     clock(scan.scanned_at),

@@ -492,6 +492,14 @@ fn a_scan_that_matches_no_train_is_still_an_orphan_with_trains_held() {
     c.handle_scan(t(30_000), scan("S9", t(29_000)));
     let orphan = c.poll(t(30_000));
     assert_eq!(orphan.as_ref().map(codes), Some(vec!["orphan_scan"]));
+    let why = orphan
+        .as_ref()
+        .and_then(|o| flag(o, "orphan_scan"))
+        .unwrap_or_default();
+    assert!(
+        why.contains("S9") && why.contains("matches no train"),
+        "{why}"
+    );
     assert_eq!(c.occupancy(), (false, 1), "the held train keeps waiting");
     assert_eq!(c.counters().orphan_scans, 1);
 }
