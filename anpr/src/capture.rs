@@ -197,6 +197,28 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The frame as JPEG at `quality` (1..=100), for a store that keeps encoded frames.
+    pub fn to_jpeg(&self, quality: u8) -> Result<Vec<u8>, AnprError> {
+        let mut buf = Vector::<u8>::new();
+        let params = Vector::<i32>::from_slice(&[
+            imgcodecs::IMWRITE_JPEG_QUALITY,
+            i32::from(quality.clamp(1, 100)),
+        ]);
+        let encoded =
+            imgcodecs::imencode(".jpg", &self.image, &mut buf, &params).map_err(|source| {
+                AnprError::OpenCv {
+                    context: "encoding a frame as JPEG",
+                    source,
+                }
+            })?;
+        if !encoded {
+            return Err(AnprError::UnsupportedFrame(
+                "OpenCV refused to encode the frame as JPEG".to_owned(),
+            ));
+        }
+        Ok(buf.to_vec())
+    }
+
     /// Writes the frame as an image file; the format follows the extension (`.jpg`, `.png`, ..).
     pub fn save(&self, path: &Path) -> Result<(), AnprError> {
         let written = imgcodecs::imwrite(path, &self.image, &Vector::new()).map_err(|source| {

@@ -174,6 +174,18 @@ pub static FORMATS: &[PlateFormat] = &[
             codes: &[(1, 999)],
         }),
     },
+    // Russia, a trailer's (semi-trailer's) plate: two letters, four digits, the region
+    // (`AB 1234 77`); the same twelve letters. A post lists it in `anpr.formats` when its rear
+    // camera reads trailers.
+    PlateFormat {
+        code: "RU-TRAILER",
+        patterns: &["LL DDDD DD", "LL DDDD DDD"],
+        letters: RU_LETTERS,
+        region: Some(Region {
+            at: RegionAt::LastGroup,
+            codes: &[(1, 999)],
+        }),
+    },
     // Turkey: province 01-81, 1-3 letters (no Q, W, X), 2-5 digits.
     PlateFormat {
         code: "TR",
@@ -655,6 +667,33 @@ mod tests {
         assert!(no_clean_fit("AF", "KBL 1234 PR5"), "5 is no V");
         // Whole reads: a clean Afghan line beats the other formats.
         assert_eq!(m("KBL I23O5 PRV"), Some(("AF", "KBL12305PRV".into(), 2)));
+    }
+
+    #[test]
+    fn a_russian_trailer_plate_is_its_own_format() {
+        let fits = |code: &str, s: &str| {
+            by_code(code)
+                .and_then(|f| match_format(f, &normalise(s)))
+                .map(|m| (m.format, m.text, m.corrections))
+        };
+        assert_eq!(
+            fits("RU-TRAILER", "AB 1234 77"),
+            Some(("RU-TRAILER", "AB123477".into(), 0))
+        );
+        assert_eq!(
+            fits("RU-TRAILER", "XT 0042 197"),
+            Some(("RU-TRAILER", "XT0042197".into(), 0))
+        );
+        // A digit read where a letter is printed is fixed by position.
+        assert_eq!(
+            fits("RU-TRAILER", "A8 1234 77"),
+            Some(("RU-TRAILER", "AB123477".into(), 1))
+        );
+        // A tractor's plate, and letters Russian plates do not use, are no trailer plates.
+        assert_eq!(fits("RU-TRAILER", "A 123 BC 77"), None);
+        assert_eq!(fits("RU-TRAILER", "ZW 1234 77"), None);
+        assert_eq!(m("AB123477").map(|m| m.0), Some("RU-TRAILER"));
+        assert_eq!(m("A123BC77").map(|m| m.0), Some("RU"));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! 1. normalise (uppercase ASCII letters and digits, see [`crate::formats::normalise`]);
 //! 2. fit each scheme of the [`IdKind`] by *shape*: letter positions take the letter a digit looks
 //!    like and digit positions the digit a letter looks like (`O`->`0`, `B`->`8`, ..), as plate
-//!    formats do; that is normalisation, not repair;
+//!    formats do; that is normalisation, not repair. Except in a ULD id's letters: with no
+//!    check digit nothing would confirm it, and a digit where the shape wants a letter is as
+//!    often a digit read twice (`AKE142655TK`, two overlapping text boxes) or a letter lost
+//!    (`PMC03032L`) as a letter misread, so a ULD's type and owner positions take letters only;
 //! 3. check the check digit; if it fails, try every **single** substitution of one character by a
 //!    character it is often misread for ([`CONFUSABLE`], same class: digit for digit, letter for
 //!    letter), the check digit included. The read is repaired only when **exactly one** such
@@ -116,6 +119,12 @@ impl Scheme {
             Self::Eni => s[0] != b'9' || imo_check(&s[1..]),
             Self::Uld => true,
         }
+    }
+
+    /// Whether a digit read in a letter position is taken as the letter it looks like (see
+    /// the module header: not in a ULD id, which has no check digit to confirm it).
+    fn letters_from_digits(self) -> bool {
+        !matches!(self, Self::Uld)
     }
 
     fn has_check_digit(self, s: &[u8]) -> bool {
@@ -235,7 +244,7 @@ pub fn validate(kind: IdKind, raw: &str) -> Result<IdRead, IdError> {
     let mut first_err = None;
     for &scheme in Scheme::of(kind) {
         for shape in scheme.shapes() {
-            let Some(fitted) = fit_shape(shape, &text) else {
+            let Some(fitted) = fit_shape(shape, &text, scheme.letters_from_digits()) else {
                 continue;
             };
             match check_or_repair(scheme, shape, fitted) {
@@ -249,8 +258,9 @@ pub fn validate(kind: IdKind, raw: &str) -> Result<IdRead, IdError> {
     Err(first_err.unwrap_or(IdError::Shape { kind, text }))
 }
 
-/// Applies letter/digit look-alike normalisation by position; `None` if the shape cannot fit.
-fn fit_shape(shape: &str, text: &str) -> Option<Vec<u8>> {
+/// Applies letter/digit look-alike normalisation by position (digits into letter positions
+/// only if `letters_from_digits`); `None` if the shape cannot fit.
+fn fit_shape(shape: &str, text: &str, letters_from_digits: bool) -> Option<Vec<u8>> {
     if shape.len() != text.len() {
         return None;
     }
@@ -267,7 +277,8 @@ fn fit_shape(shape: &str, text: &str) -> Option<Vec<u8>> {
                 })
                 .filter(|l| matches!(l, 'U' | 'J' | 'Z'))?,
                 _ if c.is_ascii_alphabetic() => c,
-                _ => as_letter(c)?,
+                _ if letters_from_digits => as_letter(c)?,
+                _ => return None,
             };
             u8::try_from(fixed).ok()
         })
@@ -453,6 +464,28 @@ mod tests {
         assert_eq!(
             ok(IdKind::Container, "MSKU 388110 7").map(|r| r.2),
             Some(Check::Valid)
+        );
+    }
+
+    #[test]
+    fn a_uld_id_takes_no_digit_for_a_letter() {
+        // A letter lost at the end, a digit read twice, a digit for the owner's letter: with
+        // no check digit, each would otherwise be another unit's id.
+        for read in ["PMC03032L", "AKE142655TK", "AKE 12345 L4", "0KE 12345 LH"] {
+            assert!(
+                matches!(validate(IdKind::Uld, read), Err(IdError::Shape { .. })),
+                "{read}: {:?}",
+                validate(IdKind::Uld, read)
+            );
+        }
+        // Letters in the serial are still read as the digits they look like.
+        assert_eq!(
+            ok(IdKind::Uld, "AKE 1234S LH").map(|r| r.1),
+            Some("AKE12345LH".into())
+        );
+        assert_eq!(
+            ok(IdKind::Uld, "PMC 0303 KE").map(|r| r.1),
+            Some("PMC0303KE".into())
         );
     }
 

@@ -12,8 +12,8 @@
 //! - [`detect`]: text detection (DB post-processing: threshold, contours, box score, unclip) and
 //!   upright cropping of the boxes.
 //! - [`recognize`]: batched recognition and greedy CTC decoding with per-character confidences.
-//! - [`formats`]: plate grammars as data (TJ, UZ, KZ, KG, AF, RU, TR, CN, BR, EU, US, IR),
-//!   position-aware O/0, I/1, B/8 .. correction, which format matched.
+//! - [`formats`]: plate grammars as data (TJ, UZ, KZ, KG, AF, RU, RU-TRAILER, TR, CN, BR, EU,
+//!   US, IR), position-aware O/0, I/1, B/8 .. correction, which format matched.
 //! - [`identifiers`]: UIC/CIS wagon numbers, ISO 6346 container codes, ENI/IMO vessel numbers,
 //!   IATA ULD ids: shapes, check digits, single-character repair when exactly one is valid.
 //! - [`reader`]: [`AnprConfig`], [`PlateReader`] (one per camera task) and the ranking of

@@ -14,6 +14,10 @@
 //! confidence is the mean of its characters' confidences, times 0.85 per correction the format
 //! needed.
 //!
+//! A camera that reads identifiers rather than plates ([`AnprConfig::fit_plate_formats`] off:
+//! an air post's ULD ids, a river post's vessel numbers) fits no plate format: every text is
+//! kept as read, for the caller to validate as an identifier.
+//!
 //! Second pass ([`AnprConfig::refine_top`]): the region around each of the best candidates
 //! (margins of a quarter of its width plus half its height, two thirds of its height) is cut
 //! from the full-resolution frame, enlarged so that the text is about 64 px high, and detected
@@ -64,6 +68,12 @@ pub struct AnprConfig {
     /// all. A post enables the countries whose vehicles cross it: every extra grammar is one
     /// more way for a timestamp or a phone number to look like a plate.
     pub formats: Vec<String>,
+    /// Whether texts are fitted to plate formats: `true` for a camera that reads number plates
+    /// (a road post). `false` for one that reads identifiers (ULD ids, vessel numbers): a plate
+    /// grammar would cut and bend them (`PMC03032LH` fits no plate, but `PMC03032L`, its last
+    /// letter dropped as if it were a country code, does), so texts are kept as read, `formats`
+    /// is not used, and the caller validates them (`crate::identifiers`).
+    pub fit_plate_formats: bool,
     /// The best this many candidates are read again from an enlarged region around them
     /// (0: no second pass); see the module header.
     pub refine_top: usize,
@@ -83,6 +93,7 @@ impl Default for AnprConfig {
             min_confidence: 0.3,
             max_frame_pixels: 40_000_000,
             formats: Vec::new(),
+            fit_plate_formats: true,
             refine_top: 2,
         }
     }
@@ -206,7 +217,9 @@ impl PlateReader {
             min_confidence: cfg.min_confidence,
             refine_top: cfg.refine_top,
             max_frame_pixels: cfg.max_frame_pixels,
-            formats: if cfg.formats.is_empty() {
+            formats: if !cfg.fit_plate_formats {
+                Vec::new()
+            } else if cfg.formats.is_empty() {
                 formats::FORMATS.to_vec()
             } else {
                 formats::FORMATS

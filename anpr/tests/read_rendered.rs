@@ -1,6 +1,7 @@
 //! End to end: frames rendered by `bcp_sim::plate_render` read by the real PP-OCRv4 models:
 //! every region, two-line plates, rotated, blurred and dim frames, two vehicles in one frame,
-//! corrupt, truncated, zero-size and huge frames; the simulator's CIS wagon numbers.
+//! corrupt, truncated, zero-size and huge frames; ULD ids on air cargo units; the simulator's CIS
+//! wagon numbers.
 //!
 //! Set `BCP_ANPR_DUMP_DIR` to a directory to keep the frames of the 20-plate set for a look;
 //! misread frames are always written to the temp directory.
@@ -9,7 +10,7 @@ mod common;
 
 use anyhow::{ensure, Context, Result};
 use bcp_anpr::{vote, AnprConfig, AnprError, PlateReader};
-use bcp_sim::plate_render::{render_vehicle_frame, render_vehicle_mat};
+use bcp_sim::plate_render::{render_cargo_unit_frame, render_vehicle_frame, render_vehicle_mat};
 use opencv::core::{Mat, Point2f, Size, Vector};
 use opencv::imgproc;
 use opencv::prelude::*;
@@ -79,6 +80,47 @@ fn mixed_set_of_twenty_plates_reads_exactly() -> Result<()> {
     ensure!(
         failures.is_empty(),
         "misread plates:\n{}",
+        failures.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn uld_ids_on_cargo_units_read_exactly_without_plate_formats() -> Result<()> {
+    use bcp_anpr::identifiers::{self, IdKind};
+    let mut reader = PlateReader::new(&AnprConfig {
+        fit_plate_formats: false,
+        ..AnprConfig::from_env()
+    })?;
+    let units = bcp_sim::conveyances::generate_cargo_units(8, 7);
+    let mut failures = Vec::new();
+    for (i, unit) in units.iter().enumerate() {
+        for variant in 0..2 {
+            let jpeg = render_cargo_unit_frame(&unit.plate_display, i as u64 * 7 + variant)?;
+            let reads = reader.read_image_bytes(&jpeg)?;
+            // What the air post's lane does: the first read that is a ULD id is the frame's.
+            let first_id = reads
+                .iter()
+                .find_map(|c| identifiers::validate(IdKind::Uld, &c.text).ok());
+            ensure!(
+                reads.iter().all(|c| c.format.is_none()),
+                "no plate format is fitted: {reads:?}"
+            );
+            if first_id.as_ref().map(|id| id.text.as_str()) != Some(unit.plate.as_str()) {
+                let path = std::env::temp_dir().join(format!("anpr-uld-fail-{i}-{variant}.jpg"));
+                std::fs::write(&path, &jpeg)?;
+                failures.push(format!(
+                    "{:?} read as {first_id:?} from {:?} (frame in {})",
+                    unit.plate_display,
+                    reads.iter().map(|c| &c.text).collect::<Vec<_>>(),
+                    path.display()
+                ));
+            }
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "misread ULD ids:\n{}",
         failures.join("\n")
     );
     Ok(())

@@ -70,6 +70,20 @@ impl Protocol for DimsAscii {
     }
 }
 
+/// The `ENTRY 1` / `EXIT 0` lines of [`crate::presence_ascii`], as a [`Protocol`] value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresenceAscii;
+
+impl Protocol for PresenceAscii {
+    type Frame = crate::presence_ascii::PresenceLine;
+    fn decode(&self, buf: &[u8]) -> Result<Option<(Self::Frame, usize)>, FrameError> {
+        crate::presence_ascii::decode(buf)
+    }
+    fn encode(&self, frame: &Self::Frame, out: &mut Vec<u8>) {
+        crate::presence_ascii::encode(frame, out)
+    }
+}
+
 /// One item from the stream: a frame, or bytes that were skipped.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded<F> {

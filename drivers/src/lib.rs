@@ -20,12 +20,14 @@
 //! | [`indicator`] | pure | [`AnyProtocol`]: every protocol by name, one [`ScaleReading`] / [`Measurement`] shape |
 //! | [`sick_cola`] | pure, given scans | SICK CoLa A `LMDscandata` profiles -> width/height; [`sick_cola::DimensionTracker`]: length from scans x speed |
 //! | [`dims_ascii`] | pure | `$DIM,...*hh` lines from dimension systems: [`DimensionFrame`] |
+//! | [`presence_ascii`] | pure | `ENTRY 1` / `EXIT 0` lines from the presence sensors at the bridge's two ends |
+//! | [`presence`] | pure, given the time | [`presence::BridgeSides`]: the two sensors' states -> a vehicle on, and the end it left by |
 //! | [`inspect`] | pure | frame boundaries, protocol scores and the `stable` column behind `bcpctl serial` |
 //! | [`stability`] | pure, given the time | [`StabilityDetector`]: readings in, [`WeighEvent`]s out |
 //! | [`alarms`] | pure, given the time | [`alarms::ScaleMonitor`]: overload, underload, indicator error and zero drift raised and cleared |
 //! | [`axles`] | pure, given the time | [`axles::AxleSummer`]: per-axle stable weights of a short axle scale summed into one vehicle |
 //! | [`codec`] | tokio-util | [`ProtocolCodec`]: a `Decoder`/`Encoder` around any [`Protocol`]; garbage is an item, never a stream error |
-//! | [`serial`] | I/O | [`run_weighbridge`], [`run_indicator`] (any protocol by name), [`run_dimension_sensor`], [`run_lane_scanner`] (sick-cola): open, read, reconnect with backoff, report [`DeviceEvent`]s and [`DeviceHealth`] |
+//! | [`serial`] | I/O | [`run_weighbridge`], [`run_indicator`] (any protocol by name), [`run_dimension_sensor`], [`run_lane_scanner`] (sick-cola), [`run_presence_sensors`]: open, read, reconnect with backoff, report [`DeviceEvent`]s and [`DeviceHealth`] |
 //!
 //! ## Contracts
 //!
@@ -51,6 +53,8 @@ pub mod generic;
 pub mod indicator;
 pub mod inspect;
 pub mod mt_sics;
+pub mod presence;
+pub mod presence_ascii;
 pub mod rlws;
 pub mod serial;
 pub mod sick_cola;
@@ -71,8 +75,8 @@ pub use dims_ascii::DimensionFrame;
 pub use frame::{FrameError, FrameErrorKind};
 pub use indicator::{AnyProtocol, Decimal, Measurement, ScaleReading, ScaleStatus, Unit};
 pub use serial::{
-    run_dimension_sensor, run_indicator, run_lane_scanner, run_weighbridge, DeviceEvent,
-    DeviceHealth, DriverError, FlowControl, Parity, SerialPortConfig, SharedHealth,
+    run_dimension_sensor, run_indicator, run_lane_scanner, run_presence_sensors, run_weighbridge,
+    DeviceEvent, DeviceHealth, DriverError, FlowControl, Parity, SerialPortConfig, SharedHealth,
 };
 pub use stability::{StabilityConfig, StabilityDetector, StableWeight, WeighEvent, WeightReading};
 pub use toledo::{DecimalPosition, ToledoCodec, ToledoFrame};

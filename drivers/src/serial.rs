@@ -142,6 +142,9 @@ pub enum DeviceEvent {
     Disconnected { reason: String },
     /// Overload, underload, an indicator error or zero drift raised or cleared (weighbridges).
     Alarm(AlarmEvent),
+    /// A vehicle came onto the bridge or left it, by the end the presence sensors saw
+    /// ([`crate::presence::BridgeSides`]).
+    Presence(crate::presence::PresenceEvent<Instant>),
 }
 
 /// Counters and state of one device, for health reporting.
@@ -316,6 +319,38 @@ pub async fn run_dimension_sensor(
             DimsAscii,
             |frame: DimensionFrame, _now, out, _name: &str| {
                 out.push(DeviceEvent::Dimensions(frame));
+            },
+        )
+        .await
+}
+
+/// The presence sensors at the bridge's two ends (`ENTRY 1` / `EXIT 0` lines, see
+/// [`crate::presence_ascii`]): reports each vehicle on and off, with its end, as
+/// [`DeviceEvent::Presence`]. Reconnects like the other drivers; after a reconnect the sensors'
+/// states start from clear again (the module resends its states on a change).
+pub async fn run_presence_sensors(
+    name: String,
+    port: SerialPortConfig,
+    events: mpsc::Sender<DeviceEvent>,
+    health: SharedHealth,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), DriverError> {
+    let driver = Driver {
+        name,
+        port,
+        events,
+        health,
+        shutdown,
+        silence: None,
+        poll: None,
+    };
+    let mut sides = crate::presence::BridgeSides::new();
+    driver
+        .run(
+            crate::codec::PresenceAscii,
+            move |line, now, out, _name: &str| {
+                sides.handle_line(now, line);
+                out.extend(std::iter::from_fn(|| sides.poll()).map(DeviceEvent::Presence));
             },
         )
         .await

@@ -28,7 +28,7 @@ use bcp_anpr::{AnprConfig, NativePaths};
 use bcp_drivers::serial::DeviceEvent;
 use bcp_drivers::stability::WeighEvent;
 use bcp_record::lists::{KIND_CONFIG, KIND_DECLARATIONS, KIND_HOTLIST};
-use bcp_record::{Crossing, TransportMode, Weighing};
+use bcp_record::{Crossing, Weighing};
 use bcp_sync::outbox::{ImageData, Outbox};
 use bcp_sync::uplink::{self, UplinkConfig, UplinkMonitor};
 use chrono::{TimeDelta, Utc};
@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 mod devices;
 mod images;
-mod supervise;
+pub(crate) mod supervise;
 
 /// Everything that reaches the lane, from every device task.
 #[derive(Debug)]
@@ -50,6 +50,10 @@ enum LaneInput {
     Weighbridge(DeviceEvent),
     Dimensions(DeviceEvent),
     Frame(camera::FrameReads),
+    /// The presence sensors: a vehicle on or off by an end, or their port's state.
+    Presence(DeviceEvent),
+    /// A frame of the rear camera (a trailer's plate).
+    RearFrame(camera::FrameReads),
     Scan(bcp_record::ScanEvent),
 }
 
@@ -108,7 +112,16 @@ pub async fn run_with(
         anpr.threads = threads;
     }
     anpr.formats = cfg.anpr.formats.clone();
+    anpr.fit_plate_formats = cfg.post.transport_mode.reads_plates();
     anpr.validate().context("invalid [anpr] settings")?;
+    // The rear camera reads on a thread of its own, with an engine of its own.
+    let rear_reader = match &cfg.rear_camera {
+        Some(_) => Some(crate::camera::LazyReader::new(
+            anpr.clone(),
+            cfg.anpr.preload,
+        )?),
+        None => None,
+    };
     let reader = crate::camera::LazyReader::new(anpr, cfg.anpr.preload)?;
     let checks = EdgeChecks::load(cfg.limits.clone()).context("loading [limits]")?;
     // Central's downlink lists, kept beside the outbox; they work offline and across restarts.
@@ -130,7 +143,14 @@ pub async fn run_with(
     let mut tasks = tokio::task::JoinSet::new();
     let (mut board, devices_rx) = DeviceBoard::new();
     let anpr_latency = Arc::new(Histogram::new(&ANPR_BUCKETS_SECS));
-    let devices = Devices::start(&cfg, reader, &tx, &mut board, anpr_latency.clone())?;
+    let devices = Devices::start(
+        &cfg,
+        (reader, rear_reader),
+        &tx,
+        &mut board,
+        anpr_latency.clone(),
+    )?;
+    let rear_camera_name = cfg.rear_camera.as_ref().map(|c| c.name.clone());
     let scanner_name = cfg.scanner.as_ref().map(|s| s.name.clone());
 
     // Uplink to central.
@@ -146,7 +166,9 @@ pub async fn run_with(
         lane_devices: [
             Some(cfg.weighbridge.name.clone()),
             cfg.dimensions.as_ref().map(|d| d.name.clone()),
+            cfg.presence.as_ref().map(|p| p.name.clone()),
             Some(cfg.camera.name.clone()),
+            rear_camera_name.clone(),
             scanner_name.clone(),
         ]
         .into_iter()
@@ -215,6 +237,7 @@ pub async fn run_with(
     );
     let profile = cfg.post.transport_mode;
     let mut lane = Correlator::for_post(&cfg);
+    let mut framing = Framing::Weighbridge;
     tracing::info!(
         post = %cfg.post.id,
         lane = %cfg.post.lane,
@@ -222,7 +245,6 @@ pub async fn run_with(
         transport_mode = profile.transport_mode().code(),
         "agent running"
     );
-    let mode = profile.transport_mode();
     // How far central's `config` lists were taken in; only where there are lists and a file.
     let config_list_cursor = match (&lists, &options.config_path) {
         (Some(_), Some(_)) => Some(central_config::Cursor::open(central_config::cursor_path(
@@ -255,8 +277,10 @@ pub async fn run_with(
         tokio::select! {
             input = rx.recv() => match input {
                 Some(input) => {
-                    observe(&mut board, &c.camera.name, scanner_name.as_deref(), &c.weighbridge.name, &input);
-                    handle(&mut lane, &c.weighbridge.name, input, &mut running.evidence);
+                    let cameras = (c.camera.name.as_str(), rear_camera_name.as_deref());
+                    observe(&mut board, cameras, scanner_name.as_deref(), &c.weighbridge.name, &input);
+                    framing.observe(&input);
+                    handle(&mut lane, &c.weighbridge.name, framing, input, &mut running.evidence);
                     let (on_bridge, open) = lane.occupancy();
                     feed.occupancy(on_bridge, open);
                 }
@@ -281,7 +305,7 @@ pub async fn run_with(
         }
         drain(
             &mut lane,
-            mode,
+            &running.cfg,
             Utc::now(),
             &running.checks,
             lists.as_deref(),
@@ -299,7 +323,7 @@ pub async fn run_with(
     lane.presence_off(Utc::now());
     drain(
         &mut lane,
-        mode,
+        &running.cfg,
         end_of_time,
         &running.checks,
         lists.as_deref(),
@@ -517,7 +541,7 @@ const CONFIG_LIST_CHECK: Duration = Duration::from_secs(2);
 /// Tells the device board what `input` says about its device.
 fn observe(
     board: &mut DeviceBoard,
-    camera: &str,
+    (camera, rear_camera): (&str, Option<&str>),
     scanner: Option<&str>,
     weighbridge: &str,
     input: &LaneInput,
@@ -525,13 +549,42 @@ fn observe(
     let now = std::time::Instant::now();
     match input {
         LaneInput::Frame(_) => board.seen(camera, now),
+        LaneInput::RearFrame(_) => {
+            if let Some(name) = rear_camera {
+                board.seen(name, now);
+            }
+        }
         LaneInput::Scan(_) => {
             if let Some(name) = scanner {
                 board.seen(name, now);
             }
         }
         LaneInput::Weighbridge(DeviceEvent::Alarm(alarm)) => board.alarm(weighbridge, alarm),
-        LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) => {}
+        LaneInput::Weighbridge(_) | LaneInput::Dimensions(_) | LaneInput::Presence(_) => {}
+    }
+}
+
+/// Which device frames the vehicles (on, off and by which end): the presence sensors while
+/// their port is connected, else the weighbridge (see `[presence]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Weighbridge,
+    Presence,
+}
+
+impl Framing {
+    /// The presence sensors' port opened or was lost.
+    fn observe(&mut self, input: &LaneInput) {
+        match input {
+            LaneInput::Presence(DeviceEvent::Connected) => *self = Self::Presence,
+            LaneInput::Presence(DeviceEvent::Disconnected { reason }) => {
+                if *self == Self::Presence {
+                    tracing::warn!(%reason, "presence sensors lost: the weighbridge frames vehicles until they are back");
+                }
+                *self = Self::Weighbridge;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -656,6 +709,7 @@ impl Correlator {
 fn handle(
     lane: &mut Correlator,
     weighbridge: &str,
+    framing: Framing,
     input: LaneInput,
     evidence: &mut EvidenceImages,
 ) {
@@ -668,12 +722,40 @@ fn handle(
     };
     match (lane, input) {
         (Correlator::Lane(lane), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {
-            match event {
-                WeighEvent::VehicleOn { .. } => lane.handle_vehicle_on(now),
-                WeighEvent::Stable(s) => lane.handle_stable_weight(now, weighing(&s)),
-                WeighEvent::VehicleOff { .. } => lane.handle_vehicle_off(now),
+            match (event, framing) {
+                (WeighEvent::Stable(s), _) => lane.handle_stable_weight(now, weighing(&s)),
+                (WeighEvent::VehicleOn { .. }, Framing::Weighbridge) => lane.handle_vehicle_on(now),
+                (WeighEvent::VehicleOff { .. }, Framing::Weighbridge) => {
+                    lane.handle_vehicle_off(now)
+                }
+                // The presence sensors frame the vehicles.
+                (_, Framing::Presence) => {}
             }
         }
+        (Correlator::Lane(lane), LaneInput::Presence(DeviceEvent::Presence(event))) => {
+            use crate::lane::BridgeEnd;
+            use bcp_drivers::presence::PresenceEvent;
+            use bcp_drivers::presence_ascii::SensorEnd;
+            match event {
+                PresenceEvent::VehicleOn { by, .. } => {
+                    if by == SensorEnd::Exit {
+                        tracing::info!("a vehicle came onto the bridge by the exit end");
+                    }
+                    lane.handle_vehicle_on(now)
+                }
+                PresenceEvent::VehicleOff { by, .. } => {
+                    let end = match by {
+                        SensorEnd::Entry => BridgeEnd::Entry,
+                        SensorEnd::Exit => BridgeEnd::Exit,
+                    };
+                    lane.handle_vehicle_off_by(now, end)
+                }
+            }
+        }
+        (_, LaneInput::Presence(DeviceEvent::Disconnected { reason })) => {
+            tracing::debug!(%reason, "presence sensors disconnected");
+        }
+        (_, LaneInput::Presence(_)) => {}
         // The rail weighbridge frames each wagon as the road one frames a vehicle.
         (Correlator::Train(train), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {
             match event {
@@ -711,6 +793,12 @@ fn handle(
         (Correlator::Train(train), LaneInput::Frame(f)) => {
             train.handle_reads(f.captured_at, f.reads)
         }
+        // Its image is not kept: the crossing's images are of the front plate.
+        (Correlator::Lane(lane), LaneInput::RearFrame(f)) => {
+            lane.handle_evidence(f.captured_at, Evidence::RearFrame(f.reads))
+        }
+        // `validate` allows a rear camera on road posts only.
+        (Correlator::Train(_), LaneInput::RearFrame(_)) => {}
         (Correlator::Lane(lane), LaneInput::Scan(scan)) => lane.handle_scan(now, scan),
         (Correlator::Train(train), LaneInput::Scan(scan)) => train.handle_scan(now, scan),
     }
@@ -734,11 +822,12 @@ fn central_lists(lists: Option<&bcp_sync::ListStore>) -> CentralLists {
 }
 
 /// Commits every record the lane has ready (crossings and scan records alike) with its images
-/// (see [`images`]), and logs its decisions that made no record.
+/// (see [`images`]) and what the running config says of every record (the post's transport
+/// mode and customs office, the lane's direction), and logs its decisions that made no record.
 #[allow(clippy::too_many_arguments)] // the main loop's parts, passed as they are
 async fn drain(
     lane: &mut Correlator,
-    mode: TransportMode,
+    cfg: &AgentConfig,
     now: chrono::DateTime<Utc>,
     checks: &EdgeChecks,
     lists: Option<&bcp_sync::ListStore>,
@@ -750,9 +839,12 @@ async fn drain(
     while let Some(mut record) = lane.poll(now) {
         let made = evidence.make(&mut record).await;
         let c = &mut record.crossing;
-        c.transport_mode = Some(mode);
+        c.transport_mode = Some(cfg.post.transport_mode.transport_mode());
+        c.direction = cfg.lane.direction;
+        c.customs_office_at_border_reference = cfg.post.customs_office.clone();
         checks.apply_with(c, &central_lists(lists));
         commit(outbox, new_record, feed, c, &made);
+        feed.images(evidence.counters());
     }
     lane.log_events();
 }

@@ -7,9 +7,10 @@
 //! - `wagon_overweight`: on a train, a wagon's gross weight above `max_wagon_gross_kg` (plus
 //!   its division), naming the wagon's position and number. A train's total is not checked
 //!   against `max_gross_kg`, which is a road vehicle's limit.
-//! - `hotlist`: the plate is on a hotlist: central's signed `hotlist` downlink list (see
-//!   `bcp_sync::lists`; it keeps working offline) and/or a local file (one normalised plate per
-//!   line, `#` comments) for a post that has no downlink yet.
+//! - `hotlist`: the plate, or the trailer's plate, is on a hotlist: central's signed `hotlist`
+//!   downlink list (see `bcp_sync::lists`; it keeps working offline) and/or a local file (one
+//!   normalised plate per line, `#` comments) for a post that has no downlink yet; one flag per
+//!   plate listed.
 //! - `declared_weight_mismatch`: the plate has a pre-arrival declaration (central's
 //!   `declarations` list) and the measured gross weight differs from the declared one by more
 //!   than `declared_weight_tolerance_pct` (default 10 %) plus the weighbridge's division.
@@ -162,27 +163,35 @@ impl EdgeChecks {
                 }
             }
         }
+        let plates = [
+            ("plate", c.plate.as_ref()),
+            ("trailer plate", c.trailer_plate.as_ref()),
+        ]
+        .map(|(what, read)| (what, read.map(|p| p.text.clone())));
+        for (what, plate) in plates {
+            let Some(plate) = plate else { continue };
+            if let Some(reason) = central.hotlist.get(&plate) {
+                c.flags.push(Flag::new(
+                    "hotlist",
+                    format!(
+                        "{what} {plate} is on central's hotlist (version {}){}",
+                        central.hotlist_version,
+                        reason
+                            .as_ref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ),
+                ));
+            } else if self.hotlist.contains(&plate) {
+                c.flags.push(Flag::new(
+                    "hotlist",
+                    format!("{what} {plate} is on the local hotlist file"),
+                ));
+            }
+        }
         let Some(plate) = c.plate.as_ref().map(|p| p.text.clone()) else {
             return;
         };
-        if let Some(reason) = central.hotlist.get(&plate) {
-            c.flags.push(Flag::new(
-                "hotlist",
-                format!(
-                    "plate {plate} is on central's hotlist (version {}){}",
-                    central.hotlist_version,
-                    reason
-                        .as_ref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ),
-            ));
-        } else if self.hotlist.contains(&plate) {
-            c.flags.push(Flag::new(
-                "hotlist",
-                format!("plate {plate} is on the local hotlist file"),
-            ));
-        }
         if let (Some(d), Some(w)) = (central.declarations.get(&plate), &c.weight) {
             let tolerance = l
                 .declared_weight_tolerance_pct
@@ -261,7 +270,10 @@ mod tests {
             images: Vec::new(),
             transport_mode: None,
             train: None,
+            trailer_plate: None,
             config_change: None,
+            direction: None,
+            customs_office_at_border_reference: None,
         }
     }
 
@@ -383,6 +395,34 @@ mod tests {
         checks().apply_with(&mut c, &both);
         assert_eq!(codes(&c), ["hotlist"]);
         assert!(c.flags[0].reason.contains("central's hotlist (version 8)"));
+    }
+
+    #[test]
+    fn a_trailer_plate_on_the_hotlist_is_flagged_as_the_trailers() {
+        let hot = list(
+            "hotlist",
+            3,
+            serde_json::json!([{"plate": "AB123477", "reason": "trailer reported stolen"}]),
+        );
+        let central = CentralLists::from_lists(Some(&hot), None);
+        let mut c = crossing("7777KZ07", 20_000.0, OK_DIMS);
+        c.trailer_plate = Some(PlateRead {
+            text: "AB123477".into(),
+            confidence: 0.9,
+            format: Some("RU-TRAILER".into()),
+            frames: 2,
+        });
+        checks().apply_with(&mut c, &central);
+        assert_eq!(codes(&c), ["hotlist"]);
+        assert_eq!(
+            c.flags[0].reason,
+            "trailer plate AB123477 is on central's hotlist (version 3): trailer reported stolen"
+        );
+        // A trailer alone (the front unread) is still checked.
+        c.plate = None;
+        c.flags.clear();
+        checks().apply_with(&mut c, &central);
+        assert_eq!(codes(&c), ["hotlist"]);
     }
 
     #[test]

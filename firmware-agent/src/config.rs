@@ -18,7 +18,15 @@ pub struct AgentConfig {
     pub post: PostConfig,
     pub weighbridge: WeighbridgeConfig,
     pub dimensions: Option<DimensionSensorConfig>,
+    /// Presence sensors at the bridge's two ends (light curtains or loops, over serial): they
+    /// frame each vehicle and tell the end it left by (see `bcp_agent::lane`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<PresenceSensorConfig>,
     pub camera: CameraConfig,
+    /// A second camera looking at the rear of what is on the bridge (a road post's option):
+    /// its reads are a trailer's plate (see `bcp_agent::lane`), never a second vehicle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rear_camera: Option<CameraConfig>,
     pub scanner: Option<ScannerConfig>,
     #[serde(default)]
     pub anpr: AnprSettings,
@@ -85,6 +93,11 @@ pub struct PostConfig {
     /// `bcp_agent::profile`); every record carries its UN/ECE Rec. 19 transport-mode code.
     #[serde(default)]
     pub transport_mode: crate::profile::PostProfile,
+    /// The post's customs office, as NCTS names it ("customs office at border reference": two
+    /// letters of the country, six more letters or digits, `TJ000123`); every record carries it
+    /// when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customs_office: Option<String>,
 }
 
 /// The train correlator's windows (the `[train]` section of a rail post; see
@@ -263,6 +276,42 @@ pub struct DimensionSensorConfig {
     pub min_gap_scans: Option<u32>,
 }
 
+/// `[presence]`: the presence sensors at the bridge's entry and exit ends, behind one serial
+/// port (see `bcp_drivers::presence_ascii` for the line format and the geometry). While their
+/// port is connected they frame the vehicles (on, and off by an end: a vehicle that leaves by
+/// the entry reversed off, and makes no record); the weighbridge then only weighs. While it is
+/// not, the weighbridge frames them as on a lane without presence sensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSensorConfig {
+    pub name: String,
+    #[serde(flatten)]
+    pub port: SerialPortConfig,
+    /// `presence-ascii` (the only one so far).
+    #[serde(default = "default_presence_protocol")]
+    pub protocol: String,
+}
+
+fn default_presence_protocol() -> String {
+    "presence-ascii".to_owned()
+}
+
+impl PresenceSensorConfig {
+    /// The port and the protocol must be usable; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.protocol != "presence-ascii" {
+            bail!(
+                "presence.protocol = {:?}: supported: \"presence-ascii\"",
+                self.protocol
+            );
+        }
+        if let Err((key, reason)) = self.port.validate() {
+            bail!("presence.{key}: {reason}");
+        }
+        Ok(())
+    }
+}
+
 /// `dimensions.min_object_height_mm` when not set.
 pub const DEFAULT_MIN_OBJECT_HEIGHT_MM: f64 = 300.0;
 /// `dimensions.min_gap_scans` when not set.
@@ -351,10 +400,63 @@ impl DimensionSensorConfig {
 pub struct CameraConfig {
     pub name: String,
     /// A folder where the camera uploads JPEG frames (FTP push). Frames are read, then removed;
-    /// unreadable ones are moved to `rejected/` beside them.
-    pub folder: PathBuf,
+    /// unreadable ones are moved to `rejected/` beside them. Exactly one of `folder` and
+    /// `stream` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<PathBuf>,
+    /// Or: a stream the agent pulls frames from (`bcp_anpr::capture`, OpenCV with FFmpeg): an
+    /// `rtsp://` URL, an `http://` MJPEG URL, or a video file. Bounded open and read timeouts,
+    /// reconnect with backoff; when recognition falls behind, the oldest frames are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// How often the folder is listed; for a stream, the longest wait for a frame before the
+    /// camera thread looks at its stop signal again.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+}
+
+/// Where a camera's frames come from (see [`CameraConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraSource {
+    Folder(PathBuf),
+    Stream(String),
+}
+
+impl CameraConfig {
+    /// A camera that uploads into `folder`.
+    pub fn folder(name: &str, folder: PathBuf) -> Self {
+        Self {
+            name: name.to_owned(),
+            folder: Some(folder),
+            stream: None,
+            poll_ms: default_poll_ms(),
+        }
+    }
+
+    /// The `[camera]` section's source; an error names the keys when not exactly one is set.
+    pub fn source(&self) -> Result<CameraSource> {
+        self.source_in("camera")
+    }
+
+    /// The source of the camera configured in `section` (`camera`, `rear_camera`).
+    pub fn source_in(&self, section: &str) -> Result<CameraSource> {
+        match (&self.folder, &self.stream) {
+            (Some(_), Some(_)) => {
+                bail!("{section}.folder and {section}.stream are both set: use one of them")
+            }
+            (None, None) => bail!(
+                "{section}: set {section}.folder (the folder the camera uploads JPEG frames to) or {section}.stream (an rtsp:// or http:// MJPEG URL, or a video file)"
+            ),
+            (Some(f), None) if f.as_os_str().is_empty() => {
+                bail!("{section}.folder is empty: give the folder's path")
+            }
+            (None, Some(s)) if s.trim().is_empty() => {
+                bail!("{section}.stream is empty: give the camera's rtsp:// or http:// URL")
+            }
+            (Some(f), None) => Ok(CameraSource::Folder(f.clone())),
+            (None, Some(s)) => Ok(CameraSource::Stream(s.trim().to_owned())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -513,6 +615,10 @@ pub struct LaneSettings {
     /// crossings are flagged `tailgating`. At most `close_after_ms`.
     #[serde(default = "default_tailgate_gap_ms")]
     pub tailgate_gap_ms: u64,
+    /// Which way this lane's conveyances cross the border: `"entry"` (into the country) or
+    /// `"exit"`; every record of the lane carries it when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<bcp_record::Direction>,
 }
 
 impl Default for LaneSettings {
@@ -523,6 +629,7 @@ impl Default for LaneSettings {
             scan_wait_ms: default_scan_wait_ms(),
             scan_after_left_ms: default_scan_after_left_ms(),
             tailgate_gap_ms: default_tailgate_gap_ms(),
+            direction: None,
         }
     }
 }
@@ -837,6 +944,17 @@ impl AgentConfig {
                 self.post.lane
             );
         }
+        if let Some(office) = &self.post.customs_office {
+            let b = office.as_bytes();
+            let ok = b.len() == 8
+                && b[..2].iter().all(u8::is_ascii_uppercase)
+                && b[2..]
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            if !ok {
+                bail!("post.customs_office = {office:?}: an NCTS office reference is 8 characters, the country's two letters then six capital letters or digits (\"TJ000123\")");
+            }
+        }
         self.weighbridge.indicator_protocol()?;
         if let Some(code) = self
             .anpr
@@ -905,6 +1023,16 @@ impl AgentConfig {
         if self.camera.poll_ms == 0 {
             bail!("camera.poll_ms = 0: use at least 1");
         }
+        self.camera.source()?;
+        if let Some(rear) = &self.rear_camera {
+            self.validate_rear_camera(rear)?;
+        }
+        if let Some(p) = &self.presence {
+            if self.post.transport_mode == crate::profile::PostProfile::Rail {
+                bail!("[presence] is set but post.transport_mode = \"rail\": the weigh rail frames wagons; remove [presence]");
+            }
+            p.validate()?;
+        }
         if self.sync.broker_port == 0 {
             bail!("sync.broker_port = 0: give the central broker's port");
         }
@@ -924,6 +1052,31 @@ impl AgentConfig {
             bail!(
                 "metrics.listen = \"{}\": the endpoint has no authentication; use a loopback address such as \"127.0.0.1:9464\" (or metrics.enabled = false)",
                 self.metrics.listen
+            );
+        }
+        Ok(())
+    }
+
+    /// `[rear_camera]`: a road post's, a device of its own (name and folder), polled.
+    fn validate_rear_camera(&self, rear: &CameraConfig) -> Result<()> {
+        if self.post.transport_mode != crate::profile::PostProfile::Road {
+            bail!(
+                "[rear_camera] is set but post.transport_mode = {:?}: a rear camera reads trailers' plates on a road post; remove [rear_camera]",
+                self.post.transport_mode.name()
+            );
+        }
+        if rear.poll_ms == 0 {
+            bail!("rear_camera.poll_ms = 0: use at least 1");
+        }
+        if rear.name == self.camera.name {
+            bail!(
+                "rear_camera.name = {:?} is also camera.name: give each camera its own name",
+                rear.name
+            );
+        }
+        if rear.source_in("rear_camera")? == self.camera.source()? {
+            bail!(
+                "rear_camera.folder (or .stream) is also camera's: each camera needs its own (a folder's frame is read once, then removed)"
             );
         }
         Ok(())
@@ -975,6 +1128,20 @@ broker_port = 8883
     }
 
     #[test]
+    fn the_lane_direction_and_the_customs_office_are_optional() -> Result<()> {
+        let cfg = parse(VALID)?;
+        assert_eq!((cfg.lane.direction, cfg.post.customs_office), (None, None));
+        let text = VALID.replace(
+            "lane = \"L1\"",
+            "lane = \"L1\"\ncustoms_office = \"TJ000123\"",
+        );
+        let cfg = parse(&format!("{text}\n[lane]\ndirection = \"exit\"\n"))?;
+        assert_eq!(cfg.lane.direction, Some(bcp_record::Direction::Exit));
+        assert_eq!(cfg.post.customs_office.as_deref(), Some("TJ000123"));
+        Ok(())
+    }
+
+    #[test]
     fn a_minimal_config_gets_sensible_defaults() -> Result<()> {
         let cfg = parse(VALID)?;
         assert_eq!(cfg.weighbridge.port.baud, 9600);
@@ -1018,8 +1185,9 @@ broker_port = 8883
             "[outbox]",
             "[sync]",
         ];
-        // No default to show: a regex and a key are placeholders.
-        let skip = ["pattern", "central_key"];
+        // No default to show: a regex and a key are placeholders; a camera stream is the
+        // alternative to the folder, not a default.
+        let skip = ["pattern", "central_key", "stream"];
         for line in text.lines() {
             if let Some(header) = line.strip_prefix("# [").or(line.strip_prefix('[')) {
                 // A commented-out section stays off: its settings are not switched on.
@@ -1049,6 +1217,68 @@ broker_port = 8883
     }
 
     #[test]
+    fn a_rear_camera_is_a_road_posts_camera_of_its_own() -> Result<()> {
+        let rear = "\n[rear_camera]\nname = \"cam2\"\nfolder = \"/var/lib/bcp/camera/cam2\"\n";
+        let cfg = parse(&format!("{VALID}{rear}"))?;
+        let r = cfg.rear_camera.as_ref().expect("a rear camera");
+        assert_eq!((r.name.as_str(), r.poll_ms), ("cam2", 50));
+        assert!(parse(VALID)?.rear_camera.is_none());
+
+        let same_folder = rear
+            .replace("cam2\"\n", "cam1\"\n")
+            .replace("name = \"cam1\"", "name = \"cam2\"");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{same_folder}")).expect_err("shared folder")
+        );
+        assert!(e.contains("rear_camera.folder"), "{e}");
+        let same_name = rear.replace("name = \"cam2\"", "name = \"cam1\"");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{same_name}")).expect_err("shared name")
+        );
+        assert!(e.contains("rear_camera.name"), "{e}");
+        let no_poll = format!("{rear}poll_ms = 0\n");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{no_poll}")).expect_err("poll 0")
+        );
+        assert!(e.contains("rear_camera.poll_ms"), "{e}");
+        let rail = VALID.replace("lane = \"L1\"", "lane = \"L1\"\ntransport_mode = \"rail\"");
+        let e = format!("{:#}", parse(&format!("{rail}{rear}")).expect_err("rail"));
+        assert!(e.contains("[rear_camera]") && e.contains("rail"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn presence_sensors_are_a_serial_device_of_their_own() -> Result<()> {
+        let presence = "\n[presence]\nname = \"curtains\"\npath = \"/dev/ttyUSB2\"\n";
+        let cfg = parse(&format!("{VALID}{presence}"))?;
+        let p = cfg.presence.as_ref().expect("presence sensors");
+        assert_eq!(
+            (p.name.as_str(), p.protocol.as_str()),
+            ("curtains", "presence-ascii")
+        );
+        assert_eq!(p.port.baud, 9600);
+        let bad = format!("{presence}protocol = \"loops\"\n");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{bad}")).expect_err("protocol")
+        );
+        assert!(
+            e.contains("presence.protocol") && e.contains("presence-ascii"),
+            "{e}"
+        );
+        let no_path = presence.replace("/dev/ttyUSB2", "");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{VALID}{no_path}")).expect_err("no path")
+        );
+        assert!(e.contains("presence.path"), "{e}");
+        Ok(())
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let bad = VALID.replace("protocol = \"toledo-continuous\"", "protocol = \"toledo\"");
         let e = format!("{:#}", parse(&bad).expect_err("unknown protocol"));
@@ -1070,6 +1300,17 @@ broker_port = 8883
             parse(&bad).expect_err("unknown key beside the flattened port")
         );
         assert!(e.contains("baudrate"), "{e}");
+
+        let bad = VALID.replace("lane = \"L1\"", "lane = \"L1\"\ncustoms_office = \"TJ12\"");
+        let e = format!("{:#}", parse(&bad).expect_err("short office reference"));
+        assert!(e.contains("post.customs_office"), "{e}");
+
+        let bad = format!("{VALID}\n[lane]\ndirection = \"inbound\"\n");
+        let e = format!("{:#}", parse(&bad).expect_err("unknown direction"));
+        assert!(
+            e.contains("direction") && e.contains("entry") && e.contains("exit"),
+            "{e}"
+        );
 
         let bad = format!("{VALID}\n[anpr]\nformats = [\"TJ\", \"XX\"]\n");
         let e = format!("{:#}", parse(&bad).expect_err("unknown plate format"));
@@ -1265,6 +1506,8 @@ broker_port = 8883
                 speed_mm_per_s: 3000.0,
             }),
             camera_dir: "/tmp/cam".into(),
+            rear_camera_dir: None,
+            presence_port: None,
             scanner_addr: "127.0.0.1:7000".into(),
             scanner_drop_folder: None,
         };
@@ -1406,6 +1649,40 @@ broker_port = 8883
             assert!(e.to_string().contains(key), "{bad}: {e}");
         }
         assert!(parse(&format!("{VALID}\n[evidence]\njpg_quality = 80\n")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_camera_is_a_folder_or_a_stream_never_both() -> Result<()> {
+        let folder = "folder = \"/var/lib/bcp/camera/cam1\"\n";
+        let stream = "stream = \"rtsp://192.0.2.10:554/ch1\"\n";
+        let cfg = parse(&VALID.replace(folder, stream))?;
+        assert_eq!(
+            cfg.camera.source()?,
+            CameraSource::Stream("rtsp://192.0.2.10:554/ch1".into())
+        );
+        let again = parse(&toml::to_string(&cfg)?)?;
+        assert_eq!(again.camera.source()?, cfg.camera.source()?);
+
+        let both = VALID.replace(folder, &format!("{folder}{stream}"));
+        let e = format!("{:#}", parse(&both).expect_err("both"));
+        assert!(
+            e.contains("camera.folder") && e.contains("camera.stream"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse(&VALID.replace(folder, "")).expect_err("neither")
+        );
+        assert!(
+            e.contains("camera.folder") && e.contains("camera.stream"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse(&VALID.replace(folder, "stream = \" \"\n")).expect_err("empty")
+        );
+        assert!(e.contains("camera.stream is empty"), "{e}");
         Ok(())
     }
 

@@ -20,6 +20,7 @@
 //! | `bcp_device_alarms` | gauge | `device`, `kind` |
 //! | `bcp_device_restarts_total` | counter | `device`, `kind` (driver restarts by the supervisor) |
 //! | `bcp_crossings_recorded_total` | counter | `lane` |
+//! | `bcp_evidence_images_total` | counter | `lane`, `image` (`plate`: crop and overview; `scan_thumbnail`), `outcome` (`made`, `missing`: the record is flagged why) |
 //! | `bcp_lane_vehicle_on_bridge`, `bcp_lane_open_crossings` | gauge | `lane` |
 //! | `bcp_outbox_enqueued_total`, `bcp_outbox_acknowledged_total` | counter | |
 //! | `bcp_outbox_depth`, `bcp_outbox_oldest_unsynced_age_seconds`, `bcp_outbox_full_rejections_total` | gauge / counter | |
@@ -194,6 +195,26 @@ pub fn render(status: &StatusReport, camera: &str, anpr: &HistogramSnapshot) -> 
             &[("lane", &l.lane)],
             l.crossings_recorded as f64,
         );
+    }
+    out.family(
+        "bcp_evidence_images_total",
+        "counter",
+        "Evidence images of the lane's records made, or missing (the record flagged with why), since the agent started.",
+    );
+    for l in &status.lanes {
+        let n = &l.images;
+        for (image, outcome, count) in [
+            ("plate", "made", n.plate_images),
+            ("plate", "missing", n.plate_images_missing),
+            ("scan_thumbnail", "made", n.scan_thumbnails),
+            ("scan_thumbnail", "missing", n.scan_thumbnails_missing),
+        ] {
+            out.sample(
+                "bcp_evidence_images_total",
+                &[("lane", &l.lane), ("image", image), ("outcome", outcome)],
+                count as f64,
+            );
+        }
     }
     out.family(
         "bcp_lane_vehicle_on_bridge",

@@ -57,6 +57,13 @@ impl PostProfile {
         }
     }
 
+    /// Whether the camera reads number plates, fitted to the `[anpr] formats`; the other
+    /// posts read identifiers, which a plate grammar would cut and bend, so their texts are
+    /// kept as read and validated by the correlator (`AnprConfig::fit_plate_formats`).
+    pub fn reads_plates(self) -> bool {
+        matches!(self, Self::Road)
+    }
+
     /// Whether a conveyance of this kind is expected to be weighed and measured; a vessel is
     /// not (the `[weighbridge]` of a river post is its presence sensor), so its records are not
     /// flagged `no_stable_weight` / `no_dimensions`.
@@ -82,6 +89,7 @@ mod tests {
         assert_eq!(PostProfile::Air.lane_identifier(), Some(IdKind::Uld));
         assert_eq!(PostProfile::River.lane_identifier(), Some(IdKind::Vessel));
         assert_eq!(PostProfile::Road.lane_identifier(), None);
+        assert!(PostProfile::Road.reads_plates() && !PostProfile::Air.reads_plates());
         assert_eq!(PostProfile::default(), PostProfile::Road);
     }
 }

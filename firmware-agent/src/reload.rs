@@ -15,7 +15,7 @@
 //! | `weighbridge.*`, `dimensions.*` (not `name`) | that device alone is restarted, once no vehicle is on the bridge |
 //! | `camera.*` (not `name`) | the camera thread is restarted with the same ANPR engine; frames not yet read stay in the folder for it |
 //! | `scanner.*` (not `name`) | the scanner's feed or drop-folder task alone is restarted |
-//! | anything else: `post`, `anpr`, `outbox`, `sync`, `control`, `metrics`, a device's `name`, adding or removing `[dimensions]` or `[scanner]` | at the next start (`systemctl restart bcp-agent`); logged at WARN and reported |
+//! | anything else: `post`, `anpr`, `outbox`, `sync`, `control`, `metrics`, `rear_camera`, `presence`, a device's `name`, adding or removing `[dimensions]` or `[scanner]` | at the next start (`systemctl restart bcp-agent`); logged at WARN and reported |
 //!
 //! Nothing in flight is lost: a device being restarted hands everything it has read to the lane
 //! before the new one starts (the lane's channel outlives both), and the lane, the outbox and the

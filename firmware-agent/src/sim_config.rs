@@ -1,7 +1,9 @@
 //! The agent config for a post whose devices are simulated by `bcp-sim` (the demo and tests):
 //! the weighbridge speaks the protocol the simulator's `endpoints.json` names (Toledo's
 //! checksum spelled as `checksum`, `generic` with the simulator's pattern), and a `sick-cola`
-//! lane scanner is configured with the simulator's geometry and vehicle speed.
+//! lane scanner is configured with the simulator's geometry and vehicle speed. A simulator with
+//! a rear camera gets a `[rear_camera]` and the Russian trailer plates it renders in
+//! `anpr.formats`.
 
 use crate::config::*;
 use bcp_drivers::serial::SerialPortConfig;
@@ -40,6 +42,7 @@ pub fn for_simulator(
             id: post.to_owned(),
             lane: "L1".to_owned(),
             transport_mode: crate::profile::PostProfile::Road,
+            customs_office: None,
         },
         weighbridge: WeighbridgeConfig {
             name: "wb1".to_owned(),
@@ -54,11 +57,19 @@ pub fn for_simulator(
             empty_threshold_kg: 200.0,
         },
         dimensions: Some(dimensions),
-        camera: CameraConfig {
-            name: "cam1".to_owned(),
-            folder: sim.camera_dir.clone(),
-            poll_ms: 50,
-        },
+        presence: sim
+            .presence_port
+            .as_deref()
+            .map(|path| PresenceSensorConfig {
+                name: "presence1".to_owned(),
+                port: port(path),
+                protocol: "presence-ascii".to_owned(),
+            }),
+        camera: CameraConfig::folder("cam1", sim.camera_dir.clone()),
+        rear_camera: sim
+            .rear_camera_dir
+            .as_ref()
+            .map(|folder| CameraConfig::folder("cam2", folder.clone())),
         // The feed, or the drop folder where the simulator writes its scans instead.
         scanner: Some(ScannerConfig {
             name: "xr1".to_owned(),
@@ -70,7 +81,11 @@ pub fn for_simulator(
         }),
         // A Tajik post: the plates of Tajikistan and its neighbours that the simulator renders.
         anpr: AnprSettings {
-            formats: ["TJ", "UZ", "KZ", "KG"].map(str::to_owned).to_vec(),
+            formats: ["TJ", "UZ", "KZ", "KG"]
+                .into_iter()
+                .chain(sim.rear_camera_dir.as_ref().map(|_| "RU-TRAILER"))
+                .map(str::to_owned)
+                .collect(),
             ..AnprSettings::default()
         },
         lane: LaneSettings::default(),
@@ -118,6 +133,8 @@ pub(crate) fn sample_endpoints() -> SimEndpoints {
         dims_protocol: "dims-ascii".into(),
         lane_scanner: None,
         camera_dir: "/tmp/cam".into(),
+        rear_camera_dir: None,
+        presence_port: None,
         scanner_addr: "127.0.0.1:7000".into(),
         scanner_drop_folder: None,
     }

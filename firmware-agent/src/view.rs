@@ -21,8 +21,8 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use crate::control::protocol::ReloadReport;
 use crate::control::protocol::{
-    DiskReport, LaneReport, LastCrossing, LinkReport, OutboxReport, StatusReport, Versions,
-    PROTOCOL_VERSION,
+    DiskReport, ImageCounts, LaneReport, LastCrossing, LinkReport, OutboxReport, StatusReport,
+    Versions, PROTOCOL_VERSION,
 };
 use crate::metrics::Histogram;
 use crate::reload::ReloadHandle;
@@ -88,6 +88,7 @@ impl AgentView {
             crossings_recorded: 0,
             last_crossing: None,
             devices: parts.lane_devices,
+            images: ImageCounts::default(),
         });
         let (crossings, _) = broadcast::channel(FEED_CAPACITY);
         let view = Self {
@@ -228,6 +229,15 @@ impl ViewFeed {
             let changed = l.vehicle_on_bridge != vehicle_on_bridge || l.open_crossings != open;
             l.vehicle_on_bridge = vehicle_on_bridge;
             l.open_crossings = open;
+            changed
+        });
+    }
+
+    /// The evidence images made and missed so far.
+    pub fn images(&self, images: ImageCounts) {
+        self.lane.send_if_modified(|l| {
+            let changed = l.images != images;
+            l.images = images;
             changed
         });
     }

@@ -14,6 +14,8 @@ fn sim_config_file(dir: &Path, native_dir: Option<&Path>) -> Result<std::path::P
         dims_protocol: "dims-ascii".into(),
         lane_scanner: None,
         camera_dir: dir.join("camera"),
+        rear_camera_dir: None,
+        presence_port: None,
         scanner_addr: "127.0.0.1:9".into(),
         scanner_drop_folder: None,
     };

@@ -286,6 +286,14 @@ async fn technician(socket: &Path, metrics: std::net::SocketAddr, cfg_path: &Pat
     ensure!(get(r#"bcp_crossings_recorded_total{lane="L1"}"#)? == n);
     ensure!(get("bcp_outbox_enqueued_total")? == n);
     ensure!(get("bcp_outbox_acknowledged_total")? == n);
+    // The rendered plates are read: their crops and overviews are made, none missing.
+    let plates_made = get(r#"bcp_evidence_images_total{lane="L1",image="plate",outcome="made"}"#)?;
+    let plates_missing =
+        get(r#"bcp_evidence_images_total{lane="L1",image="plate",outcome="missing"}"#)?;
+    ensure!(
+        plates_made > 0.0 && plates_missing == 0.0 && plates_made <= n,
+        "plate images made {plates_made}, missing {plates_missing}, of {n} crossings"
+    );
     ensure!(get("bcp_outbox_depth")? == 0.0);
     ensure!(get(r#"bcp_device_frames_ok_total{device="wb1",kind="weighbridge"}"#)? > 0.0);
     ensure!(get(r#"bcp_device_frames_ok_total{device="dims1",kind="dimensions"}"#)? > 0.0);

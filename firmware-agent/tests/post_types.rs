@@ -1,7 +1,7 @@
-//! Post types end to end: a rail post (a train with UIC and CIS wagon numbers) and a river post
-//! as the real `bcp-agent` binary against `bcp-sim` (frames read by the real ANPR engine),
-//! through an embedded broker to central; an air post in process (the simulator's ULD labels are not read reliably yet, see
-//! `bcp_sim::conveyances`): the lane correlator with the air profile, then the sealed outbox.
+//! Post types end to end: a rail post (a train with UIC and CIS wagon numbers), a river post and
+//! an air post as the real `bcp-agent` binary against `bcp-sim` (frames read by the real ANPR
+//! engine), through an embedded broker to central; the air profile also in process: the lane
+//! correlator, then the sealed outbox.
 #[allow(dead_code)] // the harness serves several test files; this one uses a part of it
 mod common;
 
@@ -10,12 +10,15 @@ use bcp_agent::lane::{Conveyance, Evidence, LaneCorrelator, LaneRules};
 use bcp_agent::profile::PostProfile;
 use bcp_agent::{config::TrainSettings, sim_config};
 use bcp_anpr::PlateCandidate;
-use bcp_record::TransportMode;
+use bcp_record::{Direction, TransportMode};
 use bcp_sim::{conveyances, Scenario, Simulator, Timing};
 use bcp_sync::central::{self, CentralStore, ReceiverConfig, StoredCrossing};
 use chrono::{TimeDelta, Utc};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The customs office every post of these tests is configured with.
+const CUSTOMS_OFFICE: &str = "TJ000401";
 
 /// Runs `scenario` through sim -> agent (with `profile`) -> broker -> central until `records`
 /// records are stored; returns them.
@@ -53,6 +56,9 @@ async fn through_the_chain(
     std::fs::create_dir_all(&state)?;
     let mut cfg = sim_config::for_simulator(sim.endpoints(), &post, "127.0.0.1", port, &state);
     cfg.post.transport_mode = profile;
+    // What every record of the post carries from its config.
+    cfg.post.customs_office = Some(CUSTOMS_OFFICE.to_owned());
+    cfg.lane.direction = Some(Direction::Entry);
     if profile == PostProfile::Rail {
         cfg.train = Some(TrainSettings {
             quiet_ms: 3000,
@@ -175,6 +181,48 @@ async fn a_river_post_records_each_vessel_by_its_eni_number() -> Result<()> {
         assert_eq!(
             c.scan.as_ref().map(|s| s.scan_id.as_str()),
             Some(v.scan_id.as_str())
+        );
+        assert!(c.flags.is_empty(), "{:?}", c.flags);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_air_post_records_each_cargo_unit_by_its_uld_id() -> Result<()> {
+    let units = conveyances::generate_cargo_units(3, 7);
+    let stored = through_the_chain(
+        PostProfile::Air,
+        Scenario::Vehicles(Some(units.clone())),
+        units.len(),
+    )
+    .await?;
+    ensure!(stored.len() == units.len(), "{stored:#?}");
+    // Every unit's id, weight and scan reach central; no tolerance: the placards are read.
+    for (s, u) in stored.iter().zip(&units) {
+        let c = &s.crossing;
+        assert_eq!(c.transport_mode, Some(TransportMode::Air));
+        assert_eq!(c.direction, Some(Direction::Entry));
+        assert_eq!(
+            c.customs_office_at_border_reference.as_deref(),
+            Some(CUSTOMS_OFFICE)
+        );
+        let plate = c
+            .plate
+            .as_ref()
+            .map(|p| (p.text.as_str(), p.format.as_deref()));
+        assert_eq!(
+            plate,
+            Some((u.plate.as_str(), Some("ULD"))),
+            "{:?}",
+            c.flags
+        );
+        assert_eq!(
+            c.weight.as_ref().map(|w| w.gross_kg),
+            Some(f64::from(u.gross_kg))
+        );
+        assert_eq!(
+            c.scan.as_ref().map(|s| s.scan_id.as_str()),
+            Some(u.scan_id.as_str())
         );
         assert!(c.flags.is_empty(), "{:?}", c.flags);
     }

@@ -11,9 +11,11 @@
 //!   the others a UIC 12-digit one (`33 66 4956 123-4`). The reader reads the rendered 8-digit
 //!   runs (`bcp-anpr`'s `read_rendered` test `cis_wagon_numbers_read_exactly`).
 //! - river: ENI numbers, national (no check digit) or `9` + an IMO number (checked); read well.
-//! - air: IATA ULD ids (`AKE 12345 LH`): rendered too, but today's reader drops letters at the
-//!   ends of these long labels, so an air post's records from the simulator are mostly flagged
-//!   `plate_unread`; the air profile is tested in process (`firmware-agent/tests/post_types.rs`).
+//! - air: IATA ULD ids (`AKE 12345 LH`), painted on a placard on the unit's side
+//!   ([`crate::plate_render::render_cargo_unit_frame`]: black capitals, a character height of
+//!   margin, no country strip); read well by a reader that fits no plate formats (a plate
+//!   grammar would take the owner code's last letter for a country code and drop it). The air
+//!   post runs end to end in `firmware-agent/tests/post_types.rs`.
 //!
 //! Air and river conveyances are [`Vehicle`]s (the identifier in `plate_display`/`plate`,
 //! the scheme in `country`), driven through the lane exactly like a road vehicle.
@@ -186,6 +188,9 @@ fn luhn(payload: &str) -> u32 {
     (10 - sum % 10) % 10
 }
 
+/// The scheme (`Vehicle::country`) of the cargo units of [`generate_cargo_units`].
+pub const ULD_SCHEME: &str = "ULD";
+
 /// `n` cargo units for an air post: ULD id (`AKE 12345 LH`), weight on the cargo scale.
 pub fn generate_cargo_units(n: usize, seed: u64) -> Vec<Vehicle> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -199,7 +204,7 @@ pub fn generate_cargo_units(n: usize, seed: u64) -> Vec<Vehicle> {
         );
         conveyance(
             display,
-            "ULD",
+            ULD_SCHEME,
             rng.random_range(5..300) * DIVISION_KG,
             i,
             seed,
@@ -256,6 +261,9 @@ fn conveyance(display: String, scheme: &str, gross_kg: u32, i: usize, seed: u64)
         scanner_id: "XR-1".to_owned(),
         scan_id: format!("XR1-{seed:04}-{:06}", i + 1),
         decision: ScanDecision::NoAlarm,
+        trailer_plate_display: None,
+        trailer_plate: None,
+        reverses: false,
     }
 }
 

@@ -1,6 +1,6 @@
-//! The simulated devices: the weighbridge's state and its Toledo frame, a dimension sensor on a
-//! pseudo-terminal, a camera that drops JPEG frames into a folder, and an X-ray scanner's TCP
-//! event feed. (The weighbridge indicator itself, of any protocol, is
+//! The simulated devices: the weighbridge's state and its Toledo frame, a dimension sensor and
+//! the presence sensors on pseudo-terminals, a camera that drops JPEG frames into a folder, and
+//! an X-ray scanner's TCP event feed. (The weighbridge indicator itself, of any protocol, is
 //! [`crate::indicators::run_indicator`].)
 //!
 //! Each device encodes with the same `bcp-drivers` protocol crate the agent decodes with; the
@@ -72,6 +72,21 @@ pub async fn send_dimensions(port: &mut SimPort, frame: &DimensionFrame) -> Resu
         .await
         .with_context(|| format!("dimension sensor {}: nobody reading", port.path))?
         .with_context(|| format!("writing to dimension sensor {}", port.path))
+}
+
+/// Writes one presence line (`ENTRY 1`, `EXIT 0`) to the presence sensors' port.
+pub async fn send_presence(
+    port: &mut SimPort,
+    sensor: bcp_drivers::presence_ascii::SensorEnd,
+    occupied: bool,
+) -> Result<()> {
+    use bcp_drivers::presence_ascii::{self, PresenceLine};
+    let mut buf = Vec::with_capacity(16);
+    presence_ascii::encode(&PresenceLine { sensor, occupied }, &mut buf);
+    tokio::time::timeout(Duration::from_secs(1), port.master.write_all(&buf))
+        .await
+        .with_context(|| format!("presence sensors {}: nobody reading", port.path))?
+        .with_context(|| format!("writing to presence sensors {}", port.path))
 }
 
 /// A camera that uploads each frame as a JPEG file into a folder (as FTP-push ANPR cameras do).

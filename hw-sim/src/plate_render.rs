@@ -7,6 +7,11 @@
 //! that the reader is not tempted to prepend a country code) and the registration in a thick
 //! Hershey font.
 //!
+//! An air post's camera sees cargo units instead ([`render_cargo_unit_frame`]): a ULD (an
+//! LD3-style aluminium container, contoured on one side, ribbed) on a roller deck, its IATA id
+//! painted as the ULD regulations have it, in black capitals on a white placard with a margin of
+//! about one character height all round; no country strip (a ULD id names no country).
+//!
 //! Frames are deterministic: the same `(plate_display, variant)` always gives the same bytes.
 //! `variant` drives a small SplitMix64 generator (no global RNG) that shifts and scales the
 //! vehicle and plate a little, changes the body colour and brightness, and adds mild noise.
@@ -26,12 +31,131 @@ pub const FRAME_HEIGHT: i32 = 540;
 /// shifts of position, scale, brightness, a little noise), deterministic for the same inputs.
 /// A line break in `plate_display` draws a two-line plate ("1234\nAB 01"), nearly square.
 pub fn render_vehicle_frame(plate_display: &str, variant: u64) -> Result<Vec<u8>> {
-    let frame = render_vehicle_mat(plate_display, variant)?;
+    encode_jpeg(&render_vehicle_mat(plate_display, variant)?, plate_display)
+}
+
+/// A JPEG camera frame (960x540) of an air cargo unit with its ULD id (as painted,
+/// `AKE 12345 LH`) on a placard, varied by `variant` like [`render_vehicle_frame`].
+pub fn render_cargo_unit_frame(uld_display: &str, variant: u64) -> Result<Vec<u8>> {
+    encode_jpeg(&render_cargo_unit(uld_display, variant)?.frame, uld_display)
+}
+
+/// The frame of [`render_cargo_unit_frame`] before JPEG encoding, with the placard's rectangle
+/// in `plate`.
+pub fn render_cargo_unit(uld_display: &str, variant: u64) -> Result<RenderedVehicle> {
+    let text = uld_display.trim();
+    if text.is_empty() || !text.is_ascii() || text.contains('\n') {
+        bail!("ULD id {uld_display:?} must be one line of non-empty ASCII");
+    }
+    let mut rng = SplitMix64::new(variant ^ hash_str(text) ^ 0x554c_4400);
+    let mut frame =
+        Mat::new_rows_cols_with_default(FRAME_HEIGHT, FRAME_WIDTH, CV_8UC3, Scalar::all(0.0))?;
+    draw_background(&mut frame)?;
+
+    // Roller deck across the frame, the unit standing on it.
+    let deck_top = 455 + rng.range_i32(-10, 10);
+    fill_rect(
+        &mut frame,
+        Rect::new(0, deck_top, FRAME_WIDTH, 28),
+        Scalar::new(50.0, 55.0, 60.0, 0.0),
+    )?;
+    let scale = rng.range_f64(0.9, 1.1);
+    let cx = FRAME_WIDTH / 2 + rng.range_i32(-50, 50);
+    let (unit_w, unit_h) = ((640.0 * scale) as i32, (330.0 * scale) as i32);
+    let (left, top) = (cx - unit_w / 2, deck_top - unit_h);
+    let (right, base) = (left + unit_w, deck_top);
+    // LD3 outline: the base is narrower than the top, the contour slants on the left.
+    let contour = unit_w / 5;
+    let body = Vector::<Vector<Point>>::from_iter([Vector::from_iter([
+        Point::new(left, top),
+        Point::new(right, top),
+        Point::new(right, base),
+        Point::new(left + contour, base),
+        Point::new(left, base - unit_h * 2 / 5),
+    ])]);
+    let shade = rng.range_f64(165.0, 200.0);
+    imgproc::fill_poly_def(
+        &mut frame,
+        &body,
+        Scalar::new(shade, shade, shade - 5.0, 0.0),
+    )?;
+    imgproc::polylines(
+        &mut frame,
+        &body,
+        true,
+        Scalar::new(90.0, 90.0, 90.0, 0.0),
+        3,
+        imgproc::LINE_AA,
+        0,
+    )?;
+    // Ribs on the side panel, clear of the placard's row.
+    for i in 1..8 {
+        let x = left + contour + (unit_w - contour) * i / 8;
+        for (y0, y1) in [(top + 8, top + unit_h / 4), (base - unit_h / 4, base - 8)] {
+            imgproc::line(
+                &mut frame,
+                Point::new(x, y0),
+                Point::new(x, y1),
+                Scalar::new(shade - 45.0, shade - 45.0, shade - 45.0, 0.0),
+                3,
+                imgproc::LINE_AA,
+                0,
+            )?;
+        }
+    }
+
+    // The placard: text height about 40% of its height, a character height of margin.
+    let placard_scale = scale * rng.range_f64(0.95, 1.05);
+    let text_h = 34.0 * placard_scale;
+    let font = imgproc::FONT_HERSHEY_DUPLEX;
+    let mut baseline = 0;
+    let unit = imgproc::get_text_size(text, font, 1.0, 2, &mut baseline)?;
+    let font_scale = text_h / f64::from(unit.height.max(1));
+    let thickness = ((font_scale * 2.2).round() as i32).max(2);
+    let size = imgproc::get_text_size(text, font, font_scale, thickness, &mut baseline)?;
+    let margin = text_h.round() as i32;
+    let placard = Rect::new(
+        cx + contour / 2 - (size.width + 2 * margin) / 2 + rng.range_i32(-12, 12),
+        top + unit_h / 2 - (size.height + 2 * margin) / 2 + rng.range_i32(-8, 8),
+        size.width + 2 * margin,
+        size.height + 2 * margin,
+    );
+    fill_rect(&mut frame, placard, Scalar::new(245.0, 245.0, 242.0, 0.0))?;
+    imgproc::rectangle(
+        &mut frame,
+        placard,
+        Scalar::new(30.0, 30.0, 30.0, 0.0),
+        2,
+        imgproc::LINE_8,
+        0,
+    )?;
+    imgproc::put_text(
+        &mut frame,
+        text,
+        Point::new(placard.x + margin, placard.y + margin + size.height),
+        font,
+        font_scale,
+        Scalar::new(10.0, 10.0, 10.0, 0.0),
+        thickness,
+        imgproc::LINE_AA,
+        false,
+    )?;
+
+    let brightness = rng.range_f64(0.85, 1.12);
+    let offset = rng.range_f64(-12.0, 12.0);
+    add_lighting_and_noise(&mut frame, brightness, offset, 4.0, &mut rng)?;
+    Ok(RenderedVehicle {
+        frame,
+        plate: placard,
+    })
+}
+
+fn encode_jpeg(frame: &Mat, what: &str) -> Result<Vec<u8>> {
     let mut buf = Vector::<u8>::new();
     let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, 92]);
-    let ok = imgcodecs::imencode(".jpg", &frame, &mut buf, &params).context("JPEG encoding")?;
+    let ok = imgcodecs::imencode(".jpg", frame, &mut buf, &params).context("JPEG encoding")?;
     if !ok {
-        bail!("OpenCV refused to encode the frame for plate {plate_display:?} as JPEG");
+        bail!("OpenCV refused to encode the frame for {what:?} as JPEG");
     }
     Ok(buf.to_vec())
 }
@@ -376,6 +500,24 @@ mod tests {
             .frame
             .at_2d::<opencv::core::Vec3b>(r.y + r.height / 8, r.x + r.width / 6)?;
         assert!(px.iter().all(|&c| c > 180), "{px:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_cargo_unit_frame_has_its_placard_inside_with_a_margin() -> Result<()> {
+        let a = render_cargo_unit_frame("AKE 12345 LH", 3)?;
+        assert_eq!(a, render_cargo_unit_frame("AKE 12345 LH", 3)?);
+        assert_ne!(a, render_cargo_unit_frame("AKE 12345 LH", 4)?);
+        let u = render_cargo_unit("PMC 03032 LH", 3)?;
+        let r = u.plate;
+        assert!(r.x > 0 && r.y > 0, "{r:?}");
+        assert!(r.x + r.width < FRAME_WIDTH && r.y + r.height < FRAME_HEIGHT);
+        // Inside the border, before the first letter: the placard's white margin.
+        let px = u
+            .frame
+            .at_2d::<opencv::core::Vec3b>(r.y + r.height / 2, r.x + 8)?;
+        assert!(px.iter().all(|&c| c > 180), "{px:?}");
+        assert!(render_cargo_unit_frame("AKE 12345\nLH", 0).is_err());
         Ok(())
     }
 

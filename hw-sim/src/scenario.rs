@@ -26,6 +26,19 @@ pub struct Vehicle {
     pub scanner_id: String,
     pub scan_id: String,
     pub decision: ScanDecision,
+    /// The trailer's plate as printed (a Russian trailer's `AB 1234 77`), for a tractor and
+    /// trailer; `None`: a rigid truck, plated at both ends with [`Vehicle::plate_display`].
+    /// A rear camera ([`crate::PostDevices::rear_camera`]) sees the one or the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trailer_plate_display: Option<String>,
+    /// Normalised, as a reader should return it (`AB123477`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trailer_plate: Option<String>,
+    /// It drives on, stops, and backs off the way it came (no scan): not a crossing. Only a
+    /// post with presence sensors ([`crate::PostDevices::presence`]) can tell; generated
+    /// scenarios have none, a test sets it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverses: bool,
 }
 
 /// Letters that Tajik, Kazakh and Uzbek plates share with Latin and that the simulator prints.
@@ -109,6 +122,39 @@ fn vehicle(rng: &mut StdRng, i: usize, seed: u64) -> Vehicle {
         scanner_id: "XR-1".to_owned(),
         scan_id: format!("XR1-{seed:04}-{:06}", i + 1),
         decision,
+        trailer_plate_display: None,
+        trailer_plate: None,
+        reverses: false,
+    }
+    .with_trailer(i, seed)
+}
+
+/// Letters of Russian plates (the Cyrillic letters that look Latin).
+const RU_LETTERS: &[u8] = b"ABEKMHOPCTYX";
+
+impl Vehicle {
+    /// Every second vehicle (the 2nd, 4th, ..) pulls a trailer with a Russian trailer plate
+    /// (`LL dddd dd`), drawn from its own generator so that the rest of the scenario is the
+    /// same as before trailers.
+    fn with_trailer(mut self, i: usize, seed: u64) -> Self {
+        if i % 2 == 1 {
+            let mut rng = StdRng::seed_from_u64(seed ^ 0x7472_6169_6c65_7200 ^ i as u64);
+            let mut l = || char::from(RU_LETTERS[rng.random_range(0..RU_LETTERS.len())]);
+            let (a, b) = (l(), l());
+            let display = format!(
+                "{a}{b} {:04} {:02}",
+                rng.random_range(1..10_000),
+                rng.random_range(1..100)
+            );
+            self.trailer_plate = Some(
+                display
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect(),
+            );
+            self.trailer_plate_display = Some(display);
+        }
+        self
     }
 }
 
@@ -134,5 +180,19 @@ mod tests {
         assert_eq!(a[0].plate.len(), 8);
         assert_eq!(a[1].country, "UZ");
         assert_eq!(a[2].country, "KZ");
+        // Every second vehicle pulls a trailer with a Russian trailer plate.
+        assert!(a[0].trailer_plate.is_none() && a[2].trailer_plate.is_none());
+        let trailer = a[1].trailer_plate.as_deref().expect("a trailer");
+        let c: Vec<char> = trailer.chars().collect();
+        assert_eq!(c.len(), 8, "{trailer}: LL dddd dd");
+        assert!(
+            c[..2].iter().all(|x| RU_LETTERS.contains(&(*x as u8))),
+            "{trailer}"
+        );
+        assert!(c[2..].iter().all(char::is_ascii_digit), "{trailer}");
+        assert_eq!(
+            a[1].trailer_plate_display.as_deref().map(str::len),
+            Some(10)
+        );
     }
 }

@@ -30,8 +30,14 @@
 //! [`Timing::scan_interval`] (faster than real time by default, so that a 16.5 m truck has passed
 //! before it has left the bridge); the agent counts scans, not seconds, so it measures the same.
 //! [`SimEndpoints::lane_scanner`] tells the agent the geometry and the speed to configure.
+//!
+//! Optional devices: a rear camera ([`PostDevices::rear_camera`]) drops a frame of each
+//! vehicle's back beside each front frame (a trailer's plate, or a rigid truck's own); presence
+//! sensors at the bridge's two ends ([`PostDevices::presence`]) send `presence-ascii` lines on a
+//! pseudo-terminal as the vehicle drives on and off, or backs off
+//! ([`crate::scenario::Vehicle::reverses`]: weighed and read, no scan, off by the entry).
 
-use crate::conveyances::SimTrain;
+use crate::conveyances::{self, SimTrain};
 use crate::devices::{self, BridgeState, SimPort};
 use crate::indicators::{self, Faults, PluggablePort, GENERIC_PATTERN};
 use crate::lms::{self, LmsLane, LmsVehicle};
@@ -39,6 +45,7 @@ use crate::plate_render;
 use crate::scenario::{self, Vehicle, DIVISION_KG};
 use anyhow::{Context, Result};
 use bcp_drivers::dims_ascii::DimensionFrame;
+use bcp_drivers::presence_ascii::SensorEnd;
 use bcp_drivers::AnyProtocol;
 use bcp_record::ScanEvent;
 use serde::{Deserialize, Serialize};
@@ -60,6 +67,15 @@ pub struct PostDevices {
     pub indicator: String,
     pub dimensions: DimensionDevice,
     pub scanner: ScannerDevice,
+    /// A second camera looking at the rear of each vehicle (`bcp-sim --rear-camera`), dropping
+    /// frames into `DIR/rear-camera`: the trailer's plate of a vehicle that pulls one, else the
+    /// vehicle's own plate (a rigid truck plated at both ends).
+    pub rear_camera: bool,
+    /// Presence sensors at the bridge's entry and exit ends (`bcp-sim --presence`), sending
+    /// `presence-ascii` lines on a pseudo-terminal: `ENTRY 1` as a vehicle drives on, `EXIT 1`,
+    /// `ENTRY 0` as it drives off, `EXIT 0` once it has left; a vehicle that
+    /// [reverses](crate::scenario::Vehicle::reverses) sends `ENTRY 0` as it backs off.
+    pub presence: bool,
 }
 
 impl Default for PostDevices {
@@ -68,6 +84,8 @@ impl Default for PostDevices {
             indicator: "toledo-continuous-checksum".to_owned(),
             dimensions: DimensionDevice::DimsAscii,
             scanner: ScannerDevice::Feed,
+            rear_camera: false,
+            presence: false,
         }
     }
 }
@@ -174,6 +192,12 @@ pub struct SimEndpoints {
     pub lane_scanner: Option<SimLaneScanner>,
     /// Folder where the camera drops JPEG frames.
     pub camera_dir: PathBuf,
+    /// Folder where the rear camera drops its frames, when the post has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rear_camera_dir: Option<PathBuf>,
+    /// The presence sensors' port (a pseudo-terminal), when the post has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_port: Option<String>,
     /// The scanner's TCP event feed.
     pub scanner_addr: String,
     /// The scanner's drop folder, when it writes XML files there instead of using the feed.
@@ -228,6 +252,7 @@ pub struct Simulator {
     weighbridge: PluggablePort,
     indicator: AnyProtocol,
     dims: DimsPort,
+    presence: Option<SimPort>,
     scanner: TcpListener,
     timing: Timing,
     /// The weighbridge indicator's faults, healthy unless a test asks
@@ -261,6 +286,19 @@ impl Simulator {
         let camera_dir = dir.join("camera");
         std::fs::create_dir_all(&camera_dir)
             .with_context(|| format!("creating {}", camera_dir.display()))?;
+        let rear_camera_dir = match devices.rear_camera {
+            true => {
+                let rear = dir.join("rear-camera");
+                std::fs::create_dir_all(&rear)
+                    .with_context(|| format!("creating {}", rear.display()))?;
+                Some(rear)
+            }
+            false => None,
+        };
+        let presence = match devices.presence {
+            true => Some(SimPort::open()?),
+            false => None,
+        };
         let weighbridge = PluggablePort::open(&dir.join("ttyWEIGHBRIDGE"))?;
         let (dims, dims_port, lane_scanner) = match devices.dimensions {
             DimensionDevice::DimsAscii => {
@@ -303,6 +341,8 @@ impl Simulator {
             dims_protocol: devices.dimensions.name().to_owned(),
             lane_scanner,
             camera_dir,
+            rear_camera_dir,
+            presence_port: presence.as_ref().map(|p| p.path.clone()),
             scanner_addr: scanner.local_addr()?.to_string(),
             scanner_drop_folder,
         };
@@ -316,6 +356,7 @@ impl Simulator {
             weighbridge,
             indicator,
             dims,
+            presence,
             scanner,
             timing,
             faults: watch::channel(Faults::default()),
@@ -359,6 +400,7 @@ impl Simulator {
             weighbridge,
             indicator,
             dims,
+            presence,
             scanner,
             timing,
             faults: (_faults_tx, faults_rx),
@@ -427,7 +469,9 @@ impl Simulator {
             bridge: bridge_tx,
             scans: scan_tx,
             dims: &mut dims,
+            presence,
             camera_dir: &endpoints.camera_dir,
+            rear_camera_dir: endpoints.rear_camera_dir.as_deref(),
             scan_folder: endpoints.scanner_drop_folder.as_deref(),
             frames: 0,
         };
@@ -492,7 +536,9 @@ struct Lane<'a> {
     bridge: watch::Sender<BridgeState>,
     scans: broadcast::Sender<ScanEvent>,
     dims: &'a mut DimsOut,
+    presence: Option<SimPort>,
     camera_dir: &'a Path,
+    rear_camera_dir: Option<&'a Path>,
     scan_folder: Option<&'a Path>,
     frames: u64,
 }
@@ -611,6 +657,7 @@ impl Lane<'_> {
                 anyhow::bail!("the lane scanner stopped");
             }
         }
+        self.sense(SensorEnd::Entry, true).await?;
         let steps = 5u32;
         for k in 1..steps {
             let w = v.gross_kg * k / steps / DIVISION_KG * DIVISION_KG;
@@ -644,26 +691,48 @@ impl Lane<'_> {
             .await?;
         }
         for variant in 0..2u64 {
-            let jpeg = plate_render::render_vehicle_frame(
-                &v.plate_display,
-                self.frames.wrapping_mul(7).wrapping_add(variant),
-            )?;
+            let variant = self.frames.wrapping_mul(7).wrapping_add(variant);
+            // An air cargo unit shows its ULD id on a placard, not a number plate.
+            let jpeg = if v.country == conveyances::ULD_SCHEME {
+                plate_render::render_cargo_unit_frame(&v.plate_display, variant)?
+            } else {
+                plate_render::render_vehicle_frame(&v.plate_display, variant)?
+            };
             self.frames += 1;
             devices::write_camera_frame(self.camera_dir, "cam1", self.frames, &jpeg)?;
+            if let Some(rear) = self.rear_camera_dir {
+                // The trailer's plate, or the truck's own on its back.
+                let plate = v
+                    .trailer_plate_display
+                    .as_deref()
+                    .unwrap_or(&v.plate_display);
+                let jpeg = plate_render::render_vehicle_frame(
+                    plate,
+                    self.frames.wrapping_mul(11).wrapping_add(variant),
+                )?;
+                devices::write_camera_frame(rear, "cam2", self.frames, &jpeg)?;
+            }
             tokio::time::sleep(t.hold / 5).await;
         }
-        let scan = ScanEvent {
-            scanner_id: v.scanner_id.clone(),
-            scan_id: v.scan_id.clone(),
-            scanned_at: chrono::Utc::now(),
-            lane: Some("L1".to_owned()),
-            decision: v.decision,
-            images: vec![format!("{}.png", v.scan_id)],
-            conveyance_id: None,
-            decision_by: None,
-        };
-        self.send_scan(scan)?;
+        if !v.reverses {
+            let scan = ScanEvent {
+                scanner_id: v.scanner_id.clone(),
+                scan_id: v.scan_id.clone(),
+                scanned_at: chrono::Utc::now(),
+                lane: Some("L1".to_owned()),
+                decision: v.decision,
+                images: vec![format!("{}.png", v.scan_id)],
+                conveyance_id: None,
+                decision_by: None,
+            };
+            self.send_scan(scan)?;
+        }
         tokio::time::sleep_until(hold_start + t.hold).await;
+        if !v.reverses {
+            // Its front reaches the exit half, its back leaves the entry half.
+            self.sense(SensorEnd::Exit, true).await?;
+            self.sense(SensorEnd::Entry, false).await?;
+        }
 
         for k in (0..3u32).rev() {
             let w = v.gross_kg * k / 3 / DIVISION_KG * DIVISION_KG;
@@ -673,8 +742,23 @@ impl Lane<'_> {
             });
             tokio::time::sleep(t.leave / 3).await;
         }
+        // Off the bridge: by the exit, or backed off by the entry.
+        let last = if v.reverses {
+            SensorEnd::Entry
+        } else {
+            SensorEnd::Exit
+        };
+        self.sense(last, false).await?;
         tokio::time::sleep(t.gap).await;
         Ok(())
+    }
+
+    /// A presence sensor's new state, when the post has them.
+    async fn sense(&mut self, sensor: SensorEnd, occupied: bool) -> Result<()> {
+        match &mut self.presence {
+            Some(port) => devices::send_presence(port, sensor, occupied).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -22,6 +22,31 @@
 //!   post's [`Train`] of [`Wagon`]s with their numbers, weights and containers
 //!   ([`IdentifierRead`]).
 //!
+//! - [`wco`]: a crossing in the names of the WCO data model / NCTS phase 5, for exports.
+//!
+//! ## Customs names (WCO data model / EU NCTS phase 5)
+//! The record's JSON names are fixed (they are signed); [`wco::crossing`] prints them in the
+//! names customs systems use (`../shared/FIELD-NOTES.md`, last section), where one exists:
+//!
+//! | `Crossing` field | WCO / NCTS name |
+//! |---|---|
+//! | `id` | message identification |
+//! | `post` | none (the post's own code); its office is `customs_office_at_border_reference` |
+//! | `customs_office_at_border_reference` | customs office at border reference (an8) |
+//! | `lane` | none |
+//! | `direction` | none in the list (entry or exit, from the lane's config) |
+//! | `arrived_at`, `left_at` | none (preparation date and time is the message's, not the passage's) |
+//! | `plate` (road) | transport means: type of identification 30 (road vehicle registration), identification number, nationality (ISO 3166 alpha-2 of the plate's format) |
+//! | `trailer_plate` (road) | transport means: type of identification 31 (road trailer registration), identification number, nationality |
+//! | `plate` (river, `ENI` / `IMO`) | transport means: type of identification 80 / 10, identification number |
+//! | `plate` (air, `ULD`) | transport equipment: container identification number (an..17) |
+//! | `train.wagons[].number` | transport means: type of identification 20 (wagon number), identification number |
+//! | `train.wagons[].containers` | transport equipment: container identification number |
+//! | `transport_mode` | mode of transport at the border (UN/ECE Rec. 19 code) |
+//! | `weight`, `dimensions`, `scan`, `flags`, `images`, `config_change` | none |
+//!
+//! Seal identifiers, UN/LOCODE and GNSS position have names there but no field here yet.
+//!
 //! ## Compatibility
 //! Fields are only ever added, as `Option` or with `#[serde(default)]`, so an older central can
 //! read a newer post's records and the reverse. A breaking change gets a new topic prefix.
@@ -33,6 +58,7 @@ use uuid::Uuid;
 pub mod lists;
 pub mod seal;
 pub mod transport;
+pub mod wco;
 
 pub use transport::{IdCheck, IdentifierRead, Train, TransportMode, Wagon};
 
@@ -52,6 +78,12 @@ pub struct Crossing {
     pub left_at: DateTime<Utc>,
     /// The plate the lane read, if any camera read one.
     pub plate: Option<PlateRead>,
+    /// The trailer's plate (a tractor and trailer), read by a rear camera and voted over its
+    /// frames like the front plate; `format` says which grammar matched (`RU-TRAILER`, ...).
+    /// Never the vehicle's own plate seen again from behind (a rigid truck plated at both
+    /// ends). Absent on the wire when `None`, so older records keep their encoding (and seals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trailer_plate: Option<PlateRead>,
     /// The stable gross weight, if the weighbridge settled while the vehicle was on it.
     pub weight: Option<Weighing>,
     pub dimensions: Option<Dimensions>,
@@ -78,6 +110,25 @@ pub struct Crossing {
     /// count vehicles skip it. Absent on the wire when `None`, so older records keep their seals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_change: Option<ConfigChange>,
+    /// Whether the conveyance was entering or leaving the country, from the lane's config
+    /// (`[lane] direction`). Absent when not configured, and on older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The post's customs office (NCTS "customs office at border reference", an8, such as
+    /// `TJ000123`), from the config (`[post] customs_office`). Absent when not configured, and
+    /// on older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customs_office_at_border_reference: Option<String>,
+}
+
+/// Which way a crossing goes through the border.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Entering the country.
+    Entry,
+    /// Leaving the country.
+    Exit,
 }
 
 /// Who changed which keys of a post's configuration file, when, and what the file became.
@@ -162,7 +213,10 @@ impl Crossing {
             images: Vec::new(),
             transport_mode: None,
             train: None,
+            trailer_plate: None,
             config_change: None,
+            direction: None,
+            customs_office_at_border_reference: None,
         }
     }
 }
@@ -617,6 +671,88 @@ mod tests {
             "{json}"
         );
         assert_eq!(serde_json::from_str::<Crossing>(&json).expect("decodes"), c);
+    }
+
+    #[test]
+    fn a_crossing_without_a_trailer_plate_encodes_as_before_and_one_with_it_round_trips() {
+        let old = r#"{"id":"019aa4c2-5a10-7c3e-9d1b-1f2e3d4c5b01","post":"P","lane":"L1","arrived_at":"2026-11-20T08:00:20Z","left_at":"2026-11-20T08:00:58Z","plate":{"text":"A123BC77","confidence":0.9,"format":"RU","frames":3},"weight":null,"dimensions":null,"scan":null,"flags":[]}"#;
+        let mut c: Crossing = serde_json::from_str(old).expect("old record");
+        assert_eq!(c.trailer_plate, None);
+        assert_eq!(serde_json::to_string(&c).expect("encodes"), old);
+        c.trailer_plate = Some(PlateRead {
+            text: "AB123477".into(),
+            confidence: 0.8,
+            format: Some("RU-TRAILER".into()),
+            frames: 2,
+        });
+        let json = serde_json::to_string(&c).expect("encodes");
+        assert!(
+            json.contains(r#""trailer_plate":{"text":"AB123477","confidence":0.8,"format":"RU-TRAILER","frames":2}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Crossing>(&json).expect("decodes"), c);
+    }
+
+    #[test]
+    fn old_records_encode_as_before_and_the_border_fields_round_trip() {
+        let old = r#"{"id":"019aa4c2-5a10-7c3e-9d1b-1f2e3d4c5b01","post":"P","lane":"L1","arrived_at":"2026-11-20T08:00:20Z","left_at":"2026-11-20T08:00:58Z","plate":{"text":"1234AB01","confidence":0.9,"format":"TJ","frames":2},"weight":null,"dimensions":null,"scan":null,"flags":[],"transport_mode":{"code":3,"name":"road"}}"#;
+        let mut c: Crossing = serde_json::from_str(old).expect("old record");
+        assert_eq!(
+            (c.direction, c.customs_office_at_border_reference.as_ref()),
+            (None, None)
+        );
+        assert_eq!(serde_json::to_string(&c).expect("encodes"), old);
+        c.direction = Some(Direction::Exit);
+        c.customs_office_at_border_reference = Some("TJ000123".into());
+        let json = serde_json::to_string(&c).expect("encodes");
+        assert!(
+            json.ends_with(
+                r#""direction":"exit","customs_office_at_border_reference":"TJ000123"}"#
+            ),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Crossing>(&json).expect("decodes"), c);
+        let wco = wco::crossing(&c);
+        assert_eq!(wco["customs_office_at_border_reference"], "TJ000123");
+        assert_eq!(wco["mode_of_transport_at_the_border"], 3);
+        assert_eq!(
+            wco["transport_means"],
+            serde_json::json!([{"type_of_identification": 30, "identification_number": "1234AB01", "nationality": "TJ"}])
+        );
+        assert_eq!(wco["other"]["direction"], "exit");
+        c.plate = Some(PlateRead {
+            text: "AKE12345LH".into(),
+            confidence: 0.9,
+            format: Some("ULD".into()),
+            frames: 2,
+        });
+        let wco = wco::crossing(&c);
+        assert!(wco.get("transport_means").is_none(), "{wco}");
+        assert_eq!(
+            wco["transport_equipment"][0]["container_identification_number"],
+            "AKE12345LH"
+        );
+        assert_eq!(wco::nationality_of_plate_format("EU"), None);
+        assert_eq!(wco::nationality_of_plate_format("RU-TRAILER"), Some("RU"));
+        c.plate = Some(PlateRead {
+            text: "A123BC77".into(),
+            confidence: 0.9,
+            format: Some("RU".into()),
+            frames: 2,
+        });
+        c.trailer_plate = Some(PlateRead {
+            text: "AB123477".into(),
+            confidence: 0.8,
+            format: Some("RU-TRAILER".into()),
+            frames: 2,
+        });
+        assert_eq!(
+            wco::crossing(&c)["transport_means"],
+            serde_json::json!([
+                {"type_of_identification": 30, "identification_number": "A123BC77", "nationality": "RU"},
+                {"type_of_identification": 31, "identification_number": "AB123477", "nationality": "RU"}
+            ])
+        );
     }
 
     #[test]

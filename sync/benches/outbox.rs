@@ -85,7 +85,10 @@ fn crossing(n: u32) -> Crossing {
         images: Vec::new(),
         transport_mode: None,
         train: None,
+        trailer_plate: None,
         config_change: None,
+        direction: None,
+        customs_office_at_border_reference: None,
     }
 }
 

@@ -54,6 +54,52 @@ fn export_prints_one_json_object_per_line() {
 }
 
 #[test]
+fn export_with_wco_names_prints_the_customs_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db");
+    let store = CentralStore::open(&db).unwrap();
+    let mut post = common::SealedPost::new(POST, 1);
+    let (topic, payload, _) = post.next();
+    store.receive(&topic, &payload, Utc::now()).unwrap();
+    let out = Command::new(BIN)
+        .args(["export", "--json", "--names", "wco", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let stored = &store.export().unwrap()[0];
+    assert_eq!(line["seq"], 1);
+    let c = &line["crossing"];
+    assert_eq!(c["message_identification"], stored.crossing.id.to_string());
+    assert_eq!(
+        c["transport_means"],
+        serde_json::json!([{
+            "type_of_identification": 30,
+            "identification_number": "0001AB01",
+            "nationality": "TJ"
+        }])
+    );
+    assert_eq!(c["other"]["lane"], "L1");
+    assert!(
+        c.get("plate").is_none(),
+        "record names are not printed: {c}"
+    );
+    let bad = Command::new(BIN)
+        .args(["export", "--json", "--names", "ncts5", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("wco"));
+}
+
+#[test]
 fn export_shows_where_each_image_stands() {
     use bcp_sync::blobs::sha256_hex;
     use bcp_sync::central::blobs::{default_blob_dir, CentralBlobs};

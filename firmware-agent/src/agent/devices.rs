@@ -20,9 +20,10 @@ use tokio::task::JoinHandle;
 
 use super::supervise::{supervise, RestartBackoff};
 use super::{forward, LaneInput};
-use crate::camera::{self, LazyReader};
+use crate::camera::{self, CameraLinks, LazyReader};
 use crate::config::{
-    AgentConfig, CameraConfig, DimensionSensorConfig, ScannerConfig, WeighbridgeConfig,
+    AgentConfig, CameraConfig, DimensionSensorConfig, PresenceSensorConfig, ScannerConfig,
+    WeighbridgeConfig,
 };
 use crate::health::DeviceBoard;
 use crate::metrics::Histogram;
@@ -129,6 +130,35 @@ pub(super) fn start_dimensions(
     Ok(DeviceTask { stop, driver })
 }
 
+/// The presence sensors' driver (`presence-ascii`): vehicles on and off, with the end.
+pub(super) fn start_presence(
+    p: &PresenceSensorConfig,
+    health: Arc<Mutex<DeviceHealth>>,
+    restarts: Arc<AtomicU64>,
+    lane: &mpsc::Sender<LaneInput>,
+) -> DeviceTask {
+    let (stop, stop_rx) = watch::channel(false);
+    let (dev_tx, dev_rx) = mpsc::channel(64);
+    tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Presence));
+    let (name, port) = (p.name.clone(), p.port.clone());
+    let driver = tokio::spawn(supervise(
+        name.clone(),
+        stop_rx,
+        restarts,
+        RestartBackoff::default(),
+        move |stop_rx| {
+            let (name, port, dev_tx, health) =
+                (name.clone(), port.clone(), dev_tx.clone(), health.clone());
+            async move {
+                serial::run_presence_sensors(name, port, dev_tx, health, stop_rx)
+                    .await
+                    .context("presence sensors driver")
+            }
+        },
+    ));
+    DeviceTask { stop, driver }
+}
+
 /// The scanner's feed or drop-folder task (`validate` made sure exactly one is set).
 pub(super) fn start_scanner(
     s: &ScannerConfig,
@@ -173,28 +203,36 @@ pub(super) struct CameraTask {
 }
 
 impl CameraTask {
+    /// Starts the camera of `cfg`; its frames reach the lane as `role` makes them (the front
+    /// camera's as [`LaneInput::Frame`], the rear one's as [`LaneInput::RearFrame`]).
     pub(super) fn start(
         cfg: &CameraConfig,
         reader: LazyReader,
         lane: &mpsc::Sender<LaneInput>,
         latency: Arc<Histogram>,
+        restarts: Arc<AtomicU64>,
+        role: fn(camera::FrameReads) -> LaneInput,
     ) -> Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let (frame_tx, frame_rx) = mpsc::channel(64);
-        tokio::spawn(forward(frame_rx, lane.clone(), LaneInput::Frame));
+        tokio::spawn(forward(frame_rx, lane.clone(), role));
         let thread = camera::spawn(
             cfg.name.clone(),
-            cfg.folder.clone(),
+            cfg.source()?,
             Duration::from_millis(cfg.poll_ms),
             reader,
-            frame_tx,
-            latency,
-            stop_rx,
+            CameraLinks {
+                out: frame_tx,
+                latency,
+                restarts,
+                shutdown: stop_rx,
+            },
         )?;
         Ok(Self { stop, thread })
     }
 
-    /// Stops the thread (after the frame it is reading) and takes its ANPR engine back.
+    /// Stops the thread (after the frame it is reading) and takes its ANPR engine back. (The
+    /// thread catches its own panics, see [`crate::camera`]; an error here is a bug.)
     pub(super) async fn stop(self) -> Result<LazyReader> {
         let _ = self.stop.send(true);
         let thread = self.thread;
@@ -215,18 +253,24 @@ pub(super) struct Devices {
     wb_restarts: Arc<AtomicU64>,
     dims_restarts: Arc<AtomicU64>,
     scanner_restarts: Arc<AtomicU64>,
+    camera_restarts: Arc<AtomicU64>,
     latency: Arc<Histogram>,
     weighbridge: Option<DeviceTask>,
     dimensions: Option<DeviceTask>,
+    /// The presence sensors (`[presence]`); a change to them waits for the next start.
+    presence: Option<DeviceTask>,
     camera: Option<CameraTask>,
+    /// The rear camera (`[rear_camera]`); a change to it waits for the next start.
+    rear_camera: Option<CameraTask>,
     scanner: Option<DeviceTask>,
 }
 
 impl Devices {
-    /// Starts every device `cfg` names and puts it on the device board.
+    /// Starts every device `cfg` names and puts it on the device board; `readers` are the
+    /// camera's ANPR engine and the rear camera's, if there is one.
     pub(super) fn start(
         cfg: &AgentConfig,
-        reader: LazyReader,
+        (reader, rear_reader): (LazyReader, Option<LazyReader>),
         lane: &mpsc::Sender<LaneInput>,
         board: &mut DeviceBoard,
         latency: Arc<Histogram>,
@@ -248,8 +292,37 @@ impl Devices {
             }
             None => (None, Arc::default()),
         };
-        board.add(&cfg.camera.name, "camera");
-        let camera = CameraTask::start(&cfg.camera, reader, lane, latency.clone())?;
+        let presence = cfg.presence.as_ref().map(|p| {
+            let health = Arc::new(Mutex::new(DeviceHealth::default()));
+            let restarts = board.add_serial(&p.name, "presence", health.clone());
+            start_presence(p, health, restarts, lane)
+        });
+        let camera_restarts = board.add(&cfg.camera.name, "camera");
+        let camera = CameraTask::start(
+            &cfg.camera,
+            reader,
+            lane,
+            latency.clone(),
+            camera_restarts.clone(),
+            LaneInput::Frame,
+        )?;
+        let rear_camera = match (&cfg.rear_camera, rear_reader) {
+            (Some(rear), Some(reader)) => {
+                let restarts = board.add(&rear.name, "camera");
+                Some(CameraTask::start(
+                    rear,
+                    reader,
+                    lane,
+                    latency.clone(),
+                    restarts,
+                    LaneInput::RearFrame,
+                )?)
+            }
+            (Some(rear), None) => {
+                anyhow::bail!("rear camera {}: no ANPR engine given for it", rear.name)
+            }
+            (None, _) => None,
+        };
         let (scanner, scanner_restarts) = match &cfg.scanner {
             Some(s) => {
                 let restarts = board.add(&s.name, "scanner");
@@ -264,10 +337,13 @@ impl Devices {
             wb_restarts,
             dims_restarts,
             scanner_restarts,
+            camera_restarts,
             latency,
             weighbridge: Some(weighbridge),
             dimensions,
+            presence,
             camera: Some(camera),
+            rear_camera,
             scanner,
         })
     }
@@ -313,6 +389,8 @@ impl Devices {
                     reader,
                     &self.lane,
                     self.latency.clone(),
+                    self.camera_restarts.clone(),
+                    LaneInput::Frame,
                 )?);
                 Ok(c.name.clone())
             }
@@ -332,13 +410,18 @@ impl Devices {
 
     /// Stops every device (the agent is stopping).
     pub(super) async fn stop_all(self) {
-        for task in [self.weighbridge, self.dimensions, self.scanner]
-            .into_iter()
-            .flatten()
+        for task in [
+            self.weighbridge,
+            self.dimensions,
+            self.presence,
+            self.scanner,
+        ]
+        .into_iter()
+        .flatten()
         {
             task.stop().await;
         }
-        if let Some(camera) = self.camera {
+        for camera in [self.camera, self.rear_camera].into_iter().flatten() {
             if let Err(e) = camera.stop().await {
                 tracing::error!(error = %format!("{e:#}"), "camera thread");
             }

@@ -32,14 +32,9 @@ pub(super) struct MadeImages {
     pub(super) ms: u64,
 }
 
-/// How often images were made or missed since the start.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct ImageCounters {
-    pub(super) plate_images: u64,
-    pub(super) plate_images_missing: u64,
-    pub(super) scan_thumbnails: u64,
-    pub(super) scan_thumbnails_missing: u64,
-}
+/// How often images were made or missed since the start (the status report's and the
+/// metrics' figures).
+pub(super) use crate::control::protocol::ImageCounts as ImageCounters;
 
 /// The frame cache and what the images are made with.
 #[derive(Debug)]
@@ -184,6 +179,11 @@ impl EvidenceImages {
         self.counters.plate_images_missing += 1;
         tracing::warn!(crossing = %c.id, %reason, "plate images not recorded; the crossing is recorded without them");
         c.flags.push(Flag::new("plate_images_missing", reason));
+    }
+
+    /// How often images were made or missed since the start.
+    pub(super) fn counters(&self) -> ImageCounters {
+        self.counters
     }
 
     /// Logs the counters (at shutdown).

@@ -171,6 +171,22 @@ pub struct LaneReport {
     pub last_crossing: Option<LastCrossing>,
     /// The devices that feed this lane.
     pub devices: Vec<String>,
+    /// The evidence images made for this lane's records, and those that could not be made,
+    /// since the agent started (absent from an older agent's report: zeros).
+    #[serde(default)]
+    pub images: ImageCounts,
+}
+
+/// How often a record's evidence images were made, or missing (the record then carries the
+/// flag `plate_images_missing` or `scan_thumbnail_missing` with the reason).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCounts {
+    /// Records given a plate crop and an overview.
+    pub plate_images: u64,
+    /// Records whose plate crop and overview could not be made.
+    pub plate_images_missing: u64,
+    pub scan_thumbnails: u64,
+    pub scan_thumbnails_missing: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,6 +309,11 @@ mod tests {
                     flags: vec![],
                 }),
                 devices: vec!["wb1".into()],
+                images: ImageCounts {
+                    plate_images: 3,
+                    plate_images_missing: 1,
+                    ..ImageCounts::default()
+                },
             }],
             outbox: None,
             link: LinkReport {

@@ -14,8 +14,10 @@
 //! - [`counters`](LaneCorrelator::counters): how often each rule fired.
 //!
 //! ## Rules (the windows are [`LaneRules`], the `[lane]` section of the config)
-//! - **Framing**: the weighbridge frames a vehicle: `VehicleOn` opens a crossing at `arrived_at`,
-//!   `VehicleOff` sets `left_at`. The crossing stays open for late evidence until
+//! - **Framing**: the weighbridge frames a vehicle (on a lane with presence sensors at the
+//!   bridge's two ends, the agent's `[presence]`, the sensors do while they are connected, and
+//!   say the end it left by): `VehicleOn` opens a crossing at `arrived_at`, `VehicleOff` sets
+//!   `left_at`. The crossing stays open for late evidence until
 //!   `left_at + close_after`, then [`poll`](LaneCorrelator::poll) emits it.
 //! - **Evidence joins by when it happened** (a frame's capture time, the scanner's `scanned_at`),
 //!   not when it arrived: it joins the vehicle that was on the bridge then; else the one that
@@ -45,8 +47,21 @@
 //!   weighbridge sees two vehicles nose to tail as one): at least two frames of one plate, then
 //!   at least two frames of a plain different one (more than two characters apart, so a misread
 //!   never splits), splits the crossing at the first frame of the second plate; evidence from
-//!   then on goes to the second. A lane with a rear camera that reads a *trailer's* plate must
-//!   not feed it here as a front read (it would look like a second vehicle).
+//!   then on goes to the second. Only front reads count here: a rear camera's reads
+//!   ([`Evidence::RearFrame`]) never split a crossing (a trailer's plate would look like a
+//!   second vehicle); when a crossing is split they go, by their time, with the rest.
+//! - **A tractor and trailer is one crossing with both plates.** A lane's rear camera
+//!   (`[rear_camera]`) reads the plate on the back of what is on the bridge; its reads
+//!   ([`Evidence::RearFrame`]) join by time like front reads and are voted over their frames
+//!   into the crossing's `trailer_plate`, with the format that matched (`RU-TRAILER`, ...).
+//!   A rear read within two characters of the voted front plate is the vehicle's own plate seen
+//!   from behind (a rigid truck plated at both ends): it is left out of that vote, so such a
+//!   truck has no `trailer_plate`, and nothing is flagged. A trailer plate fits a plate format
+//!   or is read in at least two frames (one stray read is not a trailer). When the front plate
+//!   is unread the rear vote is kept as `trailer_plate` (it cannot be told apart) and the
+//!   `plate_unread` reason says what the rear camera read. Rear reads alone make no crossing: they never open
+//!   one, one that matches no vehicle is [`LaneEvent::Unmatched`], and they are no evidence
+//!   that a vehicle crossed (a presence with only rear reads and no weight is a reversal).
 //! - **A vehicle that reverses off is not a crossing**: no record, a [`LaneEvent::Reversal`] with
 //!   the reason (the agent logs it at INFO) and a counter. Decided when the crossing would close,
 //!   so that its late evidence is not given to the next vehicle: a vehicle that left by the entry
@@ -192,6 +207,9 @@ pub enum Evidence {
     Dimensions(Dimensions),
     /// A scan; [`LaneCorrelator::handle_scan`] is the better entry (it knows when it arrived).
     Scan(ScanEvent),
+    /// The reads of one frame of the rear camera, best first: a trailer's plate (see the module
+    /// header). Its image is not kept; it never splits a crossing.
+    RearFrame(Vec<PlateCandidate>),
 }
 
 /// The end of the bridge a vehicle left by, where the presence sensors can tell.
@@ -517,6 +535,10 @@ impl LaneCorrelator {
             .into_iter()
             .partition(|(t, _, _)| *t < at);
         (a.frames, b.frames) = (keep, moved);
+        let (keep, moved) = std::mem::take(&mut a.rear_frames)
+            .into_iter()
+            .partition(|(t, _)| *t < at);
+        (a.rear_frames, b.rear_frames) = (keep, moved);
         let (keep, moved) = std::mem::take(&mut a.weights)
             .into_iter()
             .partition(|w| w.stable_at < at);
@@ -727,6 +749,7 @@ impl LaneCorrelator {
                     continue;
                 }
                 Evidence::PlateReads(_) | Evidence::Frame(..) => "plate read",
+                Evidence::RearFrame(_) => "rear plate read",
                 Evidence::Dimensions(_) => "dimensions",
             };
             // 3. The last vehicle that had arrived by then (evidence from after it left).
@@ -876,6 +899,7 @@ impl LaneCorrelator {
 
     fn finish(&self, mut p: Pending, left_at: DateTime<Utc>, now: DateTime<Utc>) -> Crossing {
         let plate = p.plate();
+        let trailer_plate = p.trailer_plate(plate.as_ref());
         let notes = self.notes_of(&p, left_at);
         if let (Some(read), Some(kind)) = (plate.as_ref(), self.conveyance.identifier) {
             let of_it: Vec<&&IdNote> = notes.iter().filter(|n| n.text == read.text).collect();
@@ -922,6 +946,12 @@ impl LaneCorrelator {
                     p.frames.len()
                 ),
             };
+            if let Some(rear) = &trailer_plate {
+                why.push_str(&format!(
+                    "; the rear camera read {}, recorded as the trailer's plate (it may be this vehicle's own plate seen from behind)",
+                    rear.text
+                ));
+            }
             if let Some(id) = p.scan.as_ref().and_then(|s| s.conveyance_id.as_deref()) {
                 why.push_str(&format!(
                     "; the scanner operator typed the conveyance id {}",
@@ -966,6 +996,7 @@ impl LaneCorrelator {
             arrived_at: p.arrived_at,
             left_at,
             plate,
+            trailer_plate,
             weight: p.weights.pop(),
             dimensions: p.dimensions.map(|(_, d)| d),
             scan: p.scan,
@@ -974,6 +1005,8 @@ impl LaneCorrelator {
             transport_mode: None,
             train: None,
             config_change: None,
+            direction: None,
+            customs_office_at_border_reference: None,
         }
     }
 }
@@ -1002,3 +1035,5 @@ pub(crate) fn uuid_v7(now: DateTime<Utc>) -> Uuid {
 mod identifier_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trailer_tests;

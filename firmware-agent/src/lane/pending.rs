@@ -15,6 +15,8 @@ pub(super) struct Pending {
     /// Each frame's best read, with its capture time and the agent's reference to the frame's
     /// image, if it keeps it.
     pub(super) frames: Vec<(DateTime<Utc>, PlateCandidate, Option<FrameId>)>,
+    /// Each rear camera frame's best read, with its capture time (a trailer's plate).
+    pub(super) rear_frames: Vec<(DateTime<Utc>, PlateCandidate)>,
     /// Every stable weight; the last one is the vehicle's.
     pub(super) weights: Vec<Weighing>,
     pub(super) dimensions: Option<(DateTime<Utc>, Dimensions)>,
@@ -33,6 +35,7 @@ impl Pending {
             left_at: None,
             left_by: BridgeEnd::Unknown,
             frames: Vec::new(),
+            rear_frames: Vec::new(),
             weights: Vec::new(),
             dimensions: None,
             scan: None,
@@ -44,7 +47,7 @@ impl Pending {
 
     /// Why this presence is not a crossing, if it is not (see the module header). Where
     /// `presence_counts` (a vessel, not weighed), a presence alone is a crossing unless it left
-    /// by the entry side.
+    /// by the entry side. Rear reads are not evidence that a vehicle crossed.
     pub(super) fn reversal(&self, left_at: DateTime<Utc>, presence_counts: bool) -> Option<String> {
         let on_for = duration(left_at - self.arrived_at);
         match self.left_by {
@@ -118,6 +121,28 @@ impl Pending {
         })
     }
 
+    /// The trailer's plate: the rear reads voted like front ones, leaving out those within two
+    /// characters of the front plate `front` (the vehicle's own plate seen from behind); kept
+    /// only if it fits a plate format or at least two frames read it (a stray read of the
+    /// vehicle's back is not a trailer).
+    pub(super) fn trailer_plate(&self, front: Option<&PlateRead>) -> Option<PlateRead> {
+        let reads: Vec<PlateCandidate> = self
+            .rear_frames
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| front.is_none_or(|f| !similar(&r.text, &f.text)))
+            .cloned()
+            .collect();
+        bcp_anpr::vote::vote(&reads)
+            .filter(|v| v.format.is_some() || v.frames >= 2)
+            .map(|v| PlateRead {
+                text: v.text,
+                confidence: v.confidence,
+                format: v.format.map(str::to_owned),
+                frames: v.frames,
+            })
+    }
+
     /// The frame that gave the best read of the plate [`plate`](Self::plate) votes, and the
     /// plate's box in it: where the agent cuts the crossing's plate crop and overview. `None`
     /// when no plate was read; `frame: None` when that read's frame was not kept.
@@ -152,6 +177,11 @@ impl Pending {
             Evidence::Frame(frame, reads) => {
                 if let Some(best) = reads.into_iter().next() {
                     self.frames.push((at, best, Some(frame)));
+                }
+            }
+            Evidence::RearFrame(reads) => {
+                if let Some(best) = reads.into_iter().next() {
+                    self.rear_frames.push((at, best));
                 }
             }
             Evidence::Dimensions(d) => self.dimensions = Some((at, d)),

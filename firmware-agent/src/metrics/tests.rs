@@ -1,6 +1,6 @@
 use super::*;
 use crate::control::protocol::{
-    DiskReport, LaneReport, LinkReport, OutboxReport, StatusReport, Versions,
+    DiskReport, ImageCounts, LaneReport, LinkReport, OutboxReport, StatusReport, Versions,
 };
 use bcp_record::DeviceStatus;
 use chrono::DateTime;
@@ -43,6 +43,12 @@ fn status() -> StatusReport {
             crossings_recorded: 7,
             last_crossing: None,
             devices: vec![],
+            images: ImageCounts {
+                plate_images: 5,
+                plate_images_missing: 1,
+                scan_thumbnails: 3,
+                scan_thumbnails_missing: 2,
+            },
         }],
         outbox: Some(OutboxReport {
             depth: 2,
@@ -164,6 +170,17 @@ fn renders_every_family_in_the_text_format() {
     );
     assert_eq!(get(r#"bcp_crossings_recorded_total{lane="L1"}"#), 7.0);
     assert_eq!(get(r#"bcp_lane_open_crossings{lane="L1"}"#), 2.0);
+    for (image, outcome, n) in [
+        ("plate", "made", 5.0),
+        ("plate", "missing", 1.0),
+        ("scan_thumbnail", "made", 3.0),
+        ("scan_thumbnail", "missing", 2.0),
+    ] {
+        let key = format!(
+            r#"bcp_evidence_images_total{{lane="L1",image="{image}",outcome="{outcome}"}}"#
+        );
+        assert_eq!(get(&key), n, "{key}");
+    }
     assert_eq!(get("bcp_outbox_enqueued_total"), 107.0);
     assert_eq!(get("bcp_outbox_acknowledged_total"), 105.0);
     assert_eq!(get("bcp_outbox_depth"), 2.0);

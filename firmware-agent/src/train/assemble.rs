@@ -252,7 +252,10 @@ pub fn assemble(
         images: Vec::new(),
         transport_mode: Some(TransportMode::Rail),
         train: Some(Train { wagons }),
+        trailer_plate: None,
         config_change: None,
+        direction: None,
+        customs_office_at_border_reference: None,
     }
 }
 

@@ -97,6 +97,27 @@ pub async fn run_scenario_with(
     scanner: ScannerDevice,
     images: Option<ImageCheck>,
 ) -> Result<()> {
+    let devices = PostDevices {
+        scanner,
+        ..PostDevices::default()
+    };
+    let vehicles = scenario::generate(n, seed);
+    run_scenario_on(broker_port, central_port, vehicles, seed, &devices, images).await
+}
+
+/// [`run_scenario_with`] `vehicles` on a post with `devices`: central must hold a crossing for
+/// each vehicle that does not reverse off, and none for one that does; with a rear camera, each
+/// with its trailer's plate (and none for a rigid truck).
+pub async fn run_scenario_on(
+    broker_port: u16,
+    central_port: u16,
+    vehicles: Vec<scenario::Vehicle>,
+    seed: u64,
+    devices: &PostDevices,
+    images: Option<ImageCheck>,
+) -> Result<()> {
+    let n = vehicles.iter().filter(|v| !v.reverses).count();
+    let (rear, presence) = (devices.rear_camera, devices.presence);
     let dir = tempfile::tempdir()?;
     let blob_dir = dir.path().join("central.blobs");
     let post = "TJ-TEST-01";
@@ -119,12 +140,7 @@ pub async fn run_scenario_with(
     ));
 
     // The simulated post.
-    let vehicles = scenario::generate(n, seed);
-    let devices = PostDevices {
-        scanner,
-        ..PostDevices::default()
-    };
-    let sim = Simulator::start_with(&dir.path().join("sim"), Timing::default(), &devices).await?;
+    let sim = Simulator::start_with(&dir.path().join("sim"), Timing::default(), devices).await?;
     let cfg = sim_config::for_simulator(
         sim.endpoints(),
         post,
@@ -175,7 +191,7 @@ pub async fn run_scenario_with(
     let _ = stop_tx.send(true);
     let _ = sim_task.await;
     let _ = receiver.await;
-    if let Err(e) = outcome.and_then(|()| check(&store.export()?, &vehicles, post)) {
+    if let Err(e) = outcome.and_then(|()| check(&store.export()?, &vehicles, post, rear)) {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -191,15 +207,18 @@ pub async fn run_scenario_with(
     }
     let devices = devices?;
     let kinds: Vec<&str> = devices.iter().map(|d| d.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["weighbridge", "dimensions", "camera", "scanner"],
-        "{devices:?}"
-    );
+    let want: Vec<&str> = ["weighbridge", "dimensions"]
+        .into_iter()
+        .chain(presence.then_some("presence"))
+        .chain(["camera"])
+        .chain(rear.then_some("camera"))
+        .chain(["scanner"])
+        .collect();
+    assert_eq!(kinds, want, "{devices:?}");
     for d in &devices {
         // Every device delivered during the run; the serial ones were open and decoding.
         assert!(d.last_seen_secs.is_some(), "{d:?}");
-        if d.kind == "weighbridge" || d.kind == "dimensions" {
+        if ["weighbridge", "dimensions", "presence"].contains(&d.kind.as_str()) {
             assert_eq!(d.connected, Some(true), "{d:?}");
             assert!(d.frames_ok > 0, "{d:?}");
         }
@@ -248,8 +267,15 @@ async fn wait_for_goodbye(
     }
 }
 
-/// Central holds exactly the scenario's crossings, in order, once each.
-fn check(stored: &[StoredCrossing], vehicles: &[scenario::Vehicle], post: &str) -> Result<()> {
+/// Central holds exactly the scenario's crossings, in order, once each; with a `rear_camera`,
+/// each with its trailer's plate (a rigid truck's own rear plate is none).
+fn check(
+    stored: &[StoredCrossing],
+    vehicles: &[scenario::Vehicle],
+    post: &str,
+    rear_camera: bool,
+) -> Result<()> {
+    let vehicles: Vec<&scenario::Vehicle> = vehicles.iter().filter(|v| !v.reverses).collect();
     let seqs: Vec<u64> = stored.iter().map(|s| s.seq).collect();
     let want: Vec<u64> = (1..=vehicles.len() as u64).collect();
     if seqs != want {
@@ -273,6 +299,23 @@ fn check(stored: &[StoredCrossing], vehicles: &[scenario::Vehicle], post: &str) 
                 "{what}: plate {plate:?}, want {}; flags {:?}",
                 v.plate,
                 c.flags
+            );
+        }
+        let trailer = c.trailer_plate.as_ref().map(|p| p.text.as_str());
+        let want = v.trailer_plate.as_deref().filter(|_| rear_camera);
+        if trailer != want {
+            bail!(
+                "{what}: trailer plate {:?}, want {want:?}; flags {:?}",
+                c.trailer_plate,
+                c.flags
+            );
+        }
+        if want.is_some()
+            && c.trailer_plate.as_ref().and_then(|p| p.format.as_deref()) != Some("RU-TRAILER")
+        {
+            bail!(
+                "{what}: trailer plate {:?} not as RU-TRAILER",
+                c.trailer_plate
             );
         }
         let w = c

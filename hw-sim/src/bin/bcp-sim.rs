@@ -41,6 +41,15 @@ struct Args {
     /// and a PNG image per scan in DIR/scanner, as `scanner.drop_folder` reads them).
     #[arg(long, default_value = "feed", value_parser = ScannerDevice::parse)]
     scanner: ScannerDevice,
+    /// A road post's rear camera: frames of each vehicle's back in DIR/rear-camera, showing
+    /// the trailer's plate (every second vehicle pulls one, a Russian trailer plate) or the
+    /// truck's own plate.
+    #[arg(long)]
+    rear_camera: bool,
+    /// Presence sensors at the bridge's entry and exit ends (presence-ascii lines on a
+    /// pseudo-terminal, named in endpoints.json).
+    #[arg(long)]
+    presence: bool,
     /// Instead of the post, play one weighing indicator of this protocol (any name
     /// `bcpctl serial read --protocol` takes) at DIR/ttyINDICATOR, showing --weight-kg: a
     /// device to try `bcpctl serial probe/read/sniff` on. Polled protocols answer their commands.
@@ -134,6 +143,8 @@ async fn main() -> Result<()> {
         indicator: args.weighbridge.clone(),
         dimensions: args.dimensions,
         scanner: args.scanner,
+        rear_camera: args.rear_camera,
+        presence: args.presence,
     };
     let sim = Simulator::start_with(&args.dir, Timing::default(), &devices).await?;
     tracing::info!(endpoints = ?sim.endpoints(), "simulated devices open");

@@ -5,7 +5,10 @@
 //!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]
 //!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--blob-dir DIR]`
 //! - `bcp-central export --db PATH --json [--post P] [--since RFC3339] [--blob-dir DIR]`: a
-//!   crossing with images also gets `image_states` (`stored`, `evicted_at_post`, `pending`)
+//!   crossing with images also gets `image_states` (`stored`, `evicted_at_post`, `pending`);
+//!   `--names wco` prints each crossing in the names of the WCO data model / NCTS phase 5
+//!   (`bcp_record::wco`: transport means, transport equipment, mode of transport at the border,
+//!   customs office at border reference; the rest under `other`) instead of the record's own
 //! - `bcp-central posts --db PATH [--json]`
 //! - `bcp-central audit --db PATH [--post P] [--since RFC3339] [--json]`: the posts' config
 //!   changes (`bcpctl config set | apply`), as their records reported them
@@ -245,6 +248,19 @@ struct ExportArgs {
     /// Where the posts' images are kept (default: `<db>.blobs`).
     #[arg(long, value_name = "DIR")]
     blob_dir: Option<PathBuf>,
+    /// The names of the crossing's fields: the record's own (`record`, default) or those of
+    /// the WCO data model / NCTS phase 5 (`wco`).
+    #[arg(long, value_enum, default_value = "record")]
+    names: FieldNames,
+}
+
+/// How `export` names a crossing's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FieldNames {
+    /// As the record is signed (`plate`, `transport_mode`, ..).
+    Record,
+    /// The WCO data model / NCTS phase 5 names (`bcp_record::wco`).
+    Wco,
 }
 
 /// `bcp-central posts` calls a device that has sent nothing for this long `silent`.
@@ -294,6 +310,12 @@ fn export(args: &ExportArgs, config: &CentralConfig) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for crossing in store.export_filtered(args.post.as_deref(), args.since)? {
         let mut json = serde_json::to_value(&crossing).context("encoding JSON")?;
+        if let (FieldNames::Wco, Some(obj)) = (args.names, json.as_object_mut()) {
+            obj.insert(
+                "crossing".into(),
+                bcp_record::wco::crossing(&crossing.crossing),
+            );
+        }
         let images = &crossing.crossing.images;
         if let (false, Some(obj)) = (images.is_empty(), json.as_object_mut()) {
             let states: Vec<serde_json::Value> = images

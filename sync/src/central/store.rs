@@ -616,20 +616,20 @@ impl CentralStore {
     }
 }
 
-/// [`seal::open`] on every payload, in order; a large batch is split over the cores.
+/// [`seal::open`] on every payload, in order, through [`seal::open_many`] (the signatures
+/// verified together); a large batch is split over the cores.
 fn open_all(payloads: &[Vec<u8>]) -> Vec<Result<Opened, SealError>> {
     const PARALLEL_MIN: usize = 16;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     if payloads.len() < PARALLEL_MIN || threads < 2 {
-        return payloads.iter().map(|p| seal::open(p)).collect();
+        return seal::open_many(payloads);
     }
     let per_thread = payloads.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = payloads
             .chunks(per_thread)
             .map(|chunk| {
-                let handle =
-                    scope.spawn(move || chunk.iter().map(|p| seal::open(p)).collect::<Vec<_>>());
+                let handle = scope.spawn(move || seal::open_many(chunk));
                 (chunk.len(), handle)
             })
             .collect();

@@ -178,7 +178,10 @@ mod tests {
                 images: Vec::new(),
                 transport_mode: None,
                 train: None,
+                trailer_plate: None,
                 config_change: None,
+                direction: None,
+                customs_office_at_border_reference: None,
             },
             seal: None,
         };

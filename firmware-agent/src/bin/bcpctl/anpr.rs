@@ -4,7 +4,8 @@
 //! [`PlateReader`] and prints one line per image. With `--json` the line is
 //! `{"image": PATH, "reads": [{"text", "confidence", "bbox": [x, y, w, h], "format"}], "ms"}`,
 //! best read first, text normalised (uppercase, no spaces or dashes). For `--kind plate` the reads
-//! are the reader's candidates (plate formats first); for the other kinds only the texts that
+//! are the reader's candidates (plate formats first); for the other kinds the reader fits no
+//! plate format (`AnprConfig::fit_plate_formats`) and prints only the texts that
 //! validate as that identifier (check digit, or a unique single-character repair, see
 //! `bcp_anpr::identifiers`), with the scheme as the format. An image that cannot be read
 //! (missing, corrupt, truncated, empty) is a line `{"image": PATH, "error": MESSAGE}` and the
@@ -73,25 +74,35 @@ pub fn run(cmd: AnprCommand) -> Result<()> {
             native_dir,
             formats,
             images,
-        } => read(
-            json,
-            &kind,
-            reader(native_dir.as_deref(), formats)?,
-            &images,
-        ),
+        } => {
+            // An identifier is read as it is written: no plate grammar cuts or bends it.
+            let plates = kind == "plate";
+            let reader = reader(native_dir.as_deref(), formats, plates)?;
+            read(json, &kind, reader, &images)
+        }
         AnprCommand::Eval {
             iou,
             misses,
             native_dir,
             formats,
             dirs,
-        } => eval(iou, misses, reader(native_dir.as_deref(), formats)?, &dirs),
+        } => eval(
+            iou,
+            misses,
+            reader(native_dir.as_deref(), formats, true)?,
+            &dirs,
+        ),
     }
 }
 
-fn reader(native_dir: Option<&Path>, formats: Vec<String>) -> Result<PlateReader> {
+fn reader(
+    native_dir: Option<&Path>,
+    formats: Vec<String>,
+    fit_plate_formats: bool,
+) -> Result<PlateReader> {
     let mut cfg = AnprConfig::from_env();
     cfg.formats = formats;
+    cfg.fit_plate_formats = fit_plate_formats;
     if let Some(dir) = native_dir {
         cfg.paths = NativePaths::in_dir(dir);
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use bcp_agent::config::{self, DEFAULT_CONTROL_GROUP, DEFAULT_CONTROL_SOCKET};
 use bcp_agent::control::protocol::{
-    encode_line, LaneReport, ReloadReport, Request, Response, StatusReport,
+    encode_line, ImageCounts, LaneReport, ReloadReport, Request, Response, StatusReport,
 };
 use bcp_record::DeviceStatus;
 use clap::{Args, Subcommand};
@@ -399,6 +399,7 @@ fn lanes_table(lanes: &[LaneReport], now: chrono::DateTime<chrono::Utc>) -> Stri
                 l.open_crossings.to_string(),
                 l.crossings_recorded.to_string(),
                 last,
+                images_missing(&l.images),
                 l.devices.join(","),
             ]
         })
@@ -410,10 +411,21 @@ fn lanes_table(lanes: &[LaneReport], now: chrono::DateTime<chrono::Utc>) -> Stri
             "OPEN",
             "RECORDED",
             "LAST CROSSING",
+            "IMAGES MISSING",
             "DEVICES",
         ],
         &rows,
     )
+}
+
+/// Records recorded without an image they should have had (each is flagged with why).
+fn images_missing(n: &ImageCounts) -> String {
+    match (n.plate_images_missing, n.scan_thumbnails_missing) {
+        (0, 0) => "0".to_owned(),
+        (plate, 0) => format!("plate {plate}"),
+        (0, scan) => format!("scan {scan}"),
+        (plate, scan) => format!("plate {plate}, scan {scan}"),
+    }
 }
 
 fn status_text(s: &StatusReport) -> String {
