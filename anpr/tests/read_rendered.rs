@@ -1,6 +1,7 @@
 //! End to end: frames rendered by `bcp_sim::plate_render` read by the real PP-OCRv4 models:
 //! every region, two-line plates, rotated, blurred and dim frames, two vehicles in one frame,
-//! corrupt, truncated, zero-size and huge frames; ULD ids on air cargo units.
+//! corrupt, truncated, zero-size and huge frames; ULD ids on air cargo units; the simulator's CIS
+//! wagon numbers.
 //!
 //! Set `BCP_ANPR_DUMP_DIR` to a directory to keep the frames of the 20-plate set for a look;
 //! misread frames are always written to the temp directory.
@@ -138,6 +139,46 @@ fn variants_of_each_region_read_exactly() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The simulator's CIS 8-digit wagon numbers (one run of digits) are read, and pass their
+/// Luhn check as CIS numbers, as the train correlator classifies every read of a frame.
+#[test]
+fn cis_wagon_numbers_read_exactly() -> Result<()> {
+    use bcp_anpr::identifiers::{self, IdKind};
+    let mut reader = common::reader();
+    let trains = bcp_sim::conveyances::generate_trains(4, 3, 7);
+    let cis: Vec<_> = trains
+        .iter()
+        .flat_map(|t| &t.wagons)
+        .filter(|w| w.scheme == "CIS")
+        .collect();
+    ensure!(cis.len() == 4, "one CIS wagon per train of three");
+    let mut failures = Vec::new();
+    for (i, w) in cis.iter().enumerate() {
+        for variant in 0..2 {
+            let jpeg = render_vehicle_frame(&w.number_display, i as u64 * 7 + variant)?;
+            let reads = reader.read_image_bytes(&jpeg)?;
+            let numbers: Vec<String> = reads
+                .iter()
+                .filter_map(|c| {
+                    let text = bcp_anpr::formats::normalise(&c.text);
+                    identifiers::validate(IdKind::Wagon, &text).ok()
+                })
+                .map(|id| format!("{} {}", id.scheme.code(), id.text))
+                .collect();
+            if !numbers.contains(&format!("CIS {}", w.number)) {
+                let texts: Vec<&str> = reads.iter().map(|c| c.text.as_str()).collect();
+                failures.push(format!("{} variant {variant}: {texts:?}", w.number_display));
+            }
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "misread CIS numbers:\n{}",
+        failures.join("\n")
+    );
     Ok(())
 }
 

@@ -733,6 +733,8 @@ impl Correlator {
                     unread_wagon_numbers = n.unread_wagon_numbers,
                     repaired_wagon_numbers = n.repaired_wagon_numbers,
                     count_mismatches = n.count_mismatches,
+                    late_scans = n.late_scans,
+                    scans_after_close = n.scans_after_close,
                     orphan_scans = n.orphan_scans,
                     unmatched_reads = n.unmatched_reads,
                     "train counters since start"

@@ -115,6 +115,20 @@ pub struct TrainSettings {
     /// A read at most this far outside a wagon's time on the rail still joins that wagon.
     #[serde(default = "default_read_margin_ms")]
     pub read_margin_ms: u64,
+    /// With a `[scanner]`: how long after its close a train without a scan is held for the
+    /// scanner workstation's verdict. A verdict later than this is recorded apart, naming the
+    /// train (`scan_after_close`). 0: never hold. Ignored without a `[scanner]`.
+    #[serde(default = "default_scan_wait_ms")]
+    pub scan_wait_ms: u64,
+    /// The weigh rail empty this long between two wagons: the train stood there (wagons may
+    /// have been uncoupled), flagged `train_stood`. Only a stand shorter than `quiet_ms` keeps
+    /// the train one record.
+    #[serde(default = "default_train_stop_ms")]
+    pub stop_ms: u64,
+    /// A wagon on the weigh rail this long was left standing there: the train is closed
+    /// without it leaving, flagged `wagon_left_on_rail`.
+    #[serde(default = "default_train_standing_ms")]
+    pub standing_ms: u64,
 }
 
 impl Default for TrainSettings {
@@ -123,6 +137,9 @@ impl Default for TrainSettings {
             quiet_ms: default_train_quiet_ms(),
             reader_offset_ms: 0,
             read_margin_ms: default_read_margin_ms(),
+            scan_wait_ms: default_scan_wait_ms(),
+            stop_ms: default_train_stop_ms(),
+            standing_ms: default_train_standing_ms(),
         }
     }
 }
@@ -137,6 +154,13 @@ impl TrainSettings {
             reader_offset: ms(self.reader_offset_ms),
             read_margin: ms(self.read_margin_ms.min(LaneSettings::MAX_WINDOW_MS) as i64),
             expect_scan: scanner,
+            scan_wait: if scanner {
+                ms(self.scan_wait_ms.min(LaneSettings::MAX_WINDOW_MS) as i64)
+            } else {
+                chrono::TimeDelta::zero()
+            },
+            stop: ms(self.stop_ms.min(LaneSettings::MAX_WINDOW_MS) as i64),
+            standing: ms(self.standing_ms.min(LaneSettings::MAX_WINDOW_MS) as i64),
         }
     }
 
@@ -159,6 +183,28 @@ impl TrainSettings {
             bail!(
                 "train.read_margin_ms = {}: at most 60000; a wider margin gives reads to the wrong wagon",
                 self.read_margin_ms
+            );
+        }
+        if self.scan_wait_ms > LaneSettings::MAX_WINDOW_MS {
+            bail!(
+                "train.scan_wait_ms = {}: at most {} (one hour); trains held longer are at risk in a power cut",
+                self.scan_wait_ms,
+                LaneSettings::MAX_WINDOW_MS
+            );
+        }
+        if self.stop_ms == 0 || self.stop_ms > LaneSettings::MAX_WINDOW_MS {
+            bail!(
+                "train.stop_ms = {}: use 1 ..= {} (longer than the rail is empty between two coupled wagons)",
+                self.stop_ms,
+                LaneSettings::MAX_WINDOW_MS
+            );
+        }
+        if self.standing_ms < self.quiet_ms || self.standing_ms > LaneSettings::MAX_WINDOW_MS {
+            bail!(
+                "train.standing_ms = {}: use train.quiet_ms ({}) ..= {} (how long a wagon stands on the weigh rail before it is taken as left there)",
+                self.standing_ms,
+                self.quiet_ms,
+                LaneSettings::MAX_WINDOW_MS
             );
         }
         Ok(())
@@ -843,6 +889,12 @@ const fn default_train_quiet_ms() -> u64 {
 }
 const fn default_read_margin_ms() -> u64 {
     500
+}
+const fn default_train_stop_ms() -> u64 {
+    5000
+}
+const fn default_train_standing_ms() -> u64 {
+    1_800_000
 }
 const fn default_keep_alive() -> u64 {
     30
@@ -1780,23 +1832,39 @@ broker_port = 8883
         let cfg = parse(&rail)?;
         let rules = cfg.train_settings().rules(false);
         assert_eq!(rules.quiet.num_seconds(), 10, "defaults without [train]");
+        assert_eq!(
+            rules.scan_wait,
+            chrono::TimeDelta::zero(),
+            "no scanner: no hold"
+        );
+        let held = cfg.train_settings().rules(true).scan_wait;
+        assert_eq!(held.num_seconds(), 120, "default hold with a scanner");
         let cfg = parse(&format!(
-            "{rail}\n[train]\nquiet_ms = 20000\nreader_offset_ms = -1500\nread_margin_ms = 800\n"
+            "{rail}\n[train]\nquiet_ms = 20000\nreader_offset_ms = -1500\nread_margin_ms = 800\nscan_wait_ms = 300000\nstop_ms = 8000\nstanding_ms = 600000\n"
         ))?;
+        let rules = cfg.train_settings().rules(true);
+        assert_eq!(
+            (rules.stop.num_seconds(), rules.standing.num_minutes()),
+            (8, 10)
+        );
         let rules = cfg.train_settings().rules(true);
         assert_eq!(
             (
                 rules.quiet.num_milliseconds(),
                 rules.reader_offset.num_milliseconds(),
                 rules.read_margin.num_milliseconds(),
-                rules.expect_scan
+                rules.expect_scan,
+                rules.scan_wait.num_milliseconds()
             ),
-            (20_000, -1500, 800, true)
+            (20_000, -1500, 800, true, 300_000)
         );
         for (bad, key) in [
             ("quiet_ms = 0", "train.quiet_ms"),
             ("reader_offset_ms = 700000", "train.reader_offset_ms"),
             ("read_margin_ms = 90000", "train.read_margin_ms"),
+            ("scan_wait_ms = 7200000", "train.scan_wait_ms"),
+            ("stop_ms = 0", "train.stop_ms"),
+            ("standing_ms = 5000", "train.standing_ms"),
         ] {
             let e = format!(
                 "{:#}",

@@ -1,6 +1,7 @@
-//! Post types end to end: a rail post, a river post and an air post as the real `bcp-agent`
-//! binary against `bcp-sim` (frames read by the real ANPR engine), through an embedded broker to
-//! central; the air profile also in process: the lane correlator, then the sealed outbox.
+//! Post types end to end: a rail post (a train with UIC and CIS wagon numbers), a river post and
+//! an air post as the real `bcp-agent` binary against `bcp-sim` (frames read by the real ANPR
+//! engine), through an embedded broker to central; the air profile also in process: the lane
+//! correlator, then the sealed outbox.
 #[allow(dead_code)] // the harness serves several test files; this one uses a part of it
 mod common;
 
@@ -104,7 +105,10 @@ async fn through_the_chain(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rail_post_records_one_train_with_its_wagons_in_order() -> Result<()> {
+    // Three wagons: UIC, CIS (8 digits), UIC.
     let trains = conveyances::generate_trains(1, 3, 7);
+    let schemes: Vec<&str> = trains[0].wagons.iter().map(|w| w.scheme.as_str()).collect();
+    assert_eq!(schemes, ["UIC", "CIS", "UIC"]);
     let stored = through_the_chain(PostProfile::Rail, Scenario::Trains(trains.clone()), 1).await?;
     ensure!(stored.len() == 1, "one record per train: {stored:#?}");
     let c = &stored[0].crossing;
@@ -127,7 +131,12 @@ async fn a_rail_post_records_one_train_with_its_wagons_in_order() -> Result<()> 
             w.weight.as_ref().map(|w| w.gross_kg),
             Some(f64::from(t.gross_kg))
         );
-        assert_eq!(w.number.as_ref().map(|n| n.scheme.as_str()), Some("UIC"));
+        assert_eq!(
+            w.number.as_ref().map(|n| n.scheme.as_str()),
+            Some(t.scheme.as_str()),
+            "wagon {}",
+            w.position
+        );
         let containers: Vec<&str> = w.containers.iter().map(|c| c.text.as_str()).collect();
         let want: Vec<&str> = t.containers.iter().map(|(_, code)| code.as_str()).collect();
         assert_eq!(containers, want, "wagon {}", w.position);

@@ -4,9 +4,12 @@
 //! Each holds the ground truth a test compares the records against. Identifiers carry valid
 //! check digits (computed here, independently of `bcp-anpr`, from the rules in the field notes),
 //! and are rendered into the camera frames the agent reads:
-//! - rail: one frame per wagon with its UIC number (`33 66 4956 123-4`), one per container with
-//!   its ISO 6346 code; PP-OCRv4 reads both from the rendered frames. CIS 8-digit numbers are
-//!   covered by unit tests only (the rendered 8-digit runs are read less reliably).
+//! - rail: one frame per wagon with its number, one per container with its ISO 6346 code;
+//!   PP-OCRv4 reads both from the rendered frames. Trains mix the two numbering schemes of the
+//!   region's border stations: every third wagon (the 2nd, 5th, ..) carries a CIS 8-digit
+//!   number (7 digits + the Luhn digit, painted as one run as on a 1520 mm wagon: `52461282`),
+//!   the others a UIC 12-digit one (`33 66 4956 123-4`). The reader reads the rendered 8-digit
+//!   runs (`bcp-anpr`'s `read_rendered` test `cis_wagon_numbers_read_exactly`).
 //! - river: ENI numbers, national (no check digit) or `9` + an IMO number (checked); read well.
 //! - air: IATA ULD ids (`AKE 12345 LH`), painted on a placard on the unit's side
 //!   ([`crate::plate_render::render_cargo_unit_frame`]: black capitals, a character height of
@@ -35,17 +38,20 @@ pub struct SimTrain {
 /// One wagon: its number as painted and normalised, its gross weight, its containers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimWagon {
-    /// `33 66 4956 123-4`.
+    /// `33 66 4956 123-4` (UIC) or `52461282` (CIS).
     pub number_display: String,
-    /// `336649561234`.
+    /// `336649561234` or `52461282`.
     pub number: String,
+    /// The numbering scheme, as the record names it: `UIC` or `CIS`.
+    pub scheme: String,
     /// A multiple of [`DIVISION_KG`].
     pub gross_kg: u32,
     /// ISO 6346 codes, as painted (`CSQU 305438 3`) and normalised (`CSQU3054383`).
     pub containers: Vec<(String, String)>,
 }
 
-/// `n` trains of `wagons` wagons each; wagon numbers and container codes unique in the scenario.
+/// `n` trains of `wagons` wagons each, every third wagon (the 2nd, 5th, ..) with a CIS
+/// number, the others with a UIC one; wagon numbers unique in the scenario.
 pub fn generate_trains(n: usize, wagons: usize, seed: u64) -> Vec<SimTrain> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut seen = std::collections::HashSet::new();
@@ -53,7 +59,11 @@ pub fn generate_trains(n: usize, wagons: usize, seed: u64) -> Vec<SimTrain> {
         .map(|i| {
             let mut list = Vec::with_capacity(wagons);
             while list.len() < wagons {
-                let w = wagon(&mut rng);
+                let w = if list.len() % 3 == 1 {
+                    cis_wagon(&mut rng)
+                } else {
+                    wagon(&mut rng)
+                };
                 if seen.insert(w.number.clone()) {
                     list.push(w);
                 }
@@ -93,6 +103,29 @@ fn wagon(rng: &mut StdRng) -> SimWagon {
     SimWagon {
         number_display,
         number,
+        scheme: "UIC".to_owned(),
+        gross_kg: rng.random_range(1_100..4_600) * DIVISION_KG,
+        containers,
+    }
+}
+
+/// A wagon of the 1520 mm network with its CIS 8-digit number: a type digit (2 covered, 4
+/// flat, 5 own-use, 6 gondola, 7 tank, 9 other), six digits, the Luhn check digit; painted as
+/// one run of digits.
+fn cis_wagon(rng: &mut StdRng) -> SimWagon {
+    let payload = format!(
+        "{}{:06}",
+        ["2", "4", "5", "6", "7", "9"][rng.random_range(0..6)],
+        rng.random_range(0..1_000_000)
+    );
+    let number = format!("{payload}{}", luhn(&payload));
+    let containers = (0..rng.random_range(0..=2))
+        .map(|_| container(rng))
+        .collect();
+    SimWagon {
+        number_display: number.clone(),
+        number,
+        scheme: "CIS".to_owned(),
         gross_kg: rng.random_range(1_100..4_600) * DIVISION_KG,
         containers,
     }
@@ -243,6 +276,8 @@ mod tests {
     fn check_digits_match_the_field_notes_examples() {
         assert_eq!(luhn("21812471217"), 3);
         assert_eq!(luhn("51800843001"), 0);
+        // A CIS number: the same Luhn over 7 digits (2,1,.. from the left).
+        assert_eq!(luhn("5246128"), 2);
         let sum: u32 = "CSQU305438"
             .bytes()
             .enumerate()
@@ -259,7 +294,18 @@ mod tests {
             .iter()
             .flat_map(|t| t.wagons.iter().map(|w| w.number.as_str()))
             .collect();
-        assert!(numbers.iter().all(|n| n.len() == 12));
+        let schemes: Vec<&str> = trains[0].wagons.iter().map(|w| w.scheme.as_str()).collect();
+        assert_eq!(
+            schemes,
+            ["UIC", "CIS", "UIC", "UIC"],
+            "every third wagon a CIS one"
+        );
+        for w in trains.iter().flat_map(|t| &t.wagons) {
+            let len = if w.scheme == "CIS" { 8 } else { 12 };
+            assert_eq!(w.number.len(), len, "{w:?}");
+            let (payload, check) = w.number.split_at(len - 1);
+            assert_eq!(check, luhn(payload).to_string(), "{w:?}");
+        }
         numbers.sort_unstable();
         numbers.dedup();
         assert_eq!(numbers.len(), 8);

@@ -4,8 +4,8 @@
 //!
 //! - [`scenario`]: the vehicles (plate, gross weight, dimensions, scan), deterministic from a seed;
 //!   the ground truth a test compares central's records against.
-//! - [`conveyances`]: the other post types' scenarios: trains (wagons with UIC numbers, weights,
-//!   ISO 6346 containers) for rail, ULD cargo units for air, vessels (ENI/IMO) for river.
+//! - [`conveyances`]: the other post types' scenarios: trains (wagons with UIC or CIS numbers,
+//!   weights, ISO 6346 containers) for rail, ULD cargo units for air, vessels (ENI/IMO) for river.
 //! - [`devices`]: the weighbridge state, a dimension sensor on a pseudo-terminal,
 //!   a camera dropping JPEG frames into a folder, an X-ray scanner's JSON-lines TCP feed.
 //! - [`indicators`]: every weighing-indicator protocol of `bcp_drivers` on a pty behind a

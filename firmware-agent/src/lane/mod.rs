@@ -111,8 +111,8 @@ pub(crate) use pending::similar;
 use pending::{second_plate_starts, Pending};
 use std::collections::VecDeque;
 use uuid::Uuid;
-pub(crate) use words::{clock, duration};
-use words::{decision, normalise_id};
+use words::normalise_id;
+pub(crate) use words::{clock, decision, duration};
 
 /// Time windows of the correlator (the `[lane]` config section, `*_ms` keys).
 #[derive(Debug, Clone, Copy)]

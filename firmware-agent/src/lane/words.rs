@@ -27,7 +27,7 @@ pub(crate) fn duration(d: TimeDelta) -> String {
 }
 
 /// `ALARM by OPERATOR`: a scan's decision in a reason.
-pub(super) fn decision(s: &ScanEvent) -> String {
+pub(crate) fn decision(s: &ScanEvent) -> String {
     let d = match s.decision {
         bcp_record::ScanDecision::Alarm => "ALARM",
         bcp_record::ScanDecision::NoAlarm => "NO_ALARM",

@@ -20,7 +20,9 @@ pub fn assemble(
         wagons: weighed,
         sightings,
         mut scans,
+        flags: decided,
     } = train;
+    let weighed = super::shunting::merge_rollbacks(weighed, &sightings, rules, now);
     let mut flags: Vec<Flag> = Vec::new();
     // Each wagon's time on the rail; a wagon still on at the close is taken as on until now.
     let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = weighed
@@ -57,6 +59,7 @@ pub fn assemble(
             flags.push(Flag::new(&f.code, format!("wagon {}: {}", i + 1, f.reason)));
         }
     }
+    flags.extend(super::shunting::stood(&spans, rules));
 
     // Wagon numbers: each distinct number to the wagon with most of its reads.
     let numbers = group(&placed, IdKind::Wagon);
@@ -214,11 +217,17 @@ pub fn assemble(
         ));
     }
     if scan.is_none() && rules.expect_scan {
-        flags.push(Flag::new(
-            "no_scan",
-            "no scan event came while the train was open",
-        ));
+        let why = if rules.scan_wait > TimeDelta::zero() {
+            format!(
+                "no scan event came while the train was open nor within {} after it closed",
+                duration(rules.scan_wait)
+            )
+        } else {
+            "no scan event came while the train was open".to_owned()
+        };
+        flags.push(Flag::new("no_scan", why));
     }
+    flags.extend(decided);
     let arrived_at = wagons
         .first()
         .map(|w| w.on_at)

@@ -22,13 +22,53 @@
 //!   record what was seen. Within one frame, a read that is part of a longer identifier read in
 //!   the same frame is dropped (an 8-digit run inside a 12-digit UIC number could pass as a CIS
 //!   number by chance).
-//! - A scan ([`handle_scan`](TrainCorrelator::handle_scan)) joins the train that is open when it
-//!   arrives; with no train open it becomes a scan record flagged `orphan_scan`.
+//! - **Scans** ([`handle_scan`](TrainCorrelator::handle_scan)): see "A late scan still joins its
+//!   train" below.
 //!
 //! ## The train ends after a quiet window
 //! `quiet` after the last wagon left the weigh rail with no wagon on it, the train is closed and
 //! assembled. Reads are kept until then and assigned only at the close, so the order in which
 //! frames and weighings reach the correlator does not matter (property-tested).
+//!
+//! ## A late scan still joins its train
+//! The scanner workstation's verdict on a train can come minutes after the train passed. As on a
+//! lane ([`crate::lane`]): on a post with a scanner (`expect_scan`), a train closed without a
+//! scan is **held** for up to `scan_wait` after its close before it is emitted (`scan_wait` zero:
+//! not held); a new train may come on meanwhile. A scan joins by when it was made (`scanned_at`),
+//! not when it arrived:
+//! - a train still open or held, or a train already emitted, whose time (its first wagon on
+//!   ..= its close, `quiet` after its last wagon left) holds `scanned_at`, the latest such;
+//! - else the train open now, whenever the scan was made (a scan portal before the weigh rail);
+//! - else it becomes a scan record flagged `orphan_scan` with the reason.
+//!
+//! A scan that joins a held train flags it `scan_joined_late` with the reason (how long after the
+//! close it arrived), and the train is emitted at the next [`poll`](TrainCorrelator::poll). A
+//! scan whose train was already emitted (the hold ran out, or the train had closed with another
+//! scan) becomes a scan record flagged `scan_after_close`, whose reason names that train record's
+//! id: a supplement, never merged into a record already sealed and sent. A second scan for a
+//! train not yet emitted is flagged `extra_scan` on it. Holding costs latency and, on a power
+//! cut, the held trains; on shutdown the agent polls far ahead, which emits them.
+//!
+//! ## Uncoupled wagons (see [`shunting`])
+//! At a border station a train is shunted: it stops, wagons are uncoupled and set aside for
+//! inspection (or repair), the train sets back and pulls forward again. What the weigh rail sees
+//! of it, and what the record says:
+//! - **The train stood**: the rail is empty between two wagons for longer than `stop` (a coupler
+//!   gap lasts a second or two) but less than `quiet`: still one train, flagged `train_stood`
+//!   with the wagons on either side: wagons may have been uncoupled and set aside there. (A stand
+//!   longer than `quiet` ends the train: the wagons after it are the next train's record; set
+//!   `quiet` longer than the station's stands to keep them together.)
+//! - **A wagon rolled back** off the rail the way it came (the train set back) and came on
+//!   again: the rail sees two weighings of one wagon. Consecutive weighings on which the same
+//!   valid wagon number, and no other, was read well inside each (more than `read_margin` from
+//!   the boundary) are one wagon: its first on, its last off, its last stable weight, flagged
+//!   `wagon_rolled_back`. Without a readable number the weighings stay apart (a weighing is never
+//!   dropped on a guess; the extra wagon is then flagged `wagon_number_unread`).
+//! - **A wagon left standing on the rail**: the train was uncoupled from a wagon on the weigh rail
+//!   and went on without it (or the train stands there). A wagon on the rail for longer than
+//!   `standing` closes the train without waiting for it to leave: the wagon is the train's last,
+//!   without an `off_at`, flagged `wagon_left_on_rail`. Its further weights are ignored, and its
+//!   leaving ends it; the next wagon on starts a new train.
 //!
 //! ## Assembly (see [`assemble`])
 //! - A read taken at `t` is placed at `t - reader_offset` on the weighbridge's time line (the
@@ -50,12 +90,17 @@
 //!   not given).
 //! - `container_check_failed`: a container code read on the wagon whose check digit fails and
 //!   that matches none of the wagon's valid codes.
-//! - `no_scan`: on a post with a scanner, no scan joined the train.
+//! - `no_scan`: on a post with a scanner, no scan joined the train (within `scan_wait` after its
+//!   close, if it was held).
+//! - `scan_joined_late`: the scan joined while the train was held for it.
+//! - `train_stood`, `wagon_rolled_back`, `wagon_left_on_rail`: see "Uncoupled wagons".
 //!
 //! Overweight wagons are flagged by [`crate::checks`] (`wagon_overweight`, `[limits]
 //! max_wagon_gross_kg`), like every other legal limit.
 
 mod assemble;
+mod scans;
+pub mod shunting;
 
 pub use assemble::assemble;
 
@@ -77,6 +122,13 @@ pub struct TrainRules {
     pub read_margin: TimeDelta,
     /// The post has a scanner: a train without a scan is flagged `no_scan`.
     pub expect_scan: bool,
+    /// With `expect_scan`: how long after its close a train without a scan is held for the
+    /// scanner's verdict before it is emitted (zero: not held).
+    pub scan_wait: TimeDelta,
+    /// The rail empty longer than this between two wagons: the train stood (`train_stood`).
+    pub stop: TimeDelta,
+    /// A wagon on the rail longer than this was left standing there (`wagon_left_on_rail`).
+    pub standing: TimeDelta,
 }
 
 impl Default for TrainRules {
@@ -86,6 +138,9 @@ impl Default for TrainRules {
             reader_offset: TimeDelta::zero(),
             read_margin: TimeDelta::milliseconds(500),
             expect_scan: false,
+            scan_wait: TimeDelta::zero(),
+            stop: TimeDelta::seconds(5),
+            standing: TimeDelta::minutes(30),
         }
     }
 }
@@ -118,6 +173,8 @@ pub struct OpenTrain {
     pub wagons: Vec<WagonWeighed>,
     pub sightings: Vec<Sighting>,
     pub scans: Vec<ScanEvent>,
+    /// Flags decided before the assembly (a scan that joined while the train was held).
+    pub flags: Vec<Flag>,
 }
 
 impl OpenTrain {
@@ -153,7 +210,33 @@ pub struct TrainCounters {
     pub count_mismatches: u64,
     pub orphan_scans: u64,
     pub unmatched_reads: u64,
+    /// Scans that joined a train held for them (`scan_joined_late`).
+    pub late_scans: u64,
+    /// Scan records for a scan that came after its train was emitted (`scan_after_close`).
+    pub scans_after_close: u64,
 }
+
+/// A train closed without a scan, held for it until `until`.
+#[derive(Debug)]
+struct HeldTrain {
+    train: OpenTrain,
+    closed_at: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
+/// What is remembered of an emitted train, so that a scan arriving later can name it.
+#[derive(Debug, Clone)]
+struct ClosedTrain {
+    id: uuid::Uuid,
+    arrived_at: DateTime<Utc>,
+    closed_at: DateTime<Utc>,
+    emitted_at: DateTime<Utc>,
+    wagons: usize,
+    scan: Option<String>,
+}
+
+/// How many emitted trains are remembered for scans that come after them.
+const CLOSED_KEPT: usize = 32;
 
 /// One rail post's train correlator.
 #[derive(Debug)]
@@ -162,6 +245,12 @@ pub struct TrainCorrelator {
     lane: String,
     rules: TrainRules,
     open: Option<OpenTrain>,
+    /// When the wagon left standing on the rail came on, until it leaves (see the module header).
+    left_standing: Option<DateTime<Utc>>,
+    /// Trains closed without a scan, held for it (oldest first).
+    held: VecDeque<HeldTrain>,
+    /// The last trains emitted, oldest first.
+    closed: VecDeque<ClosedTrain>,
     /// Sightings made while no train was open, kept for one `read_margin` (plus the reader's
     /// lead) in case the train they show comes on.
     early: Vec<Sighting>,
@@ -177,6 +266,9 @@ impl TrainCorrelator {
             lane: lane.to_owned(),
             rules,
             open: None,
+            left_standing: None,
+            held: VecDeque::new(),
+            closed: VecDeque::new(),
             early: Vec::new(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
@@ -192,15 +284,15 @@ impl TrainCorrelator {
         &self.counters
     }
 
-    /// Whether a wagon is on the weigh rail, and how many trains are open (0 or 1), for the
-    /// control API's `lanes`.
+    /// Whether a wagon is on the weigh rail, and how many trains are not yet emitted (the open
+    /// one and those held for their scan), for the control API's `lanes`.
     pub fn occupancy(&self) -> (bool, usize) {
         let on = self
             .open
             .as_ref()
             .and_then(|t| t.wagons.last())
             .is_some_and(|w| w.off_at.is_none());
-        (on, usize::from(self.open.is_some()))
+        (on, usize::from(self.open.is_some()) + self.held.len())
     }
 
     fn train(&mut self, at: DateTime<Utc>) -> &mut OpenTrain {
@@ -219,6 +311,8 @@ impl TrainCorrelator {
 
     /// A wagon came onto the weigh rail (the first one starts a train).
     pub fn handle_wagon_on(&mut self, at: DateTime<Utc>) {
+        // A wagon can come on only once the one left standing has gone (its leaving unseen).
+        self.left_standing = None;
         let train = self.train(at);
         if let Some(prev) = train.on_rail() {
             prev.off_at = Some(at);
@@ -237,6 +331,10 @@ impl TrainCorrelator {
 
     /// The stable weight of the wagon on the rail.
     pub fn handle_wagon_weight(&mut self, at: DateTime<Utc>, weight: Weighing) {
+        if self.open.is_none() && self.left_standing.is_some() {
+            // The wagon left standing settled again: it is already recorded.
+            return;
+        }
         let train = self.train(at);
         if train.on_rail().is_none() {
             train.wagons.push(WagonWeighed {
@@ -256,8 +354,9 @@ impl TrainCorrelator {
 
     /// The wagon on the rail left it.
     pub fn handle_wagon_off(&mut self, at: DateTime<Utc>) {
-        if let Some(w) = self.open.as_mut().and_then(OpenTrain::on_rail) {
-            w.off_at = Some(at.max(w.on_at));
+        match self.open.as_mut().and_then(OpenTrain::on_rail) {
+            Some(w) => w.off_at = Some(at.max(w.on_at)),
+            None => self.left_standing = None,
         }
     }
 
@@ -271,35 +370,6 @@ impl TrainCorrelator {
             Some(train) => train.sightings.extend(seen),
             None => self.early.extend(seen),
         }
-    }
-
-    /// A scan result that arrived at `now`: it joins the open train, else it is recorded apart
-    /// as an orphan scan.
-    pub fn handle_scan(&mut self, now: DateTime<Utc>, scan: ScanEvent) {
-        if let Some(train) = self.open.as_mut() {
-            train.scans.push(scan);
-            return;
-        }
-        self.counters.orphan_scans += 1;
-        let reason = format!(
-            "scan {} by {} at {} arrived at {} while no train was on the weighbridge",
-            scan.scan_id,
-            scan.scanner_id,
-            crate::lane::clock(scan.scanned_at),
-            crate::lane::clock(now)
-        );
-        let base = Crossing::without_evidence(
-            crate::lane::uuid_v7(now),
-            &self.post,
-            &self.lane,
-            scan.scanned_at,
-        );
-        self.ready.push_back(Crossing {
-            scan: Some(scan),
-            flags: vec![Flag::new("orphan_scan", reason)],
-            transport_mode: Some(bcp_record::TransportMode::Rail),
-            ..base
-        });
     }
 
     /// Emits the train records whose quiet window has passed.
@@ -322,14 +392,54 @@ impl TrainCorrelator {
                 text: s.raw,
             });
         }
-        let due = self
-            .open
-            .as_ref()
-            .and_then(|t| t.close_at(self.rules.quiet))
-            .is_some_and(|t| t <= now);
-        if due {
+        let standing = self
+            .standing_since()
+            .filter(|on| *on + self.rules.standing <= now);
+        let on_rail = self.open.as_mut().and_then(OpenTrain::on_rail);
+        if let (Some(on), Some(wagon)) = (standing, on_rail) {
+            // Its position in the record is given at the assembly (after any merged roll-back).
+            wagon.flags.push(Flag::new(
+                "wagon_left_on_rail",
+                format!(
+                    "on the weigh rail since {} and still there {} later: taken as uncoupled and left standing (or the train stands there); the train is closed with it as its last wagon, and wagons that come after it leaves are a new train",
+                    crate::lane::clock(on),
+                    crate::lane::duration(self.rules.standing)
+                ),
+            ));
+            self.left_standing = Some(on);
+        }
+        let due = match standing {
+            Some(on) => Some(on + self.rules.standing),
+            None => self
+                .open
+                .as_ref()
+                .and_then(|t| t.close_at(self.rules.quiet))
+                .filter(|t| *t <= now),
+        };
+        if let Some(closed_at) = due {
             if let Some(train) = self.open.take() {
-                self.close(train, now);
+                let hold = self.rules.expect_scan
+                    && self.rules.scan_wait > TimeDelta::zero()
+                    && train.scans.is_empty();
+                if hold {
+                    self.held.push_back(HeldTrain {
+                        train,
+                        closed_at,
+                        until: closed_at + self.rules.scan_wait,
+                    });
+                } else {
+                    self.close(train, closed_at, now);
+                }
+            }
+        }
+        // Held trains whose scan came, or whose hold ran out, in the order they closed.
+        while let Some(i) = self
+            .held
+            .iter()
+            .position(|h| !h.train.scans.is_empty() || h.until <= now)
+        {
+            if let Some(h) = self.held.remove(i) {
+                self.close(h.train, h.closed_at, now);
             }
         }
         self.ready.pop_front()
@@ -343,10 +453,16 @@ impl TrainCorrelator {
     /// When [`poll`](Self::poll) should next be called, if anything is waiting.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         let margin = self.rules.read_margin + self.rules.reader_offset.abs();
-        let close = self
+        let open = self
             .open
             .as_ref()
-            .and_then(|t| t.close_at(self.rules.quiet));
+            .and_then(|t| t.close_at(self.rules.quiet))
+            .or_else(|| self.standing_since().map(|on| on + self.rules.standing));
+        let held = self.held.iter().map(|h| h.until).min();
+        let close = match (open, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let early = self
             .early
             .iter()
@@ -358,8 +474,29 @@ impl TrainCorrelator {
         }
     }
 
-    fn close(&mut self, train: OpenTrain, now: DateTime<Utc>) {
+    /// When the wagon on the rail of the open train came on, if one is on.
+    fn standing_since(&self) -> Option<DateTime<Utc>> {
+        self.open
+            .as_ref()
+            .and_then(|t| t.wagons.last())
+            .filter(|w| w.off_at.is_none())
+            .map(|w| w.on_at)
+    }
+
+    /// Assembles a train that closed at `closed_at` and queues its record.
+    fn close(&mut self, train: OpenTrain, closed_at: DateTime<Utc>, now: DateTime<Utc>) {
         let c = assemble(&self.post, &self.lane, &self.rules, train, now);
+        self.closed.push_back(ClosedTrain {
+            id: c.id,
+            arrived_at: c.arrived_at,
+            closed_at,
+            emitted_at: now,
+            wagons: c.train.as_ref().map_or(0, |t| t.wagons.len()),
+            scan: c.scan.as_ref().map(|s| s.scan_id.clone()),
+        });
+        if self.closed.len() > CLOSED_KEPT {
+            self.closed.pop_front();
+        }
         let n = &mut self.counters;
         n.trains += 1;
         if let Some(t) = &c.train {

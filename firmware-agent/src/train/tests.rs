@@ -44,6 +44,9 @@ fn rules() -> TrainRules {
         reader_offset: TimeDelta::zero(),
         read_margin: TimeDelta::milliseconds(500),
         expect_scan: false,
+        scan_wait: TimeDelta::zero(),
+        stop: TimeDelta::seconds(5),
+        standing: TimeDelta::minutes(30),
     }
 }
 
@@ -231,8 +234,8 @@ fn a_wagon_still_on_holds_the_train_open() {
     c.handle_wagon_on(t(0));
     assert_eq!(
         c.poll_timeout(),
-        None,
-        "no end while a wagon is on the rail"
+        Some(t(1_800_000)),
+        "no end while a wagon is on the rail, until it is taken as left standing"
     );
     assert!(c.poll(t(600_000)).is_none());
     assert_eq!(c.occupancy(), (true, 1));
@@ -363,10 +366,301 @@ fn scans_join_the_open_train_or_are_recorded_as_orphans() {
     wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
     c.handle_scan(t(5000), scan("S1", t(3000)));
     let record = the_train(&mut c, 20_000);
-    assert_eq!(record.scan.map(|s| s.scan_id), Some("S1".to_owned()));
+    assert_eq!(record.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
     wagon(&mut c, 30_000, 24_000.0, &[&[&uic("21812471217")]]);
     let unscanned = the_train(&mut c, 50_000);
     assert_eq!(codes(&unscanned), vec!["no_scan"]);
+}
+
+fn scan(id: &str, at: DateTime<Utc>) -> ScanEvent {
+    ScanEvent {
+        scanner_id: "XR-R".into(),
+        scan_id: id.into(),
+        scanned_at: at,
+        lane: None,
+        decision: bcp_record::ScanDecision::NoAlarm,
+        images: vec![],
+        conveyance_id: None,
+        decision_by: None,
+    }
+}
+
+/// A post with a scanner whose verdicts may come up to a minute after the train closed.
+fn held_rules() -> TrainRules {
+    TrainRules {
+        expect_scan: true,
+        scan_wait: TimeDelta::seconds(60),
+        ..rules()
+    }
+}
+
+fn flag<'a>(c: &'a Crossing, code: &str) -> Option<&'a str> {
+    c.flags
+        .iter()
+        .find(|f| f.code == code)
+        .map(|f| f.reason.as_str())
+}
+
+#[test]
+fn a_late_scan_joins_the_train_held_for_it() {
+    let mut c = TrainCorrelator::new("P", "R1", held_rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    wagon(&mut c, 5000, 25_000.0, &[&[&uic("51800843001")]]);
+    // Closed at 19 s (quiet after the last wagon left at 9 s), held without a scan.
+    assert!(c.poll(t(19_000)).is_none(), "held, not emitted");
+    assert_eq!(c.occupancy(), (false, 1));
+    assert_eq!(
+        c.poll_timeout(),
+        Some(t(79_000)),
+        "until scan_wait after the close"
+    );
+    // The verdict on a scan made while the train passed arrives 30 s after the close.
+    c.handle_scan(t(49_000), scan("S1", t(6000)));
+    let record = the_train(&mut c, 49_000);
+    assert_eq!(record.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
+    assert_eq!(codes(&record), vec!["scan_joined_late"]);
+    let why = flag(&record, "scan_joined_late").unwrap_or_default();
+    assert!(
+        why.contains("S1") && why.contains("30.0 s after the train closed"),
+        "{why}"
+    );
+    assert_eq!(record.train.as_ref().map(|t| t.wagons.len()), Some(2));
+    assert_eq!(c.counters().late_scans, 1);
+    assert_eq!(c.occupancy(), (false, 0));
+    assert_eq!(c.poll_timeout(), None);
+}
+
+#[test]
+fn a_held_train_without_a_scan_is_emitted_when_the_hold_runs_out() {
+    let mut c = TrainCorrelator::new("P", "R1", held_rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    assert!(c.poll(t(14_000)).is_none());
+    assert!(c.poll(t(73_999)).is_none(), "held until 74 s");
+    let record = the_train(&mut c, 74_000);
+    assert_eq!(codes(&record), vec!["no_scan"]);
+    let why = flag(&record, "no_scan").unwrap_or_default();
+    assert!(why.contains("within 1 min 0 s after it closed"), "{why}");
+}
+
+#[test]
+fn a_scan_after_the_held_train_was_emitted_is_recorded_apart_naming_it() {
+    let mut c = TrainCorrelator::new("P", "R1", held_rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    let train = the_train(&mut c, 80_000);
+    assert_eq!(codes(&train), vec!["no_scan"]);
+    c.handle_scan(t(95_000), scan("S1", t(2000)));
+    let supplement = c.poll(t(95_000));
+    let supplement = supplement.unwrap_or_else(|| panic!("a scan record"));
+    assert_eq!(codes(&supplement), vec!["scan_after_close"]);
+    let why = flag(&supplement, "scan_after_close").unwrap_or_default();
+    assert!(
+        why.contains(&train.id.to_string()) && why.contains("S1"),
+        "{why}"
+    );
+    assert_eq!(
+        supplement.scan.as_ref().map(|s| s.scan_id.as_str()),
+        Some("S1")
+    );
+    assert!(supplement.train.is_none(), "a scan record has no train");
+    assert_eq!(supplement.arrived_at, t(2000), "at the scan's time");
+    assert_eq!(c.counters().scans_after_close, 1);
+    assert_eq!(c.counters().orphan_scans, 0);
+}
+
+#[test]
+fn a_late_scan_joins_the_held_train_it_was_made_on_not_the_next_train() {
+    let mut c = TrainCorrelator::new("P", "R1", held_rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    assert!(c.poll(t(14_000)).is_none(), "train 1 held");
+    // Train 2 comes on while train 1 is held; train 1's verdict arrives during train 2.
+    wagon(&mut c, 20_000, 25_000.0, &[&[&uic("51800843001")]]);
+    c.handle_scan(t(23_000), scan("S1", t(3000)));
+    c.handle_scan(t(24_500), scan("S2", t(22_000)));
+    assert_eq!(c.occupancy(), (false, 2));
+    let first = the_train(&mut c, 24_500);
+    assert_eq!(first.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
+    assert_eq!(codes(&first), vec!["scan_joined_late"]);
+    let second = the_train(&mut c, 34_000);
+    assert_eq!(second.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S2"));
+    assert!(second.flags.is_empty(), "{:?}", second.flags);
+}
+
+#[test]
+fn a_scan_that_matches_no_train_is_still_an_orphan_with_trains_held() {
+    let mut c = TrainCorrelator::new("P", "R1", held_rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    assert!(c.poll(t(14_000)).is_none(), "held");
+    // Made after the held train closed, with no train on: nobody's scan.
+    c.handle_scan(t(30_000), scan("S9", t(29_000)));
+    let orphan = c.poll(t(30_000));
+    assert_eq!(orphan.as_ref().map(codes), Some(vec!["orphan_scan"]));
+    let why = orphan
+        .as_ref()
+        .and_then(|o| flag(o, "orphan_scan"))
+        .unwrap_or_default();
+    assert!(
+        why.contains("S9") && why.contains("matches no train"),
+        "{why}"
+    );
+    assert_eq!(c.occupancy(), (false, 1), "the held train keeps waiting");
+    assert_eq!(c.counters().orphan_scans, 1);
+}
+
+#[test]
+fn without_a_scanner_nothing_is_held() {
+    let mut c = TrainCorrelator::new(
+        "P",
+        "R1",
+        TrainRules {
+            expect_scan: false,
+            ..held_rules()
+        },
+    );
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    assert_eq!(c.poll_timeout(), Some(t(14_000)));
+    let record = the_train(&mut c, 14_000);
+    assert!(record.flags.is_empty(), "{:?}", record.flags);
+}
+
+#[test]
+fn shutdown_emits_the_held_trains() {
+    let mut c = TrainCorrelator::new("P", "R1", held_rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    c.handle_wagon_on(t(6000));
+    // The agent's drain: whatever is on leaves now, then it polls a day ahead.
+    c.handle_wagon_off(t(7000));
+    let end = 86_400_000;
+    let record = the_train(&mut c, end);
+    assert_eq!(record.train.as_ref().map(|t| t.wagons.len()), Some(2));
+    assert!(codes(&record).contains(&"no_scan"));
+    assert_eq!(c.occupancy(), (false, 0));
+}
+
+#[test]
+fn a_train_that_stood_between_two_wagons_is_one_record_flagged_train_stood() {
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    wagon(&mut c, 5000, 25_000.0, &[&[&uic("51800843001")]]);
+    // The rail stays empty 7 s (wagons uncoupled behind wagon 2), less than `quiet`.
+    wagon(&mut c, 16_000, 26_000.0, &[&[&uic("33802933456")]]);
+    let record = the_train(&mut c, 40_000);
+    assert_eq!(codes(&record), vec!["train_stood"]);
+    let why = flag(&record, "train_stood").unwrap_or_default();
+    assert!(
+        why.contains("7.0 s between wagon 2 and wagon 3") && why.contains("uncoupled"),
+        "{why}"
+    );
+    assert_eq!(record.train.map(|t| t.wagons.len()), Some(3));
+}
+
+#[test]
+fn a_wagon_that_rolled_back_and_came_on_again_is_one_wagon() {
+    let (a, b) = (uic("21812471217"), uic("51800843001"));
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&a]]);
+    // Wagon 2 rolls back off the rail the way it came, then comes on again and is reweighed.
+    wagon(&mut c, 5000, 61_000.0, &[&[&b, "CSQU 305438 3"]]);
+    wagon(&mut c, 10_000, 61_500.0, &[&[&b, "CSQU 305438 3"]]);
+    let record = the_train(&mut c, 30_000);
+    assert_eq!(codes(&record), vec!["wagon_rolled_back"]);
+    let why = flag(&record, "wagon_rolled_back").unwrap_or_default();
+    assert!(
+        why.starts_with("wagon 2: wagon number") && why.contains(&b) && why.contains("way it came"),
+        "{why}"
+    );
+    let wagons = record.train.map(|t| t.wagons).unwrap_or_default();
+    let seen: Vec<_> = wagons
+        .iter()
+        .map(|w| {
+            (
+                w.number.as_ref().map(|n| (n.text.clone(), n.reads)),
+                w.weight.as_ref().map(|w| w.gross_kg),
+                w.containers.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Some((a, 1)), Some(24_000.0), 0),
+            (Some((b, 2)), Some(61_500.0), 1),
+        ],
+        "one wagon with its last weight"
+    );
+    assert_eq!(
+        (wagons[1].on_at, wagons[1].off_at),
+        (t(5000), Some(t(14_000)))
+    );
+    assert_eq!(record.weight.map(|w| w.gross_kg), Some(85_500.0));
+}
+
+#[test]
+fn a_number_spilling_over_a_boundary_onto_an_unread_wagon_merges_nothing() {
+    let a = uic("21812471217");
+    let mut c = TrainCorrelator::new("P", "R1", rules());
+    wagon(&mut c, 0, 24_000.0, &[&[&a]]);
+    // Wagon 1's number read again 200 ms into wagon 2's time (within read_margin), nothing else.
+    c.handle_wagon_on(t(5000));
+    c.handle_wagon_weight(t(6000), weighing(25_000.0, t(6000)));
+    c.handle_reads(t(5200), frame(&[&a]));
+    c.handle_wagon_off(t(9000));
+    let record = the_train(&mut c, 30_000);
+    assert_eq!(
+        record.train.as_ref().map(|t| t.wagons.len()),
+        Some(2),
+        "two wagons stay two"
+    );
+    assert_eq!(codes(&record), vec!["wagon_number_unread"]);
+}
+
+#[test]
+fn a_wagon_left_standing_on_the_rail_closes_the_train() {
+    let mut c = TrainCorrelator::new(
+        "P",
+        "R1",
+        TrainRules {
+            standing: TimeDelta::minutes(20),
+            ..rules()
+        },
+    );
+    wagon(&mut c, 0, 24_000.0, &[&[&uic("21812471217")]]);
+    let b = uic("51800843001");
+    c.handle_wagon_on(t(5000));
+    c.handle_wagon_weight(t(6000), weighing(25_000.0, t(6000)));
+    c.handle_reads(t(6500), frame(&[&b]));
+    let standing_until = 5000 + 20 * 60_000;
+    assert_eq!(c.poll_timeout(), Some(t(standing_until)));
+    assert!(c.poll(t(standing_until - 1)).is_none());
+    let record = the_train(&mut c, standing_until);
+    assert_eq!(codes(&record), vec!["wagon_left_on_rail"]);
+    let why = flag(&record, "wagon_left_on_rail").unwrap_or_default();
+    assert!(why.starts_with("wagon 2: on the weigh rail since"), "{why}");
+    let wagons = record.train.map(|t| t.wagons).unwrap_or_default();
+    assert_eq!(wagons.len(), 2);
+    assert_eq!(wagons[1].off_at, None, "still on the rail");
+    assert_eq!(
+        wagons[1].number.as_ref().map(|n| n.text.as_str()),
+        Some(b.as_str())
+    );
+    assert_eq!(c.occupancy(), (false, 0));
+    // The standing wagon settles again and finally leaves: nothing new.
+    c.handle_wagon_weight(
+        t(standing_until + 1000),
+        weighing(25_050.0, t(standing_until + 1000)),
+    );
+    c.handle_wagon_off(t(standing_until + 60_000));
+    assert_eq!(c.poll_timeout(), None);
+    assert!(c.poll(t(standing_until + 600_000)).is_none());
+    // The next wagon on is a new train.
+    wagon(
+        &mut c,
+        standing_until + 700_000,
+        22_000.0,
+        &[&[&uic("33802933456")]],
+    );
+    let next = the_train(&mut c, standing_until + 720_000);
+    assert_eq!(next.train.map(|t| t.wagons.len()), Some(1));
+    assert!(next.flags.is_empty(), "{:?}", next.flags);
 }
 
 #[test]
@@ -435,3 +729,5 @@ proptest! {
         prop_assert!(wagons.iter().zip(&numbers).all(|(w, num)| w.number.as_ref().map(|x| &x.text) == Some(num)));
     }
 }
+
+mod model;

@@ -17,8 +17,8 @@ struct Args {
     /// coming (a rail post: 3 trains).
     #[arg(long)]
     vehicles: Option<usize>,
-    /// The post type: `road` (TJ/UZ/KZ plates), `rail` (trains: UIC wagon numbers, containers,
-    /// per-wagon weights), `air` (ULD cargo units), `river` (vessels with ENI numbers). The
+    /// The post type: `road` (TJ/UZ/KZ plates), `rail` (trains: UIC and CIS wagon numbers,
+    /// containers, per-wagon weights), `air` (ULD cargo units), `river` (vessels with ENI numbers). The
     /// agent's `[post] transport_mode` must match.
     #[arg(long, default_value = "road", value_parser = ["road", "rail", "air", "river"])]
     post: String,
