@@ -36,6 +36,7 @@ pub use indicators::Faults;
 pub use link::{CutSchedule, LinkProxy};
 pub use scenario::Vehicle;
 pub use sim::{
-    DimensionDevice, PostDevices, ScannerDevice, Scenario, SimEndpoints, SimLaneScanner, Simulator,
-    Timing, AXLE_SCALE_MAX_GAP_MS, LANE_SCANNER_SPEED_MM_PER_S,
+    BadScanFile, DimensionDevice, PostDevices, ScannerDevice, ScannerFaults, Scenario,
+    SimEndpoints, SimLaneScanner, Simulator, Timing, AXLE_SCALE_MAX_GAP_MS,
+    LANE_SCANNER_SPEED_MM_PER_S,
 };

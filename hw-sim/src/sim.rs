@@ -39,6 +39,10 @@
 //! before it has left the bridge); the agent counts scans, not seconds, so it measures the same.
 //! [`SimEndpoints::lane_scanner`] tells the agent the geometry and the speed to configure.
 //!
+//! The X-ray scanner's reports can go wrong as at a real lane ([`ScannerFaults`]): late (the
+//! verdict written after the vehicle left) and, on a drop folder, with bad files beside them
+//! ([`BadScanFile`]: garbled, oversized, path traversal, duplicate).
+//!
 //! Optional devices: a rear camera ([`PostDevices::rear_camera`]) drops a frame of each
 //! vehicle's back beside each front frame (a trailer's plate, or a rigid truck's own); presence
 //! sensors at the bridge's two ends ([`PostDevices::presence`]) send `presence-ascii` lines on a
@@ -91,6 +95,72 @@ pub struct PostDevices {
     pub presence: bool,
     /// The weighbridge is a short axle scale: vehicles cross it axle group by axle group.
     pub axle_scale: bool,
+    /// What goes wrong with the X-ray scanner's reports (nothing by default).
+    pub scanner_faults: ScannerFaults,
+}
+
+/// What goes wrong with the simulated X-ray scanner's reports, as at a real lane
+/// (`bcp-sim --scanner-late-ms`, `--scanner-bad-file-every`). The agent must still give each
+/// vehicle its scan, quarantine each bad file with its reason, and lose nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScannerFaults {
+    /// Each scan is reported this long after it was made: the workstation operator's verdict
+    /// comes after the vehicle has left. The report's `scanned_at` stays when it was made.
+    pub late: Option<Duration>,
+    /// With a drop folder: with every Nth scan (0: never) a bad file is dropped too, the kinds
+    /// in turn ([`BadScanFile::ALL`]).
+    pub bad_file_every: u32,
+}
+
+/// A bad file a scanner workstation may leave in the drop folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadScanFile {
+    /// Metadata cut short (a crash while writing, a full disk at the workstation).
+    Garbled,
+    /// Metadata larger than the agent accepts (a vendor dumping a log into it).
+    Oversized,
+    /// An image name that climbs out of the folder (`../..`).
+    PathTraversal,
+    /// The same scan's metadata again under another name (a resend).
+    Duplicate,
+}
+
+impl BadScanFile {
+    /// The kinds in the order the simulator drops them.
+    pub const ALL: [BadScanFile; 4] = [
+        BadScanFile::Garbled,
+        BadScanFile::Oversized,
+        BadScanFile::PathTraversal,
+        BadScanFile::Duplicate,
+    ];
+
+    /// The file's name for `scan_id`.
+    pub fn file_name(self, scan_id: &str) -> String {
+        let kind = match self {
+            BadScanFile::Garbled => "garbled",
+            BadScanFile::Oversized => "oversized",
+            BadScanFile::PathTraversal => "traversal",
+            BadScanFile::Duplicate => "again",
+        };
+        format!("{scan_id}-{kind}.xml")
+    }
+
+    /// The file's content for `scan` (its metadata being `xml`).
+    fn content(self, scan: &ScanEvent, xml: &str) -> String {
+        match self {
+            BadScanFile::Garbled => xml.chars().take(xml.len() / 2).collect(),
+            // Over the agent's 256 KiB limit.
+            BadScanFile::Oversized => {
+                format!("{xml}<!--{}-->\n", "x".repeat(300 * 1024))
+            }
+            BadScanFile::PathTraversal => scan_xml(&ScanEvent {
+                scan_id: format!("{}-T", scan.scan_id),
+                images: vec!["../../etc/passwd".to_owned()],
+                ..scan.clone()
+            }),
+            BadScanFile::Duplicate => xml.to_owned(),
+        }
+    }
 }
 
 impl Default for PostDevices {
@@ -102,6 +172,7 @@ impl Default for PostDevices {
             rear_camera: false,
             presence: false,
             axle_scale: false,
+            scanner_faults: ScannerFaults::default(),
         }
     }
 }
@@ -276,6 +347,7 @@ pub struct Simulator {
     timing: Timing,
     /// Vehicles cross the weighbridge axle group by axle group.
     axle_scale: bool,
+    scanner_faults: ScannerFaults,
     /// The weighbridge indicator's faults, healthy unless a test asks
     /// ([`Simulator::weighbridge_faults`]).
     faults: (watch::Sender<Faults>, watch::Receiver<Faults>),
@@ -382,6 +454,7 @@ impl Simulator {
             scanner,
             timing,
             axle_scale: devices.axle_scale,
+            scanner_faults: devices.scanner_faults,
             faults: watch::channel(Faults::default()),
         })
     }
@@ -427,6 +500,7 @@ impl Simulator {
             scanner,
             timing,
             axle_scale,
+            scanner_faults,
             faults: (_faults_tx, faults_rx),
         } = self;
         let (bridge_tx, bridge_rx) = watch::channel(BridgeState {
@@ -497,6 +571,8 @@ impl Simulator {
             camera_dir: &endpoints.camera_dir,
             rear_camera_dir: endpoints.rear_camera_dir.as_deref(),
             scan_folder: endpoints.scanner_drop_folder.as_deref(),
+            scanner_faults,
+            scans_reported: 0,
             frames: 0,
         };
         let vehicles = match scenario {
@@ -567,27 +643,36 @@ struct Lane<'a> {
     camera_dir: &'a Path,
     rear_camera_dir: Option<&'a Path>,
     scan_folder: Option<&'a Path>,
+    scanner_faults: ScannerFaults,
+    scans_reported: u32,
     frames: u64,
 }
 
 impl Lane<'_> {
-    /// Reports a scan: on the feed, or as an image and an XML file in the drop folder.
-    fn send_scan(&self, scan: ScanEvent) -> Result<()> {
-        let Some(folder) = self.scan_folder else {
-            if self.scans.send(scan.clone()).is_err() {
-                tracing::warn!(scan = %scan.scan_id, "no scanner feed client: scan event not delivered");
+    /// Reports a scan: on the feed, or as an image and an XML file in the drop folder; late
+    /// and with a bad file beside it as [`ScannerFaults`] say.
+    fn send_scan(&mut self, scan: ScanEvent) -> Result<()> {
+        self.scans_reported += 1;
+        let every = self.scanner_faults.bad_file_every;
+        let bad = (every > 0 && self.scans_reported.is_multiple_of(every)).then(|| {
+            let i = (self.scans_reported / every - 1) as usize % BadScanFile::ALL.len();
+            BadScanFile::ALL[i]
+        });
+        let folder = self.scan_folder.map(Path::to_path_buf);
+        let scans = self.scans.clone();
+        let report = move || report_scan(folder.as_deref(), &scans, &scan, bad);
+        match self.scanner_faults.late {
+            None => report(),
+            Some(late) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(late).await;
+                    if let Err(e) = report() {
+                        tracing::warn!(error = %format!("{e:#}"), "a late scan report failed");
+                    }
+                });
+                Ok(())
             }
-            return Ok(());
-        };
-        for name in &scan.images {
-            let png = plate_render::render_scan_png(&scan.scan_id)?;
-            write_complete(folder, name, &png)?;
         }
-        write_complete(
-            folder,
-            &format!("{}.xml", scan.scan_id),
-            scan_xml(&scan).as_bytes(),
-        )
     }
 
     async fn drive_train(&mut self, train: &SimTrain) -> Result<()> {
@@ -844,6 +929,37 @@ impl Lane<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// A scan on the feed, or its image and metadata in the drop `folder` (then `bad` too, a file
+/// the agent must quarantine).
+fn report_scan(
+    folder: Option<&Path>,
+    scans: &broadcast::Sender<ScanEvent>,
+    scan: &ScanEvent,
+    bad: Option<BadScanFile>,
+) -> Result<()> {
+    let Some(folder) = folder else {
+        if scans.send(scan.clone()).is_err() {
+            tracing::warn!(scan = %scan.scan_id, "no scanner feed client: scan event not delivered");
+        }
+        return Ok(());
+    };
+    for name in &scan.images {
+        let png = plate_render::render_scan_png(&scan.scan_id)?;
+        write_complete(folder, name, &png)?;
+    }
+    let xml = scan_xml(scan);
+    write_complete(folder, &format!("{}.xml", scan.scan_id), xml.as_bytes())?;
+    if let Some(bad) = bad {
+        tracing::info!(scan = %scan.scan_id, ?bad, "scanner drops a bad file too");
+        write_complete(
+            folder,
+            &bad.file_name(&scan.scan_id),
+            bad.content(scan, &xml).as_bytes(),
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes `name` in `folder` as a scanner should: under a `.part` name, then renamed.

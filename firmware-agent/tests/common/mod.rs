@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use bcp_agent::sim_config;
-use bcp_sim::{scenario, PostDevices, ScannerDevice, Simulator, Timing};
+use bcp_sim::{scenario, BadScanFile, PostDevices, ScannerDevice, Simulator, Timing};
 use bcp_sync::central::{self, CentralStore, ReceiverConfig, StoredCrossing};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -118,6 +118,8 @@ pub async fn run_scenario_on(
 ) -> Result<()> {
     let n = vehicles.iter().filter(|v| !v.reverses).count();
     let (rear, presence) = (devices.rear_camera, devices.presence);
+    let late_scans = devices.scanner_faults.late.is_some();
+    let scanner_faults = devices.scanner_faults;
     let dir = tempfile::tempdir()?;
     let blob_dir = dir.path().join("central.blobs");
     let post = "TJ-TEST-01";
@@ -141,6 +143,7 @@ pub async fn run_scenario_on(
 
     // The simulated post.
     let sim = Simulator::start_with(&dir.path().join("sim"), Timing::default(), devices).await?;
+    let drop_folder = sim.endpoints().scanner_drop_folder.clone();
     let cfg = sim_config::for_simulator(
         sim.endpoints(),
         post,
@@ -191,7 +194,13 @@ pub async fn run_scenario_on(
     let _ = stop_tx.send(true);
     let _ = sim_task.await;
     let _ = receiver.await;
-    if let Err(e) = outcome.and_then(|()| check(&store.export()?, &vehicles, post, rear)) {
+    let checked = outcome
+        .and_then(|()| check(&store.export()?, &vehicles, post, rear, late_scans))
+        .and_then(|()| match &drop_folder {
+            Some(folder) => check_quarantine(folder, &vehicles, scanner_faults),
+            None => Ok(()),
+        });
+    if let Err(e) = checked {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -267,13 +276,61 @@ async fn wait_for_goodbye(
     }
 }
 
+/// The drop folder after the run: every real scan processed, every bad file the simulator
+/// dropped quarantined with a reason that says what was wrong with it.
+fn check_quarantine(
+    folder: &Path,
+    vehicles: &[scenario::Vehicle],
+    faults: bcp_sim::ScannerFaults,
+) -> Result<()> {
+    for v in vehicles.iter().filter(|v| !v.reverses) {
+        let processed = folder.join("processed").join(format!("{}.xml", v.scan_id));
+        if !processed.is_file() {
+            bail!("scan {} was not processed", v.scan_id);
+        }
+    }
+    let every = faults.bad_file_every as usize;
+    if every == 0 {
+        return Ok(());
+    }
+    let quarantine = folder.join("quarantine");
+    for (i, v) in vehicles
+        .iter()
+        .filter(|v| !v.reverses)
+        .enumerate()
+        .filter(|(i, _)| (i + 1) % every == 0)
+    {
+        let bad = BadScanFile::ALL[((i + 1) / every - 1) % BadScanFile::ALL.len()];
+        let mut name = bad.file_name(&v.scan_id);
+        if bad == BadScanFile::Duplicate && !quarantine.join(&name).is_file() {
+            // The resend may be read first; then the original is the duplicate.
+            name = format!("{}.xml", v.scan_id);
+        }
+        let reason_file = quarantine.join(format!("{name}.reason"));
+        let reason = std::fs::read_to_string(&reason_file)
+            .with_context(|| format!("{name} ({bad:?}) not quarantined with a reason"))?;
+        let says = match bad {
+            BadScanFile::Garbled => "XML",
+            BadScanFile::Oversized => "bytes",
+            BadScanFile::PathTraversal => "path traversal",
+            BadScanFile::Duplicate => "duplicate",
+        };
+        if !reason.contains(says) || !quarantine.join(&name).is_file() {
+            bail!("{name} ({bad:?}): quarantined with reason {reason:?}, want one naming {says:?}");
+        }
+    }
+    Ok(())
+}
+
 /// Central holds exactly the scenario's crossings, in order, once each; with a `rear_camera`,
-/// each with its trailer's plate (a rigid truck's own rear plate is none).
+/// each with its trailer's plate (a rigid truck's own rear plate is none). With `late_scans`,
+/// each crossing was held for its scan and says so (`scan_joined_late`, its only flag).
 fn check(
     stored: &[StoredCrossing],
     vehicles: &[scenario::Vehicle],
     post: &str,
     rear_camera: bool,
+    late_scans: bool,
 ) -> Result<()> {
     let vehicles: Vec<&scenario::Vehicle> = vehicles.iter().filter(|v| !v.reverses).collect();
     let seqs: Vec<u64> = stored.iter().map(|s| s.seq).collect();
@@ -341,8 +398,14 @@ fn check(
         if scan != Some(v.scan_id.as_str()) {
             bail!("{what}: scan {scan:?}, want {}", v.scan_id);
         }
-        if let Some(f) = c.flags.first() {
-            bail!("{what}: unexpected flag {}: {}", f.code, f.reason);
+        let flags: Vec<&str> = c.flags.iter().map(|f| f.code.as_str()).collect();
+        let want: &[&str] = if late_scans {
+            &["scan_joined_late"]
+        } else {
+            &[]
+        };
+        if flags != want {
+            bail!("{what}: flags {:?}, want {want:?}", c.flags);
         }
     }
     Ok(())

@@ -1,6 +1,9 @@
 //! `bcp-sim`: runs the simulated post until Ctrl-C (or SIGTERM).
 use anyhow::{Context, Result};
-use bcp_sim::{scenario, DimensionDevice, PostDevices, ScannerDevice, Scenario, Simulator, Timing};
+use bcp_sim::{
+    scenario, DimensionDevice, PostDevices, ScannerDevice, ScannerFaults, Scenario, Simulator,
+    Timing,
+};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -55,6 +58,16 @@ struct Args {
     /// endpoints.json gives the agent's `max_axle_gap_ms`.
     #[arg(long)]
     axle_scale: bool,
+    /// The X-ray scanner reports each scan this long after it was made (the operator's verdict
+    /// comes after the vehicle left); the agent holds the crossing for it (`[lane]
+    /// scan_wait_ms`).
+    #[arg(long, default_value_t = 0)]
+    scanner_late_ms: u64,
+    /// With `--scanner drop-folder`: with every n-th scan, a bad file too (in turn: garbled
+    /// XML, oversized, an image name climbing out of the folder, a duplicate), for the agent to
+    /// quarantine with its reason.
+    #[arg(long, default_value_t = 0)]
+    scanner_bad_file_every: u32,
     /// Instead of the post, play one weighing indicator of this protocol (any name
     /// `bcpctl serial read --protocol` takes) at DIR/ttyINDICATOR, showing --weight-kg: a
     /// device to try `bcpctl serial probe/read/sniff` on. Polled protocols answer their commands.
@@ -158,6 +171,11 @@ async fn main() -> Result<()> {
         rear_camera: args.rear_camera,
         presence: args.presence,
         axle_scale: args.axle_scale,
+        scanner_faults: ScannerFaults {
+            late: (args.scanner_late_ms > 0)
+                .then(|| std::time::Duration::from_millis(args.scanner_late_ms)),
+            bad_file_every: args.scanner_bad_file_every,
+        },
     };
     let sim = Simulator::start_with(&args.dir, Timing::default(), &devices).await?;
     tracing::info!(endpoints = ?sim.endpoints(), "simulated devices open");
