@@ -1,0 +1,122 @@
+//! Sealing and opening records: what the post's outbox pays per record it commits, and what
+//! central pays per record it receives.
+//!
+//! `cargo bench -p bcp-record --bench seal [-- --records N]` (default 20,000 records; each row
+//! the best of 5 runs, in µs per record, on one core):
+//! - `seal`: canonical form, SHA-256 chain, Ed25519 signature (the outbox; it signs batches of
+//!   64 or more on every core, see `bcp_sync::outbox`);
+//! - `canonical form`: writing the canonical bytes of a parsed envelope alone;
+//! - `open`: one payload at a time (parse, canonical form, hash, strict verification);
+//! - `open_many (100)`: a message of 100 records of one post, signatures verified together
+//!   (what central does per MQTT message, see `bcp_record::seal::open_many`);
+//! - `open_many_trees (100)`: the same from already parsed trees (a batch decoder's output).
+#![allow(clippy::unwrap_used)] // a bench: a failed unwrap is the failure report
+
+use bcp_record::seal::{self, GENESIS};
+use bcp_record::{Crossing, Dimensions, Flag, PlateRead, RecordEnvelope, Weighing};
+use chrono::{TimeZone as _, Utc};
+use ed25519_dalek::SigningKey;
+use std::time::Instant;
+
+fn envelope(seq: u64) -> RecordEnvelope {
+    let t = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+    let mut c = Crossing::without_evidence(uuid::Uuid::now_v7(), "TJDYU-01", "L1", t);
+    c.plate = Some(PlateRead {
+        text: "1234AB01".into(),
+        confidence: 0.97,
+        format: Some("TJ".into()),
+        frames: 3,
+    });
+    c.weight = Some(Weighing {
+        gross_kg: 23_450.0,
+        division_kg: 10.0,
+        stable_at: t,
+        device: "wb1".into(),
+        axles_kg: Vec::new(),
+        unweighed_axles: 0,
+    });
+    c.dimensions = Some(Dimensions {
+        length_mm: 16_500,
+        width_mm: 2_550,
+        height_mm: 4_000,
+    });
+    c.flags = vec![Flag::new("no_scan", "the post has a scanner and no scan joined")];
+    RecordEnvelope {
+        post: "TJDYU-01".into(),
+        seq,
+        recorded_at: t,
+        crossing: c,
+        seal: None,
+    }
+}
+
+/// Best of 5 runs of `f` over `n` records, in µs per record.
+fn best(n: usize, mut f: impl FnMut()) -> f64 {
+    (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed().as_secs_f64() * 1e6 / n as f64
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args
+        .iter()
+        .position(|a| a == "--records")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let fresh: Vec<RecordEnvelope> = (1..=n as u64).map(envelope).collect();
+
+    let mut sealed = fresh.clone();
+    let seal_us = best(n, || {
+        sealed = fresh.clone();
+        let mut prev = GENESIS;
+        for e in &mut sealed {
+            prev = seal::seal(e, &prev, &key);
+        }
+    });
+    let payloads: Vec<Vec<u8>> = sealed
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap())
+        .collect();
+    let trees: Vec<serde_json::Value> = payloads
+        .iter()
+        .map(|p| serde_json::from_slice(p).unwrap())
+        .collect();
+
+    let canonical_us = best(n, || {
+        for t in &trees {
+            std::hint::black_box(seal::canonical_bytes(t));
+        }
+    });
+    let open_us = best(n, || {
+        for p in &payloads {
+            assert!(seal::open(p).is_ok());
+        }
+    });
+    let many_us = best(n, || {
+        for chunk in payloads.chunks(100) {
+            assert!(seal::open_many(chunk).iter().all(Result::is_ok));
+        }
+    });
+    let many_trees_us = best(n, || {
+        for chunk in trees.chunks(100) {
+            let owned = chunk.to_vec();
+            assert!(seal::open_many_trees(owned).iter().all(Result::is_ok));
+        }
+    });
+
+    println!("## Sealing and opening records, {n} records, best of 5, one core");
+    println!("| step | µs per record |");
+    println!("|---|---|");
+    println!("| seal (canonical form, SHA-256 chain, Ed25519 signature) | {seal_us:.1} |");
+    println!("| canonical form of a parsed envelope | {canonical_us:.2} |");
+    println!("| open, one payload at a time (parse, hash, verify_strict) | {open_us:.1} |");
+    println!("| open_many, messages of 100 records (batch verification) | {many_us:.1} |");
+    println!("| open_many_trees, the same from parsed trees (clone included) | {many_trees_us:.1} |");
+}
