@@ -12,7 +12,9 @@
 //!   failed read closes the capture and reopens it: a video file replays, a camera reconnects.
 //!   HTTP MJPEG needs no hint in the URL: FFmpeg's `http` protocol hands the response's
 //!   `Content-Type: multipart/x-mixed-replace; boundary=..` to the `mpjpeg` demuxer (tested
-//!   against a loopback server in `tests/capture.rs`). A camera that goes away ends the stream
+//!   against a loopback server in `tests/capture.rs`). RTSP is tested the same way: a loopback
+//!   RTSP server streaming an MPEG transport stream as RTP interleaved on the RTSP connection,
+//!   refusing UDP so that FFmpeg falls back to TCP, as it must behind NAT. A camera that goes away ends the stream
 //!   (FFmpeg logs "Stream ends prematurely"); the reopen attempts then fail as open errors
 //!   until it is back.
 //!

@@ -40,7 +40,10 @@ fn envelope(seq: u64) -> RecordEnvelope {
         width_mm: 2_550,
         height_mm: 4_000,
     });
-    c.flags = vec![Flag::new("no_scan", "the post has a scanner and no scan joined")];
+    c.flags = vec![Flag::new(
+        "no_scan",
+        "the post has a scanner and no scan joined",
+    )];
     RecordEnvelope {
         post: "TJDYU-01".into(),
         seq,
@@ -118,5 +121,7 @@ fn main() {
     println!("| canonical form of a parsed envelope | {canonical_us:.2} |");
     println!("| open, one payload at a time (parse, hash, verify_strict) | {open_us:.1} |");
     println!("| open_many, messages of 100 records (batch verification) | {many_us:.1} |");
-    println!("| open_many_trees, the same from parsed trees (clone included) | {many_trees_us:.1} |");
+    println!(
+        "| open_many_trees, the same from parsed trees (clone included) | {many_trees_us:.1} |"
+    );
 }
