@@ -54,6 +54,15 @@ impl BlobIoError {
     }
 }
 
+/// One blob file as [`BlobDir::list`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobFile {
+    pub sha256: String,
+    pub bytes: u64,
+    /// When it was written (a blob is never rewritten: put skips a blob already there).
+    pub modified: std::time::SystemTime,
+}
+
 /// A directory of content-addressed blob files. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct BlobDir {
@@ -136,6 +145,46 @@ impl BlobDir {
                 source,
             }),
         }
+    }
+
+    /// Every blob file in the directory (temporary files and names that are not a SHA-256 are
+    /// left out), with its size and last modification, in no particular order.
+    pub fn list(&self) -> Result<Vec<BlobFile>, BlobIoError> {
+        let io = |path: &Path, op| {
+            let path = path.to_owned();
+            move |source| BlobIoError { path, op, source }
+        };
+        let mut out = Vec::new();
+        if !self.root.exists() {
+            return Ok(out);
+        }
+        for sub in std::fs::read_dir(&self.root).map_err(io(&self.root, "list"))? {
+            let sub = sub.map_err(io(&self.root, "list"))?;
+            let prefix = sub.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 || !sub.path().is_dir() {
+                continue;
+            }
+            let dir = sub.path();
+            for file in std::fs::read_dir(&dir).map_err(io(&dir, "list"))? {
+                let file = file.map_err(io(&dir, "list"))?;
+                let sha256 = format!("{prefix}{}", file.file_name().to_string_lossy());
+                if !is_sha256_hex(&sha256) {
+                    continue;
+                }
+                let path = file.path();
+                let meta = file.metadata().map_err(io(&path, "stat"))?;
+                if !meta.is_file() {
+                    continue;
+                }
+                let modified = meta.modified().map_err(io(&path, "read the time of"))?;
+                out.push(BlobFile {
+                    sha256,
+                    bytes: meta.len(),
+                    modified,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes temporary files and every blob not in `keep` (orphans of a crash between writing
@@ -281,6 +330,16 @@ mod tests {
         let other = sha256_hex(b"orphan");
         blobs.put(&other, b"orphan").unwrap();
         std::fs::write(blobs.path_of(&sha).with_file_name(".tmp-x-1"), b"half").unwrap();
+        let mut listed: Vec<String> = blobs
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|f| f.sha256)
+            .collect();
+        listed.sort();
+        let mut both = vec![sha.clone(), other.clone()];
+        both.sort();
+        assert_eq!(listed, both, "temporary files are not listed");
         let keep: HashSet<String> = [sha.clone()].into();
         assert_eq!(
             blobs.sweep(&keep, std::time::UNIX_EPOCH).unwrap(),
