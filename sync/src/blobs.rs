@@ -6,7 +6,8 @@
 //! same bytes are stored once however many records refer to them.
 //!
 //! ## Writing
-//! [`BlobDir::put`] writes to a temporary file in the target directory (`.tmp-<hash>-<pid>`),
+//! [`BlobDir::put`] writes to a temporary file in the target directory
+//! (`.tmp-<hash>-<pid>-<serial>`: two writers of the same blob never share one),
 //! `fsync`s it, renames it into place and `fsync`s the directory: after it returns, the blob
 //! survives a power cut; a crash before leaves at worst a temporary file, which
 //! [`BlobDir::sweep`] removes. Since the name is the hash, a file that exists with the right
@@ -21,6 +22,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
+
+/// Numbers the temporary files of this process (see [`BlobDir::put`]).
+static TMP_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -105,7 +109,10 @@ impl BlobDir {
         };
         let created_dir = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(err(&dir, "create directory"))?;
-        let tmp = dir.join(format!(".tmp-{sha256}-{}", std::process::id()));
+        // Unique per write, also between threads of one process writing the same blob (two
+        // receivers of one process, or a resend handled while the first copy is being written).
+        let n = TMP_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{sha256}-{}-{n}", std::process::id()));
         let written = (|| {
             let mut f = std::fs::File::create(&tmp).map_err(err(&tmp, "create"))?;
             f.write_all(data).map_err(err(&tmp, "write"))?;

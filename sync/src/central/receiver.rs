@@ -40,9 +40,12 @@
 //! `BlobAck` on `topics::blob_ack(post)` and PUBACKed to the broker (an instance that dies
 //! before that leaves the image with the broker, which hands it to another member of the group).
 //! An instance still receiving images on its records connection (a persistent session from a
-//! version that subscribed them unshared there) handles them the same way, and on reconnecting
-//! to such a session unsubscribes those unshared filters. [`ReceiverStats`] counts this
-//! instance's share of the images.
+//! version that subscribed them unshared there) handles them the same way, and on resuming a
+//! session unsubscribes those unshared filters. Mosquitto drops them; rumqttd 0.20 does not
+//! (it restores a resumed session's subscriptions without the index its UNSUBSCRIBE looks in),
+//! so there such an instance keeps taking every image, correctly stored, until the session ends
+//! (the embedded broker's sessions end with its process, so with an upgrade of central).
+//! [`ReceiverStats`] counts this instance's share of the images.
 //!
 //! A failing store (disk full, I/O error) is not acknowledged and ends [`run_receiver`] with the
 //! error: it needs an operator, and the unacknowledged messages stay with the broker and posts.
