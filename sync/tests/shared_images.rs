@@ -243,3 +243,100 @@ async fn an_unshared_image_subscription_left_by_an_older_central_stays_on_rumqtt
     )
     .await;
 }
+
+/// Eviction notices are split too (their own group on the images connection): a post whose disk
+/// budget evicted images before it could send them tells central, and each notice is noted by
+/// one of the two instances.
+async fn two_instances_split_the_eviction_notices(port: u16, central_port: u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db");
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
+    outbox.set_budget_bytes(1024 * 1024).unwrap();
+    // The link is down: the budget evicts images (oldest first) to make room for new ones.
+    for n in 1..=IMAGES {
+        let bytes = image(n);
+        outbox
+            .append_with_images(
+                &crossing(POST, n),
+                &[ImageData {
+                    kind: ImageKind::Overview,
+                    media_type: "image/jpeg",
+                    bytes: &bytes,
+                }],
+            )
+            .unwrap();
+    }
+    let evicted = outbox.pending_eviction_notices(100_000).unwrap().len() as u64;
+    assert!(
+        evicted >= 20,
+        "only {evicted} images evicted: too few to see a split"
+    );
+
+    let view = CentralStore::open(&db).unwrap();
+    let a = start_instance(central_port, &db, "central-a");
+    let b = start_instance(central_port, &db, "central-b");
+    wait_until_receiver_subscribed("127.0.0.1", port, || view.rejected().unwrap().len()).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let notify = Arc::new(Notify::new());
+    let uplink = tokio::spawn(run_uplink(
+        UplinkConfig {
+            broker_host: "127.0.0.1".into(),
+            broker_port: port,
+            client_id: "edge-evictions-shared".into(),
+            post: POST.into(),
+            ..Default::default()
+        },
+        Arc::clone(&outbox),
+        Arc::clone(&notify),
+        stop_rx,
+    ));
+    notify.notify_one();
+    let limit = bcp_sync::uplink::ACK_RESEND_AFTER * 3 + Duration::from_secs(60);
+    let mut uplink = uplink;
+    let drained = wait_for("every record, image and notice acknowledged", limit, || {
+        let s = outbox.stats().unwrap();
+        s.depth == 0
+            && s.blobs_pending == 0
+            && outbox.pending_eviction_notices(1).unwrap().is_empty()
+    });
+    tokio::select! {
+        () = drained => {}
+        ended = &mut uplink => panic!("the uplink ended early: {ended:?}"),
+    }
+    stop_tx.send(true).unwrap();
+    uplink.await.unwrap().unwrap();
+    let (a, b) = (a.stop().await, b.stop().await);
+    eprintln!("shared_images: {evicted} evicted; instance a {a:?}, instance b {b:?}");
+
+    let blobs = CentralBlobs::new(default_blob_dir(&db));
+    let mut noted = 0;
+    for c in view.export().unwrap() {
+        match blobs.state(&c.crossing.images[0]) {
+            ImageState::Stored => {}
+            ImageState::EvictedAtPost { .. } => noted += 1,
+            ImageState::Pending => panic!("seq {}: image neither stored nor noted", c.seq),
+        }
+    }
+    assert_eq!(noted, evicted, "every eviction noted at central");
+    let notices = a.eviction_notices + b.eviction_notices;
+    assert!(
+        notices >= evicted && notices < evicted + evicted / 4,
+        "{notices} notices handled for {evicted} evictions: not split"
+    );
+    assert!(
+        a.eviction_notices > 0 && b.eviction_notices > 0,
+        "the group did not split the notices: a {a:?}, b {b:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receivers_share_the_eviction_notices_through_mosquitto() {
+    let mosquitto = MosquittoProcess::start().unwrap();
+    two_instances_split_the_eviction_notices(mosquitto.port(), mosquitto.port()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receivers_share_the_eviction_notices_through_embedded_rumqttd() {
+    let broker = start_embedded(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+    two_instances_split_the_eviction_notices(broker.addr().port(), broker.v5_addr().port()).await;
+}
