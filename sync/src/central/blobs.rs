@@ -1,11 +1,13 @@
 //! # Central's images: content-addressed files beside the database
 //!
-//! The receiver takes each image a post sends on `topics::blob(post, sha256)`, checks that the
-//! bytes hash to the name, stores them in a [`BlobDir`] (by default `<db>.blobs`, see
-//! [`default_blob_dir`]) and acknowledges with [`BlobAck`] `stored`; a post's
+//! The receiver (on its images connection, see [`super::receiver`]) takes each image a post
+//! sends on `topics::blob(post, sha256)`, checks that the bytes hash to the name, stores them in
+//! a [`BlobDir`] (by default `<db>.blobs`, see [`default_blob_dir`]) and only then acknowledges
+//! with [`BlobAck`] `stored`; a post's
 //! [`BlobEvicted`] notice is kept as `<dir>/evicted/<sha256>.json` and acknowledged
-//! `eviction_noted`. Nothing here touches the SQLite store: what central knows about an image is
+//! `eviction_noted`. Nothing here touches the database: what central knows about an image is
 //! what is in the directory, and [`CentralBlobs::state`] reads it when crossings are exported.
+//! Images that no stored crossing refers to are removed after an age by [`super::orphans`].
 
 use std::path::{Path, PathBuf};
 

@@ -18,7 +18,8 @@
 //!
 //! ## The prune ([`prune_orphan_images`], the I/O around the rule)
 //! Lists the directory, then reads the references from the store (both backends: every stored
-//! envelope is read, a full scan), then removes what [`judge`] calls an orphan; each removal is
+//! envelope is read, a full scan that holds the store's connection, so a receiver of the same
+//! process waits for it), then removes what [`judge`] calls an orphan; each removal is
 //! logged at INFO with its hash, size and age, and counted in the [`PruneReport`]. With
 //! `dry_run` nothing is removed and the report says what would be. Several instances may prune
 //! one directory at once: removing a file already gone is not an error.
