@@ -6,7 +6,8 @@
 //! same bytes are stored once however many records refer to them.
 //!
 //! ## Writing
-//! [`BlobDir::put`] writes to a temporary file in the target directory (`.tmp-<hash>-<pid>`),
+//! [`BlobDir::put`] writes to a temporary file in the target directory
+//! (`.tmp-<hash>-<pid>-<serial>`: two writers of the same blob never share one),
 //! `fsync`s it, renames it into place and `fsync`s the directory: after it returns, the blob
 //! survives a power cut; a crash before leaves at worst a temporary file, which
 //! [`BlobDir::sweep`] removes. Since the name is the hash, a file that exists with the right
@@ -21,6 +22,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
+
+/// Numbers the temporary files of this process (see [`BlobDir::put`]).
+static TMP_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -52,6 +56,15 @@ impl BlobIoError {
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
         )
     }
+}
+
+/// One blob file as [`BlobDir::list`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobFile {
+    pub sha256: String,
+    pub bytes: u64,
+    /// When it was written (a blob is never rewritten: put skips a blob already there).
+    pub modified: std::time::SystemTime,
 }
 
 /// A directory of content-addressed blob files. See the module documentation.
@@ -96,7 +109,10 @@ impl BlobDir {
         };
         let created_dir = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(err(&dir, "create directory"))?;
-        let tmp = dir.join(format!(".tmp-{sha256}-{}", std::process::id()));
+        // Unique per write, also between threads of one process writing the same blob (two
+        // receivers of one process, or a resend handled while the first copy is being written).
+        let n = TMP_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{sha256}-{}-{n}", std::process::id()));
         let written = (|| {
             let mut f = std::fs::File::create(&tmp).map_err(err(&tmp, "create"))?;
             f.write_all(data).map_err(err(&tmp, "write"))?;
@@ -136,6 +152,46 @@ impl BlobDir {
                 source,
             }),
         }
+    }
+
+    /// Every blob file in the directory (temporary files and names that are not a SHA-256 are
+    /// left out), with its size and last modification, in no particular order.
+    pub fn list(&self) -> Result<Vec<BlobFile>, BlobIoError> {
+        let io = |path: &Path, op| {
+            let path = path.to_owned();
+            move |source| BlobIoError { path, op, source }
+        };
+        let mut out = Vec::new();
+        if !self.root.exists() {
+            return Ok(out);
+        }
+        for sub in std::fs::read_dir(&self.root).map_err(io(&self.root, "list"))? {
+            let sub = sub.map_err(io(&self.root, "list"))?;
+            let prefix = sub.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 || !sub.path().is_dir() {
+                continue;
+            }
+            let dir = sub.path();
+            for file in std::fs::read_dir(&dir).map_err(io(&dir, "list"))? {
+                let file = file.map_err(io(&dir, "list"))?;
+                let sha256 = format!("{prefix}{}", file.file_name().to_string_lossy());
+                if !is_sha256_hex(&sha256) {
+                    continue;
+                }
+                let path = file.path();
+                let meta = file.metadata().map_err(io(&path, "stat"))?;
+                if !meta.is_file() {
+                    continue;
+                }
+                let modified = meta.modified().map_err(io(&path, "read the time of"))?;
+                out.push(BlobFile {
+                    sha256,
+                    bytes: meta.len(),
+                    modified,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes temporary files and every blob not in `keep` (orphans of a crash between writing
@@ -281,6 +337,16 @@ mod tests {
         let other = sha256_hex(b"orphan");
         blobs.put(&other, b"orphan").unwrap();
         std::fs::write(blobs.path_of(&sha).with_file_name(".tmp-x-1"), b"half").unwrap();
+        let mut listed: Vec<String> = blobs
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|f| f.sha256)
+            .collect();
+        listed.sort();
+        let mut both = vec![sha.clone(), other.clone()];
+        both.sort();
+        assert_eq!(listed, both, "temporary files are not listed");
         let keep: HashSet<String> = [sha.clone()].into();
         assert_eq!(
             blobs.sweep(&keep, std::time::UNIX_EPOCH).unwrap(),

@@ -9,14 +9,17 @@
 //!   backends.
 //! - [`blobs`]: [`CentralBlobs`](blobs::CentralBlobs), the posts' images as content-addressed
 //!   files beside the database, checked against their hash; their state for the export.
-//! - [`receiver`]: [`run_receiver`], the MQTT driver: subscribe to every post's records, store,
-//!   then acknowledge.
+//! - [`orphans`]: [`prune_orphan_images`](orphans::prune_orphan_images), images no stored
+//!   crossing refers to, removed once older than an age (pure rule [`orphans::judge`]).
+//! - [`receiver`]: [`run_receiver`], the MQTT driver: subscribe to every post's records and
+//!   (on a second connection) images, store, then acknowledge.
 //! - [`config`]: [`CentralConfig`](config::CentralConfig), the operator's `central.toml`
 //!   (database and its TLS, broker, keys, images).
 
 mod batch;
 pub mod blobs;
 pub mod config;
+pub mod orphans;
 pub(crate) mod postgres;
 pub mod receiver;
 mod sqlite;

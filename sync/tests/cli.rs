@@ -133,7 +133,10 @@ fn export_shows_where_each_image_stands() {
         )
         .unwrap();
     let blobs = CentralBlobs::new(default_blob_dir(&db));
-    assert!(blobs.store(&sha256_hex(&images[0]), &images[0]).unwrap());
+    assert!(blobs
+        .store(&sha256_hex(&images[0]), &images[0])
+        .unwrap()
+        .is_stored());
     blobs
         .note_evicted(&bcp_record::BlobEvicted {
             post: POST.into(),

@@ -3,7 +3,12 @@
 //! - `bcp-central serve --db (PATH | postgres://USER@HOST:PORT/DB) (--embedded-broker ADDR | --broker HOST:PORT)
 //!   [--share-group G] [--client-id ID] [--expect N] [--timeout-secs S]
 //!   [--post-key POST=PUBKEY_FILE ...] [--keys-dir DIR] [--registered-keys-only]
-//!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--blob-dir DIR]`
+//!   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--blob-dir DIR] [--orphan-image-age-hours H]`:
+//!   also prunes orphan images (no stored crossing refers to them, older than H hours, default
+//!   `[images] orphan_age_hours`, else 72; 0: never) at start and every hour
+//!   ([`bcp_sync::central::orphans`])
+//! - `bcp-central images prune --db PATH [--blob-dir DIR] [--older-than-hours H] [--dry-run]`:
+//!   the same prune, once, printing each orphan (`removed` or `would remove`) and a summary
 //! - `bcp-central export --db PATH --json [--post P] [--since RFC3339] [--blob-dir DIR]`: a
 //!   crossing with images also gets `image_states` (`stored`, `evicted_at_post`, `pending`);
 //!   `--names wco` prints each crossing in the names of the WCO data model / NCTS phase 5
@@ -35,6 +40,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use bcp_sync::central::blobs::{blob_dir_for, CentralBlobs};
 use bcp_sync::central::config::{is_postgres_url, CentralConfig};
+use bcp_sync::central::orphans;
 use bcp_sync::{run_receiver, start_embedded, CentralStore, ReceiverConfig};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
@@ -102,6 +108,31 @@ enum Command {
     Lists(ListsCommand),
     /// The posts' configuration changes: who changed which keys, when (`bcpctl config set|apply`).
     Audit(AuditArgs),
+    /// The posts' images at central.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImagesCommand {
+    /// Remove the images no stored crossing refers to, once older than an age.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Where the posts' images are kept (default: `[images] dir`, else `<db>.blobs`).
+    #[arg(long, value_name = "DIR")]
+    blob_dir: Option<PathBuf>,
+    /// Only images written at least this many hours ago (their record may still be on its way)
+    /// (default: `[images] orphan_age_hours`, else 72).
+    #[arg(long, value_name = "H")]
+    older_than_hours: Option<u64>,
+    /// Only print what would be removed.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +248,10 @@ struct ServeArgs {
     /// Where the posts' images are kept (default: `<db>.blobs`).
     #[arg(long, value_name = "DIR")]
     blob_dir: Option<PathBuf>,
+    /// Remove images no stored crossing refers to once they are this many hours old, at start
+    /// and every hour (0: never; default: `[images] orphan_age_hours`, else 72).
+    #[arg(long, value_name = "H")]
+    orphan_image_age_hours: Option<u64>,
     /// TLS to the broker: the CA (PEM) that signed its certificate.
     #[arg(long, value_name = "PEM")]
     tls_ca: Option<PathBuf>,
@@ -263,6 +298,12 @@ enum FieldNames {
     Wco,
 }
 
+/// The orphan image age: the flag, else `[images] orphan_age_hours`, else the default; in hours.
+fn orphan_age_hours(flag: Option<u64>, config: &CentralConfig) -> u64 {
+    flag.or(config.images.orphan_age_hours)
+        .unwrap_or(orphans::DEFAULT_ORPHAN_AGE.as_secs() / 3600)
+}
+
 /// `bcp-central posts` calls a device that has sent nothing for this long `silent`.
 const DEVICE_SILENT_AFTER_SECS: u64 = 600;
 
@@ -289,6 +330,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => keys(&cmd, &config),
         Command::Lists(ListsCommand::Publish(args)) => publish_lists(&args, &config),
         Command::Audit(args) => audit(&args, &config),
+        Command::Images(ImagesCommand::Prune(args)) => prune_images(&args, &config),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -335,6 +377,49 @@ fn export(args: &ExportArgs, config: &CentralConfig) -> anyhow::Result<()> {
         serde_json::to_writer(&mut out, &json).context("writing JSON")?;
         out.write_all(b"\n").context("writing to stdout")?;
     }
+    out.flush().context("writing to stdout")
+}
+
+/// The blob directory: the flag, else `[images] dir`, else beside the store.
+fn blob_dir(flag: Option<&PathBuf>, config: &CentralConfig, store: &CentralStore) -> PathBuf {
+    flag.cloned()
+        .or_else(|| config.images.dir.clone())
+        .unwrap_or_else(|| blob_dir_for(store.location()))
+}
+
+fn prune_images(args: &PruneArgs, config: &CentralConfig) -> anyhow::Result<()> {
+    let store = args.db.open(config)?;
+    let blobs = CentralBlobs::new(blob_dir(args.blob_dir.as_ref(), config, &store));
+    let hours = orphan_age_hours(args.older_than_hours, config);
+    let age = Duration::from_secs(hours.saturating_mul(3600));
+    let report = orphans::prune_orphan_images(
+        &store,
+        &blobs,
+        std::time::SystemTime::now(),
+        age,
+        args.dry_run,
+    )?;
+    let mut out = std::io::stdout().lock();
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for sha256 in &report.orphans {
+        writeln!(out, "{verb} {sha256}").context("writing to stdout")?;
+    }
+    writeln!(
+        out,
+        "{} images examined in {}: {} referenced, {} unreferenced but younger than {} h, {} orphans {verb} ({} bytes)",
+        report.examined,
+        blobs.dir().root().display(),
+        report.referenced,
+        report.too_young,
+        hours,
+        report.removed,
+        report.removed_bytes
+    )
+    .context("writing to stdout")?;
     out.flush().context("writing to stdout")
 }
 
@@ -616,8 +701,9 @@ async fn serve_async(args: ServeArgs, config: CentralConfig) -> anyhow::Result<(
         }),
         None => config_tls(&config),
     };
+    let blobs_root = blob_dir(args.blob_dir.as_ref(), &config, &store);
     let cfg = ReceiverConfig {
-        blob_dir: args.blob_dir.clone().or(config.images.dir.clone()),
+        blob_dir: Some(blobs_root.clone()),
         broker_host,
         broker_port,
         client_id: args
@@ -634,6 +720,15 @@ async fn serve_async(args: ServeArgs, config: CentralConfig) -> anyhow::Result<(
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
+    let orphan_hours = orphan_age_hours(args.orphan_image_age_hours, &config);
+    let pruner = (orphan_hours > 0).then(|| {
+        let age = Duration::from_secs(orphan_hours.saturating_mul(3600));
+        tokio::spawn(prune_every_hour(
+            Arc::clone(&store),
+            CentralBlobs::new(blobs_root),
+            age,
+        ))
+    });
     let mut receiver = tokio::spawn(run_receiver(cfg, store, stored_tx, shutdown_rx));
 
     let deadline = args
@@ -668,6 +763,9 @@ async fn serve_async(args: ServeArgs, config: CentralConfig) -> anyhow::Result<(
         }
     };
     let _ = shutdown_tx.send(true);
+    if let Some(pruner) = pruner {
+        pruner.abort();
+    }
     let joined = tokio::time::timeout(Duration::from_secs(5), &mut receiver).await;
     let receiver_result = match joined {
         Ok(Ok(result)) => result,
@@ -685,6 +783,30 @@ async fn serve_async(args: ServeArgs, config: CentralConfig) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// Prunes orphan images now and every [`orphans::PRUNE_EVERY`]; a failed prune is logged and
+/// tried again next time (the images stay: nothing is lost by waiting).
+async fn prune_every_hour(store: Arc<CentralStore>, blobs: CentralBlobs, age: Duration) {
+    let mut every = tokio::time::interval(orphans::PRUNE_EVERY);
+    loop {
+        every.tick().await;
+        let (store, blobs) = (Arc::clone(&store), blobs.clone());
+        let pruned = tokio::task::spawn_blocking(move || {
+            orphans::prune_orphan_images(&store, &blobs, std::time::SystemTime::now(), age, false)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(_report)) => {} // logged by the prune
+            Ok(Err(error)) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "orphan image prune failed; trying again in an hour"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "orphan image prune task failed"),
+        }
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

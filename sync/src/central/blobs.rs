@@ -1,11 +1,13 @@
 //! # Central's images: content-addressed files beside the database
 //!
-//! The receiver takes each image a post sends on `topics::blob(post, sha256)`, checks that the
-//! bytes hash to the name, stores them in a [`BlobDir`] (by default `<db>.blobs`, see
-//! [`default_blob_dir`]) and acknowledges with [`BlobAck`] `stored`; a post's
+//! The receiver (on its images connection, see [`super::receiver`]) takes each image a post
+//! sends on `topics::blob(post, sha256)`, checks that the bytes hash to the name, stores them in
+//! a [`BlobDir`] (by default `<db>.blobs`, see [`default_blob_dir`]) and only then acknowledges
+//! with [`BlobAck`] `stored`; a post's
 //! [`BlobEvicted`] notice is kept as `<dir>/evicted/<sha256>.json` and acknowledged
-//! `eviction_noted`. Nothing here touches the SQLite store: what central knows about an image is
+//! `eviction_noted`. Nothing here touches the database: what central knows about an image is
 //! what is in the directory, and [`CentralBlobs::state`] reads it when crossings are exported.
+//! Images that no stored crossing refers to are removed after an age by [`super::orphans`].
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
 use serde::Serialize;
 
+use super::receiver::ReceiverStats;
 use crate::blobs::{is_sha256_hex, sha256_hex, BlobDir};
 
 /// Central's blob directory for a store at `location` (a SQLite path or a PostgreSQL URL, as
@@ -54,6 +57,24 @@ pub enum ImageState {
     Pending,
 }
 
+/// What [`CentralBlobs::store`] did with an image's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageReceipt {
+    /// Newly written (durably) under its hash.
+    Written,
+    /// The directory already held it (a resend, or another instance stored it first).
+    AlreadyHeld,
+    /// The bytes do not hash to the name: nothing stored.
+    HashMismatch,
+}
+
+impl ImageReceipt {
+    /// Central holds the bytes now.
+    pub fn is_stored(self) -> bool {
+        self != Self::HashMismatch
+    }
+}
+
 /// Central's image files. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct CentralBlobs {
@@ -79,13 +100,16 @@ impl CentralBlobs {
             .join(format!("{sha256}.json"))
     }
 
-    /// Stores `bytes` if they hash to `sha256`; returns `false` (and stores nothing) if not.
-    pub fn store(&self, sha256: &str, bytes: &[u8]) -> anyhow::Result<bool> {
+    /// Stores `bytes` durably if they hash to `sha256` (and stores nothing if not).
+    pub fn store(&self, sha256: &str, bytes: &[u8]) -> anyhow::Result<ImageReceipt> {
         if !is_sha256_hex(sha256) || sha256_hex(bytes) != sha256 {
-            return Ok(false);
+            return Ok(ImageReceipt::HashMismatch);
         }
-        self.dir.put(sha256, bytes)?;
-        Ok(true)
+        Ok(if self.dir.put(sha256, bytes)? {
+            ImageReceipt::Written
+        } else {
+            ImageReceipt::AlreadyHeld
+        })
     }
 
     /// Keeps a post's eviction notice (durably: written, fsynced, renamed).
@@ -132,14 +156,27 @@ pub(super) async fn handle_blob_message(
     client: &AsyncClient,
     blobs: &CentralBlobs,
     publish: &Publish,
+    stats: &mut ReceiverStats,
 ) -> anyhow::Result<bool> {
     let topic = &String::from_utf8_lossy(&publish.topic);
     let ack = if let Some((post, sha256)) = topics::post_and_hash_of_blob_topic(topic) {
-        if blobs
+        stats.images += 1;
+        let receipt = blobs
             .store(sha256, &publish.payload)
-            .with_context(|| format!("storing the image from {topic}"))?
-        {
-            tracing::debug!(post, sha256, bytes = publish.payload.len(), "image stored");
+            .with_context(|| format!("storing the image from {topic}"))?;
+        match receipt {
+            ImageReceipt::Written => stats.images_written += 1,
+            ImageReceipt::AlreadyHeld => stats.images_already_held += 1,
+            ImageReceipt::HashMismatch => stats.images_refused += 1,
+        }
+        if receipt.is_stored() {
+            tracing::debug!(
+                post,
+                sha256,
+                bytes = publish.payload.len(),
+                ?receipt,
+                "image stored"
+            );
             Some(BlobAck {
                 post: post.to_owned(),
                 sha256: sha256.to_owned(),
@@ -155,6 +192,7 @@ pub(super) async fn handle_blob_message(
                 blobs
                     .note_evicted(&notice)
                     .with_context(|| format!("keeping the eviction notice from {topic}"))?;
+                stats.eviction_notices += 1;
                 tracing::warn!(post, sha256 = %notice.sha256, reason = %notice.reason, "the post evicted an image central never had");
                 Some(BlobAck {
                     post: post.to_owned(),
@@ -207,7 +245,11 @@ mod tests {
             media_type: "image/jpeg".into(),
         };
         assert_eq!(blobs.state(&image), ImageState::Pending);
-        assert!(!blobs.store(&sha, b"other bytes").unwrap(), "hash checked");
+        assert_eq!(
+            blobs.store(&sha, b"other bytes").unwrap(),
+            ImageReceipt::HashMismatch,
+            "hash checked"
+        );
         assert_eq!(blobs.state(&image), ImageState::Pending);
         blobs
             .note_evicted(&BlobEvicted {
@@ -223,7 +265,8 @@ mod tests {
                 reason: "budget".into()
             }
         );
-        assert!(blobs.store(&sha, data).unwrap());
+        assert_eq!(blobs.store(&sha, data).unwrap(), ImageReceipt::Written);
         assert_eq!(blobs.state(&image), ImageState::Stored, "bytes win");
+        assert_eq!(blobs.store(&sha, data).unwrap(), ImageReceipt::AlreadyHeld);
     }
 }

@@ -21,6 +21,7 @@
 //!
 //! [images]
 //! dir = "/var/lib/bcp-central/images"
+//! orphan_age_hours = 72                   # unreferenced images go at this age (0: never)
 //!
 //! [lists]
 //! key_file = "/var/lib/bcp-central/lists.key"   # signs hotlists and declarations
@@ -103,11 +104,14 @@ pub struct ListsConfig {
     pub key_file: Option<PathBuf>,
 }
 
-/// `[images]`: where the posts' images are kept.
+/// `[images]`: where the posts' images are kept, and when orphans go.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagesConfig {
     pub dir: Option<PathBuf>,
+    /// Images no stored crossing refers to are removed at this age, in hours (0: never;
+    /// default [`super::orphans::DEFAULT_ORPHAN_AGE`]).
+    pub orphan_age_hours: Option<u64>,
 }
 
 impl CentralConfig {
@@ -207,6 +211,7 @@ mod tests {
             c.images.dir.as_deref(),
             Some(Path::new("/var/lib/bcp-central/images"))
         );
+        assert_eq!(c.images.orphan_age_hours, Some(72));
         assert_eq!(
             c.lists.key_file.as_deref(),
             Some(Path::new("/var/lib/bcp-central/lists.key"))

@@ -511,6 +511,23 @@ impl Backend for PgStore {
         })
     }
 
+    fn for_each_envelope(
+        &self,
+        each: &mut (dyn FnMut(String, u64, String) + Send),
+    ) -> Result<(), CentralError> {
+        self.run(|c| {
+            let none: [&(dyn ToSql + Sync); 0] = [];
+            let mut rows = c
+                .client
+                .query_raw("SELECT post, seq, envelope FROM crossings", none)
+                .map_err(self.pg("query envelopes"))?;
+            while let Some(r) = rows.next().map_err(self.pg("read envelope row"))? {
+                each(r.get(0), seq_from_sql(r.get(1)), r.get(2));
+            }
+            Ok(())
+        })
+    }
+
     fn post_rows(&self) -> Result<Vec<(PostSummary, Option<String>)>, CentralError> {
         self.run(|c| {
             let rows = c

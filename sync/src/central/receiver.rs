@@ -20,9 +20,32 @@
 //! 3. Only then PUBACK the message to the broker (manual acks). If central dies between receiving
 //!    and committing, the broker still holds the message and delivers it again.
 //!
-//! Images (`topics::blobs_all()`) and eviction notices (`topics::blob_evicted_all()`) go to
-//! [`super::blobs`]: checked against their hash, written beside the database
-//! ([`ReceiverConfig::blob_dir`]), acknowledged with a `BlobAck` on `topics::blob_ack(post)`.
+//! ## Images: a second connection, shared too
+//! Images (`topics::blobs_all()`) and eviction notices (`topics::blob_evicted_all()`) are split
+//! between the instances like the records, on a **second MQTT connection** of each instance
+//! (client id [`ReceiverConfig::images_client_id`], `<client_id>-images`, persistent session as
+//! above) with two more shared subscriptions, each in **its own group**:
+//! `$share/<group>-images/bcp/v1/+/blobs/+` ([`ReceiverConfig::images_filter`]) and
+//! `$share/<group>-evictions/bcp/v1/+/blob-evicted` ([`ReceiverConfig::evictions_filter`]).
+//! Why so:
+//! - rumqttd 0.20 keeps one delivery cursor per shared *group name*, whatever the filter: two
+//!   filters in one group (records and images both in `bcp-central`) share a cursor and lose
+//!   messages. A group per filter gives each its own cursor (Mosquitto keys shared
+//!   subscriptions by group and filter, so the names cost nothing there).
+//! - The own connection gives images (up to a megabyte each) their own TCP stream and in-flight
+//!   window: a burst of images never holds back the records' acks, and the other way round.
+//!
+//! Each image goes to [`super::blobs`]: checked against its hash, written durably (fsync,
+//! rename) beside the database ([`ReceiverConfig::blob_dir`]), and only then acknowledged with a
+//! `BlobAck` on `topics::blob_ack(post)` and PUBACKed to the broker (an instance that dies
+//! before that leaves the image with the broker, which hands it to another member of the group).
+//! An instance still receiving images on its records connection (a persistent session from a
+//! version that subscribed them unshared there) handles them the same way, and on resuming a
+//! session unsubscribes those unshared filters. Mosquitto drops them; rumqttd 0.20 does not
+//! (it restores a resumed session's subscriptions without the index its UNSUBSCRIBE looks in),
+//! so there such an instance keeps taking every image, correctly stored, until the session ends
+//! (the embedded broker's sessions end with its process, so with an upgrade of central).
+//! [`ReceiverStats`] counts this instance's share of the images.
 //!
 //! A failing store (disk full, I/O error) is not acknowledged and ends [`run_receiver`] with the
 //! error: it needs an operator, and the unacknowledged messages stay with the broker and posts.
@@ -76,14 +99,36 @@ impl ReceiverConfig {
         self.shared(&topics::records_all())
     }
 
+    /// The images filter, on the images connection (its own group: see the module docs).
+    pub fn images_filter(&self) -> String {
+        format!("$share/{}-images/{}", self.group(), topics::blobs_all())
+    }
+
+    /// The eviction notices filter, on the images connection (its own group).
+    pub fn evictions_filter(&self) -> String {
+        format!(
+            "$share/{}-evictions/{}",
+            self.group(),
+            topics::blob_evicted_all()
+        )
+    }
+
+    /// The client id of this instance's images connection: `<client_id>-images`.
+    pub fn images_client_id(&self) -> String {
+        format!("{}-images", self.client_id)
+    }
+
     /// `filter` as a shared subscription of this instance's group.
     pub fn shared(&self, filter: &str) -> String {
-        let group = if self.share_group.is_empty() {
+        format!("$share/{}/{filter}", self.group())
+    }
+
+    fn group(&self) -> &str {
+        if self.share_group.is_empty() {
             DEFAULT_SHARE_GROUP
         } else {
             &self.share_group
-        };
-        format!("$share/{group}/{filter}")
+        }
     }
 }
 
@@ -101,6 +146,16 @@ pub struct ReceiverStats {
     pub duplicates: u64,
     /// Records or messages rejected and kept aside.
     pub rejected: u64,
+    /// Image messages taken from the broker (this instance's share).
+    pub images: u64,
+    /// Images newly written to the blob directory.
+    pub images_written: u64,
+    /// Images the directory already held (a resend), acknowledged again.
+    pub images_already_held: u64,
+    /// Images whose bytes did not match their hash: not stored, not acknowledged.
+    pub images_refused: u64,
+    /// Eviction notices noted and acknowledged.
+    pub eviction_notices: u64,
 }
 
 /// Receives records until `shutdown` becomes true (or its sender is dropped). Each newly stored
@@ -113,22 +168,14 @@ pub async fn run_receiver(
 ) -> anyhow::Result<ReceiverStats> {
     let broker = format!("{}:{}", cfg.broker_host, cfg.broker_port);
     tracing::info!(%broker, client_id = %cfg.client_id, db = %store.location(), "receiver starting");
-    let mut opts = link::mqtt5_options(
-        &cfg.client_id,
-        &cfg.broker_host,
-        cfg.broker_port,
-        KEEP_ALIVE,
-    );
-    opts.set_manual_acks(true);
-    if let Some(tls) = &cfg.tls {
-        opts.set_transport(link::tls_transport(tls)?);
-    }
-    let (client, eventloop) = AsyncClient::new(opts, 64);
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let pump = link::spawn_event_pump(eventloop, "receiver", broker.clone(), tx);
+    let (client, mut rx, pump) = connect(&cfg, &cfg.client_id, "receiver", &broker)?;
+    let images_client_id = cfg.images_client_id();
+    let (images_client, mut images_rx, images_pump) =
+        connect(&cfg, &images_client_id, "receiver-images", &broker)?;
     let filter = cfg.records_filter();
     let mut stats = ReceiverStats::default();
     let status_filter = topics::status_all();
+    let (images_filter, evictions_filter) = (cfg.images_filter(), cfg.evictions_filter());
     let blobs = CentralBlobs::new(
         cfg.blob_dir
             .clone()
@@ -147,31 +194,53 @@ pub async fn run_receiver(
                     }
                     Some(LinkEvent::Connected { session_present }) => {
                         tracing::debug!(session_present, %filter, "receiver: (re)subscribing");
-                        client
-                            .subscribe(filter.as_str(), QoS::AtLeastOnce)
-                            .await
-                            .with_context(|| format!("subscribing to {filter}"))?;
-                        client
-                            .subscribe(status_filter.as_str(), QoS::AtLeastOnce)
-                            .await
-                            .with_context(|| format!("subscribing to {status_filter}"))?;
-                        // Images and eviction notices: unshared (every instance stores an
-                        // image it gets, idempotently, into the blob dir). rumqttd 0.20 loses
-                        // messages on a second shared filter of one client.
-                        for images in [topics::blobs_all(), topics::blob_evicted_all()] {
+                        if session_present {
+                            // A session from a version that took images here, unshared.
+                            for legacy in [topics::blobs_all(), topics::blob_evicted_all()] {
+                                client
+                                    .unsubscribe(legacy.as_str())
+                                    .await
+                                    .with_context(|| format!("unsubscribing {legacy}"))?;
+                            }
+                        }
+                        for (f, what) in [(&filter, "records"), (&status_filter, "status")] {
                             client
-                                .subscribe(images.as_str(), QoS::AtLeastOnce)
+                                .subscribe(f.as_str(), QoS::AtLeastOnce)
                                 .await
-                                .with_context(|| format!("subscribing to {images}"))?;
+                                .with_context(|| format!("subscribing to {f} ({what})"))?;
                         }
                     }
                     Some(LinkEvent::Message(publish)) => {
                         if topics::post_of_status_topic(&topic_of(&publish)).is_some() {
                             handle_status(&client, &store, publish).await?;
-                        } else if handle_blob_message(&client, &blobs, &publish).await? {
-                            // an image or an eviction notice
+                        } else if handle_blob_message(&client, &blobs, &publish, &mut stats).await? {
+                            // an image or an eviction notice left in an older session
                         } else {
                             handle_record(&client, &store, &stored, publish, &mut stats).await?;
+                        }
+                    }
+                    Some(LinkEvent::ConnectionLost | LinkEvent::Progress) => {}
+                },
+                event = images_rx.recv() => match event {
+                    None | Some(LinkEvent::Disconnected) => {
+                        anyhow::bail!("receiver (images) on {broker}: the MQTT event loop stopped")
+                    }
+                    Some(LinkEvent::Connected { session_present }) => {
+                        tracing::debug!(session_present, %images_filter, %evictions_filter, "receiver: (re)subscribing the images");
+                        for f in [&images_filter, &evictions_filter] {
+                            images_client
+                                .subscribe(f.as_str(), QoS::AtLeastOnce)
+                                .await
+                                .with_context(|| format!("subscribing to {f}"))?;
+                        }
+                    }
+                    Some(LinkEvent::Message(publish)) => {
+                        if !handle_blob_message(&images_client, &blobs, &publish, &mut stats).await? {
+                            tracing::warn!(topic = %topic_of(&publish), "unexpected message on the images connection ignored");
+                            images_client
+                                .ack(&publish)
+                                .await
+                                .context("queueing the PUBACK to the broker")?;
                         }
                     }
                     Some(LinkEvent::ConnectionLost | LinkEvent::Progress) => {}
@@ -186,14 +255,42 @@ pub async fn run_receiver(
     }
     .await;
 
-    if let Err(error) = client.try_disconnect() {
-        tracing::debug!(%error, "receiver: could not queue DISCONNECT");
+    for (c, rx, pump) in [
+        (&client, &mut rx, pump),
+        (&images_client, &mut images_rx, images_pump),
+    ] {
+        if let Err(error) = c.try_disconnect() {
+            tracing::debug!(%error, "receiver: could not queue DISCONNECT");
+        }
+        link::drain_until_disconnected(rx).await;
+        pump.abort();
     }
-    link::drain_until_disconnected(&mut rx).await;
-    drop(rx);
-    pump.abort();
+    drop((rx, images_rx));
     tracing::info!(%broker, ?stats, "receiver stopped");
     result.map(|()| stats)
+}
+
+/// One MQTT 5 connection of the receiver: persistent session, manual acks, TLS if configured;
+/// its event pump labelled `name`.
+fn connect(
+    cfg: &ReceiverConfig,
+    client_id: &str,
+    name: &'static str,
+    broker: &str,
+) -> anyhow::Result<(
+    AsyncClient,
+    mpsc::UnboundedReceiver<LinkEvent<Publish>>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let mut opts = link::mqtt5_options(client_id, &cfg.broker_host, cfg.broker_port, KEEP_ALIVE);
+    opts.set_manual_acks(true);
+    if let Some(tls) = &cfg.tls {
+        opts.set_transport(link::tls_transport(tls)?);
+    }
+    let (client, eventloop) = AsyncClient::new(opts, 64);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pump = link::spawn_event_pump(eventloop, name, broker.to_owned(), tx);
+    Ok((client, rx, pump))
 }
 
 /// Verifies, stores and acknowledges one message (a batch or a single record).

@@ -382,6 +382,25 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
+    fn for_each_envelope(
+        &self,
+        each: &mut (dyn FnMut(String, u64, String) + Send),
+    ) -> Result<(), CentralError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT post, seq, envelope FROM crossings")
+            .map_err(self.sql("prepare envelope scan"))?;
+        let mut rows = stmt.query([]).map_err(self.sql("query envelopes"))?;
+        while let Some(r) = rows.next().map_err(self.sql("read envelope row"))? {
+            let read = || -> rusqlite::Result<(String, i64, String)> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            };
+            let (post, seq, envelope) = read().map_err(self.sql("read envelope row"))?;
+            each(post, seq_from_sql(seq), envelope);
+        }
+        Ok(())
+    }
+
     fn post_rows(&self) -> Result<Vec<(PostSummary, Option<String>)>, CentralError> {
         let conn = self.lock();
         let mut stmt = conn

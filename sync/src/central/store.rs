@@ -35,6 +35,7 @@
 //! - Timestamps are kept to the microsecond, truncated (both databases give back what the
 //!   other would).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use bcp_record::seal::{self, from_hex, to_hex, Opened, SealError};
@@ -294,6 +295,11 @@ pub(crate) trait Backend: std::fmt::Debug + Send + Sync {
         &self,
         each: &mut (dyn FnMut(VerifyRow) + Send),
     ) -> Result<(), CentralError>;
+    /// Every stored record's `(post, seq, envelope)`, in no particular order, streamed to `each`.
+    fn for_each_envelope(
+        &self,
+        each: &mut (dyn FnMut(String, u64, String) + Send),
+    ) -> Result<(), CentralError>;
     /// Every post, ordered by name, with `gaps` empty and `status` the stored JSON.
     fn post_rows(&self) -> Result<Vec<(PostSummary, Option<String>)>, CentralError>;
     /// The first `limit` missing ranges of `post` below its highest stored seq.
@@ -499,6 +505,47 @@ impl CentralStore {
     /// What central does with records of posts it has no key for.
     pub fn set_key_policy(&mut self, policy: KeyPolicy) {
         self.policy = policy;
+    }
+
+    /// The SHA-256 of every image that a stored crossing refers to (what
+    /// [`super::orphans`] must never remove). Reads every stored envelope: a full scan, meant
+    /// for a periodic cleanup, not for each message. An envelope that does not decode fails the
+    /// whole call (its references would be unknown).
+    pub fn referenced_images(&self) -> Result<HashSet<String>, CentralError> {
+        /// Only what names the images: the rest of the record is skipped unparsed.
+        #[derive(Deserialize)]
+        struct Refs {
+            crossing: CrossingRefs,
+        }
+        #[derive(Deserialize)]
+        struct CrossingRefs {
+            #[serde(default)]
+            images: Vec<ImageName>,
+        }
+        #[derive(Deserialize)]
+        struct ImageName {
+            sha256: String,
+        }
+        let mut hashes = HashSet::new();
+        let mut failed = None;
+        self.backend.for_each_envelope(&mut |post, seq, envelope| {
+            if failed.is_some() {
+                return;
+            }
+            match serde_json::from_str::<Refs>(&envelope) {
+                Ok(refs) => hashes.extend(refs.crossing.images.into_iter().map(|i| i.sha256)),
+                Err(source) => failed = Some((post, seq, source)),
+            }
+        })?;
+        match failed {
+            Some((post, seq, source)) => Err(CentralError::Json {
+                db: self.location().to_owned(),
+                post,
+                seq,
+                source,
+            }),
+            None => Ok(hashes),
+        }
     }
 
     /// Every rejected message, oldest first.
