@@ -866,7 +866,7 @@ fn handle(
         (Correlator::Lane(lane), LaneInput::Frame(f)) => {
             // Its motion first: the frame that brings a vehicle on joins it.
             if let (Some(presence), Some(motion)) = (camera_presence, f.motion) {
-                presence.handle_frame(f.captured_at, motion);
+                presence.handle_frame(now, f.captured_at, motion);
                 camera_framing(presence, lane);
             }
             // The frame's bytes stay with the agent; the lane carries its id.

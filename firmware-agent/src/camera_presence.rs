@@ -4,7 +4,7 @@
 //!
 //! A pure state machine (no clock, no I/O): the camera thread measures each frame's motion
 //! (`bcp_anpr::motion`: the fraction of the frame's pixels that changed since the previous
-//! frame) and the agent hands it here with the frame's capture time
+//! frame) and the agent hands it here with the time it got it and the frame's capture time
 //! ([`CameraPresence::handle_frame`]), and the time now when nothing else happened
 //! ([`CameraPresence::handle_timeout`], due at [`CameraPresence::poll_timeout`]). What it
 //! decides comes out of [`CameraPresence::poll`] as [`CameraPresenceEvent`]s, which the agent
@@ -19,10 +19,13 @@
 //!   capture time of the first of them. A flicker (fewer moving frames in a row: a bird, a
 //!   headlight's reflection, a person walking past) is no vehicle.
 //! - **It has left** when no frame has moved for `quiet_ms`: decided by the first quiet frame
-//!   captured at least `quiet_ms` after the last moving frame, or, with no frames, when
-//!   [`handle_timeout`](CameraPresence::handle_timeout) is given such a time (a camera that
-//!   only uploads frames with motion in them goes silent). Its `left_at` is the capture time
-//!   of the last moving frame (the frame in which it drove out of the picture).
+//!   captured at least `quiet_ms` after the last moving frame; or, when the camera goes
+//!   silent (one that only uploads frames with motion in them), by
+//!   [`handle_timeout`](CameraPresence::handle_timeout) once no frame has come for `quiet_ms`
+//!   and the last moving frame is `quiet_ms` old. (While frames keep coming, their capture
+//!   times alone decide: a camera whose frames wait behind recognition is not cut short by
+//!   the clock.) Its `left_at` is the capture time of the last moving frame (the frame in
+//!   which it drove out of the picture).
 //! - **A vehicle that stops on the bridge is still one vehicle** as long as it stops for less
 //!   than `quiet_ms`: weighing takes a stop, so `quiet_ms` must be longer than the longest
 //!   stop on the bridge (and shorter than the gap between two vehicles, else two vehicles close
@@ -74,6 +77,8 @@ pub struct CameraPresence {
     state: State,
     /// Frames captured at or before this are too old to move anything.
     decided_at: Option<DateTime<Utc>>,
+    /// When the last frame came (the caller's clock).
+    last_frame_came: Option<DateTime<Utc>>,
     out: VecDeque<CameraPresenceEvent>,
 }
 
@@ -87,6 +92,7 @@ impl CameraPresence {
                 since: None,
             },
             decided_at: None,
+            last_frame_came: None,
             out: VecDeque::new(),
         }
     }
@@ -96,8 +102,9 @@ impl CameraPresence {
         matches!(self.state, State::Occupied { .. })
     }
 
-    /// A frame captured at `at` whose motion fraction was `motion`.
-    pub fn handle_frame(&mut self, at: DateTime<Utc>, motion: f64) {
+    /// A frame captured at `at` whose motion fraction was `motion`, handed over at `now`.
+    pub fn handle_frame(&mut self, now: DateTime<Utc>, at: DateTime<Utc>, motion: f64) {
+        self.last_frame_came = Some(now);
         if self.decided_at.is_some_and(|d| at <= d) {
             return;
         }
@@ -129,35 +136,47 @@ impl CameraPresence {
                     self.state = State::Occupied {
                         last_moving: last_moving.max(at),
                     };
-                } else {
-                    self.handle_timeout(at);
+                } else if at - last_moving >= r.quiet {
+                    self.leave(at, last_moving);
                 }
             }
         }
     }
 
-    /// Nothing moved up to `now`: the vehicle on has left if its last moving frame is
-    /// `quiet_ms` old.
+    /// No frame came up to `now`: the vehicle on has left if no frame came for `quiet_ms` and
+    /// its last moving frame is `quiet_ms` old.
     pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
-        if let State::Occupied { last_moving } = self.state {
-            if now - last_moving >= self.rules.quiet {
-                self.state = State::Empty {
-                    moving: 0,
-                    since: None,
-                };
-                self.decided_at = Some(now);
-                self.out
-                    .push_back(CameraPresenceEvent::VehicleOff { at: last_moving });
+        if let Some(due) = self.poll_timeout() {
+            if now >= due {
+                if let State::Occupied { last_moving } = self.state {
+                    self.leave(now, last_moving);
+                }
             }
         }
     }
 
-    /// When a vehicle on will have left if no frame moves before then.
+    /// When a vehicle on will have left if no frame comes before then.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         match self.state {
-            State::Occupied { last_moving } => Some(last_moving + self.rules.quiet),
+            State::Occupied { last_moving } => {
+                let latest = self
+                    .last_frame_came
+                    .map_or(last_moving, |c| c.max(last_moving));
+                Some(latest + self.rules.quiet)
+            }
             State::Empty { .. } => None,
         }
+    }
+
+    /// The vehicle left at `last_moving`, decided at `decided` (see the rules).
+    fn leave(&mut self, decided: DateTime<Utc>, last_moving: DateTime<Utc>) {
+        self.state = State::Empty {
+            moving: 0,
+            since: None,
+        };
+        self.decided_at = Some(decided);
+        self.out
+            .push_back(CameraPresenceEvent::VehicleOff { at: last_moving });
     }
 
     /// The next decision, oldest first.
@@ -188,7 +207,8 @@ mod tests {
     fn run(p: &mut CameraPresence, frames: &[(i64, f64)]) -> Vec<CameraPresenceEvent> {
         let mut out = Vec::new();
         for &(ms, motion) in frames {
-            p.handle_frame(t(ms), motion);
+            // Handed over 100 ms after capture.
+            p.handle_frame(t(ms + 100), t(ms), motion);
             while let Some(e) = p.poll() {
                 out.push(e);
             }
@@ -234,7 +254,11 @@ mod tests {
             "750 + 1750 < 2000 ms"
         );
         assert!(p.occupied());
-        assert_eq!(p.poll_timeout(), Some(t(2750)));
+        assert_eq!(
+            p.poll_timeout(),
+            Some(t(4600)),
+            "silent for 2 s after the last frame came (2500 ms, handed over at 2600)"
+        );
         assert_eq!(run(&mut p, &[(2750, 0.0)]), [VehicleOff { at: t(750) }]);
     }
 
@@ -294,9 +318,14 @@ mod tests {
     fn a_silent_camera_closes_the_vehicle_by_timeout_and_older_frames_then_move_nothing() {
         let mut p = CameraPresence::new(rules());
         assert_eq!(run(&mut p, &frames(0, 1000, 0.3)), [VehicleOn { at: t(0) }]);
-        p.handle_timeout(t(2000));
-        assert_eq!(p.poll(), None, "not quiet long enough");
-        p.handle_timeout(t(2750));
+        assert_eq!(
+            p.poll_timeout(),
+            Some(t(2850)),
+            "the last frame came at 850 ms"
+        );
+        p.handle_timeout(t(2800));
+        assert_eq!(p.poll(), None, "not silent long enough");
+        p.handle_timeout(t(2850));
         assert_eq!(p.poll(), Some(VehicleOff { at: t(750) }));
         assert_eq!(p.poll_timeout(), None);
         assert_eq!(
@@ -308,5 +337,18 @@ mod tests {
             run(&mut p, &[(3000, 0.3), (3250, 0.3)]),
             [VehicleOn { at: t(3000) }]
         );
+    }
+
+    #[test]
+    fn frames_that_keep_coming_late_are_not_cut_short_by_the_clock() {
+        let mut p = CameraPresence::new(rules());
+        // Recognition is 5 s behind: each frame is handed over 5 s after it was captured.
+        for ms in (0..3000).step_by(250) {
+            p.handle_frame(t(ms + 5000), t(ms), 0.3);
+            p.handle_timeout(t(ms + 5000));
+        }
+        assert_eq!(p.poll(), Some(VehicleOn { at: t(0) }));
+        assert_eq!(p.poll(), None, "still moving, however late");
+        assert!(p.occupied());
     }
 }
