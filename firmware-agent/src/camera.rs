@@ -480,7 +480,7 @@ fn read_frame<E: FrameEngine>(
             let started = std::time::Instant::now();
             let reads = engine.recognise(&bytes).with_context(|| format!("recognising {}", path.display()))?;
             latency.observe(started.elapsed());
-            tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), "frame read");
+            tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), motion, "frame read");
             Ok((reads, bytes, motion))
         });
     match result {

@@ -1747,6 +1747,37 @@ broker_port = 8883
     }
 
     #[test]
+    fn a_simulator_camera_that_sees_the_empty_lane_frames_the_vehicles_by_motion() -> Result<()> {
+        let sim = crate::sim_config::SimEndpoints {
+            empty_lane_frames: true,
+            ..crate::sim_config::sample_endpoints()
+        };
+        let cfg = crate::sim_config::for_simulator(
+            &sim,
+            "TJ-1",
+            "127.0.0.1",
+            1883,
+            Path::new("/tmp/agent"),
+        );
+        let again = parse(&toml::to_string(&cfg)?)?;
+        assert!(again.camera.frames_by_motion());
+        assert_eq!(
+            again.camera.motion_quiet_ms,
+            crate::sim_config::SIM_MOTION_QUIET_MS
+        );
+        let plain = crate::sim_config::sample_endpoints();
+        let cfg = crate::sim_config::for_simulator(
+            &plain,
+            "TJ-1",
+            "127.0.0.1",
+            1883,
+            Path::new("/tmp/agent"),
+        );
+        assert!(!cfg.camera.frames_by_motion());
+        Ok(())
+    }
+
+    #[test]
     fn the_simulator_config_takes_its_protocols() -> Result<()> {
         let mut sim = crate::sim_config::SimEndpoints {
             weighbridge_port: "/tmp/sim/ttyWEIGHBRIDGE".into(),
@@ -1766,6 +1797,7 @@ broker_port = 8883
             scanner_addr: "127.0.0.1:7000".into(),
             scanner_drop_folder: None,
             max_axle_gap_ms: None,
+            empty_lane_frames: false,
         };
         let cfg = |sim: &crate::sim_config::SimEndpoints| {
             let cfg = crate::sim_config::for_simulator(
