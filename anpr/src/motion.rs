@@ -2,7 +2,9 @@
 //!
 //! A lane camera that looks at the weighbridge can tell that a vehicle is there by what moves in
 //! its picture. [`MotionMeter`] measures it, frame by frame, cheaply enough for every frame of a
-//! stream (well under a millisecond at the default size):
+//! stream (about 0.2 ms for a decoded 960x540 frame at the default size on the development
+//! machine; about 0.7 ms from JPEG bytes with [`MotionMeter::measure_encoded`]'s reduced
+//! decode):
 //!
 //! 1. the frame is made grey and scaled down to [`MotionConfig::width_px`] wide (its aspect
 //!    kept), then blurred ([`MotionConfig::blur_px`]) so that sensor noise and JPEG artefacts
@@ -261,7 +263,6 @@ mod tests {
         assert!(on > 0.2, "a vehicle appearing: {on}");
         let moved = plate_render::render_vehicle_frame("1234 AB 01", 6)?;
         let moving = m.measure_encoded(&moved)?;
-        println!("empty lane {quiet:?}, vehicle on {on:.3}, moved {moving:.3}");
         assert!(moving > 0.02, "the vehicle moved a little: {moving}");
         Ok(())
     }

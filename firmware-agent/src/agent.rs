@@ -13,7 +13,9 @@
 //! A camera that frames the vehicles (`[camera] presence = "motion"`) measures each frame's
 //! motion; the loop feeds it to [`CameraPresence`] before the frame's reads go to the lane, and
 //! gives the lane its vehicles on and off (the end they left by unknown); the loop wakes for its
-//! quiet time as for the lane's. The weighbridge then only weighs.
+//! quiet time as for the lane's. The weighbridge then only weighs. Frames of the empty lane
+//! with nothing read in them do not go to the lane (they would only count as unmatched
+//! evidence, several a second).
 //!
 //! The control socket and the metrics endpoint are bound before READY and read the agent
 //! through an [`AgentView`]; the loop tells it the lane's state and each committed crossing
@@ -865,9 +867,16 @@ fn handle(
         (_, LaneInput::Weighbridge(_) | LaneInput::Dimensions(_)) => {}
         (Correlator::Lane(lane), LaneInput::Frame(f)) => {
             // Its motion first: the frame that brings a vehicle on joins it.
-            if let (Some(presence), Some(motion)) = (camera_presence, f.motion) {
-                presence.handle_frame(now, f.captured_at, motion);
-                camera_framing(presence, lane);
+            if let Some(presence) = camera_presence {
+                if let Some(motion) = f.motion {
+                    presence.handle_frame(now, f.captured_at, motion);
+                    camera_framing(presence, lane);
+                }
+                // A frame of the empty lane with nothing read in it is no evidence of anything
+                // (such a camera sends several a second).
+                if f.reads.is_empty() && !presence.occupied() {
+                    return;
+                }
             }
             // The frame's bytes stay with the agent; the lane carries its id.
             let reads = match evidence.keep_frame(f.jpeg) {
