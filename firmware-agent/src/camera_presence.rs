@@ -31,6 +31,11 @@
 //!   stop on the bridge (and shorter than the gap between two vehicles, else two vehicles close
 //!   together are framed as one). A stop longer than `quiet_ms` frames the vehicle as leaving
 //!   at its last moving frame and a new one coming on when it drives off.
+//! - **The camera must see the vehicle come on before it is weighed.** The weighbridge still
+//!   gives the stable weight, and a stable weight with no vehicle on opens a crossing of its
+//!   own (`arrival_not_seen`, see `crate::lane`), which the camera's later `VehicleOn` then
+//!   splits as tailgating. So the camera must see the vehicle as it drives on, and its frames
+//!   must not wait behind recognition for longer than the weighbridge takes to settle.
 //! - **Frames go forward in time.** A frame captured at or before the time of a decision
 //!   already made (a vehicle's `left_at`, or a timeout) does not move anything.
 
