@@ -18,6 +18,8 @@
 //!   IATA ULD ids: shapes, check digits, single-character repair when exactly one is valid.
 //! - [`reader`]: [`AnprConfig`], [`PlateReader`] (one per camera task) and the ranking of
 //!   [`PlateCandidate`]s: plate-like text first.
+//! - [`motion`]: [`MotionMeter`], the fraction of a frame's pixels that changed since the
+//!   camera's previous frame (a small blurred grey image), for camera presence.
 //! - [`vote`]: merging the reads of one vehicle over several frames into a [`VotedPlate`].
 //! - [`evidence`]: the images kept with a voted plate: the overview (best read's frame,
 //!   scaled down) and the plate crop, JPEG bytes for the outbox.
@@ -44,6 +46,7 @@ pub mod eval;
 pub mod evidence;
 pub mod formats;
 pub mod identifiers;
+pub mod motion;
 pub mod reader;
 pub mod recognize;
 pub mod runtime;
@@ -54,6 +57,7 @@ pub use evidence::{
     plate_images_from_jpeg, plate_images_from_jpegs, plate_images_from_mats, thumbnail_from_bytes,
     EvidenceConfig, PlateImages,
 };
+pub use motion::{MotionConfig, MotionMeter};
 pub use reader::{AnprConfig, PlateCandidate, PlateReader};
 pub use runtime::NativePaths;
 pub use vote::{vote, VotedPlate};

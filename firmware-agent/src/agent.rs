@@ -10,12 +10,20 @@
 //! through [`AxleScale`], which sums the axle groups and frames one vehicle; the loop wakes for
 //! its gap timeout as for the lane's.
 //!
+//! A camera that frames the vehicles (`[camera] presence = "motion"`) measures each frame's
+//! motion; the loop feeds it to [`CameraPresence`] before the frame's reads go to the lane, and
+//! gives the lane its vehicles on and off (the end they left by unknown); the loop wakes for its
+//! quiet time as for the lane's. The weighbridge then only weighs. Frames of the empty lane
+//! with nothing read in them do not go to the lane (they would only count as unmatched
+//! evidence, several a second).
+//!
 //! The control socket and the metrics endpoint are bound before READY and read the agent
 //! through an [`AgentView`]; the loop tells it the lane's state and each committed crossing
 //! ([`ViewFeed`]). Either failing to bind is logged at ERROR and the agent records crossings
 //! without it: a technician's tool must not stop the lane.
 
 use crate::axle_scale::AxleScale;
+use crate::camera_presence::{CameraPresence, CameraPresenceEvent};
 use crate::central_config;
 use crate::checks::{CentralLists, EdgeChecks};
 use crate::config::AgentConfig;
@@ -243,6 +251,15 @@ pub async fn run_with(
     let profile = cfg.post.transport_mode;
     let mut lane = Correlator::for_post(&cfg);
     let mut framing = Framing::Weighbridge;
+    // Chosen at start (`camera.presence` waits for a restart, see `reload`).
+    let mut camera_presence = cfg
+        .camera
+        .frames_by_motion()
+        .then(|| CameraPresence::new(cfg.camera.motion_rules()));
+    if camera_presence.is_some() {
+        framing = Framing::CameraMotion;
+        tracing::info!(camera = %cfg.camera.name, "the camera's motion frames the vehicles; the weighbridge only weighs");
+    }
     tracing::info!(
         post = %cfg.post.id,
         lane = %cfg.post.lane,
@@ -282,8 +299,13 @@ pub async fn run_with(
             .map(|t| t.saturating_duration_since(std::time::Instant::now()));
         let wake = lane
             .poll_timeout()
-            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .into_iter()
+            .chain(
+                camera_presence
+                    .as_ref()
+                    .and_then(CameraPresence::poll_timeout),
+            )
+            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .chain(axles_wake)
             .min()
             .unwrap_or(Duration::from_secs(3600));
@@ -294,7 +316,7 @@ pub async fn run_with(
                     let cameras = (c.camera.name.as_str(), rear_camera_name.as_deref());
                     observe(&mut board, cameras, scanner_name.as_deref(), &c.weighbridge.name, &input);
                     framing.observe(&input);
-                    handle(&mut lane, &c.weighbridge.name, framing, input, &mut running.evidence, running.axle_scale.as_mut());
+                    handle(&mut lane, &c.weighbridge.name, framing, input, &mut running.evidence, running.axle_scale.as_mut(), camera_presence.as_mut());
                     let (on_bridge, open) = lane.occupancy();
                     feed.occupancy(on_bridge, open);
                 }
@@ -316,6 +338,10 @@ pub async fn run_with(
         }
         if let (Some(scale), Correlator::Lane(l)) = (running.axle_scale.as_mut(), &mut lane) {
             scale.handle_timeout(std::time::Instant::now(), Utc::now(), l);
+        }
+        if let (Some(presence), Correlator::Lane(l)) = (camera_presence.as_mut(), &mut lane) {
+            presence.handle_timeout(Utc::now());
+            camera_framing(presence, l);
         }
         if !running.deferred.is_empty() && !lane.occupancy().0 {
             running.restart_deferred().await;
@@ -603,16 +629,22 @@ fn observe(
 }
 
 /// Which device frames the vehicles (on, off and by which end): the presence sensors while
-/// their port is connected, else the weighbridge (see `[presence]` in the config).
+/// their port is connected, else the weighbridge (see `[presence]` in the config); or the
+/// camera's motion, always, when it is configured to (`[camera] presence = "motion"`; the
+/// config refuses it beside `[presence]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
     Weighbridge,
     Presence,
+    CameraMotion,
 }
 
 impl Framing {
     /// The presence sensors' port opened or was lost.
     fn observe(&mut self, input: &LaneInput) {
+        if *self == Self::CameraMotion {
+            return;
+        }
         match input {
             LaneInput::Presence(DeviceEvent::Connected) => *self = Self::Presence,
             LaneInput::Presence(DeviceEvent::Disconnected { reason }) => {
@@ -751,6 +783,7 @@ fn handle(
     input: LaneInput,
     evidence: &mut EvidenceImages,
     axle_scale: Option<&mut AxleScale>,
+    camera_presence: Option<&mut CameraPresence>,
 ) {
     let now = Utc::now();
     let weighing = |s: &bcp_drivers::stability::StableWeight| Weighing {
@@ -778,8 +811,8 @@ fn handle(
                 (WeighEvent::VehicleOff { .. }, Framing::Weighbridge) => {
                     lane.handle_vehicle_off(now)
                 }
-                // The presence sensors frame the vehicles.
-                (_, Framing::Presence) => {}
+                // The presence sensors, or the camera's motion, frame the vehicles.
+                (_, Framing::Presence | Framing::CameraMotion) => {}
             }
         }
         (Correlator::Lane(lane), LaneInput::Presence(DeviceEvent::Presence(event))) => {
@@ -833,6 +866,18 @@ fn handle(
         }
         (_, LaneInput::Weighbridge(_) | LaneInput::Dimensions(_)) => {}
         (Correlator::Lane(lane), LaneInput::Frame(f)) => {
+            // Its motion first: the frame that brings a vehicle on joins it.
+            if let Some(presence) = camera_presence {
+                if let Some(motion) = f.motion {
+                    presence.handle_frame(now, f.captured_at, motion);
+                    camera_framing(presence, lane);
+                }
+                // A frame of the empty lane with nothing read in it is no evidence of anything
+                // (such a camera sends several a second).
+                if f.reads.is_empty() && !presence.occupied() {
+                    return;
+                }
+            }
             // The frame's bytes stay with the agent; the lane carries its id.
             let reads = match evidence.keep_frame(f.jpeg) {
                 Some(id) => Evidence::Frame(id, f.reads),
@@ -851,6 +896,22 @@ fn handle(
         (Correlator::Train(_), LaneInput::RearFrame(_)) => {}
         (Correlator::Lane(lane), LaneInput::Scan(scan)) => lane.handle_scan(now, scan),
         (Correlator::Train(train), LaneInput::Scan(scan)) => train.handle_scan(now, scan),
+    }
+}
+
+/// Gives the lane the vehicles camera presence framed (the end they left by is not known).
+fn camera_framing(presence: &mut CameraPresence, lane: &mut LaneCorrelator) {
+    while let Some(event) = presence.poll() {
+        match event {
+            CameraPresenceEvent::VehicleOn { at } => {
+                tracing::debug!(%at, "camera motion: a vehicle came on");
+                lane.handle_vehicle_on(at)
+            }
+            CameraPresenceEvent::VehicleOff { at } => {
+                tracing::debug!(%at, "camera motion: the vehicle left");
+                lane.handle_vehicle_off(at)
+            }
+        }
     }
 }
 

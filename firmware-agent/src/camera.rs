@@ -24,6 +24,15 @@
 //! cache ([`crate::frames`]): the crossing's plate crop and overview are cut from the frame of
 //! its winning read. A frame without text is handed on without them (it cannot win).
 //!
+//! ## Motion, for camera presence
+//! A camera that frames the vehicles (`[camera] presence = "motion"`) also measures each
+//! frame's motion with a `bcp_anpr::MotionMeter` (one per thread, kept across frames): a
+//! folder's frame is decoded a second time for it, grey at an eighth of its size (cheap next to
+//! recognition); a stream's frame is measured as decoded. The fraction goes with the frame's
+//! reads ([`FrameReads::motion`]) to the agent, which decides presence
+//! ([`crate::camera_presence`]). A frame that cannot be measured is logged and goes on
+//! without it; a frame that is rejected or not read reports no motion either.
+//!
 //! ## Supervision: a panic never ends the camera
 //! The ANPR engine is native code behind bindings (OpenCV, ONNX Runtime); a bug there may
 //! panic. The thread is its own supervisor, like the serial devices' (`agent::supervise`): a
@@ -44,7 +53,7 @@ pub use crate::config::CameraSource;
 use crate::metrics::Histogram;
 use anyhow::{Context, Result};
 use bcp_anpr::capture::{self, CaptureConfig};
-use bcp_anpr::{AnprConfig, PlateCandidate, PlateReader};
+use bcp_anpr::{AnprConfig, MotionConfig, MotionMeter, PlateCandidate, PlateReader};
 use chrono::{DateTime, Utc};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -62,6 +71,9 @@ pub struct FrameReads {
     pub reads: Vec<PlateCandidate>,
     /// The frame's JPEG bytes, when its best read has text (see the module header).
     pub jpeg: Option<Vec<u8>>,
+    /// The fraction of its pixels that changed since the camera's previous frame, when the
+    /// camera measures motion (see the module header).
+    pub motion: Option<f64>,
 }
 
 /// The ANPR engine of a camera: loaded at start (`[anpr] preload = true`) or on the first
@@ -154,26 +166,36 @@ pub(crate) struct CameraLinks {
 
 /// Starts the camera's thread; it stops when `shutdown` turns true (or the lane hangs up) and
 /// hands its ANPR engine back through the join handle, so that a restart with new settings
-/// (a config reload) need not load the models again.
+/// (a config reload) need not load the models again. With `motion`, each frame's motion is
+/// measured too.
 pub(crate) fn spawn(
     name: String,
     source: CameraSource,
     poll: Duration,
     mut reader: LazyReader,
     links: CameraLinks,
+    motion: Option<MotionConfig>,
 ) -> Result<std::thread::JoinHandle<LazyReader>> {
     if let CameraSource::Folder(folder) = &source {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("camera {name}: creating {}", folder.display()))?;
     }
+    let mut meter = motion
+        .map(MotionMeter::new)
+        .transpose()
+        .with_context(|| format!("camera {name}: motion settings"))?;
     let thread_name = format!("camera-{name}");
     let what = format!("camera {name}: starting its thread");
     std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
             match &source {
-                CameraSource::Folder(folder) => run(&name, folder, poll, &mut reader, &links),
-                CameraSource::Stream(url) => run_stream(&name, url, poll, &mut reader, &links),
+                CameraSource::Folder(folder) => {
+                    run(&name, folder, poll, &mut reader, &links, &mut meter)
+                }
+                CameraSource::Stream(url) => {
+                    run_stream(&name, url, poll, &mut reader, &links, &mut meter)
+                }
             }
             reader
         })
@@ -190,6 +212,7 @@ fn run_stream<E: FrameEngine>(
     poll: Duration,
     engine: &mut E,
     links: &CameraLinks,
+    meter: &mut Option<MotionMeter>,
 ) {
     let cfg = CaptureConfig::default();
     let source = capture::Source::Stream(url.to_owned());
@@ -214,7 +237,7 @@ fn run_stream<E: FrameEngine>(
             continue;
         }
         let read = catch_unwind(AssertUnwindSafe(|| {
-            read_stream_frame(name, &frame, engine, &links.latency)
+            read_stream_frame(name, &frame, engine, &links.latency, meter)
         }));
         match read {
             Ok(Some(reads)) => {
@@ -240,9 +263,17 @@ fn read_stream_frame<E: FrameEngine>(
     frame: &capture::Frame,
     engine: &mut E,
     latency: &Histogram,
+    meter: &mut Option<MotionMeter>,
 ) -> Option<FrameReads> {
     let age = chrono::TimeDelta::from_std(frame.captured_at.elapsed()).unwrap_or_default();
     let captured_at = Utc::now() - age;
+    let motion = meter.as_mut().and_then(|m| match m.measure(&frame.image) {
+        Ok(fraction) => Some(fraction),
+        Err(e) => {
+            tracing::warn!(camera, seq = frame.seq, error = %e, "stream frame's motion not measured");
+            None
+        }
+    });
     let started = Instant::now();
     let reads = match engine.recognise_frame(frame) {
         Ok(reads) => reads,
@@ -269,6 +300,7 @@ fn read_stream_frame<E: FrameEngine>(
         captured_at,
         reads,
         jpeg,
+        motion,
     })
 }
 
@@ -288,12 +320,13 @@ fn run<E: FrameEngine>(
     poll: Duration,
     engine: &mut E,
     links: &CameraLinks,
+    meter: &mut Option<MotionMeter>,
 ) {
     let mut backoff = RestartBackoff::default();
     let mut since = Instant::now();
     while !*links.shutdown.borrow() {
         let round = catch_unwind(AssertUnwindSafe(|| {
-            one_round(name, folder, poll, engine, links)
+            one_round(name, folder, poll, engine, links, meter)
         }))
         .unwrap_or_else(|panic| {
             caught(name, engine, links, &panic_message(&*panic), None);
@@ -320,6 +353,7 @@ fn one_round<E: FrameEngine>(
     poll: Duration,
     engine: &mut E,
     links: &CameraLinks,
+    meter: &mut Option<MotionMeter>,
 ) -> Round {
     match next_frames(folder) {
         Ok(frames) if frames.is_empty() => std::thread::sleep(poll),
@@ -335,7 +369,7 @@ fn one_round<E: FrameEngine>(
                     return Round::Stop;
                 }
                 let read = catch_unwind(AssertUnwindSafe(|| {
-                    read_frame(name, &f, engine, &links.latency)
+                    read_frame(name, &f, engine, &links.latency, meter)
                 }));
                 match read {
                     Ok(Some(reads)) => {
@@ -427,6 +461,7 @@ fn read_frame<E: FrameEngine>(
     path: &Path,
     engine: &mut E,
     latency: &Histogram,
+    meter: &mut Option<MotionMeter>,
 ) -> Option<FrameReads> {
     let captured_at: DateTime<Utc> = std::fs::metadata(path)
         .and_then(|m| m.modified())
@@ -435,14 +470,21 @@ fn read_frame<E: FrameEngine>(
     let result = std::fs::read(path)
         .with_context(|| format!("reading {}", path.display()))
         .and_then(|bytes| {
+            let motion = meter.as_mut().and_then(|m| match m.measure_encoded(&bytes) {
+                Ok(fraction) => Some(fraction),
+                Err(e) => {
+                    tracing::warn!(camera, frame = %path.display(), error = %e, "frame's motion not measured");
+                    None
+                }
+            });
             let started = std::time::Instant::now();
             let reads = engine.recognise(&bytes).with_context(|| format!("recognising {}", path.display()))?;
             latency.observe(started.elapsed());
-            tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), "frame read");
-            Ok((reads, bytes))
+            tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), motion, "frame read");
+            Ok((reads, bytes, motion))
         });
     match result {
-        Ok((reads, bytes)) => {
+        Ok((reads, bytes, motion)) => {
             if let Err(e) = std::fs::remove_file(path) {
                 tracing::warn!(camera, frame = %path.display(), error = %e, "cannot remove a read frame");
             }
@@ -451,6 +493,7 @@ fn read_frame<E: FrameEngine>(
                 captured_at,
                 reads,
                 jpeg: has_text.then_some(bytes),
+                motion,
             })
         }
         Err(e) => {
@@ -547,6 +590,7 @@ mod tests {
                 Duration::from_millis(10),
                 &mut engine,
                 &links,
+                &mut None,
             );
             engine
         });
@@ -579,6 +623,65 @@ mod tests {
             "{reason}"
         );
         assert!(!dir.path().join("cam").join("2.jpg").exists());
+        Ok(())
+    }
+
+    /// A folder camera that frames vehicles measures each frame's motion against the one
+    /// before: the empty lane is quiet, a vehicle appearing moves.
+    #[test]
+    fn a_folder_camera_measuring_motion_reports_it_with_each_frame() -> Result<()> {
+        use bcp_sim::plate_render;
+        let dir = tempfile::tempdir()?;
+        let folder = dir.path().join("cam");
+        std::fs::create_dir_all(&folder)?;
+        std::fs::write(
+            folder.join("1.jpg"),
+            plate_render::render_empty_lane_frame(1)?,
+        )?;
+        std::fs::write(
+            folder.join("2.jpg"),
+            plate_render::render_empty_lane_frame(2)?,
+        )?;
+        std::fs::write(
+            folder.join("3.jpg"),
+            plate_render::render_vehicle_frame("1234 AB 01", 3)?,
+        )?;
+        std::fs::write(folder.join("4.jpg"), b"not a jpeg")?;
+        let (out, mut frames) = mpsc::channel(8);
+        let (stop, shutdown) = watch::channel(false);
+        let links = CameraLinks {
+            out,
+            latency: Arc::new(Histogram::new(&[0.1])),
+            restarts: Arc::new(AtomicU64::new(0)),
+            shutdown,
+        };
+        let camera = std::thread::spawn(move || {
+            let mut engine = TextEngine::default();
+            let mut meter = Some(MotionMeter::new(MotionConfig::default())?);
+            run(
+                "cam1",
+                &folder,
+                Duration::from_millis(10),
+                &mut engine,
+                &links,
+                &mut meter,
+            );
+            anyhow::Ok(())
+        });
+        let mut motion = Vec::new();
+        while motion.len() < 4 {
+            let frame = frames.blocking_recv().context("the camera ended early")?;
+            motion.push(frame.motion);
+        }
+        stop.send(true)?;
+        let Ok(ended) = camera.join() else {
+            anyhow::bail!("the camera thread must not panic");
+        };
+        ended?;
+        assert_eq!(motion[0], Some(0.0), "the first frame: {motion:?}");
+        assert!(motion[1].is_some_and(|m| m < 0.01), "{motion:?}");
+        assert!(motion[2].is_some_and(|m| m > 0.2), "{motion:?}");
+        assert_eq!(motion[3], None, "a frame that does not decode: {motion:?}");
         Ok(())
     }
 
@@ -621,6 +724,7 @@ mod tests {
             Duration::from_millis(50),
             reader,
             links,
+            None,
         )?;
         let frame = frames
             .blocking_recv()

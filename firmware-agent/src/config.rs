@@ -429,7 +429,45 @@ pub struct CameraConfig {
     /// camera thread looks at its stop signal again.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// `"motion"`: the camera frames the vehicles by what moves in its picture (see
+    /// [`crate::camera_presence`]) and the weighbridge only weighs. Unset: the camera only reads
+    /// plates. Front camera only, on a road, air or river post without `[presence]` sensors or
+    /// an axle scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<String>,
+    /// With `presence = "motion"`: while the lane is empty, a frame moves when more than this
+    /// fraction of its pixels changed since the previous frame (0 < x <= 1).
+    #[serde(default = "default_motion_on_fraction")]
+    pub motion_on_fraction: f64,
+    /// This many moving frames in a row bring a vehicle on (1 ..= 100; 1 lets a single
+    /// flicker frame a vehicle).
+    #[serde(default = "default_motion_on_frames")]
+    pub motion_on_frames: u32,
+    /// While a vehicle is on, a frame moves unless fewer than this fraction of its pixels
+    /// changed (0 < x <= motion_on_fraction).
+    #[serde(default = "default_motion_off_fraction")]
+    pub motion_off_fraction: f64,
+    /// The vehicle has left when no frame moved for this long: longer than the longest stop on
+    /// the bridge (weighing), shorter than the gap between two vehicles (100 ..= 600000).
+    #[serde(default = "default_motion_quiet_ms")]
+    pub motion_quiet_ms: u64,
 }
+
+const fn default_motion_on_fraction() -> f64 {
+    0.05
+}
+const fn default_motion_on_frames() -> u32 {
+    2
+}
+const fn default_motion_off_fraction() -> f64 {
+    0.02
+}
+const fn default_motion_quiet_ms() -> u64 {
+    3000
+}
+
+/// `[camera] presence`: what frames the vehicles when the camera does.
+pub const CAMERA_PRESENCE_MOTION: &str = "motion";
 
 /// Where a camera's frames come from (see [`CameraConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -446,7 +484,59 @@ impl CameraConfig {
             folder: Some(folder),
             stream: None,
             poll_ms: default_poll_ms(),
+            presence: None,
+            motion_on_fraction: default_motion_on_fraction(),
+            motion_on_frames: default_motion_on_frames(),
+            motion_off_fraction: default_motion_off_fraction(),
+            motion_quiet_ms: default_motion_quiet_ms(),
         }
+    }
+
+    /// Whether this camera frames the vehicles by motion (`presence = "motion"`).
+    pub fn frames_by_motion(&self) -> bool {
+        self.presence.as_deref() == Some(CAMERA_PRESENCE_MOTION)
+    }
+
+    /// The camera presence rules of the `motion_*` keys.
+    pub fn motion_rules(&self) -> crate::camera_presence::CameraPresenceRules {
+        crate::camera_presence::CameraPresenceRules {
+            on_fraction: self.motion_on_fraction,
+            on_frames: self.motion_on_frames,
+            off_fraction: self.motion_off_fraction,
+            quiet: chrono::TimeDelta::milliseconds(
+                i64::try_from(self.motion_quiet_ms).unwrap_or(i64::MAX),
+            ),
+        }
+    }
+
+    /// Checks `presence` and the `motion_*` keys of the camera in `section`.
+    fn validate_presence_in(&self, section: &str) -> Result<()> {
+        if let Some(p) = &self.presence {
+            if p != CAMERA_PRESENCE_MOTION {
+                bail!("{section}.presence = {p:?}: supported: \"motion\" (or leave it unset: the camera only reads plates)");
+            }
+        }
+        let on = self.motion_on_fraction;
+        if !(on.is_finite() && on > 0.0 && on <= 1.0) {
+            bail!("{section}.motion_on_fraction = {on}: use a fraction above 0 and at most 1 (default 0.05)");
+        }
+        let off = self.motion_off_fraction;
+        if !(off.is_finite() && off > 0.0 && off <= on) {
+            bail!("{section}.motion_off_fraction = {off}: use a fraction above 0 and at most {section}.motion_on_fraction ({on})");
+        }
+        if !(1..=100).contains(&self.motion_on_frames) {
+            bail!(
+                "{section}.motion_on_frames = {}: use 1 ..= 100 (default 2)",
+                self.motion_on_frames
+            );
+        }
+        if !(100..=600_000).contains(&self.motion_quiet_ms) {
+            bail!(
+                "{section}.motion_quiet_ms = {}: use 100 ..= 600000 (longer than a vehicle's stop on the bridge, shorter than the gap between two vehicles)",
+                self.motion_quiet_ms
+            );
+        }
+        Ok(())
     }
 
     /// The `[camera]` section's source; an error names the keys when not exactly one is set.
@@ -1054,6 +1144,18 @@ impl AgentConfig {
             bail!("camera.poll_ms = 0: use at least 1");
         }
         self.camera.source()?;
+        self.camera.validate_presence_in("camera")?;
+        if self.camera.frames_by_motion() {
+            if self.post.transport_mode == crate::profile::PostProfile::Rail {
+                bail!("camera.presence = \"motion\" but post.transport_mode = \"rail\": the weigh rail frames wagons; remove camera.presence");
+            }
+            if self.presence.is_some() {
+                bail!("camera.presence = \"motion\" and [presence] are both set: one of them frames the vehicles; remove camera.presence or [presence]");
+            }
+            if self.weighbridge.axle_scale {
+                bail!("camera.presence = \"motion\" and weighbridge.axle_scale = true are both set: an axle scale frames each vehicle by its axle groups; remove camera.presence or axle_scale");
+            }
+        }
         if let Some(rear) = &self.rear_camera {
             self.validate_rear_camera(rear)?;
         }
@@ -1102,6 +1204,10 @@ impl AgentConfig {
         if rear.poll_ms == 0 {
             bail!("rear_camera.poll_ms = 0: use at least 1");
         }
+        if rear.presence.is_some() {
+            bail!("rear_camera.presence is set: only the front camera ([camera] presence) can frame the vehicles; remove it");
+        }
+        rear.validate_presence_in("rear_camera")?;
         if rear.name == self.camera.name {
             bail!(
                 "rear_camera.name = {:?} is also camera.name: give each camera its own name",
@@ -1221,7 +1327,8 @@ broker_port = 8883
         ];
         // No default to show: a regex and a key are placeholders; a camera stream is the
         // alternative to the folder, not a default.
-        let skip = ["pattern", "central_key", "stream"];
+        // Camera presence is an alternative way to frame vehicles, not a default.
+        let skip = ["pattern", "central_key", "stream", "presence"];
         for line in text.lines() {
             if let Some(header) = line.strip_prefix("# [").or(line.strip_prefix('[')) {
                 // A commented-out section stays off: its settings are not switched on.
@@ -1281,6 +1388,67 @@ broker_port = 8883
         let rail = VALID.replace("lane = \"L1\"", "lane = \"L1\"\ntransport_mode = \"rail\"");
         let e = format!("{:#}", parse(&format!("{rail}{rear}")).expect_err("rail"));
         assert!(e.contains("[rear_camera]") && e.contains("rail"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn camera_motion_frames_vehicles_alone_with_thresholds_in_range() -> Result<()> {
+        let motion = VALID.replace("[camera]\n", "[camera]\npresence = \"motion\"\n");
+        assert_ne!(motion, VALID, "VALID has a [camera] section");
+        let cfg = parse(&motion)?;
+        assert!(cfg.camera.frames_by_motion());
+        let rules = cfg.camera.motion_rules();
+        assert_eq!(
+            (rules.on_fraction, rules.on_frames, rules.off_fraction),
+            (0.05, 2, 0.02)
+        );
+        assert_eq!(rules.quiet, chrono::TimeDelta::milliseconds(3000));
+        assert!(!parse(VALID)?.camera.frames_by_motion(), "off by default");
+
+        let refused = |text: String, keys: &[&str]| -> Result<()> {
+            let e = format!("{:#}", parse(&text).expect_err("refused"));
+            for key in keys {
+                assert!(e.contains(key), "{key}: {e}");
+            }
+            Ok(())
+        };
+        let set = |key: &str| {
+            motion.replace(
+                "presence = \"motion\"\n",
+                &format!("presence = \"motion\"\n{key}\n"),
+            )
+        };
+        refused(
+            VALID.replace("[camera]\n", "[camera]\npresence = \"loops\"\n"),
+            &["camera.presence", "\"motion\""],
+        )?;
+        refused(
+            set("motion_on_fraction = 0.0"),
+            &["camera.motion_on_fraction"],
+        )?;
+        refused(
+            set("motion_off_fraction = 0.2"),
+            &["camera.motion_off_fraction", "camera.motion_on_fraction"],
+        )?;
+        refused(set("motion_on_frames = 0"), &["camera.motion_on_frames"])?;
+        refused(set("motion_quiet_ms = 10"), &["camera.motion_quiet_ms"])?;
+        refused(
+            format!("{motion}\n[presence]\nname = \"curtains\"\npath = \"/dev/ttyUSB2\"\n"),
+            &["camera.presence", "[presence]"],
+        )?;
+        refused(
+            motion.replace(
+                "protocol = \"toledo-continuous\"",
+                "protocol = \"toledo-continuous\"\naxle_scale = true",
+            ),
+            &["camera.presence", "weighbridge.axle_scale"],
+        )?;
+        refused(
+            motion.replace("lane = \"L1\"", "lane = \"L1\"\ntransport_mode = \"rail\""),
+            &["camera.presence", "rail"],
+        )?;
+        let rear = "\n[rear_camera]\nname = \"cam2\"\nfolder = \"/var/lib/bcp/camera/cam2\"\npresence = \"motion\"\n";
+        refused(format!("{VALID}{rear}"), &["rear_camera.presence"])?;
         Ok(())
     }
 
@@ -1579,6 +1747,37 @@ broker_port = 8883
     }
 
     #[test]
+    fn a_simulator_camera_that_sees_the_empty_lane_frames_the_vehicles_by_motion() -> Result<()> {
+        let sim = crate::sim_config::SimEndpoints {
+            empty_lane_frames: true,
+            ..crate::sim_config::sample_endpoints()
+        };
+        let cfg = crate::sim_config::for_simulator(
+            &sim,
+            "TJ-1",
+            "127.0.0.1",
+            1883,
+            Path::new("/tmp/agent"),
+        );
+        let again = parse(&toml::to_string(&cfg)?)?;
+        assert!(again.camera.frames_by_motion());
+        assert_eq!(
+            again.camera.motion_quiet_ms,
+            crate::sim_config::SIM_MOTION_QUIET_MS
+        );
+        let plain = crate::sim_config::sample_endpoints();
+        let cfg = crate::sim_config::for_simulator(
+            &plain,
+            "TJ-1",
+            "127.0.0.1",
+            1883,
+            Path::new("/tmp/agent"),
+        );
+        assert!(!cfg.camera.frames_by_motion());
+        Ok(())
+    }
+
+    #[test]
     fn the_simulator_config_takes_its_protocols() -> Result<()> {
         let mut sim = crate::sim_config::SimEndpoints {
             weighbridge_port: "/tmp/sim/ttyWEIGHBRIDGE".into(),
@@ -1598,6 +1797,7 @@ broker_port = 8883
             scanner_addr: "127.0.0.1:7000".into(),
             scanner_drop_folder: None,
             max_axle_gap_ms: None,
+            empty_lane_frames: false,
         };
         let cfg = |sim: &crate::sim_config::SimEndpoints| {
             let cfg = crate::sim_config::for_simulator(

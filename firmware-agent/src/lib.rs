@@ -19,6 +19,8 @@
 //!   count mismatch, missing weights).
 //! - [`axle_scale`]: a short axle scale's axle groups summed into one vehicle weight and framed
 //!   as one vehicle for the lane correlator (`[weighbridge] axle_scale`).
+//! - [`camera_presence`]: vehicles framed by camera motion (`[camera] presence = "motion"`):
+//!   on after a few moving frames, off after a quiet time, for a lane without presence sensors.
 //! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
 //!   overweight axle group or by axle-count class, hotlist, overweight wagon).
 //! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
@@ -44,6 +46,7 @@
 pub mod agent;
 pub mod axle_scale;
 pub mod camera;
+pub mod camera_presence;
 pub mod central_config;
 pub mod checks;
 pub mod config;

@@ -13,9 +13,9 @@
 //! | `log.level` | at once |
 //! | `evidence.*` (the images recorded with crossings, the frame cache's bounds) | at once, from the next frame and crossing; a smaller cache evicts its oldest frames at once |
 //! | `weighbridge.*`, `dimensions.*` (not `name`) | that device alone is restarted, once no vehicle is on the bridge (an axle scale's summing, `weighbridge.axle_scale`, is made anew with it) |
-//! | `camera.*` (not `name`) | the camera thread is restarted with the same ANPR engine; frames not yet read stay in the folder for it |
+//! | `camera.*` (not `name`, `presence`, `motion_*`) | the camera thread is restarted with the same ANPR engine; frames not yet read stay in the folder for it |
 //! | `scanner.*` (not `name`) | the scanner's feed or drop-folder task alone is restarted |
-//! | anything else: `post`, `anpr`, `outbox`, `sync`, `control`, `metrics`, `rear_camera`, `presence`, a device's `name`, adding or removing `[dimensions]` or `[scanner]` | at the next start (`systemctl restart bcp-agent`); logged at WARN and reported |
+//! | anything else: `post`, `anpr`, `outbox`, `sync`, `control`, `metrics`, `rear_camera`, `presence`, `camera.presence` and `camera.motion_*`, a device's `name`, adding or removing `[dimensions]` or `[scanner]` | at the next start (`systemctl restart bcp-agent`); logged at WARN and reported |
 //!
 //! Nothing in flight is lost: a device being restarted hands everything it has read to the lane
 //! before the new one starts (the lane's channel outlives both), and the lane, the outbox and the
@@ -110,6 +110,8 @@ pub fn classify(old: &AgentConfig, new: &AgentConfig) -> Result<Delta> {
                 continue;
             }
             _ if field == ".name" => None,
+            // What frames the vehicles is chosen at start.
+            "camera" if field.starts_with(".presence") || field.starts_with(".motion_") => None,
             "weighbridge" => Some(Device::Weighbridge),
             "camera" => Some(Device::Camera),
             "dimensions" if both(old.dimensions.is_some(), new.dimensions.is_some()) => {
@@ -142,7 +144,18 @@ pub fn applied(running: &AgentConfig, new: &AgentConfig, delta: &Delta) -> Agent
         match d {
             Device::Weighbridge => out.weighbridge = new.weighbridge.clone(),
             Device::Dimensions => out.dimensions = new.dimensions.clone(),
-            Device::Camera => out.camera = new.camera.clone(),
+            Device::Camera => {
+                // What frames the vehicles stays as started (see the table).
+                let running_camera = &running.camera;
+                out.camera = crate::config::CameraConfig {
+                    presence: running_camera.presence.clone(),
+                    motion_on_fraction: running_camera.motion_on_fraction,
+                    motion_on_frames: running_camera.motion_on_frames,
+                    motion_off_fraction: running_camera.motion_off_fraction,
+                    motion_quiet_ms: running_camera.motion_quiet_ms,
+                    ..new.camera.clone()
+                }
+            }
             Device::Scanner => out.scanner = new.scanner.clone(),
         }
     }
@@ -208,6 +221,26 @@ mod tests {
     fn config() -> AgentConfig {
         let sim = sample_endpoints();
         for_simulator(&sim, "TJ-1", "127.0.0.1", 1883, Path::new("/tmp/agent"))
+    }
+
+    #[test]
+    fn what_frames_the_vehicles_waits_for_a_restart_even_when_the_camera_restarts() -> Result<()> {
+        let old = config();
+        let mut new = old.clone();
+        new.camera.presence = Some("motion".into());
+        new.camera.motion_quiet_ms = 5000;
+        new.camera.poll_ms = 100;
+        let delta = classify(&old, &new)?;
+        assert_eq!(delta.devices, BTreeSet::from([Device::Camera]));
+        assert_eq!(
+            delta.needs_restart,
+            ["camera.motion_quiet_ms", "camera.presence"]
+        );
+        let running = applied(&old, &new, &delta);
+        assert_eq!(running.camera.poll_ms, 100, "the camera restarts");
+        assert!(!running.camera.frames_by_motion(), "framing as started");
+        assert_eq!(running.camera.motion_quiet_ms, old.camera.motion_quiet_ms);
+        Ok(())
     }
 
     #[test]

@@ -4,12 +4,21 @@
 //! lane scanner is configured with the simulator's geometry and vehicle speed. A simulator with
 //! a rear camera gets a `[rear_camera]` and the Russian trailer plates it renders in
 //! `anpr.formats`; an axle scale (`max_axle_gap_ms` in `endpoints.json`) becomes
-//! `[weighbridge] axle_scale` with that gap.
+//! `[weighbridge] axle_scale` with that gap. A simulator whose camera drops frames of the
+//! empty lane too (`empty_lane_frames`) gets `[camera] presence = "motion"`, with a quiet time
+//! ([`SIM_MOTION_QUIET_MS`]) shorter than the simulator's gap between vehicles.
 
 use crate::config::*;
 use bcp_drivers::serial::SerialPortConfig;
 pub use bcp_sim::SimEndpoints;
 use std::path::Path;
+
+/// `[camera] motion_quiet_ms` for the simulator's steady camera: its vehicles move in every
+/// frame while on the lane (no stop to outlast), and the lane is empty for 900 ms between two
+/// (`bcp_sim::Timing::gap`), seen in frames 250 ms apart: the first of them still moves (the
+/// vehicle vanished), so the quiet ones span 500 ms at most, and a frame 400 ms after the
+/// vehicle vanished must be one of them.
+pub const SIM_MOTION_QUIET_MS: u64 = 400;
 
 /// A complete, valid config for the simulated post `post`, with its state in `state_dir`.
 pub fn for_simulator(
@@ -68,7 +77,16 @@ pub fn for_simulator(
                 port: port(path),
                 protocol: "presence-ascii".to_owned(),
             }),
-        camera: CameraConfig::folder("cam1", sim.camera_dir.clone()),
+        camera: CameraConfig {
+            presence: sim
+                .empty_lane_frames
+                .then(|| CAMERA_PRESENCE_MOTION.to_owned()),
+            motion_quiet_ms: match sim.empty_lane_frames {
+                true => SIM_MOTION_QUIET_MS,
+                false => CameraConfig::folder("cam1", sim.camera_dir.clone()).motion_quiet_ms,
+            },
+            ..CameraConfig::folder("cam1", sim.camera_dir.clone())
+        },
         rear_camera: sim
             .rear_camera_dir
             .as_ref()
@@ -141,5 +159,6 @@ pub(crate) fn sample_endpoints() -> SimEndpoints {
         scanner_addr: "127.0.0.1:7000".into(),
         scanner_drop_folder: None,
         max_axle_gap_ms: None,
+        empty_lane_frames: false,
     }
 }

@@ -19,6 +19,7 @@ fn sim_config_file(dir: &Path, native_dir: Option<&Path>) -> Result<std::path::P
         scanner_addr: "127.0.0.1:9".into(),
         scanner_drop_folder: None,
         max_axle_gap_ms: None,
+        empty_lane_frames: false,
     };
     let mut cfg = sim_config::for_simulator(&sim, "TJ-TEST-01", "127.0.0.1", 9, dir);
     cfg.anpr.native_dir = native_dir.map(Path::to_path_buf);

@@ -160,6 +160,21 @@ fn encode_jpeg(frame: &Mat, what: &str) -> Result<Vec<u8>> {
     Ok(buf.to_vec())
 }
 
+/// A JPEG camera frame (960x540) of the empty lane: the road and sky of
+/// [`render_vehicle_frame`] with no vehicle, as a camera sees it between vehicles; `variant`
+/// changes only the sensor noise and the exposure a little (+-2%), so that frames of the empty
+/// lane differ as a real camera's do, but show no motion. Deterministic.
+pub fn render_empty_lane_frame(variant: u64) -> Result<Vec<u8>> {
+    let mut rng = SplitMix64::new(variant ^ 0x454d_5054_594c_4e45);
+    let mut frame =
+        Mat::new_rows_cols_with_default(FRAME_HEIGHT, FRAME_WIDTH, CV_8UC3, Scalar::all(0.0))?;
+    draw_background(&mut frame)?;
+    let gain = rng.range_f64(0.98, 1.02);
+    let offset = rng.range_f64(-2.0, 2.0);
+    add_lighting_and_noise(&mut frame, gain, offset, 4.0, &mut rng)?;
+    encode_jpeg(&frame, "the empty lane")
+}
+
 /// Width and height of [`render_scan_png`]'s images.
 pub const SCAN_SIZE: (i32, i32) = (1600, 640);
 

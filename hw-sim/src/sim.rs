@@ -43,6 +43,13 @@
 //! verdict written after the vehicle left) and, on a drop folder, with bad files beside them
 //! ([`BadScanFile`]: garbled, oversized, path traversal, duplicate).
 //!
+//! A camera for camera presence ([`PostDevices::empty_lane_frames`], `bcp-sim
+//! --empty-lane-frames`) also drops a frame every [`EMPTY_LANE_FRAME_INTERVAL`] from the
+//! moment the agent is up: the empty lane ([`plate_render::render_empty_lane_frame`]) while no
+//! vehicle is on it, else the vehicle, a little moved in each frame, from when it starts to drive
+//! on until it has left the bridge (whole vehicles only, not an axle scale's groups or wagons).
+//! The agent can then see motion come and go ([`SimEndpoints::empty_lane_frames`]).
+//!
 //! Optional devices: a rear camera ([`PostDevices::rear_camera`]) drops a frame of each
 //! vehicle's back beside each front frame (a trailer's plate, or a rigid truck's own); presence
 //! sensors at the bridge's two ends ([`PostDevices::presence`]) send `presence-ascii` lines on a
@@ -70,6 +77,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 /// `speed_mm_per_s` for a `sick-cola` dimension device (a fixed-speed source).
 pub const LANE_SCANNER_SPEED_MM_PER_S: f64 = 3000.0;
 
+/// With [`PostDevices::empty_lane_frames`]: the camera drops a frame this often (4 a second).
+pub const EMPTY_LANE_FRAME_INTERVAL: Duration = Duration::from_millis(250);
+
 /// On an axle scale: the gap after an axle group left beyond which the agent must take the
 /// next group for another vehicle's (its `max_axle_gap_ms`). Longer than the simulated gap
 /// between two groups of one vehicle (`gap / 3`), shorter than the one between two vehicles.
@@ -95,6 +105,10 @@ pub struct PostDevices {
     pub presence: bool,
     /// The weighbridge is a short axle scale: vehicles cross it axle group by axle group.
     pub axle_scale: bool,
+    /// The camera drops frames at a steady rate, of the empty lane too (`bcp-sim
+    /// --empty-lane-frames`), so that its motion can frame the vehicles (see the module
+    /// header).
+    pub empty_lane_frames: bool,
     /// What goes wrong with the X-ray scanner's reports (nothing by default).
     pub scanner_faults: ScannerFaults,
 }
@@ -172,6 +186,7 @@ impl Default for PostDevices {
             rear_camera: false,
             presence: false,
             axle_scale: false,
+            empty_lane_frames: false,
             scanner_faults: ScannerFaults::default(),
         }
     }
@@ -293,6 +308,10 @@ pub struct SimEndpoints {
     /// Set when the weighbridge is an axle scale: the agent's `max_axle_gap_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_axle_gap_ms: Option<u64>,
+    /// The camera drops frames of the empty lane too, every [`EMPTY_LANE_FRAME_INTERVAL`]
+    /// ([`PostDevices::empty_lane_frames`]): its motion can frame the vehicles.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty_lane_frames: bool,
 }
 
 /// What the simulated post sees.
@@ -439,6 +458,7 @@ impl Simulator {
             scanner_addr: scanner.local_addr()?.to_string(),
             scanner_drop_folder,
             max_axle_gap_ms: devices.axle_scale.then_some(AXLE_SCALE_MAX_GAP_MS),
+            empty_lane_frames: devices.empty_lane_frames,
         };
         let file = dir.join("endpoints.json");
         let tmp = dir.join(".endpoints.json.part");
@@ -559,6 +579,16 @@ impl Simulator {
                 }
             }
         }
+        // The steady camera: what is on the lane, 4 times a second, until shutdown.
+        let (scene, steady_camera) = match endpoints.empty_lane_frames {
+            true => {
+                let (tx, rx) = watch::channel(None);
+                let dir = endpoints.camera_dir.clone();
+                let task = tokio::spawn(run_steady_camera(dir, rx, shutdown.clone()));
+                (Some(tx), Some(task))
+            }
+            false => (None, None),
+        };
         // Give the agent a moment to open its serial ports too.
         tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -574,6 +604,7 @@ impl Simulator {
             scanner_faults,
             scans_reported: 0,
             frames: 0,
+            scene,
         };
         let vehicles = match scenario {
             Scenario::Vehicles(v) => v,
@@ -622,6 +653,9 @@ impl Simulator {
         if let Some(t) = lms_task {
             t.abort();
         }
+        if let Some(t) = steady_camera {
+            t.abort();
+        }
         Ok(())
     }
 }
@@ -646,6 +680,55 @@ struct Lane<'a> {
     scanner_faults: ScannerFaults,
     scans_reported: u32,
     frames: u64,
+    /// What the steady camera shows, when the post has one.
+    scene: Option<watch::Sender<Option<SceneVehicle>>>,
+}
+
+/// A vehicle in the steady camera's picture.
+#[derive(Debug, Clone)]
+struct SceneVehicle {
+    plate_display: String,
+    /// An air cargo unit (its ULD id on a placard) rather than a vehicle with a plate.
+    cargo_unit: bool,
+}
+
+/// The steady camera ([`PostDevices::empty_lane_frames`]): every
+/// [`EMPTY_LANE_FRAME_INTERVAL`], a frame of what `scene` shows into `dir`, each one varied
+/// (the empty lane's noise, the vehicle's position), until shutdown. A frame that cannot be
+/// rendered or written is logged and the camera goes on.
+async fn run_steady_camera(
+    dir: PathBuf,
+    scene: watch::Receiver<Option<SceneVehicle>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(EMPTY_LANE_FRAME_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        n += 1;
+        let shown = scene.borrow().clone();
+        let render = tokio::task::spawn_blocking(move || match shown {
+            None => plate_render::render_empty_lane_frame(n),
+            Some(v) if v.cargo_unit => plate_render::render_cargo_unit_frame(&v.plate_display, n),
+            Some(v) => plate_render::render_vehicle_frame(&v.plate_display, n),
+        })
+        .await;
+        // Its own sequence numbers, apart from the plate frames' (names sort by time first).
+        let written = match render {
+            Ok(Ok(jpeg)) => {
+                devices::write_camera_frame(&dir, "cam1", 500_000 + n, &jpeg).map(|_| ())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("rendering a frame: {e}")),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %format!("{e:#}"), "steady camera: frame not dropped");
+        }
+    }
 }
 
 impl Lane<'_> {
@@ -826,6 +909,7 @@ impl Lane<'_> {
                 anyhow::bail!("the lane scanner stopped");
             }
         }
+        self.show(Some(v));
         self.sense(SensorEnd::Entry, true).await?;
         let steps = 5u32;
         for k in 1..steps {
@@ -911,6 +995,7 @@ impl Lane<'_> {
             });
             tokio::time::sleep(t.leave / 3).await;
         }
+        self.show(None);
         // Off the bridge: by the exit, or backed off by the entry.
         let last = if v.reverses {
             SensorEnd::Entry
@@ -920,6 +1005,16 @@ impl Lane<'_> {
         self.sense(last, false).await?;
         tokio::time::sleep(t.gap).await;
         Ok(())
+    }
+
+    /// What the steady camera shows from now on, when the post has one.
+    fn show(&self, vehicle: Option<&Vehicle>) {
+        if let Some(scene) = &self.scene {
+            scene.send_replace(vehicle.map(|v| SceneVehicle {
+                plate_display: v.plate_display.clone(),
+                cargo_unit: v.country == conveyances::ULD_SCHEME,
+            }));
+        }
     }
 
     /// A presence sensor's new state, when the post has them.

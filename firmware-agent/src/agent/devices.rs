@@ -227,6 +227,7 @@ impl CameraTask {
                 restarts,
                 shutdown: stop_rx,
             },
+            cfg.frames_by_motion().then(bcp_anpr::MotionConfig::default),
         )?;
         Ok(Self { stop, thread })
     }

@@ -16,7 +16,8 @@
 //! ## Rules (the windows are [`LaneRules`], the `[lane]` section of the config)
 //! - **Framing**: the weighbridge frames a vehicle (on a lane with presence sensors at the
 //!   bridge's two ends, the agent's `[presence]`, the sensors do while they are connected, and
-//!   say the end it left by): `VehicleOn` opens a crossing at `arrived_at`, `VehicleOff` sets
+//!   say the end it left by; with `[camera] presence = "motion"`, the camera's motion does,
+//!   `crate::camera_presence`, without the end): `VehicleOn` opens a crossing at `arrived_at`, `VehicleOff` sets
 //!   `left_at`. The crossing stays open for late evidence until
 //!   `left_at + close_after`, then [`poll`](LaneCorrelator::poll) emits it.
 //! - **Evidence joins by when it happened** (a frame's capture time, the scanner's `scanned_at`),

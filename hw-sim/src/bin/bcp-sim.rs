@@ -58,6 +58,11 @@ struct Args {
     /// endpoints.json gives the agent's `max_axle_gap_ms`.
     #[arg(long)]
     axle_scale: bool,
+    /// The camera drops frames 4 times a second, of the empty lane too (a rendered empty
+    /// road), so that the agent can frame vehicles by camera motion (`[camera] presence =
+    /// "motion"`; endpoints.json says so).
+    #[arg(long)]
+    empty_lane_frames: bool,
     /// The X-ray scanner reports each scan this long after it was made (the operator's verdict
     /// comes after the vehicle left); the agent holds the crossing for it (`[lane]
     /// scan_wait_ms`).
@@ -171,6 +176,7 @@ async fn main() -> Result<()> {
         rear_camera: args.rear_camera,
         presence: args.presence,
         axle_scale: args.axle_scale,
+        empty_lane_frames: args.empty_lane_frames,
         scanner_faults: ScannerFaults {
             late: (args.scanner_late_ms > 0)
                 .then(|| std::time::Duration::from_millis(args.scanner_late_ms)),
