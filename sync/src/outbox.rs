@@ -86,6 +86,12 @@
 //!    transaction back and image files this call wrote are deleted, so nothing already stored
 //!    is damaged; appends succeed again as soon as central acknowledges records (which makes
 //!    them prunable) or space is given back.
+//! 5. Central's acknowledgements get through a full file: noting one (records delivered, an
+//!    image synced, an eviction notice reported) that finds the file full makes room the same
+//!    way and tries again ([`Outbox::with_room`]); records central acknowledged that still
+//!    cannot be marked are pruned instead (a delete needs no new page), which frees the room
+//!    the next append needs. An image acknowledgement that still cannot be noted is an
+//!    [`OutboxError::is_full`] error the uplink logs and carries on from: it comes again.
 //!
 //! The connection sits behind a `Mutex`: every method is one short transaction, so `Outbox` is
 //! `Send + Sync` and is shared as `Arc<Outbox>` between the lanes and the uplink.
@@ -267,6 +273,14 @@ const LOW_WATER_PERCENT: u64 = 80;
 fn is_full(e: &OutboxError) -> bool {
     matches!(e, OutboxError::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. }
         if f.code == rusqlite::ErrorCode::DiskFull)
+}
+
+impl OutboxError {
+    /// The file is full (its budget or the disk): the write was not made, nothing is damaged,
+    /// and it may succeed once space returns.
+    pub fn is_full(&self) -> bool {
+        matches!(self, OutboxError::Full { .. }) || is_full(self)
+    }
 }
 
 impl Outbox {
@@ -762,7 +776,73 @@ impl Outbox {
     /// Marks every record with `seq <= up_to_seq` delivered; returns how many were newly marked.
     ///
     /// Idempotent, and never un-marks: an older acknowledgement changes nothing.
+    ///
+    /// On a full file it makes room first, as [`Outbox::with_room`] says: being marked
+    /// delivered is what lets records be pruned, so it must get through a full file.
+    /// If even that leaves no room (a file full of undelivered records), the records central
+    /// has committed are pruned instead of marked, which is what a full file does with
+    /// delivered records anyway ([`Outbox::prune_delivered`]): deleting needs no new page.
     pub fn mark_delivered(&self, up_to_seq: u64) -> Result<u64, OutboxError> {
+        match self.with_room(|| self.try_mark_delivered(up_to_seq)) {
+            Err(e) if is_full(&e) => {
+                let pruned = self.prune_acknowledged(up_to_seq)?;
+                tracing::warn!(path = %self.path.display(), up_to_seq, pruned, "outbox full: records central acknowledged pruned instead of marked delivered");
+                Ok(pruned)
+            }
+            other => other,
+        }
+    }
+
+    /// Deletes the records up to `up_to_seq` that central acknowledged and advances the ack
+    /// position, in one transaction.
+    fn prune_acknowledged(&self, up_to_seq: u64) -> Result<u64, OutboxError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin prune_acknowledged"))?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM outbox WHERE seq <= MIN(?1, (SELECT last_seq FROM outbox_state WHERE id = 1))",
+                [seq_to_sql(up_to_seq)],
+            )
+            .map_err(self.sql("prune acknowledged records"))?;
+        tx.execute(
+            "UPDATE outbox_state SET last_acked_seq = MAX(last_acked_seq, MIN(?1, last_seq)) \
+             WHERE id = 1",
+            [seq_to_sql(up_to_seq)],
+        )
+        .map_err(self.sql("advance last_acked_seq"))?;
+        tx.commit().map_err(self.sql("commit prune_acknowledged"))?;
+        Ok(deleted as u64)
+    }
+
+    /// A bookkeeping write (central's acknowledgement noted) on a full file: tried again after
+    /// the WAL is folded and cut and delivered records are pruned, then after each slice of
+    /// images evicted (the disk budget's order: synced first), until it goes through or nothing
+    /// is left to evict ([`OutboxError::is_full`] then; the caller logs it and carries on: the
+    /// acknowledgement comes again).
+    pub(crate) fn with_room<T>(
+        &self,
+        write: impl Fn() -> Result<T, OutboxError>,
+    ) -> Result<T, OutboxError> {
+        let mut result = write();
+        if matches!(&result, Err(e) if is_full(e)) {
+            self.checkpoint_truncate();
+            let pruned = self.prune_delivered().unwrap_or(0);
+            tracing::warn!(path = %self.path.display(), pruned, "outbox full while noting an acknowledgement: WAL folded, delivered records pruned");
+            result = write();
+        }
+        while matches!(&result, Err(e) if is_full(e)) {
+            if self.evict_blobs(images::EVICT_SLICE_BYTES, images::REASON_DISK_FULL)? == 0 {
+                break;
+            }
+            self.checkpoint_truncate();
+            result = write();
+        }
+        result
+    }
+
+    fn try_mark_delivered(&self, up_to_seq: u64) -> Result<u64, OutboxError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -345,11 +345,22 @@ fn handle_ack(
     if let AckOutcome::Advanced { up_to_seq } =
         tracker.handle_ack(std::time::Instant::now(), ack.up_to_seq)
     {
-        let marked = outbox
-            .mark_delivered(up_to_seq)
-            .with_context(|| format!("marking records up to {up_to_seq} delivered"))?;
+        match outbox.mark_delivered(up_to_seq) {
+            Ok(marked) => {
+                tracing::debug!(post, up_to_seq, marked, "central acknowledged");
+            }
+            // Nothing could make room: the records stay undelivered here (central holds them;
+            // the next acknowledgement marks them too, or they are resent and acknowledged
+            // again after a restart). The uplink carries on.
+            Err(e) if e.is_full() => {
+                tracing::error!(post, up_to_seq, error = %e, "outbox full: central's acknowledgement not noted; the next one will be");
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("marking records up to {up_to_seq} delivered"))
+            }
+        }
         monitor.acked(chrono::Utc::now(), up_to_seq);
-        tracing::debug!(post, up_to_seq, marked, "central acknowledged");
     }
     Ok(())
 }

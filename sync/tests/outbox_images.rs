@@ -259,6 +259,56 @@ fn a_full_budget_evicts_every_image_before_refusing_a_record_and_resumes() {
     assert_eq!(outbox.verify_chain().unwrap().first_bad, None);
 }
 
+/// Central's acknowledgements reach a file full of undelivered records (every image already
+/// evicted): noting them must get through, free room, and let ingest resume without the budget
+/// being raised; the eviction notices' acknowledgements are noted too.
+#[test]
+fn acknowledgements_get_through_a_full_outbox_and_make_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let outbox = Outbox::open(&path, POST).unwrap();
+    outbox.set_budget_bytes(512 * 1024).unwrap();
+    let mut n = 0u32;
+    let mut shas = Vec::new();
+    loop {
+        n += 1;
+        let image = jpeg(n, 20 * 1024);
+        match outbox.append_with_images(&crossing(POST, n), &[overview(&image)]) {
+            Ok(env) => shas.push(env.crossing.images[0].sha256.clone()),
+            Err(e) => {
+                assert!(e.is_full(), "{e}");
+                break;
+            }
+        }
+        assert!(n < 20_000, "the budget never filled");
+    }
+    let last = u64::from(n) - 1;
+    // Every image was evicted to make room for records. Noting central's acknowledgement of an
+    // eviction notice may need room a file of undelivered records does not have (the WAL folded
+    // may be enough): if not, a "full" error and nothing else (the uplink logs it and carries
+    // on; the acknowledgement comes again).
+    if let Err(e) = outbox.mark_eviction_reported(&shas[0]) {
+        assert!(e.is_full(), "{e}");
+    }
+    // Central acknowledges the records: noted (the acknowledged records pruned, as a full
+    // file does with delivered ones), and the room is there again.
+    outbox.mark_delivered(last).unwrap();
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.last_acked_seq, stats.depth), (last, 0), "{stats:?}");
+    for sha in &shas {
+        outbox.mark_eviction_reported(sha).unwrap();
+    }
+    let env = outbox
+        .append_with_images(&crossing(POST, n), &[overview(&jpeg(n, 20 * 1024))])
+        .unwrap();
+    assert_eq!(env.seq, last + 1, "ingest resumes under the same budget");
+    let ok: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
+
 #[test]
 fn reopening_removes_orphans_and_notes_missing_files() {
     let dir = tempfile::tempdir().unwrap();

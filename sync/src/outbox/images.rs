@@ -553,27 +553,31 @@ impl Outbox {
     /// Central confirmed it holds the image: it becomes the first to go when space runs short.
     /// Returns whether anything changed.
     pub fn mark_blob_synced(&self, sha256: &str) -> Result<bool, OutboxError> {
-        let n = self
-            .lock()
-            .execute(
-                "UPDATE blobs SET synced_at = ?1 WHERE sha256 = ?2 AND synced_at IS NULL",
-                params![ts_to_sql(Utc::now()), sha256],
-            )
-            .map_err(self.sql("mark image synced"))?;
-        Ok(n > 0)
+        self.with_room(|| {
+            let n = self
+                .lock()
+                .execute(
+                    "UPDATE blobs SET synced_at = ?1 WHERE sha256 = ?2 AND synced_at IS NULL",
+                    params![ts_to_sql(Utc::now()), sha256],
+                )
+                .map_err(self.sql("mark image synced"))?;
+            Ok(n > 0)
+        })
     }
 
     /// Central noted that the image was evicted here. Returns whether anything changed.
     pub fn mark_eviction_reported(&self, sha256: &str) -> Result<bool, OutboxError> {
-        let n = self
-            .lock()
-            .execute(
-                "UPDATE blobs SET eviction_reported_at = ?1 \
-                 WHERE sha256 = ?2 AND evicted_at IS NOT NULL AND eviction_reported_at IS NULL",
-                params![ts_to_sql(Utc::now()), sha256],
-            )
-            .map_err(self.sql("mark eviction reported"))?;
-        Ok(n > 0)
+        self.with_room(|| {
+            let n = self
+                .lock()
+                .execute(
+                    "UPDATE blobs SET eviction_reported_at = ?1 \
+                     WHERE sha256 = ?2 AND evicted_at IS NOT NULL AND eviction_reported_at IS NULL",
+                    params![ts_to_sql(Utc::now()), sha256],
+                )
+                .map_err(self.sql("mark eviction reported"))?;
+            Ok(n > 0)
+        })
     }
 
     /// The state of one image here: `None` if no record refers to it.

@@ -194,19 +194,24 @@ pub(super) fn handle_blob_ack(
         tracing::warn!(ack_post = %ack.post, "uplink: blob ack for another post ignored");
         return Ok(());
     }
-    match ack.state {
+    let noted = match ack.state {
         BlobAckState::Stored => {
             sync.handle_ack(&BlobItem::Content(ack.sha256.clone()));
-            outbox
-                .mark_blob_synced(&ack.sha256)
-                .with_context(|| format!("marking image {} synced", ack.sha256))?;
+            outbox.mark_blob_synced(&ack.sha256).map(drop)
         }
         BlobAckState::EvictionNoted => {
             sync.handle_ack(&BlobItem::Eviction(ack.sha256.clone()));
-            outbox
-                .mark_eviction_reported(&ack.sha256)
-                .with_context(|| format!("marking the eviction of {} reported", ack.sha256))?;
+            outbox.mark_eviction_reported(&ack.sha256).map(drop)
         }
+    };
+    match noted {
+        // A full outbox that nothing could make room in: the image is sent again later and
+        // central acknowledges it again; the uplink carries on (records still drain).
+        Err(e) if e.is_full() => {
+            tracing::error!(sha256 = %ack.sha256, state = ?ack.state, error = %e, "outbox full: central's image acknowledgement not noted; it will come again");
+        }
+        noted => noted
+            .with_context(|| format!("noting central's {:?} of image {}", ack.state, ack.sha256))?,
     }
     tracing::debug!(post, sha256 = %ack.sha256, state = ?ack.state, "central acknowledged an image");
     Ok(())
