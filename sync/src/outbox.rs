@@ -88,7 +88,7 @@
 //!    them prunable) or space is given back.
 //! 5. Central's acknowledgements get through a full file: noting one (records delivered, an
 //!    image synced, an eviction notice reported) that finds the file full makes room the same
-//!    way and tries again ([`Outbox::with_room`]); records central acknowledged that still
+//!    way and tries again (`Outbox::with_room`); records central acknowledged that still
 //!    cannot be marked are pruned instead (a delete needs no new page), which frees the room
 //!    the next append needs. An image acknowledgement that still cannot be noted is an
 //!    [`OutboxError::is_full`] error the uplink logs and carries on from: it comes again.
