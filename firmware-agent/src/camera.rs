@@ -248,11 +248,9 @@ fn run_stream<E: FrameEngine>(
             Ok(None) => {}
             Err(panic) => {
                 caught(name, engine, links, &panic_message(&*panic), None);
-                let pause = backoff.after_failure(since.elapsed());
-                if !sleep_unless_stopped(pause, &links.shutdown) {
+                if !wait_after_panic(name, &mut backoff, &mut since, &links.shutdown) {
                     return;
                 }
-                since = Instant::now();
             }
         }
     }
@@ -336,12 +334,9 @@ fn run<E: FrameEngine>(
             Round::Next => {}
             Round::Stop => return,
             Round::Panicked => {
-                let wait = backoff.after_failure(since.elapsed());
-                tracing::warn!(camera = %name, wait_ms = wait.as_millis() as u64, "the camera goes on after a wait");
-                if !sleep_unless_stopped(wait, &links.shutdown) {
+                if !wait_after_panic(name, &mut backoff, &mut since, &links.shutdown) {
                     return;
                 }
-                since = Instant::now();
             }
         }
     }
@@ -425,6 +420,23 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// The wait after a caught panic ([`RestartBackoff`] after a run that lasted since `since`,
+/// which is then reset); false when the agent stopped meanwhile.
+fn wait_after_panic(
+    name: &str,
+    backoff: &mut RestartBackoff,
+    since: &mut Instant,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
+    let wait = backoff.after_failure(since.elapsed());
+    tracing::warn!(camera = %name, wait_ms = wait.as_millis() as u64, "the camera goes on after a wait");
+    if !sleep_unless_stopped(wait, shutdown) {
+        return false;
+    }
+    *since = Instant::now();
+    true
 }
 
 /// Sleeps `wait` in short steps; false when the agent stopped meanwhile.

@@ -837,10 +837,9 @@ impl Lane<'_> {
         Ok(())
     }
 
-    /// A vehicle drawn across an axle scale, group by group (see the module header).
-    async fn drive_on_axles(&mut self, v: &Vehicle) -> Result<()> {
-        let t = self.timing;
-        let d = v.dimensions;
+    /// On a post with a lane scanner: the vehicle drives under its scan line on its way onto
+    /// the bridge.
+    async fn under_lane_scanner(&self, d: bcp_record::Dimensions) -> Result<()> {
         if let DimsOut::LaneScanner(scanner) = &self.dims {
             let vehicle = LmsVehicle {
                 length_mm: f64::from(d.length_mm),
@@ -852,6 +851,14 @@ impl Lane<'_> {
                 anyhow::bail!("the lane scanner stopped");
             }
         }
+        Ok(())
+    }
+
+    /// A vehicle drawn across an axle scale, group by group (see the module header).
+    async fn drive_on_axles(&mut self, v: &Vehicle) -> Result<()> {
+        let t = self.timing;
+        let d = v.dimensions;
+        self.under_lane_scanner(d).await?;
         let last = v.axles_kg.len().saturating_sub(1);
         for (i, kg) in v.axles_kg.iter().enumerate() {
             // The cab's group carries the plate to the camera.
@@ -897,18 +904,7 @@ impl Lane<'_> {
         }
         let t = self.timing;
         let d = v.dimensions;
-        if let DimsOut::LaneScanner(scanner) = &self.dims {
-            // It drives under the scan line on its way onto the bridge.
-            let vehicle = LmsVehicle {
-                length_mm: f64::from(d.length_mm),
-                width_mm: f64::from(d.width_mm),
-                height_mm: f64::from(d.height_mm),
-                speed_mm_per_s: LANE_SCANNER_SPEED_MM_PER_S,
-            };
-            if scanner.send(vehicle).await.is_err() {
-                anyhow::bail!("the lane scanner stopped");
-            }
-        }
+        self.under_lane_scanner(d).await?;
         self.show(Some(v));
         self.sense(SensorEnd::Entry, true).await?;
         let steps = 5u32;

@@ -806,12 +806,7 @@ impl Outbox {
                 [seq_to_sql(up_to_seq)],
             )
             .map_err(self.sql("prune acknowledged records"))?;
-        tx.execute(
-            "UPDATE outbox_state SET last_acked_seq = MAX(last_acked_seq, MIN(?1, last_seq)) \
-             WHERE id = 1",
-            [seq_to_sql(up_to_seq)],
-        )
-        .map_err(self.sql("advance last_acked_seq"))?;
+        self.advance_acked(&tx, up_to_seq)?;
         tx.commit().map_err(self.sql("commit prune_acknowledged"))?;
         Ok(deleted as u64)
     }
@@ -842,6 +837,22 @@ impl Outbox {
         result
     }
 
+    /// Moves the acknowledged position up to `up_to_seq` (never past the last record, never
+    /// back), inside the caller's transaction.
+    fn advance_acked(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        up_to_seq: u64,
+    ) -> Result<(), OutboxError> {
+        tx.execute(
+            "UPDATE outbox_state SET last_acked_seq = MAX(last_acked_seq, MIN(?1, last_seq)) \
+             WHERE id = 1",
+            [seq_to_sql(up_to_seq)],
+        )
+        .map_err(self.sql("advance last_acked_seq"))?;
+        Ok(())
+    }
+
     fn try_mark_delivered(&self, up_to_seq: u64) -> Result<u64, OutboxError> {
         let mut conn = self.lock();
         let tx = conn
@@ -858,12 +869,7 @@ impl Outbox {
                 params![ts_to_sql(Utc::now()), seq_to_sql(up_to_seq)],
             )
             .map_err(self.sql("mark delivered"))?;
-        tx.execute(
-            "UPDATE outbox_state SET last_acked_seq = MAX(last_acked_seq, MIN(?1, last_seq)) \
-             WHERE id = 1",
-            [seq_to_sql(up_to_seq)],
-        )
-        .map_err(self.sql("advance last_acked_seq"))?;
+        self.advance_acked(&tx, up_to_seq)?;
         tx.commit().map_err(self.sql("commit mark_delivered"))?;
         Ok(changed as u64)
     }
