@@ -767,16 +767,7 @@ impl Lane<'_> {
             // Couplers: the weight is back under the empty threshold between two wagons.
             tokio::time::sleep(t.gap / 3).await;
         }
-        let scan = ScanEvent {
-            scanner_id: train.scanner_id.clone(),
-            scan_id: train.scan_id.clone(),
-            scanned_at: chrono::Utc::now(),
-            lane: Some("T1".to_owned()),
-            decision: train.decision,
-            images: vec![format!("{}.png", train.scan_id)],
-            conveyance_id: None,
-            decision_by: None,
-        };
+        let scan = scan_made_now(&train.scanner_id, &train.scan_id, "T1", train.decision);
         self.send_scan(scan)?;
         tokio::time::sleep(t.train_gap).await;
         Ok(())
@@ -867,16 +858,8 @@ impl Lane<'_> {
             } else {
                 Vec::new()
             };
-            let scan = (i == last).then(|| ScanEvent {
-                scanner_id: v.scanner_id.clone(),
-                scan_id: v.scan_id.clone(),
-                scanned_at: chrono::Utc::now(),
-                lane: Some("L1".to_owned()),
-                decision: v.decision,
-                images: vec![format!("{}.png", v.scan_id)],
-                conveyance_id: None,
-                decision_by: None,
-            });
+            let scan =
+                (i == last).then(|| scan_made_now(&v.scanner_id, &v.scan_id, "L1", v.decision));
             self.weigh(*kg, &texts, scan).await?;
             if let (0, DimsOut::Line(port)) = (i, &mut self.dims) {
                 devices::send_dimensions(
@@ -964,16 +947,7 @@ impl Lane<'_> {
             tokio::time::sleep(t.hold / 5).await;
         }
         if !v.reverses {
-            let scan = ScanEvent {
-                scanner_id: v.scanner_id.clone(),
-                scan_id: v.scan_id.clone(),
-                scanned_at: chrono::Utc::now(),
-                lane: Some("L1".to_owned()),
-                decision: v.decision,
-                images: vec![format!("{}.png", v.scan_id)],
-                conveyance_id: None,
-                decision_by: None,
-            };
+            let scan = scan_made_now(&v.scanner_id, &v.scan_id, "L1", v.decision);
             self.send_scan(scan)?;
         }
         tokio::time::sleep_until(hold_start + t.hold).await;
@@ -1051,6 +1025,25 @@ fn report_scan(
         )?;
     }
     Ok(())
+}
+
+/// A scan made now on `lane`, its one image named after it (`<scan id>.png`).
+fn scan_made_now(
+    scanner_id: &str,
+    scan_id: &str,
+    lane: &str,
+    decision: bcp_record::ScanDecision,
+) -> ScanEvent {
+    ScanEvent {
+        scanner_id: scanner_id.to_owned(),
+        scan_id: scan_id.to_owned(),
+        scanned_at: chrono::Utc::now(),
+        lane: Some(lane.to_owned()),
+        decision,
+        images: vec![format!("{scan_id}.png")],
+        conveyance_id: None,
+        decision_by: None,
+    }
 }
 
 /// Writes `name` in `folder` as a scanner should: under a `.part` name, then renamed.

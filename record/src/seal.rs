@@ -163,7 +163,8 @@ fn open_many_checked(
 ) -> Vec<Result<Opened, SealError>> {
     // Which records may be verified in the batch: their key and R pass the strict pre-checks.
     let mut keys: HashMap<[u8; 32], Option<VerifyingKey>> = HashMap::new();
-    let mut batch: Vec<(usize, VerifyingKey)> = Vec::with_capacity(results.len());
+    let mut in_batch = vec![false; results.len()];
+    let (mut hashes, mut sigs, mut vks) = (Vec::new(), Vec::new(), Vec::new());
     for (i, r) in results.iter().enumerate() {
         let Ok((opened, sig)) = r else { continue };
         let vk = *keys.entry(opened.key).or_insert_with(|| {
@@ -172,33 +173,18 @@ fn open_many_checked(
                 .filter(|vk| !vk.is_weak())
         });
         if let Some(vk) = vk.filter(|_| strict_r(sig)) {
-            batch.push((i, vk));
+            in_batch[i] = true;
+            hashes.push(&opened.hash[..]);
+            sigs.push(*sig);
+            vks.push(vk);
         }
     }
-    let batch_holds = batch.len() > 1 && {
-        let hashes: Vec<&[u8]> = batch
-            .iter()
-            .filter_map(|(i, _)| results[*i].as_ref().ok().map(|(o, _)| &o.hash[..]))
-            .collect();
-        let sigs: Vec<Signature> = batch
-            .iter()
-            .filter_map(|(i, _)| results[*i].as_ref().ok().map(|(_, s)| *s))
-            .collect();
-        let vks: Vec<VerifyingKey> = batch.iter().map(|(_, vk)| *vk).collect();
-        hashes.len() == batch.len() && ed25519_dalek::verify_batch(&hashes, &sigs, &vks).is_ok()
-    };
-    let mut in_batch = vec![false; results.len()];
-    if batch_holds {
-        for (i, _) in &batch {
-            in_batch[*i] = true;
-        }
+    if hashes.len() < 2 || ed25519_dalek::verify_batch(&hashes, &sigs, &vks).is_err() {
+        in_batch.fill(false);
     }
-    for (i, r) in results.iter_mut().enumerate() {
-        if in_batch[i] {
-            continue;
-        }
+    for (r, batched) in results.iter_mut().zip(in_batch) {
         // Not batched, or the batch failed: the strict check alone names what is wrong.
-        if let Ok((opened, sig)) = r {
+        if let (Ok((opened, sig)), false) = (&*r, batched) {
             if let Err(e) = verify_one(opened, sig) {
                 *r = Err(e);
             }

@@ -823,8 +823,15 @@ impl Outbox {
         let mut result = write();
         if matches!(&result, Err(e) if is_full(e)) {
             self.checkpoint_truncate();
-            let pruned = self.prune_delivered().unwrap_or(0);
-            tracing::warn!(path = %self.path.display(), pruned, "outbox full while noting an acknowledgement: WAL folded, delivered records pruned");
+            match self.prune_delivered() {
+                Ok(pruned) => {
+                    tracing::warn!(path = %self.path.display(), pruned, "outbox full while noting an acknowledgement: WAL folded, delivered records pruned")
+                }
+                // Tried again below all the same: evicting images may still make room.
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "outbox full while noting an acknowledgement: delivered records could not be pruned")
+                }
+            }
             result = write();
         }
         while matches!(&result, Err(e) if is_full(e)) {

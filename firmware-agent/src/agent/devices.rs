@@ -47,6 +47,35 @@ impl DeviceTask {
     }
 }
 
+/// A device whose driver writes into a channel of its own, forwarded into the lane as `wrap`
+/// makes it, the driver run under [`supervise`]: `driver(out, stop)` starts one run, again
+/// after each failure.
+fn supervised_device<T, F, Fut>(
+    name: &str,
+    restarts: Arc<AtomicU64>,
+    lane: &mpsc::Sender<LaneInput>,
+    capacity: usize,
+    wrap: fn(T) -> LaneInput,
+    driver: F,
+) -> DeviceTask
+where
+    T: Send + 'static,
+    F: Fn(mpsc::Sender<T>, watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let (stop, stop_rx) = watch::channel(false);
+    let (out, out_rx) = mpsc::channel(capacity);
+    tokio::spawn(forward(out_rx, lane.clone(), wrap));
+    let driver = tokio::spawn(supervise(
+        name.to_owned(),
+        stop_rx,
+        restarts,
+        RestartBackoff::default(),
+        move |stop_rx| driver(out.clone(), stop_rx),
+    ));
+    DeviceTask { stop, driver }
+}
+
 /// The weighbridge's driver; its health goes into `health` (kept across restarts).
 pub(super) fn start_weighbridge(
     wb: &WeighbridgeConfig,
@@ -62,32 +91,29 @@ pub(super) fn start_weighbridge(
         occupied_threshold_kg: wb.occupied_threshold_kg,
         empty_threshold_kg: wb.empty_threshold_kg,
     };
-    let (stop, stop_rx) = watch::channel(false);
-    let (dev_tx, dev_rx) = mpsc::channel(256);
-    tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Weighbridge));
     let (name, port) = (wb.name.clone(), wb.port.clone());
-    let driver = tokio::spawn(supervise(
-        name.clone(),
-        stop_rx,
+    let device = name.clone();
+    Ok(supervised_device(
+        &device,
         restarts,
-        RestartBackoff::default(),
-        move |stop_rx| {
-            let (name, port, protocol, stability, dev_tx, health) = (
+        lane,
+        256,
+        LaneInput::Weighbridge,
+        move |out, stop_rx| {
+            let (name, port, protocol, stability, health) = (
                 name.clone(),
                 port.clone(),
                 protocol.clone(),
                 stability.clone(),
-                dev_tx.clone(),
                 health.clone(),
             );
             async move {
-                serial::run_indicator(name, port, protocol, stability, dev_tx, health, stop_rx)
+                serial::run_indicator(name, port, protocol, stability, out, health, stop_rx)
                     .await
                     .context("weighbridge driver")
             }
         },
-    ));
-    Ok(DeviceTask { stop, driver })
+    ))
 }
 
 /// The dimension device's driver: a sensor sending computed dimensions, or a lane scanner
@@ -99,35 +125,27 @@ pub(super) fn start_dimensions(
     lane: &mpsc::Sender<LaneInput>,
 ) -> Result<DeviceTask> {
     let lane_scanner = d.lane_scanner()?;
-    let (stop, stop_rx) = watch::channel(false);
-    let (dev_tx, dev_rx) = mpsc::channel(64);
-    tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Dimensions));
     let (name, port) = (d.name.clone(), d.port.clone());
-    let driver = tokio::spawn(supervise(
-        name.clone(),
-        stop_rx,
+    Ok(supervised_device(
+        &d.name,
         restarts,
-        RestartBackoff::default(),
-        move |stop_rx| {
-            let (name, port, tracker, dev_tx, health) = (
-                name.clone(),
-                port.clone(),
-                lane_scanner,
-                dev_tx.clone(),
-                health.clone(),
-            );
+        lane,
+        64,
+        LaneInput::Dimensions,
+        move |out, stop_rx| {
+            let (name, port, tracker, health) =
+                (name.clone(), port.clone(), lane_scanner, health.clone());
             async move {
                 match tracker {
                     Some(tracker) => {
-                        serial::run_lane_scanner(name, port, tracker, dev_tx, health, stop_rx).await
+                        serial::run_lane_scanner(name, port, tracker, out, health, stop_rx).await
                     }
-                    None => serial::run_dimension_sensor(name, port, dev_tx, health, stop_rx).await,
+                    None => serial::run_dimension_sensor(name, port, out, health, stop_rx).await,
                 }
                 .context("dimension device driver")
             }
         },
-    ));
-    Ok(DeviceTask { stop, driver })
+    ))
 }
 
 /// The presence sensors' driver (`presence-ascii`): vehicles on and off, with the end.
@@ -137,26 +155,22 @@ pub(super) fn start_presence(
     restarts: Arc<AtomicU64>,
     lane: &mpsc::Sender<LaneInput>,
 ) -> DeviceTask {
-    let (stop, stop_rx) = watch::channel(false);
-    let (dev_tx, dev_rx) = mpsc::channel(64);
-    tokio::spawn(forward(dev_rx, lane.clone(), LaneInput::Presence));
     let (name, port) = (p.name.clone(), p.port.clone());
-    let driver = tokio::spawn(supervise(
-        name.clone(),
-        stop_rx,
+    supervised_device(
+        &p.name,
         restarts,
-        RestartBackoff::default(),
-        move |stop_rx| {
-            let (name, port, dev_tx, health) =
-                (name.clone(), port.clone(), dev_tx.clone(), health.clone());
+        lane,
+        64,
+        LaneInput::Presence,
+        move |out, stop_rx| {
+            let (name, port, health) = (name.clone(), port.clone(), health.clone());
             async move {
-                serial::run_presence_sensors(name, port, dev_tx, health, stop_rx)
+                serial::run_presence_sensors(name, port, out, health, stop_rx)
                     .await
                     .context("presence sensors driver")
             }
         },
-    ));
-    DeviceTask { stop, driver }
+    )
 }
 
 /// The scanner's feed or drop-folder task (`validate` made sure exactly one is set).
@@ -165,24 +179,21 @@ pub(super) fn start_scanner(
     restarts: Arc<AtomicU64>,
     lane: &mpsc::Sender<LaneInput>,
 ) -> DeviceTask {
-    let (stop, stop_rx) = watch::channel(false);
-    let (scan_tx, scan_rx) = mpsc::channel(64);
-    tokio::spawn(forward(scan_rx, lane.clone(), LaneInput::Scan));
     let (name, feed, folder) = (s.name.clone(), s.feed_addr.clone(), s.drop_folder.clone());
-    let driver = tokio::spawn(supervise(
-        name.clone(),
-        stop_rx,
+    supervised_device(
+        &s.name,
         restarts,
-        RestartBackoff::default(),
-        move |stop_rx| {
-            let (name, feed, folder, scan_tx) =
-                (name.clone(), feed.clone(), folder.clone(), scan_tx.clone());
+        lane,
+        64,
+        LaneInput::Scan,
+        move |out, stop_rx| {
+            let (name, feed, folder) = (name.clone(), feed.clone(), folder.clone());
             async move {
                 // Both adapters retry their own I/O and return only when stopped.
                 match (feed, folder) {
-                    (Some(addr), _) => scanner::run_feed(name, addr, scan_tx, stop_rx).await,
+                    (Some(addr), _) => scanner::run_feed(name, addr, out, stop_rx).await,
                     (None, Some(folder)) => {
-                        scanner::run_drop_folder(name, folder, scan_tx, stop_rx).await
+                        scanner::run_drop_folder(name, folder, out, stop_rx).await
                     }
                     (None, None) => anyhow::bail!(
                         "scanner {name}: set scanner.feed_addr or scanner.drop_folder"
@@ -191,8 +202,7 @@ pub(super) fn start_scanner(
                 Ok(())
             }
         },
-    ));
-    DeviceTask { stop, driver }
+    )
 }
 
 /// The camera's thread, reading frames with the ANPR engine it is given.
