@@ -41,6 +41,18 @@ pub struct Decimal {
     pub decimals: u8,
 }
 
+/// 10^`n`, from a table where it is exact (n <= 22; `powi` costs a call per reading).
+fn pow10(n: u8) -> f64 {
+    const EXACT: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    EXACT
+        .get(usize::from(n))
+        .copied()
+        .unwrap_or_else(|| 10f64.powi(i32::from(n)))
+}
+
 impl Decimal {
     pub const fn new(mantissa: i64, decimals: u8) -> Self {
         Self { mantissa, decimals }
@@ -48,13 +60,13 @@ impl Decimal {
 
     pub fn to_f64(self) -> f64 {
         // Integer divided by an exact power of ten: the correctly rounded value.
-        self.mantissa as f64 / 10f64.powi(i32::from(self.decimals))
+        self.mantissa as f64 / pow10(self.decimals)
     }
 
     /// One unit of the last transmitted digit: the display division when the device says nothing
     /// better.
     pub fn last_digit(self) -> f64 {
-        1.0 / 10f64.powi(i32::from(self.decimals))
+        1.0 / pow10(self.decimals)
     }
 
     /// Parse a field: optional spaces, optional sign (`+`/`-`), digits with at most one `.`,
@@ -438,6 +450,14 @@ impl Protocol for AnyProtocol {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_powers_of_ten_table_is_what_powi_computes() {
+        for n in 0..=u8::MAX {
+            let want = 10f64.powi(i32::from(n));
+            assert_eq!(pow10(n).to_bits(), want.to_bits(), "10^{n}");
+        }
+    }
 
     #[test]
     fn decimal_parse_and_format() {
