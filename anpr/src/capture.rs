@@ -35,65 +35,11 @@ use std::time::{Duration, Instant};
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, videoio};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::AnprError;
 
-/// Capture tuning; every knob has a default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CaptureConfig {
-    /// Frames held for the reader; older ones are dropped when it falls behind.
-    pub queue_frames: usize,
-    /// Bound on opening a stream.
-    pub open_timeout_ms: u32,
-    /// Bound on one frame read from a stream.
-    pub read_timeout_ms: u32,
-    /// First wait before reopening a source that failed.
-    pub reconnect_min_ms: u64,
-    /// Longest wait between reopening attempts.
-    pub reconnect_max_ms: u64,
-    /// How often a folder is listed for new files.
-    pub folder_poll_ms: u64,
-}
-
-impl Default for CaptureConfig {
-    fn default() -> Self {
-        Self {
-            queue_frames: 2,
-            open_timeout_ms: 5_000,
-            read_timeout_ms: 5_000,
-            reconnect_min_ms: 500,
-            reconnect_max_ms: 10_000,
-            folder_poll_ms: 50,
-        }
-    }
-}
-
-impl CaptureConfig {
-    /// Checks value ranges; the error names the offending key.
-    pub fn validate(&self) -> Result<(), AnprError> {
-        let bad = |key, reason: &str| {
-            Err(AnprError::Config {
-                key,
-                reason: reason.to_owned(),
-            })
-        };
-        if self.queue_frames == 0 {
-            return bad("queue_frames", "must be at least 1");
-        }
-        if self.reconnect_min_ms == 0 || self.reconnect_max_ms < self.reconnect_min_ms {
-            return bad(
-                "reconnect_max_ms",
-                "reconnect_min_ms must be >= 1 and reconnect_max_ms >= reconnect_min_ms",
-            );
-        }
-        if self.folder_poll_ms == 0 {
-            return bad("folder_poll_ms", "must be at least 1");
-        }
-        Ok(())
-    }
-}
+pub use bcp_anpr_core::settings::CaptureConfig;
 
 /// Where frames come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

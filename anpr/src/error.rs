@@ -9,14 +9,9 @@ use std::path::PathBuf;
 /// Errors at the boundary of `bcp-anpr`.
 #[derive(Debug, thiserror::Error)]
 pub enum AnprError {
-    /// A native file (ONNX Runtime library or a model) is not where the config says.
-    #[error("{what} not found at {}: run scripts/install-native (or set BCP_NATIVE_DIR)", path.display())]
-    MissingNative {
-        /// What was looked for, e.g. "ONNX Runtime library".
-        what: &'static str,
-        /// Where it was looked for.
-        path: PathBuf,
-    },
+    /// A setting out of range, or a native file missing.
+    #[error(transparent)]
+    Settings(#[from] bcp_anpr_core::SettingsError),
     /// The ONNX Runtime shared library exists but could not be loaded.
     #[error("cannot load ONNX Runtime from {}: {source} (run scripts/install-native)", path.display())]
     RuntimeLoad {
@@ -75,14 +70,6 @@ pub enum AnprError {
     /// plate box with no area inside its frame.
     #[error("plate evidence: {0}")]
     Evidence(String),
-    /// An invalid configuration value.
-    #[error("invalid ANPR config: {key}: {reason}")]
-    Config {
-        /// The offending key.
-        key: &'static str,
-        /// What is wrong with its value.
-        reason: String,
-    },
 }
 
 /// Adds context to OpenCV results.

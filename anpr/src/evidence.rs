@@ -24,68 +24,12 @@ use std::borrow::Borrow;
 use opencv::core::{Mat, Rect, Size, Vector, CV_8UC3};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{AnprError, CvContext};
 use crate::reader::{decode_image, to_bgr};
 use crate::vote::VotedPlate;
 
-/// Media type of the images made here.
-pub const MEDIA_TYPE: &str = "image/jpeg";
-
-/// The lowest JPEG quality an image is re-encoded at to fit [`EvidenceConfig::max_image_bytes`].
-pub const MIN_JPEG_QUALITY: u8 = 40;
-
-/// How the evidence images are made; every knob has a default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvidenceConfig {
-    /// The overview is scaled down to at most this width.
-    pub overview_max_width_px: u32,
-    /// Margin added on every side of the plate box, as a multiple of the box's height.
-    pub crop_margin_ratio: f32,
-    /// JPEG quality (1-100) of both images.
-    pub jpeg_quality: u8,
-    /// Largest encoded image; larger ones are encoded again at lower quality.
-    pub max_image_bytes: usize,
-}
-
-impl Default for EvidenceConfig {
-    fn default() -> Self {
-        Self {
-            overview_max_width_px: 1280,
-            crop_margin_ratio: 0.5,
-            jpeg_quality: 85,
-            // Under sync's MAX_IMAGE_BYTES (1 MiB less 4 KiB for the topic).
-            max_image_bytes: 1_000_000,
-        }
-    }
-}
-
-impl EvidenceConfig {
-    /// Checks value ranges; the error names the offending key.
-    pub fn validate(&self) -> Result<(), AnprError> {
-        let bad = |key, reason: &str| {
-            Err(AnprError::Config {
-                key,
-                reason: reason.to_owned(),
-            })
-        };
-        if !(64..=16_384).contains(&self.overview_max_width_px) {
-            return bad("overview_max_width_px", "must be 64..=16384");
-        }
-        if !(0.0..=5.0).contains(&self.crop_margin_ratio) {
-            return bad("crop_margin_ratio", "must be 0..=5 (box heights)");
-        }
-        if !(MIN_JPEG_QUALITY..=100).contains(&self.jpeg_quality) {
-            return bad("jpeg_quality", "must be 40..=100");
-        }
-        if self.max_image_bytes < 1024 {
-            return bad("max_image_bytes", "must be at least 1024");
-        }
-        Ok(())
-    }
-}
+pub use bcp_anpr_core::settings::{EvidenceConfig, MEDIA_TYPE, MIN_JPEG_QUALITY};
 
 /// The evidence images of one vehicle's plate.
 #[derive(Debug, Clone, PartialEq, Eq)]

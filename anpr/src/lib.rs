@@ -25,6 +25,8 @@
 //!   scaled down) and the plate crop, JPEG bytes for the outbox.
 //! - [`eval`]: evaluation over an openalpr-layout folder (`groundtruth.tsv`): exact match,
 //!   within one character, detection recall at IoU, time per image.
+//! - [`worker`]: the vision worker (`bcp-vision`): this crate's native work in a process of
+//!   its own, requests and replies over a pipe, so that the agent daemon links none of it.
 //! - [`error`]: [`AnprError`], the crate's error type.
 //!
 //! ## Use
@@ -44,14 +46,13 @@ pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod evidence;
-pub mod formats;
-pub mod identifiers;
 pub mod motion;
 pub mod reader;
 pub mod recognize;
 pub mod runtime;
-pub mod vote;
+pub mod worker;
 
+pub use bcp_anpr_core::{formats, identifiers, vote, SettingsError, VotedPlate};
 pub use error::AnprError;
 pub use evidence::{
     plate_images_from_jpeg, plate_images_from_jpegs, plate_images_from_mats, thumbnail_from_bytes,
@@ -60,4 +61,3 @@ pub use evidence::{
 pub use motion::{MotionConfig, MotionMeter};
 pub use reader::{AnprConfig, PlateCandidate, PlateReader};
 pub use runtime::NativePaths;
-pub use vote::{vote, VotedPlate};

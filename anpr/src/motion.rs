@@ -30,51 +30,7 @@ use opencv::{core, imgcodecs, imgproc};
 
 use crate::error::{AnprError, CvContext};
 
-/// How motion is measured (see the module header).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MotionConfig {
-    /// Width of the small grey image compared, in pixels (8 ..= 640).
-    pub width_px: i32,
-    /// Side of the Gaussian blur's square kernel on the small image, odd (1: no blur; ..= 31).
-    pub blur_px: i32,
-    /// A pixel changed when its grey level moved by more than this (1 ..= 254).
-    pub pixel_threshold: u8,
-}
-
-impl Default for MotionConfig {
-    fn default() -> Self {
-        Self {
-            width_px: 64,
-            blur_px: 5,
-            pixel_threshold: 25,
-        }
-    }
-}
-
-impl MotionConfig {
-    /// Checks the ranges; the error names the key.
-    pub fn validate(&self) -> Result<(), AnprError> {
-        if !(8..=640).contains(&self.width_px) {
-            return Err(AnprError::Config {
-                key: "width_px",
-                reason: format!("{}: use 8 ..= 640", self.width_px),
-            });
-        }
-        if !(1..=31).contains(&self.blur_px) || self.blur_px % 2 == 0 {
-            return Err(AnprError::Config {
-                key: "blur_px",
-                reason: format!("{}: use an odd number 1 ..= 31", self.blur_px),
-            });
-        }
-        if !(1..=254).contains(&self.pixel_threshold) {
-            return Err(AnprError::Config {
-                key: "pixel_threshold",
-                reason: format!("{}: use 1 ..= 254", self.pixel_threshold),
-            });
-        }
-        Ok(())
-    }
-}
+pub use bcp_anpr_core::settings::MotionConfig;
 
 /// Measures the motion of one camera's frames, in the order they were taken (see the module
 /// header). One per camera.
@@ -92,7 +48,7 @@ pub struct MotionMeter {
 }
 
 impl MotionMeter {
-    /// A meter with no previous frame; an invalid `cfg` is an [`AnprError::Config`].
+    /// A meter with no previous frame; an invalid `cfg` is an [`AnprError::Settings`].
     pub fn new(cfg: MotionConfig) -> Result<Self, AnprError> {
         cfg.validate()?;
         Ok(Self {
@@ -330,7 +286,9 @@ mod tests {
             ),
         ] {
             match MotionMeter::new(cfg) {
-                Err(AnprError::Config { key: k, .. }) => assert_eq!(k, key),
+                Err(AnprError::Settings(crate::SettingsError::Config { key: k, .. })) => {
+                    assert_eq!(k, key)
+                }
                 other => panic!("{cfg:?}: {other:?}"),
             }
         }

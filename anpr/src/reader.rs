@@ -31,137 +31,16 @@ use opencv::core::{Mat, Rect, Size, CV_8UC1, CV_8UC3, CV_8UC4};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
 use ort::session::Session;
-use serde::{Deserialize, Serialize};
 
 use crate::detect::{self, DetParams, TextBox};
 use crate::error::{AnprError, CvContext};
 use crate::formats::{self, normalise_char, PlateFormat};
 use crate::recognize::{self, DecodedText};
-use crate::runtime::{self, NativePaths};
+use crate::runtime;
 
-/// Configuration of a [`PlateReader`]; every tuning knob has a default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AnprConfig {
-    /// Native library and model files.
-    pub paths: NativePaths,
-    /// Intra-op threads per model session.
-    pub threads: usize,
-    /// Longest side of the detector input, in pixels (rounded to a multiple of 32).
-    pub det_limit_side_px: u32,
-    /// Probability above which a pixel is text.
-    pub det_threshold: f32,
-    /// Minimum mean probability of a kept text box.
-    pub det_box_threshold: f32,
-    /// How much a detected box is grown (DB unclip ratio).
-    pub det_unclip_ratio: f32,
-    /// At most this many contours are considered per frame.
-    pub det_max_candidates: usize,
-    /// Crops recognised per model run.
-    pub rec_batch_size: usize,
-    /// Candidates below this confidence are dropped.
-    pub min_confidence: f32,
-    /// Frames with more pixels than this are refused (an error, not an allocation of gigabytes
-    /// for the detector's input and crops).
-    pub max_frame_pixels: u64,
-    /// Codes of the plate formats to fit (`["TJ", "UZ", ..]`, see [`formats::FORMATS`]); empty:
-    /// all. A post enables the countries whose vehicles cross it: every extra grammar is one
-    /// more way for a timestamp or a phone number to look like a plate.
-    pub formats: Vec<String>,
-    /// Whether texts are fitted to plate formats: `true` for a camera that reads number plates
-    /// (a road post). `false` for one that reads identifiers (ULD ids, vessel numbers): a plate
-    /// grammar would cut and bend them (`PMC03032LH` fits no plate, but `PMC03032L`, its last
-    /// letter dropped as if it were a country code, does), so texts are kept as read, `formats`
-    /// is not used, and the caller validates them (`crate::identifiers`).
-    pub fit_plate_formats: bool,
-    /// The best this many candidates are read again from an enlarged region around them
-    /// (0: no second pass); see the module header.
-    pub refine_top: usize,
-}
+pub use bcp_anpr_core::AnprConfig;
 
-impl Default for AnprConfig {
-    fn default() -> Self {
-        Self {
-            paths: NativePaths::from_env(),
-            threads: 2,
-            det_limit_side_px: 960,
-            det_threshold: 0.3,
-            det_box_threshold: 0.5,
-            det_unclip_ratio: 1.6,
-            det_max_candidates: 200,
-            rec_batch_size: 6,
-            min_confidence: 0.3,
-            max_frame_pixels: 40_000_000,
-            formats: Vec::new(),
-            fit_plate_formats: true,
-            refine_top: 2,
-        }
-    }
-}
-
-impl AnprConfig {
-    /// Defaults with the native files under `$BCP_NATIVE_DIR` (or the default directory).
-    pub fn from_env() -> Self {
-        Self::default()
-    }
-
-    /// Checks value ranges; the error names the offending key.
-    pub fn validate(&self) -> Result<(), AnprError> {
-        let bad = |key, reason: &str| {
-            Err(AnprError::Config {
-                key,
-                reason: reason.to_owned(),
-            })
-        };
-        if self.threads == 0 {
-            return bad("threads", "must be at least 1");
-        }
-        if self.det_limit_side_px < 32 {
-            return bad("det_limit_side_px", "must be at least 32");
-        }
-        for (key, v) in [
-            ("det_threshold", self.det_threshold),
-            ("det_box_threshold", self.det_box_threshold),
-            ("min_confidence", self.min_confidence),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return bad(key, "must be between 0 and 1");
-            }
-        }
-        if !(self.det_unclip_ratio >= 0.0 && self.det_unclip_ratio <= 5.0) {
-            return bad("det_unclip_ratio", "must be between 0 and 5");
-        }
-        if self.det_max_candidates == 0 {
-            return bad("det_max_candidates", "must be at least 1");
-        }
-        if let Some(unknown) = self.formats.iter().find(|c| formats::by_code(c).is_none()) {
-            let known: Vec<&str> = formats::FORMATS.iter().map(|f| f.code).collect();
-            return bad(
-                "formats",
-                &format!("unknown format {unknown:?}; known: {}", known.join(", ")),
-            );
-        }
-        if self.rec_batch_size == 0 {
-            return bad("rec_batch_size", "must be at least 1");
-        }
-        Ok(())
-    }
-}
-
-/// One text read from a frame.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlateCandidate {
-    /// Normalised text: uppercase ASCII letters and digits; corrected if it fits a format.
-    pub text: String,
-    /// 0..1, see the module header.
-    pub confidence: f32,
-    /// `[x, y, w, h]` in frame pixels.
-    pub bbox: [i32; 4],
-    /// Code of the plate format the text fits ("TJ", "UZ", "KZ", ..), if any.
-    pub format: Option<&'static str>,
-    /// One confidence per character of `text`.
-    pub char_confidences: Vec<f32>,
-}
+pub use bcp_anpr_core::PlateCandidate;
 
 /// Reads plates from frames. Owns its model sessions: one per camera task.
 pub struct PlateReader {

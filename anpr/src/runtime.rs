@@ -6,83 +6,18 @@
 //! (whatever path they name). Paths are checked before loading so that a missing install is an
 //! [`AnprError::MissingNative`] naming the file, not a panic deep inside `ort`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{AnprError, OrtContext};
 
-/// File name of the ONNX Runtime library under `<native dir>/lib`.
-pub const ONNXRUNTIME_LIB: &str = "libonnxruntime.so";
-/// File name of the PP-OCRv4 detection model under `<native dir>/models`.
-pub const DET_MODEL: &str = "ch_PP-OCRv4_det_infer.onnx";
-/// File name of the PP-OCRv4 recognition model under `<native dir>/models`.
-pub const REC_MODEL: &str = "ch_PP-OCRv4_rec_infer.onnx";
-
-/// Where the native files are.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NativePaths {
-    /// The ONNX Runtime shared library.
-    pub onnxruntime_lib: PathBuf,
-    /// The text detection model.
-    pub det_model: PathBuf,
-    /// The text recognition model.
-    pub rec_model: PathBuf,
-}
-
-impl NativePaths {
-    /// `$BCP_NATIVE_DIR`, or `$HOME/.local/share/bcp-edge/native`, with the standard file names.
-    pub fn from_env() -> Self {
-        Self::in_dir(&default_native_dir())
-    }
-
-    /// The standard file names under `dir` (`lib/` and `models/`).
-    pub fn in_dir(dir: &Path) -> Self {
-        Self {
-            onnxruntime_lib: dir.join("lib").join(ONNXRUNTIME_LIB),
-            det_model: dir.join("models").join(DET_MODEL),
-            rec_model: dir.join("models").join(REC_MODEL),
-        }
-    }
-
-    /// Checks that every file exists; the error names the first missing one.
-    pub fn check(&self) -> Result<(), AnprError> {
-        for (what, path) in [
-            ("ONNX Runtime library", &self.onnxruntime_lib),
-            ("detection model", &self.det_model),
-            ("recognition model", &self.rec_model),
-        ] {
-            if !path.is_file() {
-                return Err(AnprError::MissingNative {
-                    what,
-                    path: path.clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Default for NativePaths {
-    fn default() -> Self {
-        Self::from_env()
-    }
-}
-
-/// `$BCP_NATIVE_DIR` or `$HOME/.local/share/bcp-edge/native`.
-pub fn default_native_dir() -> PathBuf {
-    match std::env::var_os("BCP_NATIVE_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            home.join(".local/share/bcp-edge/native")
-        }
-    }
-}
+pub use bcp_anpr_core::settings::{
+    default_native_dir, NativePaths, DET_MODEL, ONNXRUNTIME_LIB, REC_MODEL,
+};
 
 static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
 
@@ -94,10 +29,11 @@ pub fn environment(lib: &Path) -> Result<Environment, AnprError> {
         return Ok(env.clone());
     }
     if !lib.is_file() {
-        return Err(AnprError::MissingNative {
+        return Err(bcp_anpr_core::SettingsError::MissingNative {
             what: "ONNX Runtime library",
             path: lib.to_path_buf(),
-        });
+        }
+        .into());
     }
     let builder = ort::init_from(lib).map_err(|source| AnprError::RuntimeLoad {
         path: lib.to_path_buf(),

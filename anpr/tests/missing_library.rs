@@ -20,7 +20,13 @@ fn missing_native_dir_names_the_library_path() {
     };
     let err = PlateReader::new(&cfg).expect_err("no library there");
     let msg = err.to_string();
-    assert!(matches!(err, AnprError::MissingNative { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            AnprError::Settings(bcp_anpr::SettingsError::MissingNative { .. })
+        ),
+        "{err:?}"
+    );
     assert!(
         msg.contains(&cfg.paths.onnxruntime_lib.display().to_string()),
         "{msg}"

@@ -37,7 +37,7 @@ use crate::train::{TrainCorrelator, TrainEvent};
 use crate::view::{AgentView, ViewFeed, ViewParts};
 use crate::{camera, control, metrics};
 use anyhow::{Context, Result};
-use bcp_anpr::{AnprConfig, NativePaths};
+use bcp_anpr_core::{AnprConfig, NativePaths};
 use bcp_drivers::serial::DeviceEvent;
 use bcp_drivers::stability::WeighEvent;
 use bcp_record::lists::{KIND_CONFIG, KIND_DECLARATIONS, KIND_HOTLIST};
@@ -987,7 +987,7 @@ fn commit(outbox: &Outbox, new_record: &Notify, feed: &ViewFeed, c: &Crossing, m
         .iter()
         .map(|(kind, bytes)| ImageData {
             kind: *kind,
-            media_type: bcp_anpr::evidence::MEDIA_TYPE,
+            media_type: bcp_anpr_core::settings::MEDIA_TYPE,
             bytes,
         })
         .collect();

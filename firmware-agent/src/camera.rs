@@ -1,15 +1,17 @@
 //! A camera, read by the ANPR engine: one that uploads JPEG frames into a folder (FTP push), or
 //! a stream the agent pulls (RTSP, HTTP MJPEG, a video file; [`CameraSource`]).
 //!
-//! Runs on its own OS thread, because recognition is CPU-bound and blocking.
+//! Runs on its own OS thread, because it waits on recognition. Recognition itself (and a
+//! stream's capture, and motion) runs in the camera's vision worker, a `bcp-vision` child
+//! process ([`crate::vision`]): the daemon links neither OpenCV nor ONNX Runtime.
 //!
 //! ## A stream
-//! Frames come through `bcp_anpr::capture::Camera`: its own grab thread, bounded open and read
-//! timeouts, reconnect with backoff, and a queue of two frames that drops the oldest when
-//! recognition falls behind (a 25 fps camera is read as fast as the engine can, always on its
-//! newest frames). A frame's capture time is when the grab thread got it. A frame whose best
-//! read has text is encoded as JPEG (quality [`STREAM_JPEG_QUALITY`]) for the frame cache. A
-//! stream that cannot be opened or is lost is logged by the capture thread and reopened; the
+//! The worker captures it with `bcp_anpr_core::capture::Camera`: its own grab thread, bounded open
+//! and read timeouts, reconnect with backoff, and a queue of two frames that drops the oldest
+//! when recognition falls behind (a 25 fps camera is read as fast as the engine can, always on
+//! its newest frames). A frame's capture time is when the grab thread got it. A frame whose
+//! best read has text comes back as JPEG (quality [`STREAM_JPEG_QUALITY`]) for the frame
+//! cache. A stream that cannot be opened or is lost is logged by the worker and reopened; the
 //! device board shows the camera's last frame age as for a folder camera.
 //!
 //! ## A folder
@@ -25,24 +27,25 @@
 //! its winning read. A frame without text is handed on without them (it cannot win).
 //!
 //! ## Motion, for camera presence
-//! A camera that frames the vehicles (`[camera] presence = "motion"`) also measures each
-//! frame's motion with a `bcp_anpr::MotionMeter` (one per thread, kept across frames): a
-//! folder's frame is decoded a second time for it, grey at an eighth of its size (cheap next to
+//! A camera that frames the vehicles (`[camera] presence = "motion"`) also has each frame's
+//! motion measured by its worker (a `bcp_anpr_core::MotionMeter`, kept across frames): a folder's
+//! frame is decoded a second time for it, grey at an eighth of its size (cheap next to
 //! recognition); a stream's frame is measured as decoded. The fraction goes with the frame's
 //! reads ([`FrameReads::motion`]) to the agent, which decides presence
 //! ([`crate::camera_presence`]). A frame that cannot be measured is logged and goes on
 //! without it; a frame that is rejected or not read reports no motion either.
 //!
-//! ## Supervision: a panic never ends the camera
-//! The ANPR engine is native code behind bindings (OpenCV, ONNX Runtime); a bug there may
-//! panic. The thread is its own supervisor, like the serial devices' (`agent::supervise`): a
-//! panic while a frame is read is caught, logged at ERROR, counted as a restart of the camera
+//! ## Supervision: a crash never ends the camera
+//! The ANPR engine is native code (OpenCV, ONNX Runtime); a bug there may panic, abort or
+//! crash. The worker is a process of its own, so a crash ends the worker only; a panic in the
+//! agent's part of the loop is caught. Either way the thread is its own supervisor, like the
+//! serial devices' (`agent::supervise`): it logs at ERROR, counts a restart of the camera
 //! (`bcpctl devices` RESTARTS, `bcp_device_restarts_total`), and
-//! - the frame it happened on is moved to `rejected/` with the panic as its reason, so that one
-//!   bad frame cannot make the camera fail again and again;
-//! - the engine is dropped and loaded again from its files on the next frame (its state after
-//!   a panic is not trusted);
-//! - the thread waits [`RestartBackoff`] (1 s, doubling to 60 s while panics follow each other
+//! - the frame it happened on is moved to `rejected/` with the crash as its reason, so that
+//!   one bad frame cannot make the camera fail again and again;
+//! - the engine is dropped (the worker killed) and started again from its files on the next
+//!   frame (its state after a crash is not trusted);
+//! - the thread waits [`RestartBackoff`] (1 s, doubling to 60 s while crashes follow each other
 //!   within a minute) before it goes on, and stops waiting at once when the agent stops.
 //!
 //! A panic anywhere else in the loop (listing the folder) is handled the same way, without a
@@ -51,9 +54,11 @@
 use crate::agent::supervise::RestartBackoff;
 pub use crate::config::CameraSource;
 use crate::metrics::Histogram;
+use crate::vision::{VisionError, VisionWorker};
 use anyhow::{Context, Result};
-use bcp_anpr::capture::{self, CaptureConfig};
-use bcp_anpr::{AnprConfig, MotionConfig, MotionMeter, PlateCandidate, PlateReader};
+use bcp_anpr_core::worker::{Motion, Reply, Request};
+use bcp_anpr_core::CaptureConfig;
+use bcp_anpr_core::{AnprConfig, MotionConfig, PlateCandidate};
 use chrono::{DateTime, Utc};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -76,25 +81,52 @@ pub struct FrameReads {
     pub motion: Option<f64>,
 }
 
-/// The ANPR engine of a camera: loaded at start (`[anpr] preload = true`) or on the first
-/// frame, and kept across camera restarts.
+/// The ANPR engine of a camera, in its vision worker: started and loaded at start
+/// (`[anpr] preload = true`) or on the first frame, and kept across camera restarts.
 #[derive(Debug)]
 pub struct LazyReader {
-    /// What to load it with; kept to load it again after a panic.
+    /// What to load it with; kept to load it again after a crash.
     cfg: Box<AnprConfig>,
-    loaded: Option<Box<PlateReader>>,
+    /// The camera's motion settings, when it measures motion.
+    motion: Option<MotionConfig>,
+    /// The stream the worker captures (camera name, URL), when the camera is a stream.
+    stream: Option<(String, String)>,
+    worker: Option<VisionWorker>,
+}
+
+/// A frame recognised by the engine.
+#[derive(Debug)]
+pub(crate) struct Recognised {
+    pub reads: Vec<PlateCandidate>,
+    /// Recognition time.
+    pub took: Duration,
+    pub motion: Option<Motion>,
+}
+
+/// A stream frame from the engine.
+#[derive(Debug)]
+pub(crate) struct StreamFrame {
+    pub seq: u64,
+    /// How long ago the worker's grab thread got it.
+    pub age: Duration,
+    /// Its reads, or why it was not read.
+    pub reads: Result<Recognised, String>,
+    /// The frame as JPEG when its best read has text, or why not.
+    pub jpeg: Result<Option<Vec<u8>>, String>,
 }
 
 impl LazyReader {
-    /// Loads the engine now when `preload`, else checks that its files are there and loads it
-    /// on [`LazyReader::get`].
+    /// Starts and loads the engine now when `preload`, else checks that its files are there
+    /// and loads it on [`FrameEngine::ready`].
     pub fn new(cfg: AnprConfig, preload: bool) -> Result<Self> {
         let mut reader = Self {
             cfg: Box::new(cfg),
-            loaded: None,
+            motion: None,
+            stream: None,
+            worker: None,
         };
         if preload {
-            reader.get()?;
+            reader.ready()?;
         } else {
             reader
                 .cfg
@@ -105,53 +137,147 @@ impl LazyReader {
         Ok(reader)
     }
 
-    /// The engine, loaded on first use.
-    pub fn get(&mut self) -> Result<&mut PlateReader> {
-        let reader = match self.loaded.take() {
-            Some(reader) => reader,
-            None => {
-                let started = Instant::now();
-                let reader = PlateReader::new(&self.cfg)
-                    .context("loading the ANPR engine (run scripts/install-native?)")?;
-                tracing::info!(
-                    ms = started.elapsed().as_millis() as u64,
-                    "ANPR engine loaded"
-                );
-                Box::new(reader)
-            }
-        };
-        Ok(self.loaded.insert(reader))
+    /// Sets what the camera asks of its engine besides recognition; a loaded engine that
+    /// differs is started again on the next frame.
+    fn set_camera(&mut self, motion: Option<MotionConfig>, stream: Option<(String, String)>) {
+        if self.motion != motion || self.stream != stream {
+            self.worker = None;
+        }
+        self.motion = motion;
+        self.stream = stream;
+    }
+
+    fn worker(&mut self) -> Result<&mut VisionWorker, VisionError> {
+        self.ready()
+            .map_err(|e| VisionError::Failed(format!("{e:#}")))?;
+        self.worker
+            .as_mut()
+            .ok_or_else(|| VisionError::Failed("the vision worker is not running".into()))
     }
 }
 
-/// What the camera's loop needs of its engine: recognise one encoded frame; be ready (or made
-/// ready) to recognise; forget its state after a panic. [`LazyReader`] in the agent; the tests
-/// give the loop an engine that panics on purpose.
+/// What the camera's loop needs of its engine: be ready (or made ready) to recognise;
+/// recognise one encoded frame, or the stream's next; forget its state after a crash.
+/// [`LazyReader`] in the agent; the tests give the loop an engine that panics on purpose.
 pub(crate) trait FrameEngine {
-    /// Loads the engine if it is not loaded; an error leaves the frames where they are.
+    /// Starts and loads the engine if it is not; an error leaves the frames where they are.
     fn ready(&mut self) -> Result<()>;
-    fn recognise(&mut self, jpeg: &[u8]) -> Result<Vec<PlateCandidate>>;
-    /// A decoded frame from a stream.
-    fn recognise_frame(&mut self, frame: &capture::Frame) -> Result<Vec<PlateCandidate>>;
-    /// Drops the engine; the next [`FrameEngine::ready`] loads it again.
+    fn recognise(&mut self, jpeg: &[u8]) -> Result<Recognised, VisionError>;
+    /// The stream's next frame within `wait`, recognised.
+    fn next_stream_frame(
+        &mut self,
+        wait: Duration,
+        jpeg_quality: u8,
+    ) -> Result<Option<StreamFrame>, VisionError>;
+    /// Drops the engine; the next [`FrameEngine::ready`] starts it again.
     fn forget(&mut self);
 }
 
 impl FrameEngine for LazyReader {
     fn ready(&mut self) -> Result<()> {
-        self.get().map(|_| ())
+        if self.worker.is_some() {
+            return Ok(());
+        }
+        let role = match &self.stream {
+            Some((camera, _)) => format!("camera {camera}"),
+            None => "a camera".to_owned(),
+        };
+        let mut worker = VisionWorker::start(&role)?;
+        let load = Request::Load {
+            anpr: self.cfg.clone(),
+            motion: self.motion,
+        };
+        let ms = match worker.call(&load, &[]) {
+            Ok((Reply::Loaded { ms }, _)) => ms,
+            Ok((other, _)) => anyhow::bail!("the vision worker answered {other:?} to a load"),
+            Err(e) => {
+                return Err(e).context("loading the ANPR engine (run scripts/install-native?)")
+            }
+        };
+        tracing::info!(ms, "ANPR engine loaded");
+        if let Some((camera, url)) = &self.stream {
+            let open = Request::OpenStream {
+                camera: camera.clone(),
+                url: url.clone(),
+                capture: CaptureConfig::default(),
+            };
+            worker
+                .call(&open, &[])
+                .with_context(|| format!("camera {camera}: starting the capture of the stream"))?;
+        }
+        self.worker = Some(worker);
+        Ok(())
     }
 
-    fn recognise(&mut self, jpeg: &[u8]) -> Result<Vec<PlateCandidate>> {
-        Ok(self.get()?.read_image_bytes(jpeg)?)
+    fn recognise(&mut self, jpeg: &[u8]) -> Result<Recognised, VisionError> {
+        match self.worker()?.call(&Request::Recognise, &[jpeg]) {
+            Ok((Reply::Reads { reads, ms, motion }, _)) => Ok(Recognised {
+                reads,
+                took: Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+                motion,
+            }),
+            Ok((other, _)) => Err(self.out_of_step(&other)),
+            Err(e) => Err(self.after(e)),
+        }
     }
 
-    fn recognise_frame(&mut self, frame: &capture::Frame) -> Result<Vec<PlateCandidate>> {
-        Ok(self.get()?.read_mat(&frame.image)?)
+    fn next_stream_frame(
+        &mut self,
+        wait: Duration,
+        jpeg_quality: u8,
+    ) -> Result<Option<StreamFrame>, VisionError> {
+        let request = Request::NextStreamFrame {
+            wait_ms: wait.as_millis() as u64,
+            jpeg_quality,
+        };
+        match self.worker()?.call(&request, &[]) {
+            Ok((Reply::NoFrame, _)) => Ok(None),
+            Ok((
+                Reply::StreamFrame {
+                    seq,
+                    age_ms,
+                    reads,
+                    ms,
+                    motion,
+                    jpeg_error,
+                },
+                mut attachments,
+            )) => Ok(Some(StreamFrame {
+                seq,
+                age: Duration::from_millis(age_ms),
+                reads: reads.map(|reads| Recognised {
+                    reads,
+                    took: Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+                    motion,
+                }),
+                jpeg: match jpeg_error {
+                    Some(e) => Err(e),
+                    None => Ok(attachments.pop()),
+                },
+            })),
+            Ok((other, _)) => Err(self.out_of_step(&other)),
+            Err(e) => Err(self.after(e)),
+        }
     }
 
     fn forget(&mut self) {
-        self.loaded = None;
+        self.worker = None;
+    }
+}
+
+impl LazyReader {
+    /// A reply that does not answer the request: the worker is out of step, so it goes.
+    fn out_of_step(&mut self, reply: &Reply) -> VisionError {
+        self.worker = None;
+        VisionError::Crashed(format!("it answered out of step: {reply:?}"))
+    }
+
+    /// A crashed worker is gone.
+    fn after(&mut self, e: VisionError) -> VisionError {
+        if matches!(e, VisionError::Crashed(_)) {
+            self.worker = None;
+        }
+        e
     }
 }
 
@@ -159,7 +285,7 @@ impl FrameEngine for LazyReader {
 pub(crate) struct CameraLinks {
     pub out: mpsc::Sender<FrameReads>,
     pub latency: Arc<Histogram>,
-    /// Panics caught, each one a restart of the camera.
+    /// Crashes caught, each one a restart of the camera.
     pub restarts: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -180,22 +306,23 @@ pub(crate) fn spawn(
         std::fs::create_dir_all(folder)
             .with_context(|| format!("camera {name}: creating {}", folder.display()))?;
     }
-    let mut meter = motion
-        .map(MotionMeter::new)
-        .transpose()
-        .with_context(|| format!("camera {name}: motion settings"))?;
+    if let Some(m) = &motion {
+        m.validate()
+            .with_context(|| format!("camera {name}: motion settings"))?;
+    }
+    let stream = match &source {
+        CameraSource::Stream(url) => Some((name.clone(), url.clone())),
+        CameraSource::Folder(_) => None,
+    };
+    reader.set_camera(motion, stream);
     let thread_name = format!("camera-{name}");
     let what = format!("camera {name}: starting its thread");
     std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
             match &source {
-                CameraSource::Folder(folder) => {
-                    run(&name, folder, poll, &mut reader, &links, &mut meter)
-                }
-                CameraSource::Stream(url) => {
-                    run_stream(&name, url, poll, &mut reader, &links, &mut meter)
-                }
+                CameraSource::Folder(folder) => run(&name, folder, poll, &mut reader, &links),
+                CameraSource::Stream(_) => run_stream(&name, poll, &mut reader, &links),
             }
             reader
         })
@@ -205,101 +332,106 @@ pub(crate) fn spawn(
 /// JPEG quality of a stream's frames kept for the crossing's images.
 pub const STREAM_JPEG_QUALITY: u8 = 90;
 
-/// A stream camera's loop: the frames of `url` until the agent stops (see the module header).
-fn run_stream<E: FrameEngine>(
-    name: &str,
-    url: &str,
-    poll: Duration,
-    engine: &mut E,
-    links: &CameraLinks,
-    meter: &mut Option<MotionMeter>,
-) {
-    let cfg = CaptureConfig::default();
-    let source = capture::Source::Stream(url.to_owned());
-    let camera = match capture::Camera::start(name, source, &cfg) {
-        Ok(camera) => camera,
-        Err(e) => {
-            // Only a thread that cannot be started: the capture retries the stream itself.
-            tracing::error!(camera = %name, error = %e, "cannot start the capture of the stream");
-            return;
-        }
-    };
+/// What reading one frame came to.
+enum FrameOutcome {
+    /// Its reads, for the lane.
+    Read(FrameReads),
+    /// Nothing for the lane (no frame yet, or one that was not read: logged).
+    Nothing,
+    /// The engine crashed on it (the reason); handled as a panic.
+    Crashed(String),
+}
+
+/// A stream camera's loop: the frames of its stream until the agent stops (see the module
+/// header).
+fn run_stream<E: FrameEngine>(name: &str, poll: Duration, engine: &mut E, links: &CameraLinks) {
     let mut backoff = RestartBackoff::default();
     let mut since = Instant::now();
     let wait = poll.max(Duration::from_millis(100));
     while !*links.shutdown.borrow() {
-        let Some(frame) = camera.next_frame(wait) else {
-            continue;
-        };
         if let Err(e) = engine.ready() {
-            tracing::error!(camera = %name, error = %format!("{e:#}"), "frames dropped: the ANPR engine does not load");
+            tracing::error!(camera = %name, error = %format!("{e:#}"), "frames dropped: the ANPR engine or the stream's capture does not start");
             sleep_unless_stopped(Duration::from_secs(5), &links.shutdown);
             continue;
         }
         let read = catch_unwind(AssertUnwindSafe(|| {
-            read_stream_frame(name, &frame, engine, &links.latency, meter)
+            read_stream_frame(name, wait, engine, &links.latency)
         }));
-        match read {
-            Ok(Some(reads)) => {
+        let crash = match read {
+            Ok(FrameOutcome::Read(reads)) => {
                 if links.out.blocking_send(reads).is_err() {
                     return; // the agent is shutting down
                 }
+                continue;
             }
-            Ok(None) => {}
-            Err(panic) => {
-                caught(name, engine, links, &panic_message(&*panic), None);
-                if !wait_after_panic(name, &mut backoff, &mut since, &links.shutdown) {
-                    return;
-                }
+            Ok(FrameOutcome::Nothing) => continue,
+            Ok(FrameOutcome::Crashed(reason)) => {
+                format!("the camera's vision worker crashed: {reason}")
             }
+            Err(panic) => format!("the ANPR engine panicked: {}", panic_message(&*panic)),
+        };
+        caught(name, engine, links, &crash, None);
+        if !wait_after_panic(name, &mut backoff, &mut since, &links.shutdown) {
+            return;
         }
     }
 }
 
 fn read_stream_frame<E: FrameEngine>(
     camera: &str,
-    frame: &capture::Frame,
+    wait: Duration,
     engine: &mut E,
     latency: &Histogram,
-    meter: &mut Option<MotionMeter>,
-) -> Option<FrameReads> {
-    let age = chrono::TimeDelta::from_std(frame.captured_at.elapsed()).unwrap_or_default();
+) -> FrameOutcome {
+    let frame = match engine.next_stream_frame(wait, STREAM_JPEG_QUALITY) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return FrameOutcome::Nothing,
+        Err(VisionError::Crashed(reason)) => return FrameOutcome::Crashed(reason),
+        Err(VisionError::Failed(e)) => {
+            tracing::warn!(camera, error = %e, "no stream frame");
+            std::thread::sleep(wait);
+            return FrameOutcome::Nothing;
+        }
+    };
+    let age = chrono::TimeDelta::from_std(frame.age).unwrap_or_default();
     let captured_at = Utc::now() - age;
-    let motion = meter.as_mut().and_then(|m| match m.measure(&frame.image) {
-        Ok(fraction) => Some(fraction),
+    let read = match frame.reads {
+        Ok(read) => read,
         Err(e) => {
-            tracing::warn!(camera, seq = frame.seq, error = %e, "stream frame's motion not measured");
-            None
+            tracing::warn!(camera, seq = frame.seq, error = %e, "stream frame not read");
+            return FrameOutcome::Nothing;
         }
+    };
+    latency.observe(read.took);
+    let motion = motion_fraction(camera, read.motion, || {
+        format!("stream frame {}", frame.seq)
     });
-    let started = Instant::now();
-    let reads = match engine.recognise_frame(frame) {
-        Ok(reads) => reads,
-        Err(e) => {
-            tracing::warn!(camera, seq = frame.seq, error = %format!("{e:#}"), "stream frame not read");
-            return None;
-        }
-    };
-    latency.observe(started.elapsed());
-    let has_text = reads.first().is_some_and(|r| !r.text.is_empty());
-    let jpeg = if has_text {
-        match frame.to_jpeg(STREAM_JPEG_QUALITY) {
-            Ok(jpeg) => Some(jpeg),
-            Err(e) => {
-                // The reads still count; the crossing will say its images are missing.
-                tracing::warn!(camera, seq = frame.seq, error = %e, "cannot keep the frame for the crossing's images");
-                None
-            }
-        }
-    } else {
+    let jpeg = frame.jpeg.unwrap_or_else(|e| {
+        // The reads still count; the crossing will say its images are missing.
+        tracing::warn!(camera, seq = frame.seq, error = %e, "cannot keep the frame for the crossing's images");
         None
-    };
-    Some(FrameReads {
+    });
+    FrameOutcome::Read(FrameReads {
         captured_at,
-        reads,
+        reads: read.reads,
         jpeg,
         motion,
     })
+}
+
+/// The fraction of a measured motion; one that was not measured is logged (`frame` names it).
+fn motion_fraction(
+    camera: &str,
+    motion: Option<Motion>,
+    frame: impl FnOnce() -> String,
+) -> Option<f64> {
+    match motion? {
+        Motion::Fraction(fraction) => Some(fraction),
+        Motion::NotMeasured(e) => {
+            tracing::warn!(camera, frame = %frame(), error = %e, "frame's motion not measured");
+            None
+        }
+    }
 }
 
 /// What one round of the loop asks next.
@@ -308,7 +440,7 @@ enum Round {
     Next,
     /// The agent is stopping.
     Stop,
-    /// A panic was caught (and handled); wait before going on.
+    /// A crash was caught (and handled); wait before going on.
     Panicked,
 }
 
@@ -318,16 +450,16 @@ fn run<E: FrameEngine>(
     poll: Duration,
     engine: &mut E,
     links: &CameraLinks,
-    meter: &mut Option<MotionMeter>,
 ) {
     let mut backoff = RestartBackoff::default();
     let mut since = Instant::now();
     while !*links.shutdown.borrow() {
         let round = catch_unwind(AssertUnwindSafe(|| {
-            one_round(name, folder, poll, engine, links, meter)
+            one_round(name, folder, poll, engine, links)
         }))
         .unwrap_or_else(|panic| {
-            caught(name, engine, links, &panic_message(&*panic), None);
+            let reason = format!("the ANPR engine panicked: {}", panic_message(&*panic));
+            caught(name, engine, links, &reason, None);
             Round::Panicked
         });
         match round {
@@ -348,7 +480,6 @@ fn one_round<E: FrameEngine>(
     poll: Duration,
     engine: &mut E,
     links: &CameraLinks,
-    meter: &mut Option<MotionMeter>,
 ) -> Round {
     match next_frames(folder) {
         Ok(frames) if frames.is_empty() => std::thread::sleep(poll),
@@ -364,20 +495,26 @@ fn one_round<E: FrameEngine>(
                     return Round::Stop;
                 }
                 let read = catch_unwind(AssertUnwindSafe(|| {
-                    read_frame(name, &f, engine, &links.latency, meter)
+                    read_frame(name, &f, engine, &links.latency)
                 }));
-                match read {
-                    Ok(Some(reads)) => {
+                let crash = match read {
+                    Ok(FrameOutcome::Read(reads)) => {
                         if links.out.blocking_send(reads).is_err() {
                             return Round::Stop; // the agent is shutting down
                         }
+                        continue;
                     }
-                    Ok(None) => {}
-                    Err(panic) => {
-                        caught(name, engine, links, &panic_message(&*panic), Some(&f));
-                        return Round::Panicked;
+                    Ok(FrameOutcome::Nothing) => continue,
+                    Ok(FrameOutcome::Crashed(reason)) => {
+                        format!("the camera's vision worker crashed on this frame: {reason}")
                     }
-                }
+                    Err(panic) => format!(
+                        "the ANPR engine panicked on this frame: {}",
+                        panic_message(&*panic)
+                    ),
+                };
+                caught(name, engine, links, &crash, Some(&f));
+                return Round::Panicked;
             }
         }
         Err(e) => {
@@ -388,27 +525,25 @@ fn one_round<E: FrameEngine>(
     Round::Next
 }
 
-/// After a caught panic: log it, count the restart, set the frame aside, drop the engine.
+/// After a crash or a caught panic (`reason`): log it, count the restart, set the frame aside,
+/// drop the engine.
 fn caught<E: FrameEngine>(
     name: &str,
     engine: &mut E,
     links: &CameraLinks,
-    panic: &str,
+    reason: &str,
     frame: Option<&Path>,
 ) {
     links.restarts.fetch_add(1, Ordering::Relaxed);
     tracing::error!(
         camera = %name,
         frame = ?frame.map(Path::display).map(|d| d.to_string()),
-        panic,
-        "the camera's ANPR engine panicked; the frame is set aside and the engine reloaded"
+        reason,
+        "the camera's ANPR engine failed; the frame is set aside and the engine started again"
     );
     if let Some(frame) = frame {
         if frame.exists() {
-            reject(
-                frame,
-                &format!("the ANPR engine panicked on this frame: {panic}"),
-            );
+            reject(frame, reason);
         }
     }
     engine.forget();
@@ -422,7 +557,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-/// The wait after a caught panic ([`RestartBackoff`] after a run that lasted since `since`,
+/// The wait after a caught crash ([`RestartBackoff`] after a run that lasted since `since`,
 /// which is then reset); false when the agent stopped meanwhile.
 fn wait_after_panic(
     name: &str,
@@ -473,47 +608,43 @@ fn read_frame<E: FrameEngine>(
     path: &Path,
     engine: &mut E,
     latency: &Histogram,
-    meter: &mut Option<MotionMeter>,
-) -> Option<FrameReads> {
+) -> FrameOutcome {
     let captured_at: DateTime<Utc> = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .map(DateTime::from)
         .unwrap_or_else(|_| Utc::now());
-    let result = std::fs::read(path)
-        .with_context(|| format!("reading {}", path.display()))
-        .and_then(|bytes| {
-            let motion = meter.as_mut().and_then(|m| match m.measure_encoded(&bytes) {
-                Ok(fraction) => Some(fraction),
-                Err(e) => {
-                    tracing::warn!(camera, frame = %path.display(), error = %e, "frame's motion not measured");
-                    None
-                }
-            });
-            let started = std::time::Instant::now();
-            let reads = engine.recognise(&bytes).with_context(|| format!("recognising {}", path.display()))?;
-            latency.observe(started.elapsed());
-            tracing::debug!(camera, frame = %path.display(), ms = started.elapsed().as_millis() as u64, reads = ?reads.first().map(|r| &r.text), motion, "frame read");
-            Ok((reads, bytes, motion))
-        });
-    match result {
-        Ok((reads, bytes, motion)) => {
-            if let Err(e) = std::fs::remove_file(path) {
-                tracing::warn!(camera, frame = %path.display(), error = %e, "cannot remove a read frame");
-            }
-            let has_text = reads.first().is_some_and(|r| !r.text.is_empty());
-            Some(FrameReads {
-                captured_at,
-                reads,
-                jpeg: has_text.then_some(bytes),
-                motion,
-            })
-        }
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
         Err(e) => {
-            tracing::warn!(camera, frame = %path.display(), error = %format!("{e:#}"), "frame rejected");
-            reject(path, &format!("{e:#}"));
-            None
+            let reason = format!("reading {}: {e}", path.display());
+            tracing::warn!(camera, frame = %path.display(), error = %reason, "frame rejected");
+            reject(path, &reason);
+            return FrameOutcome::Nothing;
         }
+    };
+    let read = match engine.recognise(&bytes) {
+        Ok(read) => read,
+        Err(VisionError::Crashed(reason)) => return FrameOutcome::Crashed(reason),
+        Err(VisionError::Failed(e)) => {
+            let reason = format!("recognising {}: {e}", path.display());
+            tracing::warn!(camera, frame = %path.display(), error = %reason, "frame rejected");
+            reject(path, &reason);
+            return FrameOutcome::Nothing;
+        }
+    };
+    latency.observe(read.took);
+    let motion = motion_fraction(camera, read.motion, || path.display().to_string());
+    tracing::debug!(camera, frame = %path.display(), ms = read.took.as_millis() as u64, reads = ?read.reads.first().map(|r| &r.text), motion, "frame read");
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(camera, frame = %path.display(), error = %e, "cannot remove a read frame");
     }
+    let has_text = read.reads.first().is_some_and(|r| !r.text.is_empty());
+    FrameOutcome::Read(FrameReads {
+        captured_at,
+        reads: read.reads,
+        jpeg: has_text.then_some(bytes),
+        motion,
+    })
 }
 
 fn reject(path: &Path, reason: &str) {
@@ -549,23 +680,40 @@ mod tests {
             Ok(())
         }
 
-        fn recognise(&mut self, jpeg: &[u8]) -> Result<Vec<PlateCandidate>> {
-            self.ready()?;
+        fn recognise(&mut self, jpeg: &[u8]) -> Result<Recognised, VisionError> {
+            self.ready()
+                .map_err(|e| VisionError::Failed(e.to_string()))?;
             let text = String::from_utf8_lossy(jpeg).into_owned();
-            if text == "PANIC" {
-                panic!("index out of bounds in a native binding");
+            match text.as_str() {
+                "PANIC" => panic!("index out of bounds in a native binding"),
+                "CRASH" => {
+                    self.loaded = false;
+                    return Err(VisionError::Crashed("killed by signal 11".into()));
+                }
+                "GARBLED" => return Err(VisionError::Failed("not a JPEG".into())),
+                _ => {}
             }
-            Ok(vec![PlateCandidate {
-                char_confidences: vec![0.9; text.len()],
-                text,
-                confidence: 0.9,
-                bbox: [0, 0, 10, 10],
-                format: None,
-            }])
+            Ok(Recognised {
+                reads: vec![PlateCandidate {
+                    char_confidences: vec![0.9; text.len()],
+                    text,
+                    confidence: 0.9,
+                    bbox: [0, 0, 10, 10],
+                    format: None,
+                }],
+                took: Duration::from_millis(1),
+                motion: None,
+            })
         }
 
-        fn recognise_frame(&mut self, _: &capture::Frame) -> Result<Vec<PlateCandidate>> {
-            anyhow::bail!("this test engine reads frame files only")
+        fn next_stream_frame(
+            &mut self,
+            _: Duration,
+            _: u8,
+        ) -> Result<Option<StreamFrame>, VisionError> {
+            Err(VisionError::Failed(
+                "this test engine reads frame files only".into(),
+            ))
         }
 
         fn forget(&mut self) {
@@ -582,6 +730,9 @@ mod tests {
             ("1.jpg", "1234AB01"),
             ("2.jpg", "PANIC"),
             ("3.jpg", "5678CD02"),
+            ("4.jpg", "CRASH"),
+            ("5.jpg", "GARBLED"),
+            ("6.jpg", "9012EF03"),
         ] {
             std::fs::write(folder.join(name), text)?;
         }
@@ -602,13 +753,12 @@ mod tests {
                 Duration::from_millis(10),
                 &mut engine,
                 &links,
-                &mut None,
             );
             engine
         });
 
         let mut read = Vec::new();
-        while read.len() < 2 {
+        while read.len() < 3 {
             let frame = frames.blocking_recv().context("the camera ended early")?;
             read.push(frame.reads[0].text.clone());
         }
@@ -619,27 +769,47 @@ mod tests {
 
         assert_eq!(
             read,
-            ["1234AB01", "5678CD02"],
-            "the frames around the panic are read"
+            ["1234AB01", "5678CD02", "9012EF03"],
+            "the frames around the panic and the crash are read"
         );
-        assert_eq!(restarts.load(Ordering::Relaxed), 1, "one restart counted");
         assert_eq!(
-            engine.loads, 2,
-            "the engine was loaded again after the panic"
+            restarts.load(Ordering::Relaxed),
+            2,
+            "a restart counted for the panic and one for the crash, none for a garbled frame"
+        );
+        assert_eq!(
+            engine.loads, 3,
+            "the engine was loaded again after the panic and after the crash"
         );
         let rejected = dir.path().join("cam").join("rejected");
-        assert!(rejected.join("2.jpg").exists(), "the frame is set aside");
-        let reason = std::fs::read_to_string(rejected.join("2.reason"))?;
-        assert!(
-            reason.contains("panicked") && reason.contains("native binding"),
-            "{reason}"
-        );
-        assert!(!dir.path().join("cam").join("2.jpg").exists());
+        for (frame, why) in [
+            ("2", ["panicked", "native binding"]),
+            ("4", ["crashed", "signal 11"]),
+            ("5", ["recognising", "not a JPEG"]),
+        ] {
+            assert!(
+                rejected.join(format!("{frame}.jpg")).exists(),
+                "frame {frame} is set aside"
+            );
+            let reason = std::fs::read_to_string(rejected.join(format!("{frame}.reason")))?;
+            assert!(why.iter().all(|w| reason.contains(w)), "{reason}");
+            assert!(!dir.path().join("cam").join(format!("{frame}.jpg")).exists());
+        }
         Ok(())
     }
 
-    /// A folder camera that frames vehicles measures each frame's motion against the one
-    /// before: the empty lane is quiet, a vehicle appearing moves.
+    /// The real engine in its vision worker, as the agent loads it.
+    fn real_engine() -> Result<LazyReader> {
+        let anpr = AnprConfig {
+            paths: bcp_anpr_core::NativePaths::from_env(),
+            ..AnprConfig::default()
+        };
+        LazyReader::new(anpr, false)
+    }
+
+    /// A folder camera that frames vehicles has each frame's motion measured against the one
+    /// before by its vision worker: the empty lane is quiet, a vehicle appearing moves, a
+    /// frame that does not decode is set aside.
     #[test]
     fn a_folder_camera_measuring_motion_reports_it_with_each_frame() -> Result<()> {
         use bcp_sim::plate_render;
@@ -659,6 +829,10 @@ mod tests {
             plate_render::render_vehicle_frame("1234 AB 01", 3)?,
         )?;
         std::fs::write(folder.join("4.jpg"), b"not a jpeg")?;
+        std::fs::write(
+            folder.join("5.jpg"),
+            plate_render::render_vehicle_frame("1234 AB 01", 3)?,
+        )?;
         let (out, mut frames) = mpsc::channel(8);
         let (stop, shutdown) = watch::channel(false);
         let links = CameraLinks {
@@ -667,33 +841,69 @@ mod tests {
             restarts: Arc::new(AtomicU64::new(0)),
             shutdown,
         };
-        let camera = std::thread::spawn(move || {
-            let mut engine = TextEngine::default();
-            let mut meter = Some(MotionMeter::new(MotionConfig::default())?);
-            run(
-                "cam1",
-                &folder,
-                Duration::from_millis(10),
-                &mut engine,
-                &links,
-                &mut meter,
-            );
-            anyhow::Ok(())
-        });
+        let camera = spawn(
+            "cam1".into(),
+            CameraSource::Folder(folder.clone()),
+            Duration::from_millis(10),
+            real_engine()?,
+            links,
+            Some(MotionConfig::default()),
+        )?;
         let mut motion = Vec::new();
+        let mut texts = Vec::new();
         while motion.len() < 4 {
             let frame = frames.blocking_recv().context("the camera ended early")?;
             motion.push(frame.motion);
+            texts.push(frame.reads.first().map(|r| r.text.clone()));
         }
         stop.send(true)?;
-        let Ok(ended) = camera.join() else {
+        drop(frames);
+        if camera.join().is_err() {
             anyhow::bail!("the camera thread must not panic");
-        };
-        ended?;
+        }
         assert_eq!(motion[0], Some(0.0), "the first frame: {motion:?}");
         assert!(motion[1].is_some_and(|m| m < 0.01), "{motion:?}");
         assert!(motion[2].is_some_and(|m| m > 0.2), "{motion:?}");
-        assert_eq!(motion[3], None, "a frame that does not decode: {motion:?}");
+        assert_eq!(motion[3], Some(0.0), "the same vehicle again: {motion:?}");
+        assert_eq!(texts[2].as_deref(), Some("1234AB01"), "{texts:?}");
+        let reason = std::fs::read_to_string(folder.join("rejected").join("4.reason"))?;
+        assert!(reason.contains("recognising"), "{reason}");
+        Ok(())
+    }
+
+    /// A worker that dies under the camera (killed, as a crash in native code would end it) is
+    /// a crash of the engine: the next frame gets a new worker.
+    #[test]
+    fn a_killed_vision_worker_is_a_crash_and_the_next_frame_gets_a_new_one() -> Result<()> {
+        let mut engine = real_engine()?;
+        engine.ready()?;
+        let frame = bcp_sim::plate_render::render_vehicle_frame("1234 AB 01", 1)?;
+        let read = engine.recognise(&frame)?;
+        assert_eq!(
+            read.reads.first().map(|r| r.text.as_str()),
+            Some("1234AB01")
+        );
+        let pid = engine
+            .worker
+            .as_ref()
+            .map(VisionWorker::pid)
+            .context("a worker")?;
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(killed.success(), "kill -KILL {pid}: {killed}");
+        match engine.recognise(&frame) {
+            Err(VisionError::Crashed(reason)) => {
+                assert!(reason.contains("signal 9"), "{reason}")
+            }
+            other => anyhow::bail!("a crash expected, got {other:?}"),
+        }
+        assert!(engine.worker.is_none(), "the dead worker is dropped");
+        let read = engine.recognise(&frame)?;
+        assert_eq!(
+            read.reads.first().map(|r| r.text.as_str()),
+            Some("1234AB01")
+        );
         Ok(())
     }
 
@@ -715,11 +925,7 @@ mod tests {
         }
         w.release()?;
 
-        let anpr = AnprConfig {
-            paths: bcp_anpr::NativePaths::from_env(),
-            ..AnprConfig::default()
-        };
-        let reader = LazyReader::new(anpr, false)?;
+        let reader = real_engine()?;
         let (out, mut frames) = mpsc::channel(8);
         let (stop, shutdown) = watch::channel(false);
         let latency = Arc::new(Histogram::new(&[0.1]));

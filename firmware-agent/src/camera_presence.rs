@@ -3,7 +3,7 @@
 //! should only weigh.
 //!
 //! A pure state machine (no clock, no I/O): the camera thread measures each frame's motion
-//! (`bcp_anpr::motion`: the fraction of the frame's pixels that changed since the previous
+//! (`bcp_anpr_core::motion`: the fraction of the frame's pixels that changed since the previous
 //! frame) and the agent hands it here with the time it got it and the frame's capture time
 //! ([`CameraPresence::handle_frame`]), and the time now when nothing else happened
 //! ([`CameraPresence::handle_timeout`], due at [`CameraPresence::poll_timeout`]). What it

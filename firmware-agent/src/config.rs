@@ -420,7 +420,7 @@ pub struct CameraConfig {
     /// `stream` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder: Option<PathBuf>,
-    /// Or: a stream the agent pulls frames from (`bcp_anpr::capture`, OpenCV with FFmpeg): an
+    /// Or: a stream the agent pulls frames from (`bcp_anpr_core::capture`, OpenCV with FFmpeg): an
     /// `rtsp://` URL, an `http://` MJPEG URL, or a video file. Bounded open and read timeouts,
     /// reconnect with backoff; when recognition falls behind, the oldest frames are dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -599,7 +599,7 @@ pub struct AnprSettings {
 }
 
 /// `[evidence]`: the images recorded with each crossing (see `bcp_agent::frames` and
-/// `bcp_anpr::evidence`). Applied at once on a reload.
+/// `bcp_anpr_core::evidence`). Applied at once on a reload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvidenceSettings {
@@ -623,7 +623,7 @@ pub struct EvidenceSettings {
 
 impl Default for EvidenceSettings {
     fn default() -> Self {
-        let plate = bcp_anpr::EvidenceConfig::default();
+        let plate = bcp_anpr_core::EvidenceConfig::default();
         Self {
             enabled: true,
             overview_max_width_px: plate.overview_max_width_px,
@@ -644,13 +644,13 @@ impl EvidenceSettings {
         *self == Self::default()
     }
 
-    /// The plate and thumbnail encoding settings, as `bcp_anpr::evidence` takes them.
-    pub fn images(&self) -> bcp_anpr::EvidenceConfig {
-        bcp_anpr::EvidenceConfig {
+    /// The plate and thumbnail encoding settings, as `bcp_anpr_core::evidence` takes them.
+    pub fn images(&self) -> bcp_anpr_core::EvidenceConfig {
+        bcp_anpr_core::EvidenceConfig {
             overview_max_width_px: self.overview_max_width_px,
             crop_margin_ratio: self.crop_margin_ratio,
             jpeg_quality: self.jpeg_quality,
-            ..bcp_anpr::EvidenceConfig::default()
+            ..bcp_anpr_core::EvidenceConfig::default()
         }
     }
 
@@ -663,7 +663,9 @@ impl EvidenceSettings {
     pub fn validate(&self) -> Result<()> {
         match self.images().validate() {
             Ok(()) => {}
-            Err(bcp_anpr::AnprError::Config { key, reason }) => bail!("evidence.{key}: {reason}"),
+            Err(bcp_anpr_core::SettingsError::Config { key, reason }) => {
+                bail!("evidence.{key}: {reason}")
+            }
             Err(e) => bail!("[evidence]: {e}"),
         }
         if !(1..=100_000).contains(&self.frame_cache_frames) {
@@ -1066,9 +1068,12 @@ impl AgentConfig {
             .anpr
             .formats
             .iter()
-            .find(|c| bcp_anpr::formats::by_code(c).is_none())
+            .find(|c| bcp_anpr_core::formats::by_code(c).is_none())
         {
-            let known: Vec<&str> = bcp_anpr::formats::FORMATS.iter().map(|f| f.code).collect();
+            let known: Vec<&str> = bcp_anpr_core::formats::FORMATS
+                .iter()
+                .map(|f| f.code)
+                .collect();
             bail!(
                 "anpr.formats: unknown plate format {code:?}; known: {}",
                 known.join(", ")
@@ -1899,7 +1904,10 @@ broker_port = 8883
     fn evidence_keys_default_round_trip_and_are_validated_by_name() -> Result<()> {
         let cfg = parse(VALID)?;
         assert_eq!(cfg.evidence, EvidenceSettings::default());
-        assert_eq!(cfg.evidence.images(), bcp_anpr::EvidenceConfig::default());
+        assert_eq!(
+            cfg.evidence.images(),
+            bcp_anpr_core::EvidenceConfig::default()
+        );
         assert!(
             !toml::to_string(&cfg)?.contains("[evidence]"),
             "defaults are not written"

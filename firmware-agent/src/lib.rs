@@ -23,7 +23,10 @@
 //!   on after a few moving frames, off after a quiet time, for a lane without presence sensors.
 //! - [`checks`]: flags raised at the edge on a closed crossing (overweight, over-dimension,
 //!   overweight axle group or by axle-count class, hotlist, overweight wagon).
-//! - [`camera`]: a camera's frame folder read through the ANPR engine on its own thread.
+//! - [`camera`]: a camera's frame folder or stream read through the ANPR engine on its own
+//!   thread.
+//! - [`vision`]: the vision worker, a `bcp-vision` child process that does the camera's and
+//!   the crossing images' OpenCV and ONNX Runtime work, so that the daemon links neither.
 //! - [`frames`]: the bounded cache of frames with plate reads, from which a crossing's plate
 //!   crop and overview are cut when it is recorded (`[evidence]`).
 //! - [`scanner`]: the X-ray scanner adapters: a JSON-lines TCP feed and a drop folder of XML
@@ -63,5 +66,6 @@ pub mod sim_config;
 pub mod systemd;
 pub mod train;
 pub mod view;
+pub mod vision;
 
 pub use config::AgentConfig;

@@ -11,7 +11,7 @@
 //! Every record carries the profile's [`TransportMode`] (`transport_mode: {code, name}`).
 //! Pure data: no I/O.
 
-use bcp_anpr::identifiers::IdKind;
+use bcp_anpr_core::identifiers::IdKind;
 use bcp_record::TransportMode;
 use serde::{Deserialize, Serialize};
 

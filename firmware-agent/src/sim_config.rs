@@ -10,7 +10,7 @@
 
 use crate::config::*;
 use bcp_drivers::serial::SerialPortConfig;
-pub use bcp_sim::SimEndpoints;
+pub use bcp_sim_endpoints::SimEndpoints;
 use std::path::Path;
 
 /// `[camera] motion_quiet_ms` for the simulator's steady camera: its vehicles move in every

@@ -237,7 +237,8 @@ impl CameraTask {
                 restarts,
                 shutdown: stop_rx,
             },
-            cfg.frames_by_motion().then(bcp_anpr::MotionConfig::default),
+            cfg.frames_by_motion()
+                .then(bcp_anpr_core::MotionConfig::default),
         )?;
         Ok(Self { stop, thread })
     }

@@ -6,19 +6,24 @@
 //! does not decode, a scan image missing, too large or not a plain file, all leave the crossing
 //! recorded without that image, flagged `plate_images_missing` or `scan_thumbnail_missing` with
 //! the reason, logged at WARN and counted ([`ImageCounters`], logged at shutdown). Decoding and
-//! encoding run on tokio's blocking pool, off the main loop's thread.
+//! encoding run in a vision worker of their own ([`crate::vision`], started with the first
+//! crossing that has images and kept; a crashed one is started again with the next), called
+//! from tokio's blocking pool, off the main loop's thread.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use bcp_anpr::EvidenceConfig;
+use bcp_anpr_core::worker::{Reply, Request};
+use bcp_anpr_core::EvidenceConfig;
 use bcp_record::{Crossing, Flag, ImageKind};
 
 use crate::config::{AgentConfig, EvidenceSettings};
 use crate::frames::FrameCache;
 use crate::lane::{FrameId, LaneRecord};
+use crate::vision::{VisionError, VisionWorker};
 
 /// At most this many thumbnails are made for one scan (a scan XML may list up to 64 images;
 /// the rest stay in the scanner's folder).
@@ -44,10 +49,13 @@ pub(super) struct EvidenceImages {
     scan_folder: Option<PathBuf>,
     frames: FrameCache,
     pub(super) counters: ImageCounters,
+    /// The images' vision worker, once a crossing needed it.
+    worker: Arc<Mutex<Option<VisionWorker>>>,
 }
 
 /// Work for the blocking pool: everything owned.
 struct Job {
+    worker: Arc<Mutex<Option<VisionWorker>>>,
     cfg: EvidenceConfig,
     plate: Option<(Vec<u8>, [i32; 4])>,
     scans: Vec<PathBuf>,
@@ -72,6 +80,7 @@ impl EvidenceImages {
             scan_folder: scan_folder(cfg),
             frames: FrameCache::new(e.frame_cache_frames, e.frame_cache_bytes()),
             counters: ImageCounters::default(),
+            worker: Arc::default(),
         }
     }
 
@@ -119,6 +128,7 @@ impl EvidenceImages {
             return MadeImages::default();
         }
         let job = Job {
+            worker: self.worker.clone(),
             cfg: self.settings.images(),
             plate,
             scans,
@@ -204,19 +214,44 @@ impl EvidenceImages {
 impl Job {
     fn run(self) -> JobOutput {
         let mut out = JobOutput::default();
+        // One job at a time uses the worker; a job that panicked while holding it left nothing
+        // half-done that matters (the worker answers each request whole).
+        let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((jpeg, bbox)) = &self.plate {
-            match bcp_anpr::plate_images_from_jpeg(jpeg, *bbox, &self.cfg) {
-                Ok(made) => {
-                    out.images.push((ImageKind::PlateCrop, made.plate_crop));
-                    out.images.push((ImageKind::Overview, made.overview));
+            let request = Request::PlateImages {
+                bbox: *bbox,
+                cfg: Box::new(self.cfg.clone()),
+            };
+            match ask(&mut worker, &request, jpeg) {
+                Ok((Reply::PlateImages { .. }, made)) if made.len() == 2 => {
+                    let mut made = made.into_iter();
+                    if let (Some(crop), Some(overview)) = (made.next(), made.next()) {
+                        out.images.push((ImageKind::PlateCrop, crop));
+                        out.images.push((ImageKind::Overview, overview));
+                    }
                 }
-                Err(e) => out.plate_error = Some(format!("cutting the plate images: {e}")),
+                Ok((other, _)) => {
+                    out.plate_error = Some(format!(
+                        "cutting the plate images: the vision worker answered {other:?}"
+                    ));
+                }
+                Err(e) => out.plate_error = Some(format!("cutting the plate images: {e:#}")),
             }
         }
         for path in &self.scans {
             let made = read_scan_image(path, self.scan_max_bytes).and_then(|bytes| {
-                bcp_anpr::thumbnail_from_bytes(&bytes, self.scan_max_side, &self.cfg)
-                    .with_context(|| format!("making a thumbnail of {}", path.display()))
+                let request = Request::Thumbnail {
+                    max_side: self.scan_max_side,
+                    cfg: Box::new(self.cfg.clone()),
+                };
+                let thumbnail = match ask(&mut worker, &request, &bytes) {
+                    Ok((Reply::Thumbnail, mut made)) if made.len() == 1 => {
+                        made.pop().context("a thumbnail")
+                    }
+                    Ok((other, _)) => Err(anyhow::anyhow!("the vision worker answered {other:?}")),
+                    Err(e) => Err(e),
+                };
+                thumbnail.with_context(|| format!("making a thumbnail of {}", path.display()))
             });
             match made {
                 Ok(jpeg) => {
@@ -227,6 +262,28 @@ impl Job {
             }
         }
         out
+    }
+}
+
+/// Asks the images' worker (started if there is none) one request about `image`; a worker
+/// that crashed is dropped, and the next request starts another.
+fn ask(
+    worker: &mut Option<VisionWorker>,
+    request: &Request,
+    image: &[u8],
+) -> Result<(Reply, Vec<Vec<u8>>)> {
+    let running = match worker {
+        Some(running) => running,
+        None => worker.insert(VisionWorker::start("images")?),
+    };
+    match running.call(request, &[image]) {
+        Ok(reply) => Ok(reply),
+        Err(e) => {
+            if matches!(e, VisionError::Crashed(_)) {
+                *worker = None;
+            }
+            Err(e.into())
+        }
     }
 }
 

@@ -89,7 +89,7 @@
 //!
 //! ## Air and river posts: an identifier in the plate slot
 //! With a [`Conveyance`] whose `identifier` is set (an air post's IATA ULD id, a river post's
-//! ENI or IMO number), each frame's reads are validated with `bcp_anpr::identifiers` before
+//! ENI or IMO number), each frame's reads are validated with `bcp_anpr_core::identifiers` before
 //! they join: reads that fit no shape of the scheme are dropped, a read with one look-alike
 //! character whose repair alone makes the check digit hold is repaired (confidence x 0.85), and
 //! the plate slot holds the identifier with its scheme as `format` (`ULD`, `ENI`, `IMO`), voted
@@ -104,8 +104,8 @@
 mod pending;
 mod words;
 
-use bcp_anpr::identifiers::{self, Check, IdError, IdKind};
-use bcp_anpr::PlateCandidate;
+use bcp_anpr_core::identifiers::{self, Check, IdError, IdKind};
+use bcp_anpr_core::PlateCandidate;
 use bcp_record::{Crossing, Dimensions, Flag, ScanEvent, Weighing};
 use chrono::{DateTime, TimeDelta, Utc};
 pub(crate) use pending::similar;

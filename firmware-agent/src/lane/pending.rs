@@ -3,7 +3,7 @@
 
 use super::words::duration;
 use super::{BridgeEnd, Evidence, FrameId, PlateFrame};
-use bcp_anpr::PlateCandidate;
+use bcp_anpr_core::PlateCandidate;
 use bcp_record::{Dimensions, Flag, PlateRead, ScanEvent, Weighing};
 use chrono::{DateTime, Utc};
 
@@ -83,7 +83,7 @@ impl Pending {
             return self.identifier();
         }
         let reads: Vec<PlateCandidate> = self.frames.iter().map(|(_, r, _)| r.clone()).collect();
-        bcp_anpr::vote::vote(&reads).map(|v| PlateRead {
+        bcp_anpr_core::vote::vote(&reads).map(|v| PlateRead {
             text: v.text,
             confidence: v.confidence,
             format: v.format.map(str::to_owned),
@@ -133,7 +133,7 @@ impl Pending {
             .filter(|r| front.is_none_or(|f| !similar(&r.text, &f.text)))
             .cloned()
             .collect();
-        bcp_anpr::vote::vote(&reads)
+        bcp_anpr_core::vote::vote(&reads)
             .filter(|v| v.format.is_some() || v.frames >= 2)
             .map(|v| PlateRead {
                 text: v.text,
@@ -156,7 +156,7 @@ impl Pending {
         } else {
             let reads: Vec<PlateCandidate> =
                 self.frames.iter().map(|(_, r, _)| r.clone()).collect();
-            let voted = bcp_anpr::vote::vote(&reads)?;
+            let voted = bcp_anpr_core::vote::vote(&reads)?;
             self.frames.get(voted.best_read)?
         };
         Some(PlateFrame {

@@ -4,7 +4,7 @@
 
 use super::{OpenTrain, Sighting, TrainRules};
 use crate::lane::{clock, duration, uuid_v7};
-use bcp_anpr::identifiers::{Check, IdKind};
+use bcp_anpr_core::identifiers::{Check, IdKind};
 use bcp_record::{Crossing, Flag, IdCheck, IdentifierRead, Train, TransportMode, Wagon, Weighing};
 use chrono::{DateTime, TimeDelta, Utc};
 

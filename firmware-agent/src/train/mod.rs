@@ -15,7 +15,7 @@
 //!   train's order. The first wagon on starts a train.
 //! - **Identifiers by time**: [`handle_reads`](TrainCorrelator::handle_reads) with the reads of
 //!   one camera frame (or one reader message) and when it was taken. Each read is validated
-//!   with `bcp_anpr::identifiers` as a wagon number (UIC 12-digit or CIS 8-digit, Luhn check
+//!   with `bcp_anpr_core::identifiers` as a wagon number (UIC 12-digit or CIS 8-digit, Luhn check
 //!   digit) or else an ISO 6346 container code; a misread of one look-alike character is
 //!   repaired when exactly one repair makes the check digit hold. Reads that fit neither shape
 //!   are noise and dropped; reads that fit a shape but fail the check are kept, to say in the
@@ -104,8 +104,8 @@ pub mod shunting;
 
 pub use assemble::assemble;
 
-use bcp_anpr::identifiers::{self, IdError, IdKind, IdRead};
-use bcp_anpr::PlateCandidate;
+use bcp_anpr_core::identifiers::{self, IdError, IdKind, IdRead};
+use bcp_anpr_core::PlateCandidate;
 use bcp_record::{Crossing, Flag, ScanEvent, Weighing};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::VecDeque;
@@ -518,7 +518,7 @@ impl TrainCorrelator {
 pub fn classify(at: DateTime<Utc>, reads: Vec<PlateCandidate>) -> Vec<Sighting> {
     let mut seen: Vec<Sighting> = Vec::new();
     for c in reads {
-        let raw = bcp_anpr::formats::normalise(&c.text);
+        let raw = bcp_anpr_core::formats::normalise(&c.text);
         if raw.is_empty() || seen.iter().any(|s| s.raw == raw) {
             continue;
         }

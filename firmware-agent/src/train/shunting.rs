@@ -5,7 +5,7 @@
 
 use super::{Sighting, TrainRules, WagonWeighed};
 use crate::lane::duration;
-use bcp_anpr::identifiers::IdKind;
+use bcp_anpr_core::identifiers::IdKind;
 use bcp_record::Flag;
 use chrono::{DateTime, Utc};
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::formats;
-use crate::reader::PlateCandidate;
+use crate::PlateCandidate;
 
 /// The plate of one vehicle, merged from several reads.
 #[derive(Debug, Clone, PartialEq, Serialize)]
