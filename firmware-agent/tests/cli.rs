@@ -159,3 +159,36 @@ fn config_set_without_a_terminal_or_yes_writes_nothing() -> Result<()> {
     assert_eq!(std::fs::read_to_string(&cfg)?, before);
     Ok(())
 }
+
+/// The daemon links neither OpenCV nor ONNX Runtime (nor the C++ runtime they need): that work
+/// is its vision worker's (`bcp-vision`), a process of its own. An idle agent stays small and
+/// a crash in native code cannot take it down. (`readelf` is in binutils, which the Rust
+/// toolchain's linker needs anyway.)
+#[test]
+fn the_daemon_does_not_link_the_native_vision_libraries() -> Result<()> {
+    let needed = |binary: &str| -> Result<Vec<String>> {
+        let out = Command::new("readelf").args(["-d", binary]).output()?;
+        anyhow::ensure!(out.status.success(), "readelf -d {binary}: {out:?}");
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("(NEEDED)"))
+            .filter_map(|l| l.split('[').nth(1)?.split(']').next().map(str::to_owned))
+            .collect())
+    };
+    let agent = needed(env!("CARGO_BIN_EXE_bcp-agent"))?;
+    assert!(
+        !agent.is_empty() && agent.iter().any(|l| l.starts_with("libc.so")),
+        "readelf found the agent's libraries: {agent:?}"
+    );
+    let native: Vec<_> = agent
+        .iter()
+        .filter(|l| l.contains("opencv") || l.contains("onnxruntime") || l.contains("stdc++"))
+        .collect();
+    assert!(native.is_empty(), "bcp-agent links {native:?}");
+    let worker = needed(env!("CARGO_BIN_EXE_bcp-vision"))?;
+    assert!(
+        worker.iter().any(|l| l.contains("opencv_core")),
+        "the check would see OpenCV where it is linked: {worker:?}"
+    );
+    Ok(())
+}

@@ -67,7 +67,6 @@ use bcp_drivers::dims_ascii::DimensionFrame;
 use bcp_drivers::presence_ascii::SensorEnd;
 use bcp_drivers::AnyProtocol;
 use bcp_record::ScanEvent;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
