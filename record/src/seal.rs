@@ -102,8 +102,28 @@ pub fn seal(env: &mut RecordEnvelope, prev: &[u8; 32], key: &SigningKey) -> [u8;
 /// `seal.hash`, leaving `seal.sig` empty. The chain must be built in order; the signatures
 /// ([`sign`]) may then be made in any order or in parallel.
 pub fn chain(env: &mut RecordEnvelope, prev: &[u8; 32], public: &[u8; 32]) -> [u8; 32] {
+    let mut prepared = prepare(env, public);
+    link(env, &mut prepared, prev)
+}
+
+/// What [`prepare`] made of an envelope: its canonical form with a placeholder where the
+/// previous record's hash goes, for [`link`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    canonical: Vec<u8>,
+    /// Where the 64 hex digits of `seal.prev` are in `canonical`, if found.
+    prev_at: Option<usize>,
+}
+
+/// The placeholder for `seal.prev` while the canonical form is built without it.
+const PREV_PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// [`chain`] in two steps, so that a batch's costly part runs in parallel: `prepare` (the
+/// canonical form, independent of the chain; any order, any thread), then [`link`] (the
+/// previous hash written in, SHA-256; in order). Sets `env.seal` with `key` = `public`.
+pub fn prepare(env: &mut RecordEnvelope, public: &[u8; 32]) -> Prepared {
     env.seal = Some(Seal {
-        prev: to_hex(prev),
+        prev: PREV_PLACEHOLDER.to_owned(),
         key: to_hex(public),
         hash: String::new(),
         sig: String::new(),
@@ -116,7 +136,41 @@ pub fn chain(env: &mut RecordEnvelope, prev: &[u8; 32], public: &[u8; 32]) -> [u
         .ok()
         .and_then(|s| serde_json::from_slice::<Value>(&s).ok())
         .unwrap_or(Value::Null);
-    let hash = record_hash(&canonical_bytes(&tree));
+    let canonical = canonical_bytes(&tree);
+    // The seal's `prev` is the last `"prev":"..."` of the canonical form: the envelope's keys
+    // sort `crossing`, `post`, `recorded_at`, `seal`, `seq`, and only hex and numbers follow
+    // it. [`link`] checks what it finds and builds the form anew if it is not the placeholder.
+    let pattern = format!("\"prev\":\"{PREV_PLACEHOLDER}\"");
+    let prev_at = canonical
+        .windows(pattern.len())
+        .rposition(|w| w == pattern.as_bytes())
+        .map(|at| at + "\"prev\":\"".len());
+    Prepared { canonical, prev_at }
+}
+
+/// The second step of [`chain`]: links the prepared `env` to `prev`; returns its hash (also
+/// set as `seal.hash`).
+pub fn link(env: &mut RecordEnvelope, prepared: &mut Prepared, prev: &[u8; 32]) -> [u8; 32] {
+    let prev_hex = to_hex(prev);
+    let at = prepared
+        .prev_at
+        .filter(|&at| prepared.canonical.get(at..at + 64) == Some(PREV_PLACEHOLDER.as_bytes()));
+    if let Some(s) = env.seal.as_mut() {
+        s.prev.clone_from(&prev_hex);
+    }
+    match at {
+        Some(at) => prepared.canonical[at..at + 64].copy_from_slice(prev_hex.as_bytes()),
+        None => {
+            // Not where it was expected (an envelope not made by `prepare`): the slow way.
+            let tree = serde_json::to_vec(env)
+                .ok()
+                .and_then(|s| serde_json::from_slice::<Value>(&s).ok())
+                .unwrap_or(Value::Null);
+            prepared.canonical = canonical_bytes(&tree);
+            prepared.prev_at = None;
+        }
+    }
+    let hash = record_hash(&prepared.canonical);
     if let Some(s) = env.seal.as_mut() {
         s.hash = to_hex(&hash);
     }
@@ -380,6 +434,38 @@ mod tests {
 
     fn key(b: u8) -> SigningKey {
         SigningKey::from_bytes(&[b; 32])
+    }
+
+    /// The hash the canonical form of `env` (as sealed so far) gives, computed the plain way.
+    fn plain_hash(env: &RecordEnvelope) -> [u8; 32] {
+        let tree: Value = serde_json::from_slice(&serde_json::to_vec(env).unwrap()).unwrap();
+        tree_hash(&tree)
+    }
+
+    /// `prepare` then `link` (what a batch does, the first part in parallel) hashes exactly what
+    /// the envelope's canonical form says, with the real previous hash in it: also when a
+    /// crossing's text holds the placeholder `prev` pattern itself, and when the placeholder is
+    /// not where `prepare` found it (then the form is built anew).
+    #[test]
+    fn prepare_then_link_hashes_the_canonical_form_with_the_previous_hash() {
+        let public = [7u8; 32];
+        let mut prev = GENESIS;
+        for seq in 1..=4u64 {
+            let mut e = env(seq);
+            if seq == 3 {
+                e.crossing.lane = format!("\"prev\":\"{PREV_PLACEHOLDER}\"");
+            }
+            let mut prepared = prepare(&mut e, &public);
+            if seq == 4 {
+                prepared.prev_at = Some(0);
+            }
+            let hash = link(&mut e, &mut prepared, &prev);
+            let seal = e.seal.clone().unwrap();
+            assert_eq!(seal.prev, to_hex(&prev), "seq {seq}");
+            assert_eq!(seal.hash, to_hex(&hash), "seq {seq}");
+            assert_eq!(hash, plain_hash(&e), "seq {seq}");
+            prev = hash;
+        }
     }
 
     fn env(seq: u64) -> RecordEnvelope {

@@ -150,8 +150,8 @@ ALTER TABLE outbox_state ADD COLUMN blobs_evicted_total INTEGER NOT NULL DEFAULT
 "#,
 ];
 
-/// Batches at least this large are signed on all cores.
-const PARALLEL_SIGN_MIN: usize = 64;
+/// Batches at least this large are sealed on all cores.
+const PARALLEL_SEAL_MIN: usize = 64;
 
 /// The schema version this build writes.
 pub const OUTBOX_SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -273,6 +273,26 @@ const LOW_WATER_PERCENT: u64 = 80;
 fn is_full(e: &OutboxError) -> bool {
     matches!(e, OutboxError::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. }
         if f.code == rusqlite::ErrorCode::DiskFull)
+}
+
+/// A sealed batch: its last hash and, per new record, its hash and row JSON.
+type SealedBatch = ([u8; 32], Vec<([u8; 32], String)>);
+
+/// Runs `f` on each of `items`, split over every core when there are at least
+/// [`PARALLEL_SEAL_MIN`] of them (else on this thread).
+fn on_every_core<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync) {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if items.len() < PARALLEL_SEAL_MIN || threads < 2 {
+        items.iter_mut().for_each(f);
+        return;
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        for chunk in items.chunks_mut(per_thread) {
+            scope.spawn(move || chunk.iter_mut().for_each(f));
+        }
+    });
 }
 
 impl OutboxError {
@@ -415,38 +435,60 @@ impl Outbox {
         Ok(())
     }
 
-    /// Signs the chained records `fresh` of `out`; a large batch is signed on every core (the
-    /// signatures are independent once the chain is built, and they are most of the CPU cost).
-    fn sign_all(&self, out: &mut [RecordEnvelope], fresh: &[(usize, [u8; 32])]) {
-        let key = self.key.signing_key();
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        if fresh.len() < PARALLEL_SIGN_MIN || threads < 2 {
-            for &(i, hash) in fresh {
-                seal::sign(&mut out[i], &hash, key);
-            }
-            return;
+    /// Seals the new records `fresh` (indexes into `out`, increasing) after `prev`, and encodes
+    /// each for its row; returns the last hash and, per fresh record, its hash and row JSON. A
+    /// large batch is sealed on every core: the canonical forms (any order), then the chain (in
+    /// order: SHA-256 only), then the signatures and the rows' JSON (any order). Those are
+    /// most of an append's CPU.
+    fn seal_all(
+        &self,
+        out: &mut [RecordEnvelope],
+        fresh: &[usize],
+        mut prev: [u8; 32],
+    ) -> Result<SealedBatch, OutboxError> {
+        struct Job<'a> {
+            env: &'a mut RecordEnvelope,
+            prepared: Option<seal::Prepared>,
+            hash: [u8; 32],
+            row: Option<Result<String, OutboxError>>,
         }
-        // `fresh` indexes are increasing; pair each fresh envelope with its hash.
-        let mut jobs: Vec<(&mut RecordEnvelope, [u8; 32])> = Vec::with_capacity(fresh.len());
+        let key = self.key.signing_key();
+        let public = self.key.public();
+        let mut jobs: Vec<Job> = Vec::with_capacity(fresh.len());
         let mut wanted = fresh.iter().peekable();
         for (i, env) in out.iter_mut().enumerate() {
-            if let Some(&&(j, hash)) = wanted.peek() {
-                if i == j {
-                    jobs.push((env, hash));
-                    wanted.next();
-                }
-            }
-        }
-        let per_thread = jobs.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            for chunk in jobs.chunks_mut(per_thread) {
-                scope.spawn(move || {
-                    for (env, hash) in chunk.iter_mut() {
-                        seal::sign(env, hash, key);
-                    }
+            if wanted.next_if(|&&j| j == i).is_some() {
+                jobs.push(Job {
+                    env,
+                    prepared: None,
+                    hash: [0; 32],
+                    row: None,
                 });
             }
+        }
+        on_every_core(&mut jobs, |job| {
+            job.prepared = Some(seal::prepare(job.env, &public));
         });
+        for job in &mut jobs {
+            if let Some(prepared) = job.prepared.as_mut() {
+                prev = seal::link(job.env, prepared, &prev);
+                job.hash = prev;
+            }
+        }
+        on_every_core(&mut jobs, |job| {
+            seal::sign(job.env, &job.hash, key);
+            job.row = Some(self.encode(job.env));
+        });
+        let mut rows = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let row = job.row.ok_or_else(|| OutboxError::Sqlite {
+                path: self.path.clone(),
+                op: "seal a record (a sealing thread stopped early)",
+                source: rusqlite::Error::InvalidQuery,
+            })??;
+            rows.push((job.hash, row));
+        }
+        Ok((prev, rows))
     }
 
     fn parse_hash(&self, value: String) -> Result<[u8; 32], OutboxError> {
@@ -674,9 +716,8 @@ impl Outbox {
             None => GENESIS,
         };
         let mut out = Vec::with_capacity(crossings.len());
-        // New records: (index in `out`, hash), chained in order, signed afterwards.
-        let mut fresh: Vec<(usize, [u8; 32])> = Vec::with_capacity(crossings.len());
-        let public = self.key.public();
+        // New records (indexes in `out`), sealed together after the loop.
+        let mut fresh: Vec<usize> = Vec::with_capacity(crossings.len());
         let mut in_batch: std::collections::HashMap<uuid::Uuid, usize> = Default::default();
         let mut repeats: Vec<(usize, usize)> = Vec::new();
         {
@@ -707,21 +748,20 @@ impl Outbox {
                 }
                 in_batch.insert(crossing.id, out.len());
                 seq += 1;
-                let mut envelope = RecordEnvelope {
+                let envelope = RecordEnvelope {
                     post: self.post.clone(),
                     seq,
                     recorded_at,
                     crossing: crossing.clone(),
                     seal: None,
                 };
-                prev = seal::chain(&mut envelope, &prev, &public);
-                fresh.push((out.len(), prev));
+                fresh.push(out.len());
                 out.push(envelope);
             }
-            self.sign_all(&mut out, &fresh);
-            for &(i, hash) in &fresh {
+            let (last_hash, rows) = self.seal_all(&mut out, &fresh, prev)?;
+            prev = last_hash;
+            for (&i, (hash, json)) in fresh.iter().zip(rows) {
                 let envelope = &out[i];
-                let json = self.encode(envelope)?;
                 insert
                     .execute(params![
                         seq_to_sql(envelope.seq),
