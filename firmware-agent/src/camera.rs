@@ -6,7 +6,7 @@
 //! process ([`crate::vision`]): the daemon links neither OpenCV nor ONNX Runtime.
 //!
 //! ## A stream
-//! The worker captures it with `bcp_anpr_core::capture::Camera`: its own grab thread, bounded open
+//! The worker captures it with `bcp_anpr::capture::Camera`: its own grab thread, bounded open
 //! and read timeouts, reconnect with backoff, and a queue of two frames that drops the oldest
 //! when recognition falls behind (a 25 fps camera is read as fast as the engine can, always on
 //! its newest frames). A frame's capture time is when the grab thread got it. A frame whose

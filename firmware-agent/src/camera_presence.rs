@@ -2,8 +2,8 @@
 //! (`[camera] presence = "motion"`), for a lane without presence sensors whose weighbridge
 //! should only weigh.
 //!
-//! A pure state machine (no clock, no I/O): the camera thread measures each frame's motion
-//! (`bcp_anpr_core::motion`: the fraction of the frame's pixels that changed since the previous
+//! A pure state machine (no clock, no I/O): the camera's vision worker measures each frame's motion
+//! (`bcp_anpr::motion`: the fraction of the frame's pixels that changed since the previous
 //! frame) and the agent hands it here with the time it got it and the frame's capture time
 //! ([`CameraPresence::handle_frame`]), and the time now when nothing else happened
 //! ([`CameraPresence::handle_timeout`], due at [`CameraPresence::poll_timeout`]). What it

@@ -420,7 +420,7 @@ pub struct CameraConfig {
     /// `stream` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder: Option<PathBuf>,
-    /// Or: a stream the agent pulls frames from (`bcp_anpr_core::capture`, OpenCV with FFmpeg): an
+    /// Or: a stream the camera's vision worker pulls frames from (`bcp_anpr::capture`, OpenCV with FFmpeg): an
     /// `rtsp://` URL, an `http://` MJPEG URL, or a video file. Bounded open and read timeouts,
     /// reconnect with backoff; when recognition falls behind, the oldest frames are dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -591,15 +591,17 @@ pub struct AnprSettings {
     /// knows. Each extra grammar is one more way for other text to look like a plate.
     #[serde(default)]
     pub formats: Vec<String>,
-    /// Load the models before the agent reports READY (`true`), or on the camera's first frame
-    /// (`false`, the default: an idle lane keeps about 60 MB less; the first frame waits about
-    /// half a second). Either way the files are checked at start.
+    /// Start each camera's vision worker (`bcp-vision`, see [`crate::vision`]) and load the
+    /// models before the agent reports READY (`true`), or on the camera's first frame (`false`,
+    /// the default: an idle lane does not hold the worker's memory, a few hundred MB once it has
+    /// read frames; the first frame waits about half a second). Either way the files are
+    /// checked at start.
     #[serde(default)]
     pub preload: bool,
 }
 
 /// `[evidence]`: the images recorded with each crossing (see `bcp_agent::frames` and
-/// `bcp_anpr_core::evidence`). Applied at once on a reload.
+/// `bcp_anpr::evidence`). Applied at once on a reload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvidenceSettings {
@@ -644,7 +646,7 @@ impl EvidenceSettings {
         *self == Self::default()
     }
 
-    /// The plate and thumbnail encoding settings, as `bcp_anpr_core::evidence` takes them.
+    /// The plate and thumbnail encoding settings, as `bcp_anpr::evidence` takes them.
     pub fn images(&self) -> bcp_anpr_core::EvidenceConfig {
         bcp_anpr_core::EvidenceConfig {
             overview_max_width_px: self.overview_max_width_px,
