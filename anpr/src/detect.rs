@@ -52,11 +52,20 @@ impl TextBox {
     }
 }
 
-/// Detection input size for a frame of `h` x `w`: long side limited, multiples of 32.
+/// Detection input size for a frame of `h` x `w`: long side limited, and the area limited to
+/// two thirds of the long side squared (16:9 and 16:10 frames are not affected; a 4:3 or square
+/// frame is scaled a little further: the detector's largest input sets the engine's peak
+/// memory, and a 1280 x 1280 frame at 960 x 960 added 40 MiB for no read more), multiples of
+/// 32.
 pub(crate) fn input_size(h: i32, w: i32, limit_side_px: u32) -> (i32, i32) {
     let long = h.max(w) as f32;
     let limit = limit_side_px.max(32) as f32;
-    let ratio = if long > limit { limit / long } else { 1.0 };
+    let mut ratio = if long > limit { limit / long } else { 1.0 };
+    let max_area = limit * limit * 2.0 / 3.0;
+    let area = h as f32 * w as f32 * ratio * ratio;
+    if area > max_area {
+        ratio *= (max_area / area).sqrt();
+    }
     let round32 = |v: i32| (((v as f32 * ratio) / 32.0).round() as i32 * 32).max(32);
     (round32(h), round32(w))
 }
@@ -320,6 +329,13 @@ mod tests {
         assert_eq!(input_size(540, 960, 960), (544, 960));
         assert_eq!(input_size(1080, 1920, 960), (544, 960));
         assert_eq!(input_size(20, 20, 960), (32, 32));
+        assert_eq!(input_size(1280, 1280, 960), (768, 768), "a square frame");
+        assert_eq!(input_size(960, 1280, 960), (672, 896), "4:3");
+        assert_eq!(
+            input_size(640, 1024, 960),
+            (608, 960),
+            "16:10 is not capped"
+        );
     }
 
     #[test]

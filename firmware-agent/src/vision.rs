@@ -37,6 +37,9 @@ pub enum VisionError {
     Crashed(String),
 }
 
+/// glibc's malloc settings for a worker (unless `GLIBC_TUNABLES` is set for the agent).
+pub const WORKER_MALLOC_TUNABLES: &str = "glibc.malloc.mmap_threshold=131072";
+
 /// A running `bcp-vision` child.
 #[derive(Debug)]
 pub struct VisionWorker {
@@ -99,7 +102,14 @@ impl VisionWorker {
 
     /// [`VisionWorker::start`] with the worker binary at `binary`.
     pub fn start_binary(binary: &Path, role: &str) -> Result<Self> {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+            // Large buffers (frames, tensors) straight from mmap and back to the system when
+            // freed, instead of a heap that keeps its high-water mark: the worker's peak RSS
+            // over the dev photos 301 -> 292 MiB (BENCHMARKS.md).
+            command.env("GLIBC_TUNABLES", WORKER_MALLOC_TUNABLES);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
