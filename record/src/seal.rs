@@ -127,15 +127,7 @@ pub fn prepare(env: &mut RecordEnvelope, public: &[u8; 32]) -> Prepared {
         hash: String::new(),
         sig: String::new(),
     });
-    // A struct of strings, numbers and options always encodes; the tree round trip cannot fail.
-    // Through the text, not `serde_json::to_value`: an `f32` (a read's confidence) must become
-    // the number its text says (0.97), as it does when central parses the payload, not the
-    // f64 nearest to the f32 (0.9700000286102295).
-    let tree = serde_json::to_vec(env)
-        .ok()
-        .and_then(|s| serde_json::from_slice::<Value>(&s).ok())
-        .unwrap_or(Value::Null);
-    let canonical = canonical_bytes(&tree);
+    let canonical = canonical_bytes(&envelope_tree(env));
     // The seal's `prev` is the last `"prev":"..."` of the canonical form: the envelope's keys
     // sort `crossing`, `post`, `recorded_at`, `seal`, `seq`, and only hex and numbers follow
     // it. [`link`] checks what it finds and builds the form anew if it is not the placeholder.
@@ -145,6 +137,18 @@ pub fn prepare(env: &mut RecordEnvelope, public: &[u8; 32]) -> Prepared {
         .rposition(|w| w == pattern.as_bytes())
         .map(|at| at + "\"prev\":\"".len());
     Prepared { canonical, prev_at }
+}
+
+/// The JSON tree of `env` as central will parse it. A struct of strings, numbers and options
+/// always encodes; the tree round trip cannot fail. Through the text, not
+/// `serde_json::to_value`: an `f32` (a read's confidence) must become the number its text says
+/// (0.97), as it does when central parses the payload, not the f64 nearest to the f32
+/// (0.9700000286102295).
+fn envelope_tree(env: &RecordEnvelope) -> Value {
+    serde_json::to_vec(env)
+        .ok()
+        .and_then(|s| serde_json::from_slice::<Value>(&s).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// The second step of [`chain`]: links the prepared `env` to `prev`; returns its hash (also
@@ -161,11 +165,7 @@ pub fn link(env: &mut RecordEnvelope, prepared: &mut Prepared, prev: &[u8; 32]) 
         Some(at) => prepared.canonical[at..at + 64].copy_from_slice(prev_hex.as_bytes()),
         None => {
             // Not where it was expected (an envelope not made by `prepare`): the slow way.
-            let tree = serde_json::to_vec(env)
-                .ok()
-                .and_then(|s| serde_json::from_slice::<Value>(&s).ok())
-                .unwrap_or(Value::Null);
-            prepared.canonical = canonical_bytes(&tree);
+            prepared.canonical = canonical_bytes(&envelope_tree(env));
             prepared.prev_at = None;
         }
     }
