@@ -57,72 +57,63 @@ pub fn serve<R: Read, W: Write>(mut input: R, mut output: W) -> io::Result<()> {
     Ok(())
 }
 
-fn failed(error: impl std::fmt::Display) -> (Reply, Vec<Vec<u8>>) {
-    (
-        Reply::Failed {
-            error: error.to_string(),
-        },
-        Vec::new(),
-    )
-}
+/// What a request comes to: the reply and its attachments, or why it failed.
+type Handled = Result<(Reply, Vec<Vec<u8>>), String>;
 
 fn ms_since(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
+/// A measured motion, or why it was not measured.
+fn motion(measured: Result<f64, crate::AnprError>) -> Motion {
+    match measured {
+        Ok(fraction) => Motion::Fraction(fraction),
+        Err(e) => Motion::NotMeasured(e.to_string()),
+    }
+}
+
 impl Worker {
-    fn handle(&mut self, request: Request, mut attachments: Vec<Vec<u8>>) -> (Reply, Vec<Vec<u8>>) {
-        let mut first = || {
-            if attachments.is_empty() {
-                Err("the request has no attachment")
-            } else {
-                Ok(attachments.swap_remove(0))
-            }
+    /// The reply to `request`; a request that fails is [`Reply::Failed`] with the reason.
+    fn handle(&mut self, request: Request, attachments: Vec<Vec<u8>>) -> (Reply, Vec<Vec<u8>>) {
+        self.try_handle(request, attachments)
+            .unwrap_or_else(|error| (Reply::Failed { error }, Vec::new()))
+    }
+
+    fn try_handle(&mut self, request: Request, attachments: Vec<Vec<u8>>) -> Handled {
+        let first = || {
+            attachments
+                .into_iter()
+                .next()
+                .ok_or_else(|| "the request has no attachment".to_owned())
         };
         match request {
             Request::Load { anpr, motion } => {
                 let started = Instant::now();
-                let meter = match motion.map(MotionMeter::new).transpose() {
-                    Ok(meter) => meter,
-                    Err(e) => return failed(format_args!("motion settings: {e}")),
-                };
-                match PlateReader::new(&anpr) {
-                    Ok(reader) => {
-                        self.reader = Some(reader);
-                        self.meter = meter;
-                        let ms = started.elapsed().as_millis() as u64;
-                        (Reply::Loaded { ms }, Vec::new())
-                    }
-                    Err(e) => failed(format_args!("loading the ANPR engine: {e}")),
-                }
+                let meter = motion
+                    .map(MotionMeter::new)
+                    .transpose()
+                    .map_err(|e| format!("motion settings: {e}"))?;
+                let reader =
+                    PlateReader::new(&anpr).map_err(|e| format!("loading the ANPR engine: {e}"))?;
+                self.reader = Some(reader);
+                self.meter = meter;
+                let ms = started.elapsed().as_millis() as u64;
+                Ok((Reply::Loaded { ms }, Vec::new()))
             }
             Request::Recognise => {
-                let frame = match first() {
-                    Ok(frame) => frame,
-                    Err(e) => return failed(e),
-                };
-                let Some(reader) = self.reader.as_mut() else {
-                    return failed("the ANPR engine is not loaded");
-                };
+                let frame = first()?;
+                let reader = self
+                    .reader
+                    .as_mut()
+                    .ok_or("the ANPR engine is not loaded")?;
                 let motion = self
                     .meter
                     .as_mut()
-                    .map(|m| match m.measure_encoded(&frame) {
-                        Ok(fraction) => Motion::Fraction(fraction),
-                        Err(e) => Motion::NotMeasured(e.to_string()),
-                    });
+                    .map(|m| motion(m.measure_encoded(&frame)));
                 let started = Instant::now();
-                match reader.read_image_bytes(&frame) {
-                    Ok(reads) => (
-                        Reply::Reads {
-                            reads,
-                            ms: ms_since(started),
-                            motion,
-                        },
-                        Vec::new(),
-                    ),
-                    Err(e) => failed(e),
-                }
+                let reads = reader.read_image_bytes(&frame).map_err(|e| e.to_string())?;
+                let ms = ms_since(started);
+                Ok((Reply::Reads { reads, ms, motion }, Vec::new()))
             }
             Request::OpenStream {
                 camera,
@@ -130,55 +121,39 @@ impl Worker {
                 capture,
             } => {
                 self.stream = None; // the old capture's thread ends first
-                match Camera::start(&camera, Source::Stream(url), &capture) {
-                    Ok(stream) => {
-                        self.stream = Some(stream);
-                        (Reply::Done, Vec::new())
-                    }
-                    Err(e) => failed(e),
-                }
+                let stream = Camera::start(&camera, Source::Stream(url), &capture)
+                    .map_err(|e| e.to_string())?;
+                self.stream = Some(stream);
+                Ok((Reply::Done, Vec::new()))
             }
             Request::NextStreamFrame {
                 wait_ms,
                 jpeg_quality,
             } => self.next_stream_frame(Duration::from_millis(wait_ms), jpeg_quality),
             Request::PlateImages { bbox, cfg } => {
-                let frame = match first() {
-                    Ok(frame) => frame,
-                    Err(e) => return failed(e),
-                };
-                match plate_images_from_jpeg(&frame, bbox, &cfg) {
-                    Ok(made) => (
-                        Reply::PlateImages { crop: made.crop },
-                        vec![made.plate_crop, made.overview],
-                    ),
-                    Err(e) => failed(e),
-                }
+                let made =
+                    plate_images_from_jpeg(&first()?, bbox, &cfg).map_err(|e| e.to_string())?;
+                Ok((
+                    Reply::PlateImages { crop: made.crop },
+                    vec![made.plate_crop, made.overview],
+                ))
             }
             Request::Thumbnail { max_side, cfg } => {
-                let image = match first() {
-                    Ok(image) => image,
-                    Err(e) => return failed(e),
-                };
-                match thumbnail_from_bytes(&image, max_side, &cfg) {
-                    Ok(jpeg) => (Reply::Thumbnail, vec![jpeg]),
-                    Err(e) => failed(e),
-                }
+                let jpeg =
+                    thumbnail_from_bytes(&first()?, max_side, &cfg).map_err(|e| e.to_string())?;
+                Ok((Reply::Thumbnail, vec![jpeg]))
             }
         }
     }
 
-    fn next_stream_frame(&mut self, wait: Duration, jpeg_quality: u8) -> (Reply, Vec<Vec<u8>>) {
+    fn next_stream_frame(&mut self, wait: Duration, jpeg_quality: u8) -> Handled {
         let (Some(stream), Some(reader)) = (self.stream.as_ref(), self.reader.as_mut()) else {
-            return failed("no stream is open, or the ANPR engine is not loaded");
+            return Err("no stream is open, or the ANPR engine is not loaded".to_owned());
         };
         let Some(frame) = stream.next_frame(wait) else {
-            return (Reply::NoFrame, Vec::new());
+            return Ok((Reply::NoFrame, Vec::new()));
         };
-        let motion = self.meter.as_mut().map(|m| match m.measure(&frame.image) {
-            Ok(fraction) => Motion::Fraction(fraction),
-            Err(e) => Motion::NotMeasured(e.to_string()),
-        });
+        let motion = self.meter.as_mut().map(|m| motion(m.measure(&frame.image)));
         let started = Instant::now();
         let reads = reader.read_mat(&frame.image).map_err(|e| e.to_string());
         let ms = ms_since(started);
@@ -200,7 +175,7 @@ impl Worker {
             motion,
             jpeg_error,
         };
-        (reply, blobs)
+        Ok((reply, blobs))
     }
 }
 

@@ -51,10 +51,10 @@
 //! A panic anywhere else in the loop (listing the folder) is handled the same way, without a
 //! frame to set aside.
 
-use crate::agent::supervise::RestartBackoff;
+use crate::agent::supervise::{panic_message, RestartBackoff};
 pub use crate::config::CameraSource;
 use crate::metrics::Histogram;
-use crate::vision::{VisionError, VisionWorker};
+use crate::vision::{self, VisionError, VisionWorker};
 use anyhow::{Context, Result};
 use bcp_anpr_core::worker::{Motion, Reply, Request};
 use bcp_anpr_core::CaptureConfig;
@@ -147,13 +147,27 @@ impl LazyReader {
         self.stream = stream;
     }
 
-    fn worker(&mut self) -> Result<&mut VisionWorker, VisionError> {
+    /// Asks the worker (started and loaded first if need be); a crashed worker is dropped.
+    fn ask(
+        &mut self,
+        request: &Request,
+        attachments: &[&[u8]],
+    ) -> Result<(Reply, Vec<Vec<u8>>), VisionError> {
         self.ready()
             .map_err(|e| VisionError::Failed(format!("{e:#}")))?;
-        self.worker
-            .as_mut()
-            .ok_or_else(|| VisionError::Failed("the vision worker is not running".into()))
+        vision::ask_in(&mut self.worker, request, attachments)
     }
+
+    /// A reply that does not answer the request: the worker is out of step, so it goes.
+    fn out_of_step(&mut self, reply: &Reply) -> VisionError {
+        self.worker = None;
+        VisionError::Crashed(format!("it answered out of step: {reply:?}"))
+    }
+}
+
+/// A time in milliseconds from the worker.
+fn millis(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
 }
 
 /// What the camera's loop needs of its engine: be ready (or made ready) to recognise;
@@ -210,14 +224,13 @@ impl FrameEngine for LazyReader {
     }
 
     fn recognise(&mut self, jpeg: &[u8]) -> Result<Recognised, VisionError> {
-        match self.worker()?.call(&Request::Recognise, &[jpeg]) {
-            Ok((Reply::Reads { reads, ms, motion }, _)) => Ok(Recognised {
+        match self.ask(&Request::Recognise, &[jpeg])? {
+            (Reply::Reads { reads, ms, motion }, _) => Ok(Recognised {
                 reads,
-                took: Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+                took: millis(ms),
                 motion,
             }),
-            Ok((other, _)) => Err(self.out_of_step(&other)),
-            Err(e) => Err(self.after(e)),
+            (other, _) => Err(self.out_of_step(&other)),
         }
     }
 
@@ -230,9 +243,9 @@ impl FrameEngine for LazyReader {
             wait_ms: wait.as_millis() as u64,
             jpeg_quality,
         };
-        match self.worker()?.call(&request, &[]) {
-            Ok((Reply::NoFrame, _)) => Ok(None),
-            Ok((
+        match self.ask(&request, &[])? {
+            (Reply::NoFrame, _) => Ok(None),
+            (
                 Reply::StreamFrame {
                     seq,
                     age_ms,
@@ -242,12 +255,12 @@ impl FrameEngine for LazyReader {
                     jpeg_error,
                 },
                 mut attachments,
-            )) => Ok(Some(StreamFrame {
+            ) => Ok(Some(StreamFrame {
                 seq,
                 age: Duration::from_millis(age_ms),
                 reads: reads.map(|reads| Recognised {
                     reads,
-                    took: Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+                    took: millis(ms),
                     motion,
                 }),
                 jpeg: match jpeg_error {
@@ -255,29 +268,12 @@ impl FrameEngine for LazyReader {
                     None => Ok(attachments.pop()),
                 },
             })),
-            Ok((other, _)) => Err(self.out_of_step(&other)),
-            Err(e) => Err(self.after(e)),
+            (other, _) => Err(self.out_of_step(&other)),
         }
     }
 
     fn forget(&mut self) {
         self.worker = None;
-    }
-}
-
-impl LazyReader {
-    /// A reply that does not answer the request: the worker is out of step, so it goes.
-    fn out_of_step(&mut self, reply: &Reply) -> VisionError {
-        self.worker = None;
-        VisionError::Crashed(format!("it answered out of step: {reply:?}"))
-    }
-
-    /// A crashed worker is gone.
-    fn after(&mut self, e: VisionError) -> VisionError {
-        if matches!(e, VisionError::Crashed(_)) {
-            self.worker = None;
-        }
-        e
     }
 }
 
@@ -547,14 +543,6 @@ fn caught<E: FrameEngine>(
         }
     }
     engine.forget();
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// The wait after a caught crash ([`RestartBackoff`] after a run that lasted since `since`,

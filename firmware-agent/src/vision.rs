@@ -218,6 +218,23 @@ impl VisionWorker {
     }
 }
 
+/// Asks the worker in `slot` one request; a worker that crashed is taken out of the slot, so
+/// that its owner starts another for the next request.
+pub fn ask_in(
+    slot: &mut Option<VisionWorker>,
+    request: &Request,
+    attachments: &[&[u8]],
+) -> Result<(Reply, Vec<Vec<u8>>), VisionError> {
+    let worker = slot
+        .as_mut()
+        .ok_or_else(|| VisionError::Failed("the vision worker is not running".into()))?;
+    let answered = worker.call(request, attachments);
+    if matches!(answered, Err(VisionError::Crashed(_))) {
+        *slot = None;
+    }
+    answered
+}
+
 impl Drop for VisionWorker {
     fn drop(&mut self) {
         self.watchdog.stop.store(true, Ordering::Relaxed);

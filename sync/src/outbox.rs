@@ -278,21 +278,35 @@ fn is_full(e: &OutboxError) -> bool {
 /// A sealed batch: its last hash and, per new record, its hash and row JSON.
 type SealedBatch = ([u8; 32], Vec<([u8; 32], String)>);
 
-/// Runs `f` on each of `items`, split over every core when there are at least
-/// [`PARALLEL_SEAL_MIN`] of them (else on this thread).
-fn on_every_core<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync) {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if items.len() < PARALLEL_SEAL_MIN || threads < 2 {
-        items.iter_mut().for_each(f);
-        return;
+/// `f` of each of `items`, in order, computed on every core when there are at least
+/// [`PARALLEL_SEAL_MIN`] of them (else on this thread). A panic in `f` is resumed here.
+fn map_on_every_core<T: Send, U: Send>(items: &mut [T], f: impl Fn(&mut T) -> U + Sync) -> Vec<U> {
+    if items.len() < PARALLEL_SEAL_MIN {
+        return items.iter_mut().map(f).collect();
+    }
+    // Read once: on Linux it reads the cgroup's CPU quota from /proc and /sys.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if threads < 2 {
+        return items.iter_mut().map(f).collect();
     }
     let per_thread = items.len().div_ceil(threads);
     let f = &f;
     std::thread::scope(|scope| {
-        for chunk in items.chunks_mut(per_thread) {
-            scope.spawn(move || chunk.iter_mut().for_each(f));
-        }
-    });
+        let chunks: Vec<_> = items
+            .chunks_mut(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter_mut().map(f).collect::<Vec<U>>()))
+            .collect();
+        chunks
+            .into_iter()
+            .flat_map(|chunk| {
+                chunk
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
+    })
 }
 
 impl OutboxError {
@@ -446,49 +460,26 @@ impl Outbox {
         fresh: &[usize],
         mut prev: [u8; 32],
     ) -> Result<SealedBatch, OutboxError> {
-        struct Job<'a> {
-            env: &'a mut RecordEnvelope,
-            prepared: Option<seal::Prepared>,
-            hash: [u8; 32],
-            row: Option<Result<String, OutboxError>>,
-        }
         let key = self.key.signing_key();
         let public = self.key.public();
-        let mut jobs: Vec<Job> = Vec::with_capacity(fresh.len());
+        let mut envs: Vec<&mut RecordEnvelope> = Vec::with_capacity(fresh.len());
         let mut wanted = fresh.iter().peekable();
         for (i, env) in out.iter_mut().enumerate() {
             if wanted.next_if(|&&j| j == i).is_some() {
-                jobs.push(Job {
-                    env,
-                    prepared: None,
-                    hash: [0; 32],
-                    row: None,
-                });
+                envs.push(env);
             }
         }
-        on_every_core(&mut jobs, |job| {
-            job.prepared = Some(seal::prepare(job.env, &public));
-        });
-        for job in &mut jobs {
-            if let Some(prepared) = job.prepared.as_mut() {
-                prev = seal::link(job.env, prepared, &prev);
-                job.hash = prev;
-            }
+        let prepared = map_on_every_core(&mut envs, |env| seal::prepare(env, &public));
+        let mut signing = Vec::with_capacity(envs.len());
+        for (env, mut prepared) in envs.into_iter().zip(prepared) {
+            prev = seal::link(env, &mut prepared, &prev);
+            signing.push((env, prev));
         }
-        on_every_core(&mut jobs, |job| {
-            seal::sign(job.env, &job.hash, key);
-            job.row = Some(self.encode(job.env));
+        let rows = map_on_every_core(&mut signing, |(env, hash)| {
+            seal::sign(env, hash, key);
+            self.encode(env).map(|row| (*hash, row))
         });
-        let mut rows = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let row = job.row.ok_or_else(|| OutboxError::Sqlite {
-                path: self.path.clone(),
-                op: "seal a record (a sealing thread stopped early)",
-                source: rusqlite::Error::InvalidQuery,
-            })??;
-            rows.push((job.hash, row));
-        }
-        Ok((prev, rows))
+        Ok((prev, rows.into_iter().collect::<Result<_, _>>()?))
     }
 
     fn parse_hash(&self, value: String) -> Result<[u8; 32], OutboxError> {

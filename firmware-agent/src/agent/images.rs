@@ -23,7 +23,7 @@ use bcp_record::{Crossing, Flag, ImageKind};
 use crate::config::{AgentConfig, EvidenceSettings};
 use crate::frames::FrameCache;
 use crate::lane::{FrameId, LaneRecord};
-use crate::vision::{VisionError, VisionWorker};
+use crate::vision::{self, VisionWorker};
 
 /// At most this many thumbnails are made for one scan (a scan XML may list up to 64 images;
 /// the rest stay in the scanner's folder).
@@ -272,19 +272,10 @@ fn ask(
     request: &Request,
     image: &[u8],
 ) -> Result<(Reply, Vec<Vec<u8>>)> {
-    let running = match worker {
-        Some(running) => running,
-        None => worker.insert(VisionWorker::start("images")?),
-    };
-    match running.call(request, &[image]) {
-        Ok(reply) => Ok(reply),
-        Err(e) => {
-            if matches!(e, VisionError::Crashed(_)) {
-                *worker = None;
-            }
-            Err(e.into())
-        }
+    if worker.is_none() {
+        *worker = Some(VisionWorker::start("images")?);
     }
+    Ok(vision::ask_in(worker, request, &[image])?)
 }
 
 /// The drop-folder scanner's folder, where its scan images are.

@@ -112,14 +112,16 @@ fn stopped(stop: &watch::Receiver<bool>) -> bool {
 }
 
 fn panic_text(e: tokio::task::JoinError) -> String {
-    let payload = e.into_panic();
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_owned()
-    }
+    panic_message(&*e.into_panic())
+}
+
+/// A panic's message (its payload as text), for the logs and the reason a frame is set aside.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 #[cfg(test)]
