@@ -81,6 +81,30 @@ enum ForA {
     EveryImage,
 }
 
+/// The post's uplink to the broker on `port`, woken at once; stop it with the sender.
+fn start_uplink(
+    port: u16,
+    client_id: &str,
+    outbox: &Arc<Outbox>,
+) -> (watch::Sender<bool>, JoinHandle<anyhow::Result<()>>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let notify = Arc::new(Notify::new());
+    let uplink = tokio::spawn(run_uplink(
+        UplinkConfig {
+            broker_host: "127.0.0.1".into(),
+            broker_port: port,
+            client_id: client_id.into(),
+            post: POST.into(),
+            ..Default::default()
+        },
+        Arc::clone(outbox),
+        Arc::clone(&notify),
+        stop_rx,
+    ));
+    notify.notify_one();
+    (stop_tx, uplink)
+}
+
 /// `port`: where the post connects; `central_port`: the MQTT 5 listener of the same broker.
 async fn two_instances_split_the_images(port: u16, central_port: u16, for_a: ForA) {
     let dir = tempfile::tempdir().unwrap();
@@ -109,21 +133,7 @@ async fn two_instances_split_the_images(port: u16, central_port: u16, for_a: For
         created.push(bytes);
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let notify = Arc::new(Notify::new());
-    let uplink = tokio::spawn(run_uplink(
-        UplinkConfig {
-            broker_host: "127.0.0.1".into(),
-            broker_port: port,
-            client_id: "edge-images-shared".into(),
-            post: POST.into(),
-            ..Default::default()
-        },
-        Arc::clone(&outbox),
-        Arc::clone(&notify),
-        stop_rx,
-    ));
-    notify.notify_one();
+    let (stop_tx, uplink) = start_uplink(port, "edge-images-shared", &outbox);
     // An image sent before an instance's images connection subscribed is sent again by the
     // post after `ACK_RESEND_AFTER`.
     let limit = bcp_sync::uplink::ACK_RESEND_AFTER * 3 + Duration::from_secs(60);
@@ -276,21 +286,7 @@ async fn two_instances_split_the_eviction_notices(port: u16, central_port: u16) 
     let a = start_instance(central_port, &db, "central-a");
     let b = start_instance(central_port, &db, "central-b");
     wait_until_receiver_subscribed("127.0.0.1", port, || view.rejected().unwrap().len()).await;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let notify = Arc::new(Notify::new());
-    let uplink = tokio::spawn(run_uplink(
-        UplinkConfig {
-            broker_host: "127.0.0.1".into(),
-            broker_port: port,
-            client_id: "edge-evictions-shared".into(),
-            post: POST.into(),
-            ..Default::default()
-        },
-        Arc::clone(&outbox),
-        Arc::clone(&notify),
-        stop_rx,
-    ));
-    notify.notify_one();
+    let (stop_tx, uplink) = start_uplink(port, "edge-evictions-shared", &outbox);
     let limit = bcp_sync::uplink::ACK_RESEND_AFTER * 3 + Duration::from_secs(60);
     let mut uplink = uplink;
     let drained = wait_for("every record, image and notice acknowledged", limit, || {
