@@ -47,6 +47,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::RecordEnvelope;
 
+mod text;
+pub use text::canonical_from_text;
+
 /// The `prev` of a post's first record.
 pub const GENESIS: [u8; 32] = [0; 32];
 
@@ -127,7 +130,7 @@ pub fn prepare(env: &mut RecordEnvelope, public: &[u8; 32]) -> Prepared {
         hash: String::new(),
         sig: String::new(),
     });
-    let canonical = canonical_bytes(&envelope_tree(env));
+    let canonical = envelope_canonical(env);
     // The seal's `prev` is the last `"prev":"..."` of the canonical form: the envelope's keys
     // sort `crossing`, `post`, `recorded_at`, `seal`, `seq`, and only hex and numbers follow
     // it. [`link`] checks what it finds and builds the form anew if it is not the placeholder.
@@ -139,16 +142,20 @@ pub fn prepare(env: &mut RecordEnvelope, public: &[u8; 32]) -> Prepared {
     Prepared { canonical, prev_at }
 }
 
-/// The JSON tree of `env` as central will parse it. A struct of strings, numbers and options
-/// always encodes; the tree round trip cannot fail. Through the text, not
+/// The canonical form of `env`: from its JSON text where [`canonical_from_text`] can, else
+/// through its tree (the same bytes either way).
+fn envelope_canonical(env: &RecordEnvelope) -> Vec<u8> {
+    let text = serde_json::to_vec(env).unwrap_or_default();
+    canonical_from_text(&text).unwrap_or_else(|| canonical_bytes(&text_tree(&text)))
+}
+
+/// The JSON tree of an envelope's text as central will parse it. A struct of strings, numbers
+/// and options always encodes; the tree round trip cannot fail. Through the text, not
 /// `serde_json::to_value`: an `f32` (a read's confidence) must become the number its text says
 /// (0.97), as it does when central parses the payload, not the f64 nearest to the f32
 /// (0.9700000286102295).
-fn envelope_tree(env: &RecordEnvelope) -> Value {
-    serde_json::to_vec(env)
-        .ok()
-        .and_then(|s| serde_json::from_slice::<Value>(&s).ok())
-        .unwrap_or(Value::Null)
+fn text_tree(text: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(text).unwrap_or(Value::Null)
 }
 
 /// The second step of [`chain`]: links the prepared `env` to `prev`; returns its hash (also
@@ -165,7 +172,7 @@ pub fn link(env: &mut RecordEnvelope, prepared: &mut Prepared, prev: &[u8; 32]) 
         Some(at) => prepared.canonical[at..at + 64].copy_from_slice(prev_hex.as_bytes()),
         None => {
             // Not where it was expected (an envelope not made by `prepare`): the slow way.
-            prepared.canonical = canonical_bytes(&envelope_tree(env));
+            prepared.canonical = envelope_canonical(env);
             prepared.prev_at = None;
         }
     }
