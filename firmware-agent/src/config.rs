@@ -994,7 +994,7 @@ const fn default_keep_alive() -> u64 {
     30
 }
 const fn default_in_flight() -> usize {
-    100
+    bcp_sync::DEFAULT_MAX_IN_FLIGHT
 }
 
 impl WeighbridgeConfig {
@@ -1360,7 +1360,7 @@ broker_port = 8883
         let all = parse(&uncommented).with_context(|| uncommented.clone())?;
         assert_eq!(all.weighbridge.stable_readings, 5);
         assert_eq!(all.anpr.formats, ["TJ", "UZ", "KZ", "KG"]);
-        assert_eq!(all.sync.max_in_flight, 100);
+        assert_eq!(all.sync.max_in_flight, 4000);
         Ok(())
     }
 

@@ -228,7 +228,7 @@ fn main() {
         "| single JSON envelope, unsealed (for scale) | {:.0} | - |",
         unsealed_json as f64 / n
     );
-    for batch in [1usize, 10, 100] {
+    for batch in [1usize, 10, 100, 500] {
         let mut payload = 0usize;
         let mut framed = 0usize;
         for chunk in envs.chunks(batch) {
@@ -290,7 +290,7 @@ fn post_side(outbox_path: &str, port: u16, n: u64) {
                 client_id: "edge-bench".into(),
                 post: POST.into(),
                 keep_alive_secs: 30,
-                max_in_flight: 2000,
+                // The agent's defaults: batches of 500, 4000 records in flight.
                 ..UplinkConfig::default()
             },
             Arc::clone(&outbox),

@@ -78,4 +78,4 @@ pub use lists::{ListOutcome, ListStore};
 pub use mosquitto::MosquittoProcess;
 pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats};
 pub use pg_process::PostgresProcess;
-pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig};
+pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig, DEFAULT_MAX_IN_FLIGHT};
