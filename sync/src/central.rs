@@ -28,8 +28,8 @@ pub mod verify;
 
 pub use receiver::{run_receiver, ReceiverConfig, ReceiverStats};
 pub use store::{
-    CentralError, CentralStore, Outcome, PostSummary, Received, ReceivedMessage, RejectedMessage,
-    StoredConfigChange, StoredCrossing, VerifyReport, CENTRAL_PG_SCHEMA_VERSION,
+    CentralError, CentralStore, OpenedMessage, Outcome, PostSummary, Received, ReceivedMessage,
+    RejectedMessage, StoredConfigChange, StoredCrossing, VerifyReport, CENTRAL_PG_SCHEMA_VERSION,
     CENTRAL_SCHEMA_VERSION,
 };
 pub use verify::{KeyPolicy, Rejection};

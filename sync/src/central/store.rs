@@ -130,6 +130,26 @@ pub struct ReceivedMessage {
     pub ack_up_to: u64,
 }
 
+/// A message whose records are opened (hash and signature checked), not yet stored: see
+/// [`CentralStore::open_message`].
+#[derive(Debug)]
+pub enum OpenedMessage {
+    /// Records of `post`: their texts (what is stored) and what opening each gave.
+    Records {
+        topic: String,
+        post: String,
+        payloads: Vec<Vec<u8>>,
+        opened: Vec<Result<Opened, SealError>>,
+    },
+    /// A message that cannot be taken apart, kept aside with the reason.
+    Unreadable {
+        topic: String,
+        post: Option<String>,
+        payload: Vec<u8>,
+        reason: String,
+    },
+}
+
 /// The three ways a record ends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -365,8 +385,8 @@ impl CentralStore {
         payload: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<Received, CentralError> {
-        let mut m =
-            self.receive_records(topic, Records::Texts(vec![payload.to_vec()]), received_at)?;
+        let opened = Self::open_records(topic, Records::Texts(vec![payload.to_vec()]));
+        let mut m = self.store_opened(opened, received_at)?;
         let outcome = m.outcomes.pop().unwrap_or(Outcome::Duplicate);
         Ok(Received {
             post: m.post,
@@ -376,25 +396,90 @@ impl CentralStore {
     }
 
     /// Takes one MQTT message from `topic`: a batch ([`crate::wire`]) or a single envelope. All
-    /// its records are judged and stored in one transaction (one fsync), in order.
+    /// its records are judged and stored in one transaction (one fsync), in order. The same as
+    /// [`Self::open_message`] then [`Self::store_opened`].
     pub fn receive_message(
         &self,
         topic: &str,
         payload: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<ReceivedMessage, CentralError> {
+        self.store_opened(Self::open_message(topic, payload), received_at)
+    }
+
+    /// The first half of [`Self::receive_message`], which needs no database: the message taken
+    /// apart and every record's hash and signature checked (on every core). Pure, so the
+    /// receiver checks the next message while the store commits the one before it.
+    pub fn open_message(topic: &str, payload: &[u8]) -> OpenedMessage {
         if !wire::is_batch(payload) {
-            return self.receive_records(
-                topic,
-                Records::Texts(vec![payload.to_vec()]),
-                received_at,
-            );
+            return Self::open_records(topic, Records::Texts(vec![payload.to_vec()]));
         }
         match wire::decode_batch_records(payload) {
-            Ok(records) => self.receive_records(topic, Records::Decoded(records), received_at),
-            Err(e) => {
-                let post = topics::post_of_records_topic(topic);
-                let r = self.rejected_outcome(post, topic, payload, &e.to_string(), received_at)?;
+            Ok(records) => Self::open_records(topic, Records::Decoded(records)),
+            Err(e) => OpenedMessage::Unreadable {
+                topic: topic.to_owned(),
+                post: topics::post_of_records_topic(topic).map(str::to_owned),
+                payload: payload.to_vec(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    fn open_records(topic: &str, records: Records) -> OpenedMessage {
+        let Some(post) = topics::post_of_records_topic(topic) else {
+            let payload = records.texts().into_iter().next().unwrap_or_default();
+            return OpenedMessage::Unreadable {
+                topic: topic.to_owned(),
+                post: None,
+                payload,
+                reason: "the topic is not a records topic".to_owned(),
+            };
+        };
+        let (payloads, opened) = open_all(records);
+        OpenedMessage::Records {
+            topic: topic.to_owned(),
+            post: post.to_owned(),
+            payloads,
+            opened,
+        }
+    }
+
+    /// The second half of [`Self::receive_message`]: judges and stores the records of an opened
+    /// message in one transaction (or keeps an unreadable message aside).
+    pub fn store_opened(
+        &self,
+        message: OpenedMessage,
+        received_at: DateTime<Utc>,
+    ) -> Result<ReceivedMessage, CentralError> {
+        match message {
+            OpenedMessage::Records {
+                topic,
+                post,
+                payloads,
+                opened,
+            } => {
+                let (outcomes, ack_up_to) = self.backend.receive_batch(
+                    &post,
+                    &topic,
+                    &payloads,
+                    opened,
+                    self.policy,
+                    received_at,
+                )?;
+                Ok(ReceivedMessage {
+                    post: Some(post),
+                    outcomes,
+                    ack_up_to,
+                })
+            }
+            OpenedMessage::Unreadable {
+                topic,
+                post,
+                payload,
+                reason,
+            } => {
+                let r =
+                    self.rejected_outcome(post.as_deref(), &topic, &payload, &reason, received_at)?;
                 Ok(ReceivedMessage {
                     post: r.post,
                     outcomes: vec![r.outcome],
@@ -402,40 +487,6 @@ impl CentralStore {
                 })
             }
         }
-    }
-
-    fn receive_records(
-        &self,
-        topic: &str,
-        records: Records,
-        received_at: DateTime<Utc>,
-    ) -> Result<ReceivedMessage, CentralError> {
-        let Some(post) = topics::post_of_records_topic(topic) else {
-            let payloads = records.texts();
-            let payload = payloads.first().map_or(&[][..], Vec::as_slice);
-            let r = self.rejected_outcome(
-                None,
-                topic,
-                payload,
-                "the topic is not a records topic",
-                received_at,
-            )?;
-            return Ok(ReceivedMessage {
-                post: None,
-                outcomes: vec![r.outcome],
-                ack_up_to: 0,
-            });
-        };
-        // Hash and signature checks need no database: done before the transaction, on every core.
-        let (payloads, opened) = open_all(records);
-        let (outcomes, ack_up_to) =
-            self.backend
-                .receive_batch(post, topic, &payloads, opened, self.policy, received_at)?;
-        Ok(ReceivedMessage {
-            post: Some(post.to_owned()),
-            outcomes,
-            ack_up_to,
-        })
     }
 
     fn rejected_outcome(
