@@ -109,12 +109,16 @@ pub fn chain(env: &mut RecordEnvelope, prev: &[u8; 32], public: &[u8; 32]) -> [u
 }
 
 /// What [`prepare`] made of an envelope: its canonical form with a placeholder where the
-/// previous record's hash goes, for [`link`].
+/// previous record's hash goes, for [`link`]; and its JSON text, for [`sealed_json`].
 #[derive(Debug, Clone)]
 pub struct Prepared {
     canonical: Vec<u8>,
     /// Where the 64 hex digits of `seal.prev` are in `canonical`, if found.
     prev_at: Option<usize>,
+    /// The envelope as `serde_json::to_string` wrote it, its seal still unfinished.
+    text: Vec<u8>,
+    /// Where that seal's object is in `text`: the last member, as `RecordEnvelope` declares it.
+    seal_at: Option<usize>,
 }
 
 /// The placeholder for `seal.prev` while the canonical form is built without it.
@@ -124,13 +128,17 @@ const PREV_PLACEHOLDER: &str = "000000000000000000000000000000000000000000000000
 /// canonical form, independent of the chain; any order, any thread), then [`link`] (the
 /// previous hash written in, SHA-256; in order). Sets `env.seal` with `key` = `public`.
 pub fn prepare(env: &mut RecordEnvelope, public: &[u8; 32]) -> Prepared {
-    env.seal = Some(Seal {
+    let unfinished = Seal {
         prev: PREV_PLACEHOLDER.to_owned(),
         key: to_hex(public),
         hash: String::new(),
         sig: String::new(),
-    });
-    let canonical = envelope_canonical(env);
+    };
+    let seal_text = serde_json::to_vec(&unfinished).unwrap_or_default();
+    env.seal = Some(unfinished);
+    let text = serde_json::to_vec(env).unwrap_or_default();
+    let canonical =
+        canonical_from_text(&text).unwrap_or_else(|| canonical_bytes(&text_tree(&text)));
     // The seal's `prev` is the last `"prev":"..."` of the canonical form: the envelope's keys
     // sort `crossing`, `post`, `recorded_at`, `seal`, `seq`, and only hex and numbers follow
     // it. [`link`] checks what it finds and builds the form anew if it is not the placeholder.
@@ -139,7 +147,30 @@ pub fn prepare(env: &mut RecordEnvelope, public: &[u8; 32]) -> Prepared {
         .windows(pattern.len())
         .rposition(|w| w == pattern.as_bytes())
         .map(|at| at + "\"prev\":\"".len());
-    Prepared { canonical, prev_at }
+    // The text ends with the seal's object and the envelope's closing brace.
+    let seal_at = text
+        .strip_suffix(b"}")
+        .filter(|rest| rest.ends_with(&seal_text))
+        .map(|rest| rest.len() - seal_text.len());
+    Prepared {
+        canonical,
+        prev_at,
+        text,
+        seal_at,
+    }
+}
+
+/// The JSON text of `env` once [`link`] and [`sign`] are done: what `serde_json::to_string`
+/// gives, made from the text [`prepare`] wrote with the finished seal put in (the rest of the
+/// envelope is not written again). `None` if `env` has no seal or the seal was not found.
+pub fn sealed_json(prepared: &Prepared, env: &RecordEnvelope) -> Option<String> {
+    let at = prepared.seal_at?;
+    let seal = serde_json::to_vec(env.seal.as_ref()?).ok()?;
+    let mut text = Vec::with_capacity(prepared.text.len() + 192);
+    text.extend_from_slice(prepared.text.get(..at)?);
+    text.extend_from_slice(&seal);
+    text.push(b'}');
+    String::from_utf8(text).ok()
 }
 
 /// The canonical form of `env`: from its JSON text where [`canonical_from_text`] can, else
@@ -525,6 +556,34 @@ mod tests {
             assert_eq!(hash, plain_hash(&e), "seq {seq}");
             prev = hash;
         }
+    }
+
+    /// The row text made from `prepare`'s text is what serialising the sealed envelope gives,
+    /// also when a field holds text that looks like the seal.
+    #[test]
+    fn sealed_json_is_the_sealed_envelopes_json() {
+        let key = key(9);
+        let public = key.verifying_key().to_bytes();
+        let mut prev = GENESIS;
+        for seq in 1..=3u64 {
+            let mut e = env(seq);
+            if seq == 2 {
+                e.crossing.lane = format!(
+                    "\"seal\":{{\"prev\":\"{PREV_PLACEHOLDER}\",\"key\":\"{}\",\"hash\":\"\",\"sig\":\"\"}}}}",
+                    to_hex(&public)
+                );
+            }
+            let mut prepared = prepare(&mut e, &public);
+            prev = link(&mut e, &mut prepared, &prev);
+            sign(&mut e, &prev, &key);
+            let text = sealed_json(&prepared, &e).expect("the seal is found");
+            assert_eq!(text, serde_json::to_string(&e).unwrap(), "seq {seq}");
+            assert!(open(text.as_bytes()).is_ok(), "seq {seq}");
+        }
+        let mut unsealed = env(4);
+        let prepared = prepare(&mut unsealed, &public);
+        unsealed.seal = None;
+        assert_eq!(sealed_json(&prepared, &unsealed), None);
     }
 
     fn env(seq: u64) -> RecordEnvelope {
