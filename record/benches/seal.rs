@@ -5,7 +5,8 @@
 //! the best of 5 runs, in µs per record, on one core):
 //! - `seal`: canonical form, SHA-256 chain, Ed25519 signature (the outbox; it signs batches of
 //!   64 or more on every core, see `bcp_sync::outbox`);
-//! - `canonical form`: writing the canonical bytes of a parsed envelope alone;
+//! - `canonical form`: writing the canonical bytes of a parsed envelope alone; and of an
+//!   envelope's JSON text, through a tree and straight ([`seal::canonical_from_text`]);
 //! - `open`: one payload at a time (parse, canonical form, hash, strict verification);
 //! - `open_many (100)`: a message of 100 records of one post, signatures verified together
 //!   (what central does per MQTT message, see `bcp_record::seal::open_many`);
@@ -97,6 +98,18 @@ fn main() {
             std::hint::black_box(seal::canonical_bytes(t));
         }
     });
+    // What the post does for each record it seals: its JSON text to the canonical form.
+    let text_tree_us = best(n, || {
+        for p in &payloads {
+            let tree: serde_json::Value = serde_json::from_slice(p).unwrap();
+            std::hint::black_box(seal::canonical_bytes(&tree));
+        }
+    });
+    let text_us = best(n, || {
+        for p in &payloads {
+            std::hint::black_box(seal::canonical_from_text(p).unwrap());
+        }
+    });
     let open_us = best(n, || {
         for p in &payloads {
             assert!(seal::open(p).is_ok());
@@ -119,6 +132,10 @@ fn main() {
     println!("|---|---|");
     println!("| seal (canonical form, SHA-256 chain, Ed25519 signature) | {seal_us:.1} |");
     println!("| canonical form of a parsed envelope | {canonical_us:.2} |");
+    println!("| canonical form of an envelope's text, through a tree | {text_tree_us:.2} |");
+    println!(
+        "| canonical form of an envelope's text, straight (canonical_from_text) | {text_us:.2} |"
+    );
     println!("| open, one payload at a time (parse, hash, verify_strict) | {open_us:.1} |");
     println!("| open_many, messages of 100 records (batch verification) | {many_us:.1} |");
     println!(

@@ -28,10 +28,15 @@ const MAX_DEPTH: usize = 100;
 /// The canonical encoding of the envelope that `text` is, or `None` where only the tree path
 /// can say (see the module documentation).
 pub fn canonical_from_text(text: &[u8]) -> Option<Vec<u8>> {
+    // Valid JSON text is UTF-8 (serde_json refuses anything else, in strings or out of them).
+    std::str::from_utf8(text).ok()?;
     let mut w = Writer {
         text,
         pos: 0,
         scratch: Vec::new(),
+        members: Vec::new(),
+        // Compact text has no byte below 0x20 at all; only otherwise is each string checked.
+        check_controls: text.iter().any(|&b| b < 0x20),
     };
     let mut out = Vec::with_capacity(text.len());
     w.value(&mut out, 0, false)?;
@@ -44,6 +49,10 @@ struct Writer<'a> {
     pos: usize,
     /// Where an object's members are moved while they are put in order.
     scratch: Vec<u8>,
+    /// The members of the objects being written, innermost last (one allocation for all).
+    members: Vec<Member<'a>>,
+    /// Whether strings must be checked for raw control characters (invalid JSON).
+    check_controls: bool,
 }
 
 /// One member of an object being written: its key (raw, without quotes) and where
@@ -81,6 +90,9 @@ impl<'a> Writer<'a> {
             b'[' => self.array(out, depth),
             b'"' => {
                 let raw = self.string()?;
+                if self.check_controls && raw.iter().any(|&b| b < 0x20) {
+                    return None;
+                }
                 write_string(raw, out)
             }
             b't' => self.literal(b"true", out),
@@ -103,11 +115,15 @@ impl<'a> Writer<'a> {
         let start = self.pos + 1;
         let mut i = start;
         loop {
-            match *self.text.get(i)? {
-                b'"' => break,
-                b'\\' => i += 2,
-                _ => i += 1,
+            i += self
+                .text
+                .get(i..)?
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\')?;
+            if self.text.get(i) == Some(&b'"') {
+                break;
             }
+            i += 2;
         }
         self.pos = i + 1;
         self.text.get(start..i)
@@ -166,7 +182,7 @@ impl<'a> Writer<'a> {
     fn object(&mut self, out: &mut Vec<u8>, depth: usize, is_seal: bool) -> Option<()> {
         self.pos += 1;
         let start = out.len();
-        let mut members: Vec<Member<'a>> = Vec::new();
+        let base = self.members.len();
         self.skip_ws();
         if self.peek()? == b'}' {
             self.pos += 1;
@@ -179,7 +195,7 @@ impl<'a> Writer<'a> {
                 return None;
             }
             let key = self.string()?;
-            if key.iter().any(|&b| b == b'\\' || b < 0x20) || std::str::from_utf8(key).is_err() {
+            if key.iter().any(|&b| b == b'\\' || b < 0x20) {
                 return None;
             }
             self.eat(b':')?;
@@ -192,7 +208,7 @@ impl<'a> Writer<'a> {
             if is_seal && (key == b"hash" || key == b"sig") {
                 out.truncate(member_start);
             } else {
-                members.push(Member {
+                self.members.push(Member {
                     key,
                     start: member_start,
                     end: out.len(),
@@ -208,6 +224,7 @@ impl<'a> Writer<'a> {
                 _ => return None,
             }
         }
+        let members = self.members.get_mut(base..)?;
         if !members.windows(2).all(|m| m[0].key < m[1].key) {
             members.sort_unstable_by(|a, b| a.key.cmp(b.key));
             if members.windows(2).any(|m| m[0].key == m[1].key) {
@@ -216,7 +233,7 @@ impl<'a> Writer<'a> {
         }
         // Members are written back to back; put them in order with braces and commas.
         self.scratch.clear();
-        self.scratch.extend_from_slice(&out[start..]);
+        self.scratch.extend_from_slice(out.get(start..)?);
         out.truncate(start);
         out.push(b'{');
         for (i, m) in members.iter().enumerate() {
@@ -226,15 +243,13 @@ impl<'a> Writer<'a> {
             out.extend_from_slice(self.scratch.get(m.start - start..m.end - start)?);
         }
         out.push(b'}');
+        self.members.truncate(base);
         Some(())
     }
 }
 
 /// A string's raw content as serde_json writes the string it stands for.
 fn write_string(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    if raw.iter().any(|&b| b < 0x20) {
-        return None;
-    }
     if raw.contains(&b'\\') {
         let mut quoted = Vec::with_capacity(raw.len() + 2);
         quoted.push(b'"');
@@ -243,8 +258,6 @@ fn write_string(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
         let s: String = serde_json::from_slice(&quoted).ok()?;
         serde_json::to_writer(&mut *out, &s).ok()?;
     } else {
-        // Valid JSON text is UTF-8; anything else is left to the tree path.
-        std::str::from_utf8(raw).ok()?;
         out.push(b'"');
         out.extend_from_slice(raw);
         out.push(b'"');
