@@ -248,6 +248,19 @@ pub fn open_many_trees(trees: Vec<Value>) -> Vec<Result<Opened, SealError>> {
     open_many_checked(trees.into_iter().map(open_tree_unverified).collect())
 }
 
+/// [`open_many_trees`] for trees whose hash the caller has just computed with [`tree_hash`]
+/// (a batch decoder, which needs it to rebuild each record's `hash` and the next one's
+/// `prev`): the hash is not computed a second time. Each hash must be `tree_hash` of its tree
+/// as given; it is still compared with the `hash` the tree claims.
+pub fn open_many_hashed(trees: Vec<(Value, [u8; 32])>) -> Vec<Result<Opened, SealError>> {
+    open_many_checked(
+        trees
+            .into_iter()
+            .map(|(tree, hash)| open_hashed_unverified(tree, hash))
+            .collect(),
+    )
+}
+
 /// The signatures of records whose other checks are done, verified together.
 fn open_many_checked(
     mut results: Vec<Result<(Opened, Signature), SealError>>,
@@ -346,7 +359,12 @@ fn open_unverified(payload: &[u8]) -> Result<(Opened, Signature), SealError> {
 /// [`open_unverified`] of a parsed payload.
 fn open_tree_unverified(tree: Value) -> Result<(Opened, Signature), SealError> {
     // The hash of the tree as received, before the tree becomes the envelope.
-    let hash = record_hash(&canonical_bytes(&tree));
+    let hash = tree_hash(&tree);
+    open_hashed_unverified(tree, hash)
+}
+
+/// [`open_tree_unverified`] with the tree's hash already computed.
+fn open_hashed_unverified(tree: Value, hash: [u8; 32]) -> Result<(Opened, Signature), SealError> {
     let envelope: RecordEnvelope =
         serde_json::from_value(tree).map_err(|e| SealError::NotAnEnvelope(e.to_string()))?;
     let s = envelope.seal.as_ref().ok_or(SealError::Unsealed)?;

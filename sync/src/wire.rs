@@ -102,9 +102,11 @@ pub fn is_batch(payload: &[u8]) -> bool {
 pub struct DecodedRecord {
     /// The envelope as JSON, as if it had been sent alone.
     pub json: Vec<u8>,
-    /// The same, as the JSON tree the text parses into (what [`bcp_record::seal::open_many_trees`]
+    /// The same, as the JSON tree the text parses into (what [`bcp_record::seal::open_many_hashed`]
     /// takes, so that the store need not parse the text again).
     pub tree: Value,
+    /// [`tree_hash`] of `tree` (computed here to rebuild the seal's `hash`; not again by the store).
+    pub hash: [u8; 32],
 }
 
 /// Takes a batch apart into full sealed envelopes as JSON, one per record, in batch order.
@@ -148,15 +150,16 @@ pub fn decode_batch_records(payload: &[u8]) -> Result<Vec<DecodedRecord>, WireEr
                 s.entry("prev").or_insert_with(|| Value::from(p.clone()));
             }
         }
-        let hash = to_hex(&tree_hash(&tree));
+        let hash = tree_hash(&tree);
         if let Some(Value::Object(s)) = tree.get_mut("seal") {
-            s.insert("hash".into(), Value::from(hash.clone()));
-            prev = Some(hash);
+            let hex = to_hex(&hash);
+            s.insert("hash".into(), Value::from(hex.clone()));
+            prev = Some(hex);
         } else {
             prev = None;
         }
         let json = serde_json::to_vec(&tree).map_err(|e| WireError::Json(e.to_string()))?;
-        out.push(DecodedRecord { json, tree });
+        out.push(DecodedRecord { json, tree, hash });
     }
     Ok(out)
 }

@@ -749,11 +749,11 @@ fn open_all(records: Records) -> (Vec<Vec<u8>>, Vec<Result<Opened, SealError>>) 
         }
         Records::Decoded(records) => records
             .into_iter()
-            .map(|r| (r.json, r.tree))
+            .map(|r| (r.json, (r.tree, r.hash)))
             .unzip::<_, _, Vec<_>, Vec<_>>(),
     };
     if trees.len() < PARALLEL_MIN || threads < 2 {
-        return (texts, seal::open_many_trees(trees));
+        return (texts, seal::open_many_hashed(trees));
     }
     let per_thread = trees.len().div_ceil(threads);
     let mut chunks = Vec::with_capacity(threads);
@@ -769,13 +769,13 @@ fn open_all(records: Records) -> (Vec<Vec<u8>>, Vec<Result<Opened, SealError>>) 
             .into_iter()
             .map(|chunk| {
                 let len = chunk.len();
-                (len, scope.spawn(move || seal::open_many_trees(chunk)))
+                (len, scope.spawn(move || seal::open_many_hashed(chunk)))
             })
             .collect();
         parts
             .into_iter()
             .flat_map(|(len, handle)| {
-                // A panic in seal::open_many_trees would be a bug; each record of the chunk is
+                // A panic in seal::open_many_hashed would be a bug; each record of the chunk is
                 // then rejected with that reason (kept aside), never skipped.
                 handle.join().unwrap_or_else(|_| {
                     (0..len)
