@@ -203,6 +203,8 @@ pub async fn run_with(
         post: cfg.post.id.clone(),
         keep_alive_secs: cfg.sync.keep_alive_secs,
         max_in_flight: cfg.sync.max_in_flight,
+        batch_max_records: cfg.sync.batch_max_records,
+        max_bytes_per_sec: cfg.sync.max_bytes_per_sec,
         devices: Some(devices_rx),
         monitor: Some(uplink_monitor),
         lists: lists.clone(),

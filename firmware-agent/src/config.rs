@@ -853,6 +853,14 @@ pub struct SyncConfig {
     pub keep_alive_secs: u64,
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// Records per MQTT message at most (default [`bcp_sync::DEFAULT_BATCH_MAX_RECORDS`], at most
+    /// [`bcp_sync::MAX_BATCH_RECORDS`]). Larger batches drain a backlog faster on a fast link.
+    #[serde(default = "default_batch_max_records")]
+    pub batch_max_records: usize,
+    /// Cap on the records' bytes per second for a slow or metered link (0: no cap). Under a cap
+    /// batches are made small enough to go in a few seconds.
+    #[serde(default)]
+    pub max_bytes_per_sec: u64,
     /// Central's list-signing public key (64 hex digits, as `bcp-central keys show` prints
     /// it). With it the post takes central's downlink lists (hotlist, pre-arrival declarations),
     /// keeps them in `lists_path` and uses them offline; without it, no lists.
@@ -995,6 +1003,10 @@ const fn default_keep_alive() -> u64 {
 }
 const fn default_in_flight() -> usize {
     bcp_sync::DEFAULT_MAX_IN_FLIGHT
+}
+
+const fn default_batch_max_records() -> usize {
+    bcp_sync::DEFAULT_BATCH_MAX_RECORDS
 }
 
 impl WeighbridgeConfig {
@@ -1181,6 +1193,14 @@ impl AgentConfig {
         if self.sync.max_in_flight == 0 {
             bail!("sync.max_in_flight = 0: use at least 1");
         }
+        if !(1..=bcp_sync::MAX_BATCH_RECORDS).contains(&self.sync.batch_max_records) {
+            bail!(
+                "sync.batch_max_records = {}: use 1 to {} (default {})",
+                self.sync.batch_max_records,
+                bcp_sync::MAX_BATCH_RECORDS,
+                bcp_sync::DEFAULT_BATCH_MAX_RECORDS
+            );
+        }
         self.sync.central_key()?;
         self.limits.validate()?;
         if let Some(pct) = self.limits.declared_weight_tolerance_pct {
@@ -1360,7 +1380,9 @@ broker_port = 8883
         let all = parse(&uncommented).with_context(|| uncommented.clone())?;
         assert_eq!(all.weighbridge.stable_readings, 5);
         assert_eq!(all.anpr.formats, ["TJ", "UZ", "KZ", "KG"]);
-        assert_eq!(all.sync.max_in_flight, 4000);
+        assert_eq!(all.sync.max_in_flight, 1000);
+        assert_eq!(all.sync.batch_max_records, 100);
+        assert_eq!(all.sync.max_bytes_per_sec, 0);
         Ok(())
     }
 
@@ -1547,6 +1569,31 @@ broker_port = 8883
         assert!(
             e.contains("weighbridge.protocol") && e.contains("toledo-continuous"),
             "{e}"
+        );
+
+        for batch in ["0", "2001"] {
+            let bad = VALID.replace(
+                "[sync]\n",
+                &format!("[sync]\nbatch_max_records = {batch}\n"),
+            );
+            let e = format!("{:#}", parse(&bad).expect_err("batch out of range"));
+            assert!(
+                e.contains("sync.batch_max_records") && e.contains("2000"),
+                "{e}"
+            );
+        }
+        let tuned = VALID.replace(
+            "[sync]\n",
+            "[sync]\nbatch_max_records = 500\nmax_in_flight = 4000\nmax_bytes_per_sec = 4000\n",
+        );
+        let tuned = parse(&tuned).expect("a fast link's tuning");
+        assert_eq!(
+            (
+                tuned.sync.batch_max_records,
+                tuned.sync.max_in_flight,
+                tuned.sync.max_bytes_per_sec
+            ),
+            (500, 4000, 4000)
         );
 
         let bad = VALID.replace("id = \"TJ-DYU-01\"", "id = \"TJ/DYU\"");

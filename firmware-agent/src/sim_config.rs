@@ -124,6 +124,8 @@ pub fn for_simulator(
             client_id: None,
             keep_alive_secs: 30,
             max_in_flight: 100,
+            batch_max_records: bcp_sync::DEFAULT_BATCH_MAX_RECORDS,
+            max_bytes_per_sec: 0,
             central_key: None,
             lists_path: None,
         },

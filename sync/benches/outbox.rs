@@ -306,7 +306,10 @@ fn post_side(outbox_path: &str, port: u16, n: u64) {
                 client_id: "edge-bench".into(),
                 post: POST.into(),
                 keep_alive_secs: 30,
-                // The agent's defaults: batches of 500, 4000 records in flight.
+                // A fast link's tuning (the agent's `sync.batch_max_records = 500`,
+                // `sync.max_in_flight = 4000`); the defaults suit slow links.
+                batch_max_records: 500,
+                max_in_flight: 4000,
                 ..UplinkConfig::default()
             },
             Arc::clone(&outbox),

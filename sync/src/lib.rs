@@ -78,4 +78,7 @@ pub use lists::{ListOutcome, ListStore};
 pub use mosquitto::MosquittoProcess;
 pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats};
 pub use pg_process::PostgresProcess;
-pub use uplink::{run_uplink, DeliveryTracker, UplinkConfig, DEFAULT_MAX_IN_FLIGHT};
+pub use uplink::{
+    effective_batch_records, run_uplink, DeliveryTracker, UplinkConfig, DEFAULT_BATCH_MAX_RECORDS,
+    DEFAULT_MAX_IN_FLIGHT, MAX_BATCH_RECORDS,
+};

@@ -9,7 +9,8 @@
 //!    seals, zstd) on `topics::records(post)` at QoS 1, at most `max_in_flight` records beyond
 //!    the last ack. A batch goes when it holds `batch_max_records` or when its first record has
 //!    waited `batch_linger_ms` ([`Batcher`]), and no faster than `max_bytes_per_sec` on a slow
-//!    link ([`RateLimit`]).
+//!    link ([`RateLimit`]); under such a cap a batch is made small enough to go in a few seconds
+//!    ([`effective_batch_records`]), so that its ack comes well inside [`ACK_RESEND_AFTER`].
 //! 3. Mark records delivered in the outbox **only** when an [`Ack`] arrives on the ack topic. A
 //!    broker PUBACK proves only that the broker has the message, not that central committed it.
 //! 4. Wake when a lane appends a record (`new_record`), when an ack or any other MQTT event
@@ -114,15 +115,36 @@ impl Default for UplinkConfig {
     }
 }
 
-/// Records per batch unless configured: ~50 kB compressed, far below the packet limit. Central
-/// stores a batch in one transaction (one commit, one fsync), so after an outage the backlog
-/// drains in fewer, larger commits: 500 drained 19,000-21,000 records/s into PostgreSQL where
-/// 100 drained 14,000 (BENCHMARKS.md). Live records do not wait for a batch to fill
-/// ([`DEFAULT_BATCH_LINGER_MS`]).
-pub const DEFAULT_BATCH_MAX_RECORDS: usize = 500;
-/// Records sent and not yet acknowledged, at most, unless configured: eight default batches,
-/// so that central always has the next batches at hand while it stores one.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 4000;
+/// Records per batch unless configured: ~13 kB compressed, which a 32 kbit/s GPRS link carries
+/// in about 3 s, well inside [`ACK_RESEND_AFTER`]. On a fast link larger batches drain a backlog
+/// faster (central commits a batch in one transaction): 500 with [`DEFAULT_MAX_IN_FLIGHT`] 4000
+/// drained 22,000-23,600 records/s into PostgreSQL where 100 with 2000 drained about 15,000
+/// (BENCHMARKS.md, "Session 7").
+pub const DEFAULT_BATCH_MAX_RECORDS: usize = 100;
+/// Records sent and not yet acknowledged, at most, unless configured: ten default batches, so
+/// that central has the next batches at hand while it stores one, and a link cut costs at most
+/// ~130 kB of resends.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// The largest `batch_max_records` accepted (a batch must stay far below the packet limit).
+pub const MAX_BATCH_RECORDS: usize = 2000;
+/// What one record takes on the wire in a batch, rounded up (BENCHMARKS.md: 128-193 bytes at
+/// batches of 500 down to 10, compressed; more with a long plate read history).
+pub const WIRE_BYTES_PER_RECORD: u64 = 200;
+/// Under a bytes-per-second cap, a batch is made no larger than the cap sends in this long, so
+/// that each batch is acknowledged well inside [`ACK_RESEND_AFTER`].
+pub const CAPPED_BATCH_SECS: u64 = 3;
+
+/// The records per batch the uplink uses: `batch_max_records`, made smaller under a cap
+/// (`max_bytes_per_sec` > 0) so that one batch goes in [`CAPPED_BATCH_SECS`]; at least 1.
+pub fn effective_batch_records(batch_max_records: usize, max_bytes_per_sec: u64) -> usize {
+    let configured = batch_max_records.clamp(1, MAX_BATCH_RECORDS);
+    if max_bytes_per_sec == 0 {
+        return configured;
+    }
+    let fits = max_bytes_per_sec.saturating_mul(CAPPED_BATCH_SECS) / WIRE_BYTES_PER_RECORD;
+    configured.min(usize::try_from(fits).unwrap_or(usize::MAX).max(1))
+}
+
 /// A live record waits at most this long for company.
 pub const DEFAULT_BATCH_LINGER_MS: u64 = 10;
 /// Status heartbeat period unless configured.
@@ -148,7 +170,7 @@ pub async fn run_uplink(
     let mut tracker =
         DeliveryTracker::new(stats.last_acked_seq, cfg.max_in_flight, ACK_RESEND_AFTER);
     let mut batcher = Batcher::new(BatchPolicy {
-        max_records: cfg.batch_max_records,
+        max_records: effective_batch_records(cfg.batch_max_records, cfg.max_bytes_per_sec),
         linger: Duration::from_millis(cfg.batch_linger_ms),
     });
     let mut rate = RateLimit::new(cfg.max_bytes_per_sec);
@@ -480,5 +502,25 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_makes_batches_that_go_in_a_few_seconds() {
+        // No cap: as configured, within 1..=MAX_BATCH_RECORDS.
+        assert_eq!(effective_batch_records(500, 0), 500);
+        assert_eq!(effective_batch_records(0, 0), 1);
+        assert_eq!(effective_batch_records(1_000_000, 0), MAX_BATCH_RECORDS);
+        // 4 kB/s (32 kbit/s): 3 s carry 12,000 bytes, 60 records of 200 bytes.
+        assert_eq!(effective_batch_records(500, 4_000), 60);
+        assert_eq!(effective_batch_records(20, 4_000), 20);
+        // A cap below one record's bytes still sends one record at a time.
+        assert_eq!(effective_batch_records(100, 10), 1);
+        // A huge cap changes nothing.
+        assert_eq!(effective_batch_records(100, u64::MAX), 100);
     }
 }
