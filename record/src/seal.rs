@@ -137,8 +137,7 @@ pub fn prepare(env: &mut RecordEnvelope, public: &[u8; 32]) -> Prepared {
     let seal_text = serde_json::to_vec(&unfinished).unwrap_or_default();
     env.seal = Some(unfinished);
     let text = serde_json::to_vec(env).unwrap_or_default();
-    let canonical =
-        canonical_from_text(&text).unwrap_or_else(|| canonical_bytes(&text_tree(&text)));
+    let canonical = text_canonical(&text);
     // The seal's `prev` is the last `"prev":"..."` of the canonical form: the envelope's keys
     // sort `crossing`, `post`, `recorded_at`, `seal`, `seq`, and only hex and numbers follow
     // it. [`link`] checks what it finds and builds the form anew if it is not the placeholder.
@@ -173,11 +172,15 @@ pub fn sealed_json(prepared: &Prepared, env: &RecordEnvelope) -> Option<String> 
     String::from_utf8(text).ok()
 }
 
-/// The canonical form of `env`: from its JSON text where [`canonical_from_text`] can, else
-/// through its tree (the same bytes either way).
+/// The canonical form of `env` (see [`text_canonical`]).
 fn envelope_canonical(env: &RecordEnvelope) -> Vec<u8> {
-    let text = serde_json::to_vec(env).unwrap_or_default();
-    canonical_from_text(&text).unwrap_or_else(|| canonical_bytes(&text_tree(&text)))
+    text_canonical(&serde_json::to_vec(env).unwrap_or_default())
+}
+
+/// The canonical form of an envelope's JSON text: straight from the text where
+/// [`canonical_from_text`] can, else through its tree (the same bytes either way).
+fn text_canonical(text: &[u8]) -> Vec<u8> {
+    canonical_from_text(text).unwrap_or_else(|| canonical_bytes(&text_tree(text)))
 }
 
 /// The JSON tree of an envelope's text as central will parse it. A struct of strings, numbers
