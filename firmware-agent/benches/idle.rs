@@ -61,10 +61,8 @@ async fn run(seconds: u64) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     // Central: the embedded broker and the receiver.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+    let port = broker.addr().port();
     let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
     let (stored_tx, _stored_rx) = tokio::sync::mpsc::unbounded_channel();
     let receiver = tokio::spawn(central::run_receiver(

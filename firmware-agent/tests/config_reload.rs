@@ -49,8 +49,8 @@ fn status(socket: &Path) -> Result<Value> {
 async fn config_changes_reload_the_running_agent_without_losing_a_crossing() -> Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+    let port = broker.addr().port();
     let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (stored_tx, _stored_rx) = tokio::sync::mpsc::unbounded_channel();

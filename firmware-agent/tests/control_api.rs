@@ -69,8 +69,8 @@ async fn bcpctl_and_metrics_see_the_running_agent() -> Result<()> {
     // Traversable by others, so that only the socket's own mode decides who may connect.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     let post = "TJ-CTL-01";
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+    let port = broker.addr().port();
 
     let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

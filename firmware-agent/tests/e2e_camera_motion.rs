@@ -11,8 +11,8 @@ use bcp_sim::{scenario, PostDevices};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vehicles_framed_by_camera_motion_reach_central_as_crossings() -> Result<()> {
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+    let port = broker.addr().port();
     let devices = PostDevices {
         empty_lane_frames: true,
         ..PostDevices::default()

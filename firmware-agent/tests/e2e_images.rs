@@ -14,8 +14,8 @@ use std::path::Path;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_crossing_reaches_central_with_its_plate_crop_overview_and_scan_thumbnail(
 ) -> Result<()> {
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+    let port = broker.addr().port();
     common::run_scenario_with(
         port,
         broker.v5_addr().port(),

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_verdicts_join_their_vehicles_and_bad_scanner_files_are_quarantined() -> Result<()> {
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+    let port = broker.addr().port();
     let devices = PostDevices {
         scanner: ScannerDevice::DropFolder,
         scanner_faults: ScannerFaults {

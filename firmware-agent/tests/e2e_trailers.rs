@@ -10,8 +10,8 @@ use bcp_sim::{scenario, PostDevices};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn central_receives_each_tractors_trailer_plate_and_none_for_rigid_trucks() -> Result<()> {
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+    let port = broker.addr().port();
     let devices = PostDevices {
         rear_camera: true,
         ..PostDevices::default()

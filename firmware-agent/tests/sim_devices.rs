@@ -29,8 +29,8 @@ async fn run_post(
     let _one = ONE_POST_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir()?;
     let post = "TJ-DEV-01";
-    let port = common::free_port()?;
-    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], port).into())?;
+    let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+    let port = broker.addr().port();
     let store = Arc::new(CentralStore::open(&dir.path().join("central.db"))?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, Context as _};
 
 /// How long [`start_embedded`] waits for the listener to accept connections.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,25 +45,59 @@ impl EmbeddedBroker {
     }
 }
 
-/// `listen` itself, or a free port on its interface when its port is 0.
-fn resolve(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
-    if listen.port() != 0 {
-        return Ok(listen);
-    }
-    let probe = TcpListener::bind(listen)
-        .with_context(|| format!("finding a free port on {}", listen.ip()))?;
-    probe.local_addr().context("reading the probed port")
+/// How many port pairs [`start_embedded`] tries when it picks the ports itself (port 0): a port
+/// it found free can be taken by another process before it binds it.
+const PICK_ATTEMPTS: usize = 5;
+
+/// Binds the two listeners' addresses and holds them: `listen` itself (or a free port on its
+/// interface when its port is 0) and a free port beside it for MQTT 5.
+fn hold_ports(listen: SocketAddr) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let v4 = TcpListener::bind(listen)
+        .with_context(|| format!("embedded MQTT broker cannot listen on {listen}"))?;
+    let v5 = TcpListener::bind(SocketAddr::new(listen.ip(), 0))
+        .with_context(|| format!("finding a free port on {} for MQTT 5", listen.ip()))?;
+    Ok((v4, v5))
 }
 
 /// Starts rumqttd listening on `listen`. Port 0 picks a free port (read it back with
 /// [`EmbeddedBroker::addr`]).
 pub fn start_embedded(listen: SocketAddr) -> anyhow::Result<EmbeddedBroker> {
-    let addr = resolve(listen)?;
+    let attempts = if listen.port() == 0 { PICK_ATTEMPTS } else { 1 };
+    let mut attempt = 1;
+    loop {
+        match start_on(listen) {
+            Ok(broker) => return Ok(broker),
+            Err(StartError::PortTaken(e)) if attempt < attempts => {
+                tracing::debug!(error = %format!("{e:#}"), attempt, "picked port taken; picking again");
+                attempt += 1;
+            }
+            Err(StartError::PortTaken(e) | StartError::Other(e)) => return Err(e),
+        }
+    }
+}
+
+/// Why one attempt of [`start_on`] failed.
+enum StartError {
+    /// A port was in use: on picked ports, worth another pair.
+    PortTaken(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(e: anyhow::Error) -> Self {
+        StartError::Other(e)
+    }
+}
+
+fn start_on(listen: SocketAddr) -> Result<EmbeddedBroker, StartError> {
     // Fail early and clearly if something already listens there (rumqttd would only log it).
-    let held = TcpListener::bind(addr)
-        .with_context(|| format!("embedded MQTT broker cannot listen on {addr}"))?;
-    let v5_addr = resolve(SocketAddr::new(addr.ip(), 0))?;
-    drop(held);
+    // Both ports are held until just before rumqttd binds them, so that no other socket on this
+    // machine is given one of them meanwhile.
+    let (held_v4, held_v5) = hold_ports(listen).map_err(StartError::PortTaken)?;
+    let addr = held_v4
+        .local_addr()
+        .context("reading the MQTT 3.1.1 port")?;
+    let v5_addr = held_v5.local_addr().context("reading the MQTT 5 port")?;
 
     let toml_text = format!(
         r#"
@@ -103,6 +137,8 @@ dynamic_filters = true
     let config: rumqttd::Config =
         toml::from_str(&toml_text).context("building the embedded rumqttd configuration")?;
 
+    drop(held_v4);
+    drop(held_v5);
     let thread = std::thread::Builder::new()
         .name(format!("rumqttd-{}", addr.port()))
         .spawn(move || {
@@ -125,16 +161,43 @@ dynamic_filters = true
             });
         }
         if thread.is_finished() {
-            bail!(
+            return Err(StartError::Other(anyhow!(
                 "embedded MQTT broker on {addr} stopped before accepting connections (see the log)"
-            );
+            )));
         }
         if Instant::now() >= deadline {
-            bail!(
+            return Err(StartError::Other(anyhow!(
                 "embedded MQTT broker on {addr} did not accept connections within {} s",
                 READY_TIMEOUT.as_secs()
-            );
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is the failure report
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_is_a_clear_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = start_embedded(addr).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains(&format!("cannot listen on {addr}")), "{text}");
+    }
+
+    #[test]
+    fn port_zero_gives_two_listening_ports() {
+        let broker = start_embedded(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        assert_ne!(broker.addr().port(), 0);
+        assert_ne!(broker.addr(), broker.v5_addr());
+        for addr in [broker.addr(), broker.v5_addr()] {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
+            // rumqttd holds them: nothing else may bind there.
+            assert!(TcpListener::bind(addr).is_err(), "{addr} not held");
+        }
     }
 }

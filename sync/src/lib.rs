@@ -19,6 +19,8 @@
 //!   Mosquitto (an MQTT 3.1.1 listener for the posts, an MQTT 5 one for central).
 //! - [`mosquitto`]: [`MosquittoProcess`], a throw-away Mosquitto for tests and demos.
 //! - [`pg_process`]: [`PostgresProcess`], a throw-away PostgreSQL server for tests and benches.
+//! - [`loopback`]: [`loopback::free_port`], a port for such a server, drawn where outgoing
+//!   connections do not take ports.
 //! - [`link`]: what both MQTT ends share: session options, TCP_NODELAY, [`link::Backoff`], the
 //!   event pump.
 //! - [`keys`]: [`PostKey`], the post's Ed25519 signing key file, and public key files for central.
@@ -60,6 +62,7 @@ pub mod keys;
 pub mod link;
 pub mod lists;
 pub mod logging;
+pub mod loopback;
 pub mod mosquitto;
 pub mod outbox;
 pub mod pg_process;

@@ -12,7 +12,7 @@
 //! Kept in the library (not under `tests/`) so that other crates' tests can use it too.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,7 +34,7 @@ pub struct MosquittoProcess {
 impl MosquittoProcess {
     /// Starts Mosquitto on a free port of 127.0.0.1.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_on(free_port()?)
+        Self::start_on(crate::loopback::free_port()?)
     }
 
     /// Starts Mosquitto on a given port of 127.0.0.1 (to restart a broker where clients expect
@@ -58,7 +58,7 @@ impl MosquittoProcess {
             cert.display(),
             key.display()
         );
-        Self::start_with(free_port()?, &extra)
+        Self::start_with(crate::loopback::free_port()?, &extra)
     }
 
     /// `listener_extra`: configuration lines for the listener (TLS files, ...).
@@ -144,14 +144,6 @@ fn find_binary() -> anyhow::Result<PathBuf> {
             "the mosquitto binary was not found (not on PATH, not /usr/sbin/mosquitto, \
              MOSQUITTO_BIN unset); install it: apt-get install mosquitto (scripts/install-native does)",
         )
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(listener
-        .local_addr()
-        .context("reading the free port")?
-        .port())
 }
 
 fn unique_dir() -> anyhow::Result<PathBuf> {

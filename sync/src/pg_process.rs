@@ -23,7 +23,6 @@
 //! child's pid is the postmaster's. As any other user they run directly.
 
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -122,7 +121,7 @@ impl PostgresProcess {
                 format!("ssl_key_file={}", key_to.display()),
             ];
         }
-        let port = free_port()?;
+        let port = crate::loopback::free_port()?;
         let log = fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log
@@ -271,14 +270,6 @@ fn find_bindir() -> anyhow::Result<PathBuf> {
         .pop()
         .map(|(_, bin)| bin)
         .with_context(|| format!("PostgreSQL's initdb and postgres were not found (no PG_BINDIR, no pg_config, nothing in /usr/lib/postgresql/*/bin); {HINT}"))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(listener
-        .local_addr()
-        .context("reading the free port")?
-        .port())
 }
 
 fn unique_dir() -> anyhow::Result<PathBuf> {

@@ -459,12 +459,11 @@ impl Drop for NotifyListener {
     }
 }
 
-/// A loopback port that was free a moment ago.
-#[allow(dead_code)] // used by one of the two e2e test files only
+/// A loopback port that was free a moment ago, for a listener another process binds later (the
+/// agent's metrics endpoint); see [`bcp_sync::loopback`].
+#[allow(dead_code)] // used by some test files only
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    bcp_sync::loopback::free_port()
 }
 
 /// Central's end of a test: the embedded broker on a free loopback port, and the receiver
@@ -486,8 +485,8 @@ pub struct TestCentral {
 #[allow(dead_code)] // as above
 impl TestCentral {
     pub fn start(dir: &Path, client_id: &str) -> Result<Self> {
-        let broker_port = free_port()?;
-        let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], broker_port).into())?;
+        let broker = bcp_sync::broker::start_embedded(([127, 0, 0, 1], 0).into())?;
+        let broker_port = broker.addr().port();
         let store = Arc::new(CentralStore::open(&dir.join("central.db"))?);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (stored_tx, stored) = tokio::sync::mpsc::unbounded_channel();
