@@ -4,7 +4,8 @@
 //! `cargo bench -p bcp-record --bench seal [-- --records N]` (default 20,000 records; each row
 //! the best of 5 runs, in µs per record, on one core):
 //! - `seal`: canonical form, SHA-256 chain, Ed25519 signature (the outbox; it signs batches of
-//!   64 or more on every core, see `bcp_sync::outbox`);
+//!   64 or more on every core, see `bcp_sync::outbox`), with the post's signer
+//!   ([`seal::PostSigner`], AWS-LC) and with ed25519-dalek; and the signature alone with each;
 //! - `canonical form`: writing the canonical bytes of a parsed envelope alone; and of an
 //!   envelope's JSON text, through a tree and straight ([`seal::canonical_from_text`]);
 //! - `open`: one payload at a time (parse, canonical form, hash, strict verification);
@@ -76,12 +77,37 @@ fn main() {
     let key = SigningKey::from_bytes(&[7; 32]);
     let fresh: Vec<RecordEnvelope> = (1..=n as u64).map(envelope).collect();
 
+    let signer = seal::PostSigner::new(&key);
     let mut sealed = fresh.clone();
     let seal_us = best(n, || {
         sealed = fresh.clone();
         let mut prev = GENESIS;
         for e in &mut sealed {
+            prev = seal::seal(e, &prev, &signer);
+        }
+    });
+    let seal_dalek_us = best(n, || {
+        let mut again = fresh.clone();
+        let mut prev = GENESIS;
+        for e in &mut again {
             prev = seal::seal(e, &prev, &key);
+        }
+    });
+    let hashes: Vec<[u8; 32]> = (0..n)
+        .map(|i| {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            h
+        })
+        .collect();
+    let sign_us = best(n, || {
+        for h in &hashes {
+            std::hint::black_box(seal::SealingKey::sign_hash(&signer, h));
+        }
+    });
+    let sign_dalek_us = best(n, || {
+        for h in &hashes {
+            std::hint::black_box(seal::SealingKey::sign_hash(&key, h));
         }
     });
     let payloads: Vec<Vec<u8>> = sealed
@@ -130,7 +156,10 @@ fn main() {
     println!("## Sealing and opening records, {n} records, best of 5, one core");
     println!("| step | µs per record |");
     println!("|---|---|");
-    println!("| seal (canonical form, SHA-256 chain, Ed25519 signature) | {seal_us:.1} |");
+    println!("| seal (canonical form, SHA-256 chain, Ed25519 signature): the post's signer (AWS-LC) | {seal_us:.1} |");
+    println!("| seal, signed with ed25519-dalek | {seal_dalek_us:.1} |");
+    println!("| Ed25519 signature of a hash: the post's signer (AWS-LC) | {sign_us:.1} |");
+    println!("| Ed25519 signature of a hash: ed25519-dalek | {sign_dalek_us:.1} |");
     println!("| canonical form of a parsed envelope | {canonical_us:.2} |");
     println!("| canonical form of an envelope's text, through a tree | {text_tree_us:.2} |");
     println!(

@@ -40,14 +40,16 @@
 
 use std::collections::HashMap;
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::RecordEnvelope;
 
+mod signer;
 mod text;
+pub use signer::{PostSigner, SealingKey};
 pub use text::canonical_from_text;
 
 /// The `prev` of a post's first record.
@@ -94,8 +96,8 @@ pub struct Opened {
 }
 
 /// Seals `env` as the successor of `prev` with `key`; returns the record's hash.
-pub fn seal(env: &mut RecordEnvelope, prev: &[u8; 32], key: &SigningKey) -> [u8; 32] {
-    let hash = chain(env, prev, key.verifying_key().as_bytes());
+pub fn seal(env: &mut RecordEnvelope, prev: &[u8; 32], key: &impl SealingKey) -> [u8; 32] {
+    let hash = chain(env, prev, &key.public());
     sign(env, &hash, key);
     hash
 }
@@ -218,10 +220,10 @@ pub fn link(env: &mut RecordEnvelope, prepared: &mut Prepared, prev: &[u8; 32]) 
 }
 
 /// The second half of [`seal`]: signs `hash` (what [`chain`] returned for `env`) into `seal.sig`.
-pub fn sign(env: &mut RecordEnvelope, hash: &[u8; 32], key: &SigningKey) {
-    let sig = key.sign(hash);
+pub fn sign(env: &mut RecordEnvelope, hash: &[u8; 32], key: &impl SealingKey) {
+    let sig = key.sign_hash(hash);
     if let Some(s) = env.seal.as_mut() {
-        s.sig = to_hex(&sig.to_bytes());
+        s.sig = to_hex(&sig);
     }
 }
 
@@ -523,7 +525,7 @@ mod tests {
     use crate::Crossing;
     use chrono::{TimeZone as _, Utc};
     use curve25519_dalek::edwards::CompressedEdwardsY;
-    use ed25519_dalek::Verifier as _;
+    use ed25519_dalek::{SigningKey, Verifier as _};
 
     fn key(b: u8) -> SigningKey {
         SigningKey::from_bytes(&[b; 32])
@@ -545,6 +547,31 @@ mod tests {
         let mut got = SMALL_ORDER_Y.to_vec();
         got.sort_unstable();
         assert_eq!(got, want);
+    }
+
+    /// A chain sealed with the post's AWS-LC signer is the chain ed25519-dalek seals, byte for
+    /// byte, and it opens; a record signed with another key does not.
+    #[test]
+    fn the_post_signer_seals_what_dalek_seals() {
+        let dalek = key(9);
+        let signer = PostSigner::new(&dalek);
+        let (mut prev_a, mut prev_b) = (GENESIS, GENESIS);
+        for seq in 1..=3u64 {
+            let (mut a, mut b) = (env(seq), env(seq));
+            prev_a = seal(&mut a, &prev_a, &dalek);
+            prev_b = seal(&mut b, &prev_b, &signer);
+            assert_eq!(prev_a, prev_b);
+            let text = serde_json::to_vec(&b).unwrap();
+            assert_eq!(serde_json::to_vec(&a).unwrap(), text);
+            assert_eq!(open(&text).unwrap().hash, prev_b);
+        }
+        let mut forged = env(4);
+        let hash = chain(&mut forged, &prev_b, &signer.public());
+        sign(&mut forged, &hash, &PostSigner::new(&key(10)));
+        assert!(matches!(
+            open(&serde_json::to_vec(&forged).unwrap()),
+            Err(SealError::BadSignature { .. })
+        ));
     }
 
     /// The hash the canonical form of `env` (as sealed so far) gives, computed the plain way.

@@ -195,7 +195,7 @@ fn main() {
             crossing: c.clone(),
             seal: None,
         };
-        prev = bcp_record::seal::seal(&mut env, &prev, key.signing_key());
+        prev = bcp_record::seal::seal(&mut env, &prev, key.record_signer());
         envs.push(env);
     }
     let per_seal_us = started.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;

@@ -16,6 +16,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use bcp_record::seal::PostSigner;
 use bcp_record::seal::{from_hex, to_hex};
 use ed25519_dalek::SigningKey;
 
@@ -45,6 +46,8 @@ pub enum KeyError {
 /// A post's signing key.
 pub struct PostKey {
     signing: SigningKey,
+    /// The same key as the outbox signs records with (AWS-LC; same signatures).
+    signer: PostSigner,
 }
 
 impl std::fmt::Debug for PostKey {
@@ -66,9 +69,9 @@ pub fn default_key_path(outbox: &Path) -> PathBuf {
 impl PostKey {
     /// A key from a 32-byte seed (tests, benches).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self {
-            signing: SigningKey::from_bytes(&seed),
-        }
+        let signing = SigningKey::from_bytes(&seed);
+        let signer = PostSigner::new(&signing);
+        Self { signing, signer }
     }
 
     /// A fresh key from the OS random source.
@@ -154,9 +157,15 @@ impl PostKey {
         Ok(())
     }
 
-    /// The Ed25519 key to sign with.
+    /// The Ed25519 key (ed25519-dalek): for signed lists, or to sign anything not a record.
     pub fn signing_key(&self) -> &SigningKey {
         &self.signing
+    }
+
+    /// The key as records are sealed with it ([`bcp_record::seal::seal`]): AWS-LC's Ed25519,
+    /// the same signatures as [`PostKey::signing_key`] 2.4 times as fast.
+    pub fn record_signer(&self) -> &PostSigner {
+        &self.signer
     }
 
     /// The public key.

@@ -430,7 +430,7 @@ impl Outbox {
         let count = rows.len();
         for (seq, json) in rows {
             let mut env = self.decode(seq_from_sql(seq), &json)?;
-            prev = seal::seal(&mut env, &prev, self.key.signing_key());
+            prev = seal::seal(&mut env, &prev, self.key.record_signer());
             let json = self.encode(&env)?;
             tx.execute(
                 "UPDATE outbox SET envelope = ?1, hash = ?2 WHERE seq = ?3",
@@ -460,7 +460,7 @@ impl Outbox {
         fresh: &[usize],
         mut prev: [u8; 32],
     ) -> Result<SealedBatch, OutboxError> {
-        let key = self.key.signing_key();
+        let key = self.key.record_signer();
         let public = self.key.public();
         let mut envs: Vec<&mut RecordEnvelope> = Vec::with_capacity(fresh.len());
         let mut wanted = fresh.iter().peekable();
