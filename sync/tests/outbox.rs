@@ -176,6 +176,65 @@ fn the_file_is_in_wal_mode_with_the_current_schema_version() {
     assert_eq!(version, OUTBOX_SCHEMA_VERSION as i64);
 }
 
+/// The WAL is folded back into the file while appends go on (SQLite's automatic checkpoint at
+/// 1000 pages, which the disk-full policy counts on): it never grows past that and a batch,
+/// the file holds the records, and every record reads back in one chain after reopening.
+#[test]
+fn the_wal_stays_bounded_while_batches_are_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let wal = dir.path().join("outbox.db-wal");
+    let outbox = Outbox::open_with_key(&path, POST, bcp_sync::PostKey::from_seed([4; 32])).unwrap();
+    let batch: usize = 500;
+    let mut largest_wal = 0;
+    let mut n = 0u32;
+    let mut appended_bytes = 0u64;
+    let batches = 30;
+    for _ in 0..batches {
+        let crossings: Vec<_> = (0..batch)
+            .map(|_| {
+                n += 1;
+                crossing(POST, n)
+            })
+            .collect();
+        let envs = outbox.append_batch(&crossings, chrono::Utc::now()).unwrap();
+        appended_bytes += envs
+            .iter()
+            .map(|e| serde_json::to_vec(e).unwrap().len() as u64)
+            .sum::<u64>();
+        largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    let page = 4096;
+    let batch_pages = appended_bytes / batches / page * 2 + 16;
+    let bound = (1000 + batch_pages) * (page + 24);
+    // Well past the bound, so that an unbounded WAL would show.
+    assert!(
+        appended_bytes > bound * 3 / 2,
+        "only {appended_bytes} bytes appended (bound {bound})"
+    );
+    assert!(
+        largest_wal <= bound,
+        "the WAL reached {largest_wal} bytes (bound {bound})"
+    );
+    // The records are in the file itself, not only in the WAL.
+    let file = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        file >= appended_bytes / 2,
+        "the file holds {file} bytes of {appended_bytes}"
+    );
+    drop(outbox);
+    assert_eq!(
+        assert_one_sealed_chain(
+            &path,
+            *bcp_sync::PostKey::from_seed([4; 32])
+                .signing_key()
+                .verifying_key()
+                .as_bytes()
+        ),
+        u64::from(n)
+    );
+}
+
 /// Checks that the outbox's records (all of them, delivered too) form one sealed chain.
 fn assert_one_sealed_chain(path: &std::path::Path, key: [u8; 32]) -> u64 {
     let conn = rusqlite::Connection::open(path).unwrap();
