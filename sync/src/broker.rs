@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{bail, Context as _};
 
 /// How long [`start_embedded`] waits for the listener to accept connections.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,10 +45,6 @@ impl EmbeddedBroker {
     }
 }
 
-/// How many port pairs [`start_embedded`] tries when it picks the ports itself (port 0): a port
-/// it found free can be taken by another process before it binds it.
-const PICK_ATTEMPTS: usize = 5;
-
 /// Binds the two listeners' addresses and holds them: `listen` itself (or a free port on its
 /// interface when its port is 0) and a free port beside it for MQTT 5.
 fn hold_ports(listen: SocketAddr) -> anyhow::Result<(TcpListener, TcpListener)> {
@@ -62,38 +58,10 @@ fn hold_ports(listen: SocketAddr) -> anyhow::Result<(TcpListener, TcpListener)> 
 /// Starts rumqttd listening on `listen`. Port 0 picks a free port (read it back with
 /// [`EmbeddedBroker::addr`]).
 pub fn start_embedded(listen: SocketAddr) -> anyhow::Result<EmbeddedBroker> {
-    let attempts = if listen.port() == 0 { PICK_ATTEMPTS } else { 1 };
-    let mut attempt = 1;
-    loop {
-        match start_on(listen) {
-            Ok(broker) => return Ok(broker),
-            Err(StartError::PortTaken(e)) if attempt < attempts => {
-                tracing::debug!(error = %format!("{e:#}"), attempt, "picked port taken; picking again");
-                attempt += 1;
-            }
-            Err(StartError::PortTaken(e) | StartError::Other(e)) => return Err(e),
-        }
-    }
-}
-
-/// Why one attempt of [`start_on`] failed.
-enum StartError {
-    /// A port was in use: on picked ports, worth another pair.
-    PortTaken(anyhow::Error),
-    Other(anyhow::Error),
-}
-
-impl From<anyhow::Error> for StartError {
-    fn from(e: anyhow::Error) -> Self {
-        StartError::Other(e)
-    }
-}
-
-fn start_on(listen: SocketAddr) -> Result<EmbeddedBroker, StartError> {
     // Fail early and clearly if something already listens there (rumqttd would only log it).
     // Both ports are held until just before rumqttd binds them, so that no other socket on this
-    // machine is given one of them meanwhile.
-    let (held_v4, held_v5) = hold_ports(listen).map_err(StartError::PortTaken)?;
+    // machine is given one of them meanwhile (a port picked and released at once could be).
+    let (held_v4, held_v5) = hold_ports(listen)?;
     let addr = held_v4
         .local_addr()
         .context("reading the MQTT 3.1.1 port")?;
@@ -161,15 +129,15 @@ dynamic_filters = true
             });
         }
         if thread.is_finished() {
-            return Err(StartError::Other(anyhow!(
+            bail!(
                 "embedded MQTT broker on {addr} stopped before accepting connections (see the log)"
-            )));
+            );
         }
         if Instant::now() >= deadline {
-            return Err(StartError::Other(anyhow!(
+            bail!(
                 "embedded MQTT broker on {addr} did not accept connections within {} s",
                 READY_TIMEOUT.as_secs()
-            )));
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -45,8 +45,7 @@ pub enum KeyError {
 
 /// A post's signing key.
 pub struct PostKey {
-    signing: SigningKey,
-    /// The same key as the outbox signs records with (AWS-LC; same signatures).
+    /// The key, as the outbox signs records with it (AWS-LC) and as ed25519-dalek holds it.
     signer: PostSigner,
 }
 
@@ -69,9 +68,9 @@ pub fn default_key_path(outbox: &Path) -> PathBuf {
 impl PostKey {
     /// A key from a 32-byte seed (tests, benches).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        let signing = SigningKey::from_bytes(&seed);
-        let signer = PostSigner::new(&signing);
-        Self { signing, signer }
+        Self {
+            signer: PostSigner::new(&SigningKey::from_bytes(&seed)),
+        }
     }
 
     /// A fresh key from the OS random source.
@@ -136,7 +135,7 @@ impl PostKey {
             .mode(0o600)
             .open(&tmp)
             .map_err(write_err)?;
-        let written = writeln!(file, "{}", to_hex(self.signing.as_bytes()))
+        let written = writeln!(file, "{}", to_hex(self.signing_key().as_bytes()))
             .and_then(|()| file.sync_all())
             .and_then(|()| std::fs::hard_link(&tmp, path));
         let _ = std::fs::remove_file(&tmp);
@@ -159,7 +158,7 @@ impl PostKey {
 
     /// The Ed25519 key (ed25519-dalek): for signed lists, or to sign anything not a record.
     pub fn signing_key(&self) -> &SigningKey {
-        &self.signing
+        self.signer.signing_key()
     }
 
     /// The key as records are sealed with it ([`bcp_record::seal::seal`]): AWS-LC's Ed25519,
@@ -170,7 +169,7 @@ impl PostKey {
 
     /// The public key.
     pub fn public(&self) -> [u8; 32] {
-        *self.signing.verifying_key().as_bytes()
+        *self.signing_key().verifying_key().as_bytes()
     }
 
     /// The public key as hex (the public key file's content).

@@ -60,6 +60,11 @@ impl PostSigner {
         }
     }
 
+    /// The same key as ed25519-dalek holds it (for what is not a record: signed lists).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.dalek
+    }
+
     /// Whether AWS-LC signs (false: the ed25519-dalek fallback).
     pub fn is_aws_lc(&self) -> bool {
         self.aws_lc.is_some()
