@@ -22,7 +22,11 @@
 //!   `left_at + close_after`, then [`poll`](LaneCorrelator::poll) emits it.
 //! - **Evidence joins by when it happened** (a frame's capture time, the scanner's `scanned_at`),
 //!   not when it arrived: it joins the vehicle that was on the bridge then; else the one that
-//!   arrived within `pre_arrival` after (a camera sees a vehicle before the bridge does). Other
+//!   arrived within `pre_arrival` after (a camera sees a vehicle before the bridge does). A front
+//!   read of the plate of the vehicle that had just left, captured after it left and before the
+//!   next came on, is that vehicle's last look at the camera and joins it, not the next one,
+//!   however late the camera's recognition got to the frame (a camera framing vehicles by
+//!   motion, `crate::camera_presence`, lags behind when reading takes longer than a frame). Other
 //!   evidence waits until `pre_arrival` after it happened, because the vehicle it shows may not
 //!   have come on yet (its frame can reach the lane before the weighbridge does); then it joins
 //!   the last vehicle that had arrived by then and is still open, or is reported as
@@ -402,6 +406,14 @@ impl LaneCorrelator {
 
     pub fn handle_vehicle_on(&mut self, at: DateTime<Utc>) {
         let gap = self.rules.tailgate_gap;
+        // A vehicle seen coming on before the stable weight that opened a crossing without an
+        // arrival is that crossing's vehicle, seen late (a camera whose recognition lags).
+        let adopted = self
+            .pending
+            .back()
+            .is_some_and(|p| p.opened_by_weight && p.left_at.is_none() && at <= p.arrived_at)
+            .then(|| self.pending.pop_back())
+            .flatten();
         let mut tailgate = None;
         if let Some(prev) = self.on_bridge() {
             prev.left_at = Some(at);
@@ -440,22 +452,39 @@ impl LaneCorrelator {
                 duration(gap)
             ));
         }
-        let mut p = self.new_pending(at);
+        let mut p = match adopted {
+            Some(mut p) => {
+                p.arrived_at = at;
+                p.opened_by_weight = false;
+                p.flags.retain(|f| f.code != "arrival_not_seen");
+                p
+            }
+            None => self.new_pending(at),
+        };
         if let Some(reason) = tailgate {
             self.counters.tailgates += 1;
             p.flags.push(Flag::new("tailgating", reason));
         }
-        // Early evidence that is recent enough joins the arriving vehicle; the rest waits for
-        // `poll` to report it.
-        let earliest = at - self.rules.pre_arrival;
+        self.join_early(&mut p);
+        self.pending.push_back(p);
+    }
+
+    /// Early evidence that is recent enough joins `p`, a vehicle arriving (the last looks at
+    /// the one before excepted); the rest waits for `poll` to report it.
+    fn join_early(&mut self, p: &mut Pending) {
+        let earliest = p.arrived_at - self.rules.pre_arrival;
         for (t, e) in std::mem::take(&mut self.early) {
-            if t >= earliest {
+            if let Some(prev) = self
+                .last_look_of_the_one_that_left(t, &e)
+                .and_then(|i| self.pending.get_mut(i))
+            {
+                prev.attach(t, e);
+            } else if t >= earliest {
                 p.attach(t, e);
             } else {
                 self.early.push((t, e));
             }
         }
-        self.pending.push_back(p);
     }
 
     /// A stable weight; ignored for a conveyance that is not weighed (a river post's
@@ -466,10 +495,12 @@ impl LaneCorrelator {
         }
         if self.on_bridge().is_none() {
             let mut p = self.new_pending(at);
+            p.opened_by_weight = true;
             p.flags.push(Flag::new(
                 "arrival_not_seen",
                 "stable weight without the vehicle coming on (agent started or reconnected mid-weighing)",
             ));
+            self.join_early(&mut p);
             self.pending.push_back(p);
         }
         if let Some(p) = self.on_bridge() {
@@ -484,9 +515,23 @@ impl LaneCorrelator {
 
     /// The vehicle on the bridge left by `end` (a vehicle leaving by the entry reversed off).
     pub fn handle_vehicle_off_by(&mut self, at: DateTime<Utc>, end: BridgeEnd) {
-        if let Some(p) = self.on_bridge() {
-            p.left_at = Some(at);
-            p.left_by = end;
+        let Some(p) = self.on_bridge() else {
+            return;
+        };
+        p.left_at = Some(at);
+        p.left_by = end;
+        // What happened after it left is not its own: a presence that says so late (a camera
+        // whose recognition lags) let the next vehicle's weight and frames join it meanwhile.
+        // They are placed again by their time.
+        let (weights, evidence) = p.take_after(at);
+        for w in weights {
+            self.handle_stable_weight(w.stable_at, w);
+        }
+        for (t, e) in evidence {
+            match e {
+                Evidence::Scan(scan) => self.handle_scan(t, scan),
+                e => self.place_evidence(t, e),
+            }
         }
     }
 
@@ -503,13 +548,21 @@ impl LaneCorrelator {
             }
             (_, e) => e,
         };
+        self.place_evidence(at, evidence);
+    }
+
+    /// Evidence (a scan aside, its identifiers validated) joins the crossing its time says.
+    fn place_evidence(&mut self, at: DateTime<Utc>, evidence: Evidence) {
         let pre = self.rules.pre_arrival;
-        // 1. The vehicle that was on the bridge then; 2. else one that arrived just after
-        // (a camera sees a vehicle before the bridge does); else wait (see `poll`).
+        // 1. The vehicle that was on the bridge then; 2. else the one that had just left, when
+        // this is its plate (its last look, however late the camera got to it); 3. else one
+        // that arrived just after (a camera sees a vehicle before the bridge does); else wait
+        // (see `poll`).
         let target = self
             .pending
             .iter()
             .rposition(|p| p.was_on_bridge_at(at))
+            .or_else(|| self.last_look_of_the_one_that_left(at, &evidence))
             .or_else(|| {
                 self.pending
                     .iter()
@@ -523,6 +576,29 @@ impl LaneCorrelator {
         if is_plate {
             self.split_on_second_plate();
         }
+    }
+
+    /// The open crossing whose vehicle had left last by `at`, when `evidence` is a front read
+    /// of its plate: a frame of the vehicle driving off, captured after it left and before the
+    /// next one came on, is its own, not the next vehicle's (which would then look like two
+    /// vehicles, one behind the other).
+    fn last_look_of_the_one_that_left(
+        &self,
+        at: DateTime<Utc>,
+        evidence: &Evidence,
+    ) -> Option<usize> {
+        let text = match evidence {
+            Evidence::PlateReads(reads) | Evidence::Frame(_, reads) => &reads.first()?.text,
+            _ => return None,
+        };
+        let i = self
+            .pending
+            .iter()
+            .rposition(|p| p.left_at.is_some_and(|l| l < at))?;
+        let p = self.pending.get(i)?;
+        let next_arrived = self.pending.get(i + 1).is_some_and(|n| n.arrived_at <= at);
+        (!text.is_empty() && !next_arrived && p.plate().is_some_and(|v| similar(text, &v.text)))
+            .then_some(i)
     }
 
     /// Splits the vehicle on the bridge in two when its frames show a second plate (see the
@@ -549,11 +625,19 @@ impl LaneCorrelator {
             .into_iter()
             .partition(|w| w.stable_at < at);
         (a.weights, b.weights) = (keep, moved);
-        if a.dimensions.is_some_and(|(t, _)| t >= at) {
-            b.dimensions = a.dimensions.take();
-        }
+        let (keep, moved) = std::mem::take(&mut a.dimensions)
+            .into_iter()
+            .partition(|(t, _)| *t < at);
+        (a.dimensions, b.dimensions) = (keep, moved);
         if a.scan.as_ref().is_some_and(|s| s.scanned_at >= at) {
             b.scan = a.scan.take();
+        }
+        let (keep, moved) = std::mem::take(&mut a.extra_scans)
+            .into_iter()
+            .partition(|s| s.scanned_at < at);
+        (a.extra_scans, b.extra_scans) = (keep, moved);
+        if b.scan.is_none() && !b.extra_scans.is_empty() {
+            b.scan = Some(b.extra_scans.remove(0));
         }
         a.flags.push(Flag::new(
             "tailgating",
@@ -983,7 +1067,7 @@ impl LaneCorrelator {
                 ),
             ));
         }
-        if p.dimensions.is_none() && self.conveyance.weighed {
+        if p.dimensions.is_empty() && self.conveyance.weighed {
             p.flags.push(Flag::new(
                 "no_dimensions",
                 "the dimension sensor reported nothing for this vehicle",
@@ -1003,7 +1087,7 @@ impl LaneCorrelator {
         for s in &p.extra_scans {
             p.flags.push(Flag::new(
                 "extra_scan",
-                format!("scan {s} also matched this vehicle"),
+                format!("scan {} also matched this vehicle", s.scan_id),
             ));
         }
         Crossing {
@@ -1015,7 +1099,7 @@ impl LaneCorrelator {
             plate,
             trailer_plate,
             weight: p.weights.pop(),
-            dimensions: p.dimensions.map(|(_, d)| d),
+            dimensions: p.dimensions.last().map(|(_, d)| *d),
             scan: p.scan,
             flags: p.flags,
             images: Vec::new(),

@@ -19,13 +19,18 @@ pub(super) struct Pending {
     pub(super) rear_frames: Vec<(DateTime<Utc>, PlateCandidate)>,
     /// Every stable weight; the last one is the vehicle's.
     pub(super) weights: Vec<Weighing>,
-    pub(super) dimensions: Option<(DateTime<Utc>, Dimensions)>,
+    /// Every measurement, with its time; the last one is the vehicle's.
+    pub(super) dimensions: Vec<(DateTime<Utc>, Dimensions)>,
     pub(super) scan: Option<ScanEvent>,
-    pub(super) extra_scans: Vec<String>,
+    /// Scans that also matched it after it had one (flagged `extra_scan`).
+    pub(super) extra_scans: Vec<ScanEvent>,
     pub(super) flags: Vec<Flag>,
     /// The frames hold validated identifiers (ULD, vessel), not number plates: voted by whole
     /// text, never bent to a plate format.
     pub(super) by_identifier: bool,
+    /// Opened by a stable weight with no vehicle seen coming on (`arrival_not_seen`): a late
+    /// `VehicleOn` from before the weight may still give it its arrival.
+    pub(super) opened_by_weight: bool,
 }
 
 impl Pending {
@@ -37,12 +42,66 @@ impl Pending {
             frames: Vec::new(),
             rear_frames: Vec::new(),
             weights: Vec::new(),
-            dimensions: None,
+            dimensions: Vec::new(),
             scan: None,
             extra_scans: Vec::new(),
             flags: Vec::new(),
             by_identifier: false,
+            opened_by_weight: false,
         }
+    }
+
+    /// Takes out what happened after `at` (the vehicle had left by then, as the presence that
+    /// frames it said late): its weights, and its frames, rear frames and dimensions as
+    /// evidence with their times, and its scans made after `at` (they are placed again by their
+    /// time: one may still be this vehicle's, made by a portal further down the lane).
+    pub(super) fn take_after(
+        &mut self,
+        at: DateTime<Utc>,
+    ) -> (Vec<Weighing>, Vec<(DateTime<Utc>, Evidence)>) {
+        let (keep, weights) = std::mem::take(&mut self.weights)
+            .into_iter()
+            .partition(|w| w.stable_at <= at);
+        self.weights = keep;
+        let mut evidence = Vec::new();
+        let (keep, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.frames)
+            .into_iter()
+            .partition(|(t, _, _)| *t <= at);
+        self.frames = keep;
+        evidence.extend(after.into_iter().map(|(t, read, frame)| {
+            let reads = vec![read];
+            let e = match frame {
+                Some(frame) => Evidence::Frame(frame, reads),
+                None => Evidence::PlateReads(reads),
+            };
+            (t, e)
+        }));
+        let (keep, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rear_frames)
+            .into_iter()
+            .partition(|(t, _)| *t <= at);
+        self.rear_frames = keep;
+        evidence.extend(
+            after
+                .into_iter()
+                .map(|(t, read)| (t, Evidence::RearFrame(vec![read]))),
+        );
+        let (keep, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.dimensions)
+            .into_iter()
+            .partition(|(t, _)| *t <= at);
+        self.dimensions = keep;
+        evidence.extend(after.into_iter().map(|(t, d)| (t, Evidence::Dimensions(d))));
+        let scans = self
+            .scan
+            .take()
+            .into_iter()
+            .chain(self.extra_scans.drain(..));
+        let (keep, after): (Vec<_>, Vec<_>) = scans.partition(|s| s.scanned_at <= at);
+        let mut keep = keep.into_iter();
+        self.scan = keep.next();
+        self.extra_scans = keep.collect();
+        evidence.extend(after.into_iter().map(|s| (s.scanned_at, Evidence::Scan(s))));
+        evidence.sort_by_key(|(t, _)| *t);
+        (weights, evidence)
     }
 
     /// Why this presence is not a crossing, if it is not (see the module header). Where
@@ -62,7 +121,7 @@ impl Pending {
                 if !presence_counts
                     && self.weights.is_empty()
                     && self.frames.is_empty()
-                    && self.dimensions.is_none()
+                    && self.dimensions.is_empty()
                     && self.scan.is_none() =>
             {
                 Some(format!(
@@ -184,9 +243,9 @@ impl Pending {
                     self.rear_frames.push((at, best));
                 }
             }
-            Evidence::Dimensions(d) => self.dimensions = Some((at, d)),
+            Evidence::Dimensions(d) => self.dimensions.push((at, d)),
             Evidence::Scan(s) => match &self.scan {
-                Some(_) => self.extra_scans.push(s.scan_id),
+                Some(_) => self.extra_scans.push(s),
                 None => self.scan = Some(s),
             },
         }

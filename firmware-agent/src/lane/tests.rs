@@ -526,11 +526,171 @@ fn a_frame_after_the_vehicle_left_joins_it_when_no_next_vehicle_comes() {
     let mut l = lane();
     drive(&mut l, 0, 2_000, "1111AA01", 10_000.0);
     l.handle_evidence(t(2_300), read("1111AA01")); // a rear camera past the bridge
+                                                   // Its own plate: it joins at once, nothing waits to see whether a next vehicle comes.
+    assert_eq!(l.poll_timeout(), Some(t(5_000)));
+    assert!(l.poll(t(4_999)).is_none());
+    let c = l.poll(t(5_000)).expect("the crossing");
+    assert_eq!(c.plate.map(|p| p.frames), Some(3));
+    assert!(l.poll_event().is_none());
+}
+
+#[test]
+fn a_frame_of_another_plate_after_the_vehicle_left_waits_then_joins_it_when_none_comes() {
+    let mut l = lane();
+    drive(&mut l, 0, 2_000, "1111AA01", 10_000.0);
+    l.handle_evidence(t(2_300), read("2222BB02"));
     assert_eq!(l.poll_timeout(), Some(t(4_300)));
     assert!(l.poll(t(4_299)).is_none());
     let c = l.poll(t(5_000)).expect("the crossing");
     assert_eq!(c.plate.map(|p| p.frames), Some(3));
     assert!(l.poll_event().is_none());
+}
+
+#[test]
+fn the_last_looks_at_a_vehicle_that_left_are_its_own_however_late_they_are_read() {
+    // A camera that frames vehicles by motion and reads slower than it captures: frames of the
+    // first vehicle driving off, captured after it left, are read after the next came on.
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_evidence(t(200), read("20O231EM"));
+    l.handle_evidence(t(400), read("20O231EM"));
+    l.handle_vehicle_off(t(1_000));
+    l.handle_evidence(t(1_250), read("20O231EM")); // read before the next came on
+    l.handle_vehicle_on(t(2_500));
+    l.handle_evidence(t(1_500), read("20O231EM")); // read after it
+    for ms in [2_600, 2_800, 3_000] {
+        l.handle_evidence(t(ms), read("761TOT03"));
+    }
+    l.handle_vehicle_off(t(3_500));
+    let a = l.poll(t(4_000)).expect("first");
+    assert_eq!(
+        a.plate.as_ref().map(|p| (p.text.as_str(), p.frames)),
+        Some(("20O231EM", 4))
+    );
+    assert!(flag(&a, "tailgating").is_none(), "{:?}", a.flags);
+    let b = l.poll(t(6_500)).expect("second");
+    assert_eq!(
+        b.plate.as_ref().map(|p| (p.text.as_str(), p.frames)),
+        Some(("761TOT03", 3))
+    );
+    assert!(flag(&b, "tailgating").is_none(), "{:?}", b.flags);
+    assert_eq!(l.counters().tailgates, 0);
+    assert!(l.poll(t(10_000)).is_none(), "two vehicles, two crossings");
+}
+
+#[test]
+fn a_vehicle_seen_coming_on_after_its_weight_is_one_crossing_not_two() {
+    // A camera that frames vehicles by motion and reads slower than it captures: the
+    // weighbridge's stable weight reaches the lane before the camera's word that the vehicle
+    // came on, earlier.
+    let mut l = lane();
+    let dims = Dimensions {
+        length_mm: 12_000,
+        width_mm: 2_500,
+        height_mm: 3_800,
+    };
+    // Measured as it drove on: before anything said a vehicle was there.
+    l.handle_evidence(t(500), Evidence::Dimensions(dims));
+    l.handle_stable_weight(t(700), weighing(18_000.0, t(700)));
+    assert!(l.poll(t(2_600)).is_none());
+    assert!(
+        l.poll_event().is_none(),
+        "the dimensions joined the weight's crossing"
+    );
+    l.handle_vehicle_on(t(300));
+    l.handle_evidence(t(400), read("1234AB01"));
+    l.handle_evidence(t(900), read("1234AB01"));
+    l.handle_vehicle_off(t(2_000));
+    let c = l.poll(t(5_000)).expect("the crossing");
+    assert_eq!(c.arrived_at, t(300));
+    assert_eq!(c.weight.map(|w| w.gross_kg), Some(18_000.0));
+    assert_eq!(c.plate.map(|p| p.frames), Some(2));
+    assert_eq!(c.dimensions, Some(dims));
+    let codes: Vec<_> = c.flags.iter().map(|f| f.code.as_str()).collect();
+    assert_eq!(codes, ["no_scan"]);
+    assert!(l.poll(t(10_000)).is_none(), "one vehicle, one crossing");
+    assert_eq!(l.counters().tailgates, 0);
+}
+
+#[test]
+fn a_vehicle_on_after_a_weight_that_was_before_it_still_splits() {
+    // The agent started mid-weighing: the weight's vehicle was never seen coming on, and the
+    // next vehicle comes on after that weight. Two crossings, as before.
+    let mut l = lane();
+    l.handle_stable_weight(t(700), weighing(18_000.0, t(700)));
+    l.handle_vehicle_on(t(1_000));
+    l.handle_vehicle_off(t(2_000));
+    let a = l.poll(t(5_000)).expect("the weight's crossing");
+    assert!(flag(&a, "arrival_not_seen").is_some(), "{:?}", a.flags);
+    assert!(flag(&a, "tailgating").is_some(), "{:?}", a.flags);
+}
+
+#[test]
+fn what_happened_after_a_vehicle_left_moves_on_when_its_leaving_is_told_late() {
+    // The camera says the first vehicle left only after the next one's weight, dimensions and
+    // scan reached the lane (they joined the first meanwhile, as it was still on).
+    let mut l = lane();
+    l.handle_vehicle_on(t(0));
+    l.handle_evidence(t(200), read("1111AA01"));
+    l.handle_stable_weight(t(600), weighing(10_000.0, t(600)));
+    l.handle_evidence(t(1_600), read("1111AA01"));
+    l.handle_scan(t(1_700), typed_scan("S1", t(1_700), None));
+    let dims_a = Dimensions {
+        length_mm: 9_000,
+        width_mm: 2_400,
+        height_mm: 3_000,
+    };
+    l.handle_evidence(t(800), Evidence::Dimensions(dims_a));
+    let dims = Dimensions {
+        length_mm: 12_000,
+        width_mm: 2_500,
+        height_mm: 3_800,
+    };
+    l.handle_evidence(t(3_400), Evidence::Dimensions(dims));
+    l.handle_stable_weight(t(3_500), weighing(30_000.0, t(3_500)));
+    l.handle_scan(t(3_600), typed_scan("S2", t(3_600), None));
+    l.handle_vehicle_off(t(2_000)); // told late
+    l.handle_vehicle_on(t(3_000)); // told late too
+    l.handle_evidence(t(3_100), read("2222BB02"));
+    l.handle_evidence(t(3_300), read("2222BB02"));
+    l.handle_vehicle_off(t(5_000));
+    let a = l.poll(t(5_000)).expect("first");
+    assert_eq!(a.weight.as_ref().map(|w| w.gross_kg), Some(10_000.0));
+    assert_eq!(
+        a.plate.as_ref().map(|p| (p.text.as_str(), p.frames)),
+        Some(("1111AA01", 2))
+    );
+    assert_eq!(a.dimensions, Some(dims_a));
+    assert_eq!(a.scan.as_ref().map(|s| s.scan_id.as_str()), Some("S1"));
+    assert!(flag(&a, "extra_scan").is_none(), "{:?}", a.flags);
+    let b = l.poll(t(8_000)).expect("second");
+    assert_eq!(b.arrived_at, t(3_000));
+    assert_eq!(b.weight.map(|w| w.gross_kg), Some(30_000.0));
+    assert_eq!(b.dimensions, Some(dims));
+    assert_eq!(b.scan.map(|s| s.scan_id), Some("S2".to_owned()));
+    assert_eq!(
+        b.plate.map(|p| (p.text, p.frames)),
+        Some(("2222BB02".to_owned(), 2))
+    );
+    assert!(b.flags.is_empty(), "{:?}", b.flags);
+    assert!(l.poll(t(60_000)).is_none(), "two vehicles, two crossings");
+    assert_eq!(l.counters().tailgates, 0);
+}
+
+#[test]
+fn a_read_between_vehicles_of_another_plate_still_joins_the_next() {
+    let mut l = lane();
+    drive(&mut l, 0, 1_000, "20O231EM", 10_000.0);
+    l.handle_evidence(t(1_800), read("761TOT03")); // the next, approaching
+    l.handle_vehicle_on(t(2_500));
+    l.handle_vehicle_off(t(3_500));
+    let a = l.poll(t(4_000)).expect("first");
+    assert_eq!(a.plate.map(|p| p.frames), Some(2));
+    let b = l.poll(t(6_500)).expect("second");
+    assert_eq!(
+        b.plate.map(|p| (p.text, p.frames)),
+        Some(("761TOT03".to_owned(), 1))
+    );
 }
 
 fn frame(id: u64, text: &str, confidence: f32, bbox: [i32; 4]) -> Evidence {
