@@ -808,7 +808,10 @@ fn handle(
         }
         (Correlator::Lane(lane), LaneInput::Weighbridge(DeviceEvent::Weigh(event))) => {
             match (event, framing) {
-                (WeighEvent::Stable(s), _) => lane.handle_stable_weight(now, weighing(&s)),
+                (WeighEvent::Stable(s), _) => {
+                    tracing::debug!(kg = s.weight_kg, at = %now, "stable weight");
+                    lane.handle_stable_weight(now, weighing(&s))
+                }
                 (WeighEvent::VehicleOn { .. }, Framing::Weighbridge) => lane.handle_vehicle_on(now),
                 (WeighEvent::VehicleOff { .. }, Framing::Weighbridge) => {
                     lane.handle_vehicle_off(now)
@@ -849,15 +852,17 @@ fn handle(
                 WeighEvent::VehicleOff { .. } => train.handle_wagon_off(now),
             }
         }
-        (Correlator::Lane(lane), LaneInput::Dimensions(DeviceEvent::Dimensions(d))) => lane
-            .handle_evidence(
+        (Correlator::Lane(lane), LaneInput::Dimensions(DeviceEvent::Dimensions(d))) => {
+            tracing::debug!(length_mm = d.length_mm, at = %now, "dimensions");
+            lane.handle_evidence(
                 now,
                 Evidence::Dimensions(bcp_record::Dimensions {
                     length_mm: d.length_mm,
                     width_mm: d.width_mm,
                     height_mm: d.height_mm,
                 }),
-            ),
+            )
+        }
         (_, LaneInput::Weighbridge(DeviceEvent::Disconnected { reason }))
         | (_, LaneInput::Dimensions(DeviceEvent::Disconnected { reason })) => {
             tracing::debug!(%reason, "device disconnected");
@@ -871,7 +876,7 @@ fn handle(
             // Its motion first: the frame that brings a vehicle on joins it.
             if let Some(presence) = camera_presence {
                 if let Some(motion) = f.motion {
-                    presence.handle_frame(now, f.captured_at, motion);
+                    presence.handle_frame(now, f.captured_at, motion, f.frames_waiting);
                     camera_framing(presence, lane);
                 }
                 // A frame of the empty lane with nothing read in it is no evidence of anything
@@ -896,7 +901,10 @@ fn handle(
         }
         // `validate` allows a rear camera on road posts only.
         (Correlator::Train(_), LaneInput::RearFrame(_)) => {}
-        (Correlator::Lane(lane), LaneInput::Scan(scan)) => lane.handle_scan(now, scan),
+        (Correlator::Lane(lane), LaneInput::Scan(scan)) => {
+            tracing::debug!(scan = %scan.scan_id, scanned_at = %scan.scanned_at, "scan result");
+            lane.handle_scan(now, scan)
+        }
         (Correlator::Train(train), LaneInput::Scan(scan)) => train.handle_scan(now, scan),
     }
 }

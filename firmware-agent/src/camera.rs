@@ -79,6 +79,10 @@ pub struct FrameReads {
     /// The fraction of its pixels that changed since the camera's previous frame, when the
     /// camera measures motion (see the module header).
     pub motion: Option<f64>,
+    /// Frames the camera had already captured when this one was handed on, waiting to be read
+    /// (a folder camera whose recognition is slower than its frame rate falls behind): while
+    /// some wait, the camera has not gone silent, however long each frame takes to read.
+    pub frames_waiting: usize,
 }
 
 /// The ANPR engine of a camera, in its vision worker: started and loaded at start
@@ -412,6 +416,8 @@ fn read_stream_frame<E: FrameEngine>(
         reads: read.reads,
         jpeg,
         motion,
+        // A stream's grab thread keeps only its newest frames: none wait behind this one.
+        frames_waiting: 0,
     })
 }
 
@@ -486,7 +492,8 @@ fn one_round<E: FrameEngine>(
                 std::thread::sleep(poll.max(Duration::from_secs(5)));
                 return Round::Next;
             }
-            for f in frames {
+            let listed = frames.len();
+            for (i, f) in frames.into_iter().enumerate() {
                 if *links.shutdown.borrow() {
                     return Round::Stop;
                 }
@@ -494,7 +501,12 @@ fn one_round<E: FrameEngine>(
                     read_frame(name, &f, engine, &links.latency)
                 }));
                 let crash = match read {
-                    Ok(FrameOutcome::Read(reads)) => {
+                    Ok(FrameOutcome::Read(mut reads)) => {
+                        reads.frames_waiting = match listed - 1 - i {
+                            // The last one listed: those that came meanwhile.
+                            0 => next_frames(folder).map_or(0, |f| f.len()),
+                            n => n,
+                        };
                         if links.out.blocking_send(reads).is_err() {
                             return Round::Stop; // the agent is shutting down
                         }
@@ -632,6 +644,7 @@ fn read_frame<E: FrameEngine>(
         reads: read.reads,
         jpeg: has_text.then_some(bytes),
         motion,
+        frames_waiting: 0,
     })
 }
 

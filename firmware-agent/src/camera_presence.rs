@@ -24,23 +24,31 @@
 //!   [`handle_timeout`](CameraPresence::handle_timeout) once no frame has come for `quiet_ms`
 //!   and the last moving frame is `quiet_ms` old. (While frames keep coming, their capture
 //!   times alone decide: a camera whose frames wait behind recognition is not cut short by
-//!   the clock.) Its `left_at` is the capture time of the last moving frame (the frame in
+//!   the clock; nor is one whose frames each take longer than `quiet_ms` to read: while the
+//!   camera says frames it already captured wait behind the one handed over, it has not gone
+//!   silent, and the clock waits for them, up to [`STALLED_CAMERA`].) Its `left_at` is the
+//!   capture time of the last moving frame (the frame in
 //!   which it drove out of the picture).
 //! - **A vehicle that stops on the bridge is still one vehicle** as long as it stops for less
 //!   than `quiet_ms`: weighing takes a stop, so `quiet_ms` must be longer than the longest
 //!   stop on the bridge (and shorter than the gap between two vehicles, else two vehicles close
 //!   together are framed as one). A stop longer than `quiet_ms` frames the vehicle as leaving
 //!   at its last moving frame and a new one coming on when it drives off.
-//! - **The camera must see the vehicle come on before it is weighed.** The weighbridge still
-//!   gives the stable weight, and a stable weight with no vehicle on opens a crossing of its
-//!   own (`arrival_not_seen`, see `crate::lane`), which the camera's later `VehicleOn` then
-//!   splits as tailgating. So the camera must see the vehicle as it drives on, and its frames
-//!   must not wait behind recognition for longer than the weighbridge takes to settle.
+//! - **The camera must see the vehicle come on.** The weighbridge still gives the stable
+//!   weight, and a stable weight with no vehicle on opens a crossing of its own
+//!   (`arrival_not_seen`, see `crate::lane`). A camera that lags behind recognition may say a
+//!   vehicle came on after its weight reached the lane: an arrival from before the weight is
+//!   that crossing's (the lane adopts it); one after it is another vehicle. So the camera
+//!   must see the vehicle as it drives on, before it is weighed.
 //! - **Frames go forward in time.** A frame captured at or before the time of a decision
 //!   already made (a vehicle's `left_at`, or a timeout) does not move anything.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::VecDeque;
+
+/// How long the clock waits for frames the camera says it captured and has not yet handed
+/// over before it takes the camera for stalled (and the vehicle on for gone).
+pub const STALLED_CAMERA: TimeDelta = TimeDelta::seconds(30);
 
 /// The thresholds of camera presence (see the module header).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,6 +92,8 @@ pub struct CameraPresence {
     decided_at: Option<DateTime<Utc>>,
     /// When the last frame came (the caller's clock).
     last_frame_came: Option<DateTime<Utc>>,
+    /// The camera had captured more frames, not yet handed over, when the last one came.
+    frames_waiting: bool,
     out: VecDeque<CameraPresenceEvent>,
 }
 
@@ -98,6 +108,7 @@ impl CameraPresence {
             },
             decided_at: None,
             last_frame_came: None,
+            frames_waiting: false,
             out: VecDeque::new(),
         }
     }
@@ -107,9 +118,17 @@ impl CameraPresence {
         matches!(self.state, State::Occupied { .. })
     }
 
-    /// A frame captured at `at` whose motion fraction was `motion`, handed over at `now`.
-    pub fn handle_frame(&mut self, now: DateTime<Utc>, at: DateTime<Utc>, motion: f64) {
+    /// A frame captured at `at` whose motion fraction was `motion`, handed over at `now`, with
+    /// `frames_waiting` frames captured after it still to be handed over.
+    pub fn handle_frame(
+        &mut self,
+        now: DateTime<Utc>,
+        at: DateTime<Utc>,
+        motion: f64,
+        frames_waiting: usize,
+    ) {
         self.last_frame_came = Some(now);
+        self.frames_waiting = frames_waiting > 0;
         if self.decided_at.is_some_and(|d| at <= d) {
             return;
         }
@@ -148,8 +167,8 @@ impl CameraPresence {
         }
     }
 
-    /// No frame came up to `now`: the vehicle on has left if no frame came for `quiet_ms` and
-    /// its last moving frame is `quiet_ms` old.
+    /// No frame came up to `now`: the vehicle on has left if no frame came for `quiet_ms` (for
+    /// [`STALLED_CAMERA`] while frames wait) and its last moving frame is `quiet_ms` old.
     pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
         if let Some(due) = self.poll_timeout() {
             if now >= due {
@@ -164,10 +183,14 @@ impl CameraPresence {
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         match self.state {
             State::Occupied { last_moving } => {
-                let latest = self
-                    .last_frame_came
-                    .map_or(last_moving, |c| c.max(last_moving));
-                Some(latest + self.rules.quiet)
+                let moved = last_moving + self.rules.quiet;
+                match self.last_frame_came {
+                    Some(came) if self.frames_waiting => {
+                        Some(moved.max(came + STALLED_CAMERA.max(self.rules.quiet)))
+                    }
+                    Some(came) => Some(moved.max(came + self.rules.quiet)),
+                    None => Some(moved),
+                }
             }
             State::Empty { .. } => None,
         }
@@ -213,7 +236,7 @@ mod tests {
         let mut out = Vec::new();
         for &(ms, motion) in frames {
             // Handed over 100 ms after capture.
-            p.handle_frame(t(ms + 100), t(ms), motion);
+            p.handle_frame(t(ms + 100), t(ms), motion, 0);
             while let Some(e) = p.poll() {
                 out.push(e);
             }
@@ -349,11 +372,48 @@ mod tests {
         let mut p = CameraPresence::new(rules());
         // Recognition is 5 s behind: each frame is handed over 5 s after it was captured.
         for ms in (0..3000).step_by(250) {
-            p.handle_frame(t(ms + 5000), t(ms), 0.3);
+            p.handle_frame(t(ms + 5000), t(ms), 0.3, 0);
             p.handle_timeout(t(ms + 5000));
         }
         assert_eq!(p.poll(), Some(VehicleOn { at: t(0) }));
         assert_eq!(p.poll(), None, "still moving, however late");
         assert!(p.occupied());
+    }
+
+    #[test]
+    fn frames_slower_to_read_than_the_quiet_time_are_waited_for_while_more_wait() {
+        let mut p = CameraPresence::new(rules());
+        // Each frame takes 2.5 s to read (longer than the 2 s quiet time); the camera says
+        // more frames wait behind each one.
+        let mut now = 0;
+        for ms in (0..2000).step_by(250) {
+            now += 2_500;
+            p.handle_timeout(t(now - 1));
+            p.handle_frame(t(now), t(ms), 0.3, 3);
+        }
+        assert_eq!(p.poll(), Some(VehicleOn { at: t(0) }));
+        assert_eq!(
+            p.poll(),
+            None,
+            "not cut short while its frames wait to be read"
+        );
+        assert_eq!(p.poll_timeout(), Some(t(now) + STALLED_CAMERA));
+        // The last one: none wait behind it, and the camera goes silent.
+        p.handle_frame(t(now + 2_500), t(2_000), 0.3, 0);
+        assert_eq!(p.poll_timeout(), Some(t(now + 4_500)));
+        p.handle_timeout(t(now + 4_500));
+        assert_eq!(p.poll(), Some(VehicleOff { at: t(2_000) }));
+    }
+
+    #[test]
+    fn a_camera_that_stalls_with_frames_waiting_closes_the_vehicle_at_last() {
+        let mut p = CameraPresence::new(rules());
+        p.handle_frame(t(100), t(0), 0.3, 5);
+        p.handle_frame(t(350), t(250), 0.3, 5);
+        assert_eq!(p.poll(), Some(VehicleOn { at: t(0) }));
+        p.handle_timeout(t(350) + STALLED_CAMERA - TimeDelta::milliseconds(1));
+        assert_eq!(p.poll(), None);
+        p.handle_timeout(t(350) + STALLED_CAMERA);
+        assert_eq!(p.poll(), Some(VehicleOff { at: t(250) }));
     }
 }

@@ -202,7 +202,14 @@ pub async fn run_scenario_on(
         });
     if let Err(e) = checked {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        // Frames with nothing read (an empty lane's, several a second) would crowd out the
+        // lane's inputs and decisions.
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .filter(|l| !l.contains("reads=None"))
+            .take(120)
+            .collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!("{e:#}\n--- agent log (last lines) ---\n{}", tail.join("\n"));
     }
