@@ -46,11 +46,19 @@ impl EmbeddedBroker {
 }
 
 /// Binds the two listeners' addresses and holds them: `listen` itself (or a free port on its
-/// interface when its port is 0) and a free port beside it for MQTT 5.
+/// interface when its port is 0) and a free port beside it for MQTT 5. Free ports are drawn
+/// below the kernel's ephemeral range ([`crate::loopback::hold_free_port`]): between their
+/// release and rumqttd's bind, no outgoing connection can be given one, and the readiness
+/// probe cannot connect to itself on one (a probe from an ephemeral port to the same port,
+/// while nothing listens yet, connects to itself: rumqttd's bind then fails and the probe said
+/// "up"; seen once in CI, as an agent refused for a minute).
 fn hold_ports(listen: SocketAddr) -> anyhow::Result<(TcpListener, TcpListener)> {
-    let v4 = TcpListener::bind(listen)
-        .with_context(|| format!("embedded MQTT broker cannot listen on {listen}"))?;
-    let v5 = TcpListener::bind(SocketAddr::new(listen.ip(), 0))
+    let v4 = match listen.port() {
+        0 => crate::loopback::hold_free_port(listen.ip()),
+        _ => TcpListener::bind(listen).map_err(anyhow::Error::from),
+    }
+    .with_context(|| format!("embedded MQTT broker cannot listen on {listen}"))?;
+    let v5 = crate::loopback::hold_free_port(listen.ip())
         .with_context(|| format!("finding a free port on {} for MQTT 5", listen.ip()))?;
     Ok((v4, v5))
 }
@@ -119,7 +127,11 @@ dynamic_filters = true
 
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+        // A connection to itself is not rumqttd listening (see `hold_ports`).
+        let up = |a: &SocketAddr| {
+            TcpStream::connect_timeout(a, Duration::from_millis(200))
+                .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+        };
         if up(&addr) && up(&v5_addr) {
             tracing::info!(%addr, %v5_addr, "embedded MQTT broker listening (3.1.1, 5)");
             return Ok(EmbeddedBroker {
@@ -158,11 +170,15 @@ mod tests {
     }
 
     #[test]
-    fn port_zero_gives_two_listening_ports() {
+    fn port_zero_gives_two_listening_ports_below_the_ephemeral_range() {
         let broker = start_embedded(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         assert_ne!(broker.addr().port(), 0);
         assert_ne!(broker.addr(), broker.v5_addr());
         for addr in [broker.addr(), broker.v5_addr()] {
+            assert!(
+                addr.port() < crate::loopback::ephemeral_low(),
+                "{addr}: in the range outgoing connections use"
+            );
             TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
             // rumqttd holds them: nothing else may bind there.
             assert!(TcpListener::bind(addr).is_err(), "{addr} not held");

@@ -7,7 +7,7 @@
 //! another socket on the machine can be given it ("Address already in use", seen once in CI).
 //! So the port is drawn below that range, where only listeners that chose their port live.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 
 use anyhow::bail;
 
@@ -20,6 +20,17 @@ const TRIES: u32 = 200;
 
 /// A port of 127.0.0.1 that was free a moment ago and lies below the kernel's ephemeral range.
 pub fn free_port() -> anyhow::Result<u16> {
+    Ok(hold_free_port(Ipv4Addr::LOCALHOST.into())?
+        .local_addr()?
+        .port())
+}
+
+/// A listener on a free port of `ip` below the kernel's ephemeral range, held until dropped:
+/// for a server of this process that binds its own socket a moment after the drop (the
+/// embedded broker). No outgoing connection is given such a port meanwhile, and none can
+/// connect to itself there (a connection from an ephemeral port to the same port, which
+/// happens when nothing listens yet).
+pub fn hold_free_port(ip: IpAddr) -> anyhow::Result<TcpListener> {
     let high = ephemeral_low().max(LOWEST + 1_000);
     let span = u32::from(high - LOWEST);
     let mut x = seed();
@@ -27,18 +38,18 @@ pub fn free_port() -> anyhow::Result<u16> {
         x = xorshift32(x);
         // `span` fits a u16, so the sum does too.
         let port = LOWEST + u16::try_from(x % span).unwrap_or(0);
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return Ok(port);
+        if let Ok(listener) = TcpListener::bind((ip, port)) {
+            return Ok(listener);
         }
     }
     bail!(
-        "no free port on 127.0.0.1 in {LOWEST}-{} after {TRIES} tries",
+        "no free port on {ip} in {LOWEST}-{} after {TRIES} tries",
         high - 1
     )
 }
 
 /// The first port of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`).
-fn ephemeral_low() -> u16 {
+pub(crate) fn ephemeral_low() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok())
