@@ -20,6 +20,12 @@
 //!   `crate::camera_presence`, without the end): `VehicleOn` opens a crossing at `arrived_at`, `VehicleOff` sets
 //!   `left_at`. The crossing stays open for late evidence until
 //!   `left_at + close_after`, then [`poll`](LaneCorrelator::poll) emits it.
+//! - **Framing told late** (a camera framing by motion lags behind its recognition; the
+//!   weighbridge, dimension sensor and scanner do not): a `VehicleOff` hands back what
+//!   happened after its `left_at` (weights, frames, dimensions, scans), which joined the
+//!   vehicle meanwhile because it was still on; each is placed again by its time. A
+//!   `VehicleOn` from before the stable weight that opened an `arrival_not_seen` crossing is
+//!   that crossing's arrival: it takes it over, flag dropped, nothing split.
 //! - **Evidence joins by when it happened** (a frame's capture time, the scanner's `scanned_at`),
 //!   not when it arrived: it joins the vehicle that was on the bridge then; else the one that
 //!   arrived within `pre_arrival` after (a camera sees a vehicle before the bridge does). A front
