@@ -171,13 +171,15 @@ pub(crate) fn decide(
                     hash,
                     prev_hash,
                 });
+                let recorded_at = env.recorded_at;
                 Outcome::Stored {
                     crossing: Box::new(StoredCrossing {
                         post: post.to_owned(),
                         seq,
                         received_at,
-                        recorded_at: env.recorded_at,
-                        crossing: opened.envelope.crossing.clone(),
+                        recorded_at,
+                        // Moved, not cloned: the opened record is done with.
+                        crossing: opened.envelope.crossing,
                     }),
                     gap_before,
                 }
