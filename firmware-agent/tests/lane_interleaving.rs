@@ -5,6 +5,11 @@
 //! claim. Exactly one crossing per vehicle must come out, with that vehicle's evidence and no
 //! other's, and an orphan-scan record exactly for each generated orphan.
 //!
+//! A second property frames the vehicles as a camera does by motion: its `VehicleOn`,
+//! `VehicleOff` and front frames reach the lane together, in capture order, up to
+//! `pre_arrival` late (recognition lags), while the weighbridge, the dimension sensor and the
+//! scanner are on time: the same crossings must come out.
+//!
 //! Time is virtual: the driver calls `poll` at every `poll_timeout` and after every input, as
 //! the agent does.
 
@@ -163,6 +168,9 @@ enum Input {
     On,
     Stable(f64),
     Off,
+    /// A vehicle on or off as a lagging camera tells it: when it happened.
+    OnAt(i64),
+    OffAt(i64),
     Evidence(i64, Evidence),
     Scan(ScanEvent),
 }
@@ -190,10 +198,14 @@ fn scan_event(id: &str, at: i64, typed: Option<&str>) -> ScanEvent {
     }
 }
 
-/// Lays the plans out on a timeline: the truth, and the inputs with their arrival times.
+/// Lays the plans out on a timeline: the truth, and the inputs with their arrival times. With
+/// `camera_lag_ms`, the camera frames the vehicles: their on, off and front frames arrive that
+/// much after they happened, in order (and no frame is taken on the approach: its motion would
+/// be the vehicle coming on).
 fn timeline(
     plans: &[VehiclePlan],
     orphans: &[OrphanPlan],
+    camera_lag_ms: Option<i64>,
 ) -> (Vec<Truth>, BTreeSet<String>, Arrivals) {
     let mut truth = Vec::new();
     let mut inputs = Vec::new();
@@ -222,12 +234,21 @@ fn timeline(
         }
         let (on, off) = (clock, clock + v.dwell_ms);
         let stable = on + (v.dwell_ms as f64 * v.stable_at) as i64;
-        push(&mut inputs, on, Input::On);
+        match camera_lag_ms {
+            None => {
+                push(&mut inputs, on, Input::On);
+                push(&mut inputs, off, Input::Off);
+            }
+            Some(lag) => {
+                push(&mut inputs, on + lag, Input::OnAt(on));
+                push(&mut inputs, off + lag, Input::OffAt(off));
+            }
+        }
         push(&mut inputs, stable, Input::Stable(f64::from(v.kg)));
-        push(&mut inputs, off, Input::Off);
         for (frac, delay) in &v.front {
             let at = on + 100 + ((stable - on - 100) as f64 * frac) as i64;
-            push(&mut inputs, at + delay, Input::Evidence(at, read(&plate)));
+            let arrives = camera_lag_ms.map_or(at + delay, |lag| at + lag);
+            push(&mut inputs, arrives, Input::Evidence(at, read(&plate)));
         }
         let at = stable + ((off - 100 - stable) as f64 * v.rear.0) as i64;
         push(
@@ -235,7 +256,7 @@ fn timeline(
             at + v.rear.1,
             Input::Evidence(at, read(&plate)),
         );
-        let approach = v.approach.filter(|_| i > 0);
+        let approach = v.approach.filter(|_| i > 0 && camera_lag_ms.is_none());
         if let Some((before, delay)) = approach {
             let at = on - before;
             push(&mut inputs, at + delay, Input::Evidence(at, read(&plate)));
@@ -335,6 +356,8 @@ fn run(inputs: Arrivals) -> (Vec<Crossing>, Vec<LaneEvent>, LaneCorrelator) {
                 },
             ),
             Input::Off => lane.handle_vehicle_off(now),
+            Input::OnAt(happened) => lane.handle_vehicle_on(t(happened)),
+            Input::OffAt(happened) => lane.handle_vehicle_off(t(happened)),
             Input::Evidence(happened, e) => lane.handle_evidence(t(happened), e),
             Input::Scan(s) => lane.handle_scan(now, s),
         }
@@ -352,46 +375,90 @@ proptest! {
         plans in proptest::collection::vec(vehicle(), 1..8),
         orphans in proptest::collection::vec(orphan(), 0..3),
     ) {
-        let (truth, orphan_ids, inputs) = timeline(&plans, &orphans);
-        let (records, events, lane) = run(inputs);
-        prop_assert!(events.iter().all(|e| !matches!(e, LaneEvent::Reversal { .. })), "{events:?}");
-
-        let (scan_records, crossings): (Vec<&Crossing>, Vec<&Crossing>) = records
-            .iter()
-            .partition(|c| c.flags.iter().any(|f| f.code == "orphan_scan" || f.code == "scan_after_close"));
-        prop_assert_eq!(crossings.len(), truth.len(), "crossings: {:#?}", crossings);
-        for v in &truth {
-            let mine: Vec<&&Crossing> = crossings
-                .iter()
-                .filter(|c| c.plate.as_ref().is_some_and(|p| p.text == v.plate))
-                .collect();
-            prop_assert_eq!(mine.len(), 1, "vehicle {:?}: {:#?}", v, crossings);
-            let c = mine[0];
-            prop_assert_eq!((c.arrived_at, c.left_at), (t(v.on), t(v.off)), "{:?}", v);
-            prop_assert_eq!(c.weight.as_ref().map(|w| w.gross_kg), Some(v.kg), "{:?}", v);
-            prop_assert_eq!(c.dimensions.map(|d| d.length_mm), v.dims, "{:?}", v);
-            prop_assert_eq!(c.scan.as_ref().map(|s| s.scan_id.clone()), v.scan.clone(), "{:?}: {:?}", v, c.flags);
-            // Every frame of it, and no other vehicle's.
-            prop_assert_eq!(c.plate.as_ref().map(|p| p.frames), Some(v.frames), "{:?}", v);
-            for f in &c.flags {
-                prop_assert!(
-                    matches!(f.code.as_str(), "no_scan" | "no_dimensions" | "scan_joined_late"),
-                    "{:?}: unexpected flag {} ({})", v, f.code, f.reason
-                );
-            }
-        }
-        let got: BTreeSet<String> = scan_records
-            .iter()
-            .filter_map(|c| c.scan.as_ref().map(|s| s.scan_id.clone()))
-            .collect();
-        prop_assert_eq!(&got, &orphan_ids);
-        prop_assert_eq!(scan_records.len(), orphan_ids.len());
-        for o in &scan_records {
-            prop_assert!(o.plate.is_none() && o.weight.is_none());
-            prop_assert_eq!(o.flags.len(), 1);
-            prop_assert_eq!(o.flags[0].code.as_str(), "orphan_scan", "{:?}", o.flags);
-        }
-        prop_assert_eq!(lane.counters().crossings, truth.len() as u64);
-        prop_assert_eq!(lane.counters().orphan_scans, orphan_ids.len() as u64);
+        check(&plans, &orphans, None)?;
     }
+
+    #[test]
+    fn vehicles_framed_late_by_a_camera_still_get_their_own_evidence(
+        plans in proptest::collection::vec(vehicle(), 1..8),
+        orphans in proptest::collection::vec(orphan(), 0..3),
+        lag in 0i64..PRE_ARRIVAL_MS,
+    ) {
+        check(&plans, &orphans, Some(lag))?;
+    }
+}
+
+/// One crossing per vehicle with its own evidence, and an orphan-scan record per orphan.
+fn check(
+    plans: &[VehiclePlan],
+    orphans: &[OrphanPlan],
+    camera_lag_ms: Option<i64>,
+) -> Result<(), TestCaseError> {
+    let (truth, orphan_ids, inputs) = timeline(plans, orphans, camera_lag_ms);
+    let (records, events, lane) = run(inputs);
+    prop_assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, LaneEvent::Reversal { .. })),
+        "{events:?}"
+    );
+
+    let (scan_records, crossings): (Vec<&Crossing>, Vec<&Crossing>) =
+        records.iter().partition(|c| {
+            c.flags
+                .iter()
+                .any(|f| f.code == "orphan_scan" || f.code == "scan_after_close")
+        });
+    prop_assert_eq!(crossings.len(), truth.len(), "crossings: {:#?}", crossings);
+    for v in &truth {
+        let mine: Vec<&&Crossing> = crossings
+            .iter()
+            .filter(|c| c.plate.as_ref().is_some_and(|p| p.text == v.plate))
+            .collect();
+        prop_assert_eq!(mine.len(), 1, "vehicle {:?}: {:#?}", v, crossings);
+        let c = mine[0];
+        prop_assert_eq!((c.arrived_at, c.left_at), (t(v.on), t(v.off)), "{:?}", v);
+        prop_assert_eq!(c.weight.as_ref().map(|w| w.gross_kg), Some(v.kg), "{:?}", v);
+        prop_assert_eq!(c.dimensions.map(|d| d.length_mm), v.dims, "{:?}", v);
+        prop_assert_eq!(
+            c.scan.as_ref().map(|s| s.scan_id.clone()),
+            v.scan.clone(),
+            "{:?}: {:?}",
+            v,
+            c.flags
+        );
+        // Every frame of it, and no other vehicle's.
+        prop_assert_eq!(
+            c.plate.as_ref().map(|p| p.frames),
+            Some(v.frames),
+            "{:?}",
+            v
+        );
+        for f in &c.flags {
+            prop_assert!(
+                matches!(
+                    f.code.as_str(),
+                    "no_scan" | "no_dimensions" | "scan_joined_late"
+                ),
+                "{:?}: unexpected flag {} ({})",
+                v,
+                f.code,
+                f.reason
+            );
+        }
+    }
+    let got: BTreeSet<String> = scan_records
+        .iter()
+        .filter_map(|c| c.scan.as_ref().map(|s| s.scan_id.clone()))
+        .collect();
+    prop_assert_eq!(&got, &orphan_ids);
+    prop_assert_eq!(scan_records.len(), orphan_ids.len());
+    for o in &scan_records {
+        prop_assert!(o.plate.is_none() && o.weight.is_none());
+        prop_assert_eq!(o.flags.len(), 1);
+        prop_assert_eq!(o.flags[0].code.as_str(), "orphan_scan", "{:?}", o.flags);
+    }
+    prop_assert_eq!(lane.counters().crossings, truth.len() as u64);
+    prop_assert_eq!(lane.counters().orphan_scans, orphan_ids.len() as u64);
+    Ok(())
 }

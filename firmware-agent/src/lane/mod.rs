@@ -25,7 +25,10 @@
 //!   happened after its `left_at` (weights, frames, dimensions, scans), which joined the
 //!   vehicle meanwhile because it was still on; each is placed again by its time. A
 //!   `VehicleOn` from before the stable weight that opened an `arrival_not_seen` crossing is
-//!   that crossing's arrival: it takes it over, flag dropped, nothing split.
+//!   that crossing's arrival: it takes it over, flag dropped, nothing split. Evidence that
+//!   reaches the lane before the vehicle it shows is known waits only `pre_arrival` (see
+//!   below), so the framing may be told at most about that late (a property test holds the
+//!   lane to it with the camera's on, off and frames up to `pre_arrival` late).
 //! - **Evidence joins by when it happened** (a frame's capture time, the scanner's `scanned_at`),
 //!   not when it arrived: it joins the vehicle that was on the bridge then; else the one that
 //!   arrived within `pre_arrival` after (a camera sees a vehicle before the bridge does). A front
