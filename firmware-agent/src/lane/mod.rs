@@ -619,35 +619,8 @@ impl LaneCorrelator {
         let Some((at, first, second)) = second_plate_starts(&a.frames) else {
             return;
         };
-        let mut b = Pending::new(at);
-        b.by_identifier = a.by_identifier;
         a.left_at = Some(at);
-        let (keep, moved) = std::mem::take(&mut a.frames)
-            .into_iter()
-            .partition(|(t, _, _)| *t < at);
-        (a.frames, b.frames) = (keep, moved);
-        let (keep, moved) = std::mem::take(&mut a.rear_frames)
-            .into_iter()
-            .partition(|(t, _)| *t < at);
-        (a.rear_frames, b.rear_frames) = (keep, moved);
-        let (keep, moved) = std::mem::take(&mut a.weights)
-            .into_iter()
-            .partition(|w| w.stable_at < at);
-        (a.weights, b.weights) = (keep, moved);
-        let (keep, moved) = std::mem::take(&mut a.dimensions)
-            .into_iter()
-            .partition(|(t, _)| *t < at);
-        (a.dimensions, b.dimensions) = (keep, moved);
-        if a.scan.as_ref().is_some_and(|s| s.scanned_at >= at) {
-            b.scan = a.scan.take();
-        }
-        let (keep, moved) = std::mem::take(&mut a.extra_scans)
-            .into_iter()
-            .partition(|s| s.scanned_at < at);
-        (a.extra_scans, b.extra_scans) = (keep, moved);
-        if b.scan.is_none() && !b.extra_scans.is_empty() {
-            b.scan = Some(b.extra_scans.remove(0));
-        }
+        let mut b = a.split_off(at, |t| t < at);
         a.flags.push(Flag::new(
             "tailgating",
             format!(

@@ -51,57 +51,62 @@ impl Pending {
         }
     }
 
-    /// Takes out what happened after `at` (the vehicle had left by then, as the presence that
-    /// frames it said late): its weights, and its frames, rear frames and dimensions as
-    /// evidence with their times, and its scans made after `at` (they are placed again by their
-    /// time: one may still be this vehicle's, made by a portal further down the lane).
-    pub(super) fn take_after(
+    /// Moves into a new crossing arriving at `arrived_at` every piece of evidence whose time
+    /// does not `stay` here: frames, rear frames, weights (by `stable_at`), dimensions and
+    /// scans. Each side keeps its first scan as its scan and the rest as extra scans.
+    pub(super) fn split_off(
         &mut self,
-        at: DateTime<Utc>,
-    ) -> (Vec<Weighing>, Vec<(DateTime<Utc>, Evidence)>) {
-        let (keep, weights) = std::mem::take(&mut self.weights)
+        arrived_at: DateTime<Utc>,
+        stays: impl Fn(DateTime<Utc>) -> bool,
+    ) -> Pending {
+        let mut b = Pending::new(arrived_at);
+        b.by_identifier = self.by_identifier;
+        (self.frames, b.frames) = std::mem::take(&mut self.frames)
             .into_iter()
-            .partition(|w| w.stable_at <= at);
-        self.weights = keep;
-        let mut evidence = Vec::new();
-        let (keep, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.frames)
+            .partition(|(t, _, _)| stays(*t));
+        (self.rear_frames, b.rear_frames) = std::mem::take(&mut self.rear_frames)
             .into_iter()
-            .partition(|(t, _, _)| *t <= at);
-        self.frames = keep;
-        evidence.extend(after.into_iter().map(|(t, read, frame)| {
-            let reads = vec![read];
-            let e = match frame {
-                Some(frame) => Evidence::Frame(frame, reads),
-                None => Evidence::PlateReads(reads),
-            };
-            (t, e)
-        }));
-        let (keep, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rear_frames)
+            .partition(|(t, _)| stays(*t));
+        (self.weights, b.weights) = std::mem::take(&mut self.weights)
             .into_iter()
-            .partition(|(t, _)| *t <= at);
-        self.rear_frames = keep;
-        evidence.extend(
-            after
-                .into_iter()
-                .map(|(t, read)| (t, Evidence::RearFrame(vec![read]))),
-        );
-        let (keep, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.dimensions)
+            .partition(|w| stays(w.stable_at));
+        (self.dimensions, b.dimensions) = std::mem::take(&mut self.dimensions)
             .into_iter()
-            .partition(|(t, _)| *t <= at);
-        self.dimensions = keep;
-        evidence.extend(after.into_iter().map(|(t, d)| (t, Evidence::Dimensions(d))));
+            .partition(|(t, _)| stays(*t));
         let scans = self
             .scan
             .take()
             .into_iter()
-            .chain(self.extra_scans.drain(..));
-        let (keep, after): (Vec<_>, Vec<_>) = scans.partition(|s| s.scanned_at <= at);
-        let mut keep = keep.into_iter();
-        self.scan = keep.next();
-        self.extra_scans = keep.collect();
-        evidence.extend(after.into_iter().map(|s| (s.scanned_at, Evidence::Scan(s))));
+            .chain(std::mem::take(&mut self.extra_scans));
+        let (kept, moved): (Vec<_>, Vec<_>) = scans.partition(|s| stays(s.scanned_at));
+        (self.scan, self.extra_scans) = first_and_rest(kept);
+        (b.scan, b.extra_scans) = first_and_rest(moved);
+        b
+    }
+
+    /// Takes out what happened after `at` (the vehicle had left by then, as the presence that
+    /// frames it said late): its weights, and its frames, rear frames, dimensions and scans as
+    /// evidence with their times, in time order (to be placed again by their time: a scan may
+    /// still be this vehicle's, made by a portal further down the lane).
+    pub(super) fn take_after(
+        &mut self,
+        at: DateTime<Utc>,
+    ) -> (Vec<Weighing>, Vec<(DateTime<Utc>, Evidence)>) {
+        let after = self.split_off(at, |t| t <= at);
+        let frames = after.frames.into_iter().map(|(t, read, frame)| {
+            let reads = vec![read];
+            match frame {
+                Some(frame) => (t, Evidence::Frame(frame, reads)),
+                None => (t, Evidence::PlateReads(reads)),
+            }
+        });
+        let rear = (after.rear_frames.into_iter()).map(|(t, r)| (t, Evidence::RearFrame(vec![r])));
+        let dimensions = (after.dimensions.into_iter()).map(|(t, d)| (t, Evidence::Dimensions(d)));
+        let scans = (after.scan.into_iter().chain(after.extra_scans))
+            .map(|s| (s.scanned_at, Evidence::Scan(s)));
+        let mut evidence: Vec<_> = frames.chain(rear).chain(dimensions).chain(scans).collect();
         evidence.sort_by_key(|(t, _)| *t);
-        (weights, evidence)
+        (after.weights, evidence)
     }
 
     /// Why this presence is not a crossing, if it is not (see the module header). Where
@@ -274,6 +279,12 @@ pub(super) fn second_plate_starts(
         .all(|(_, r, _)| similar(&r.text, second) && !similar(&r.text, first));
     (before.len() >= MIN_FRAMES && after.len() >= MIN_FRAMES && clean)
         .then(|| (at, first.clone(), second.clone()))
+}
+
+/// The first scan and the others.
+fn first_and_rest(scans: Vec<ScanEvent>) -> (Option<ScanEvent>, Vec<ScanEvent>) {
+    let mut scans = scans.into_iter();
+    (scans.next(), scans.collect())
 }
 
 /// Two reads of the same plate: at most two edits apart (OCR confuses a character or two).
