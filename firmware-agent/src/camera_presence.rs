@@ -183,14 +183,15 @@ impl CameraPresence {
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         match self.state {
             State::Occupied { last_moving } => {
+                let silence = match self.frames_waiting {
+                    true => STALLED_CAMERA.max(self.rules.quiet),
+                    false => self.rules.quiet,
+                };
                 let moved = last_moving + self.rules.quiet;
-                match self.last_frame_came {
-                    Some(came) if self.frames_waiting => {
-                        Some(moved.max(came + STALLED_CAMERA.max(self.rules.quiet)))
-                    }
-                    Some(came) => Some(moved.max(came + self.rules.quiet)),
-                    None => Some(moved),
-                }
+                Some(
+                    self.last_frame_came
+                        .map_or(moved, |c| moved.max(c + silence)),
+                )
             }
             State::Empty { .. } => None,
         }
