@@ -246,22 +246,20 @@ pub fn open_many<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<Result<Opened, SealError
     )
 }
 
-/// [`open_many`] for payloads already parsed into JSON trees (as a batch decoder has them):
-/// the same checks, without parsing the text again. Each tree must be what parsing its
-/// payload gives.
-pub fn open_many_trees(trees: Vec<Value>) -> Vec<Result<Opened, SealError>> {
-    open_many_checked(trees.into_iter().map(open_tree_unverified).collect())
-}
-
-/// [`open_many_trees`] for trees whose hash the caller has just computed with [`tree_hash`]
-/// (a batch decoder, which needs it to rebuild each record's `hash` and the next one's
-/// `prev`): the hash is not computed a second time. Each hash must be `tree_hash` of its tree
-/// as given; it is still compared with the `hash` the tree claims.
-pub fn open_many_hashed(trees: Vec<(Value, [u8; 32])>) -> Vec<Result<Opened, SealError>> {
+/// [`open_many`] for payloads whose record hash the caller has just computed with
+/// [`text_hash`] (a batch decoder, which needs it to rebuild each record's `hash` and the next
+/// one's `prev`): the hash is not computed a second time. Each hash must be `text_hash` of its
+/// payload; it is still compared with the `hash` the payload claims.
+pub fn open_many_hashed<P: AsRef<[u8]>>(
+    payloads: &[(P, [u8; 32])],
+) -> Vec<Result<Opened, SealError>> {
     open_many_checked(
-        trees
-            .into_iter()
-            .map(|(tree, hash)| open_hashed_unverified(tree, hash))
+        payloads
+            .iter()
+            .map(|(payload, hash)| {
+                let envelope = parse_envelope(payload.as_ref())?;
+                open_envelope_unverified(envelope, *hash)
+            })
             .collect(),
     )
 }
@@ -356,22 +354,24 @@ fn y_is_canonical(bytes: &[u8; 32]) -> bool {
 
 /// Everything [`open`] checks but the signature; returns the signature to verify.
 fn open_unverified(payload: &[u8]) -> Result<(Opened, Signature), SealError> {
-    let tree: Value =
-        serde_json::from_slice(payload).map_err(|e| SealError::NotAnEnvelope(e.to_string()))?;
-    open_tree_unverified(tree)
+    let envelope = parse_envelope(payload)?;
+    // The payload parsed, so it is JSON and has a hash.
+    let hash = text_hash(payload)
+        .ok_or_else(|| SealError::NotAnEnvelope("payload is not JSON".to_owned()))?;
+    open_envelope_unverified(envelope, hash)
 }
 
-/// [`open_unverified`] of a parsed payload.
-fn open_tree_unverified(tree: Value) -> Result<(Opened, Signature), SealError> {
-    // The hash of the tree as received, before the tree becomes the envelope.
-    let hash = tree_hash(&tree);
-    open_hashed_unverified(tree, hash)
+/// The payload as an envelope: straight from the text, no JSON tree (a key written twice is
+/// refused here, where a tree would keep the last).
+fn parse_envelope(payload: &[u8]) -> Result<RecordEnvelope, SealError> {
+    serde_json::from_slice(payload).map_err(|e| SealError::NotAnEnvelope(e.to_string()))
 }
 
-/// [`open_tree_unverified`] with the tree's hash already computed.
-fn open_hashed_unverified(tree: Value, hash: [u8; 32]) -> Result<(Opened, Signature), SealError> {
-    let envelope: RecordEnvelope =
-        serde_json::from_value(tree).map_err(|e| SealError::NotAnEnvelope(e.to_string()))?;
+/// [`open_unverified`] of a parsed payload whose record hash is `hash`.
+fn open_envelope_unverified(
+    envelope: RecordEnvelope,
+    hash: [u8; 32],
+) -> Result<(Opened, Signature), SealError> {
     let s = envelope.seal.as_ref().ok_or(SealError::Unsealed)?;
     let prev = from_hex::<32>(&s.prev).ok_or(SealError::BadField {
         field: "prev",
@@ -410,6 +410,16 @@ fn verify_one(opened: &Opened, sig: &Signature) -> Result<(), SealError> {
     };
     let vk = VerifyingKey::from_bytes(&opened.key).map_err(|_| bad_sig())?;
     vk.verify_strict(&opened.hash, sig).map_err(|_| bad_sig())
+}
+
+/// The record hash of an envelope's JSON text: [`tree_hash`] of the tree the text parses into,
+/// without building that tree where [`canonical_from_text`] can. `None`: the text is not JSON.
+pub fn text_hash(text: &[u8]) -> Option<[u8; 32]> {
+    let canonical = match canonical_from_text(text) {
+        Some(canonical) => canonical,
+        None => canonical_bytes(&serde_json::from_slice::<Value>(text).ok()?),
+    };
+    Some(record_hash(&canonical))
 }
 
 /// The record hash of an envelope tree (its `seal.hash` and `seal.sig`, if any, are ignored).
@@ -706,6 +716,16 @@ mod tests {
             open(&serde_json::to_vec(&swapped).unwrap()),
             Err(SealError::BadSignature { .. })
         ));
+        // A key written twice is refused, not read as its last copy (as a JSON tree would).
+        let twice = json.replacen(
+            r#""post":"TJDYU-01","#,
+            r#""post":"TJDYU-01","post":"X","#,
+            1,
+        );
+        assert!(matches!(
+            open(twice.as_bytes()),
+            Err(SealError::NotAnEnvelope(why)) if why.contains("duplicate field")
+        ));
         let mut unsealed = a;
         unsealed.seal = None;
         assert_eq!(
@@ -800,13 +820,18 @@ mod tests {
             );
         }
         assert_eq!(mixed[3], Err(SealError::HashMismatch));
-        // From parsed trees, the same (the text that is not JSON has no tree).
-        let parsed: Vec<&Vec<u8>> = payloads.iter().filter(|p| p.starts_with(b"{")).collect();
-        let trees = parsed
+        // With the hashes given (the text that is not JSON has none), the same.
+        let hashed: Vec<(&Vec<u8>, [u8; 32])> = payloads
             .iter()
-            .map(|p| serde_json::from_slice(p).unwrap())
+            .filter_map(|p| Some((p, text_hash(p)?)))
             .collect();
-        assert_eq!(open_many_trees(trees), open_many(&parsed));
+        assert_eq!(hashed.len(), payloads.len() - 1);
+        for (p, hash) in &hashed {
+            let tree: Value = serde_json::from_slice(p).unwrap();
+            assert_eq!(*hash, tree_hash(&tree));
+        }
+        let texts: Vec<&Vec<u8>> = hashed.iter().map(|(p, _)| *p).collect();
+        assert_eq!(open_many_hashed(&hashed), open_many(&texts));
         assert!(matches!(mixed[10], Err(SealError::BadSignature { .. })));
     }
 

@@ -79,7 +79,7 @@ pub use keys::{KeyError, PostKey};
 pub use link::TlsFiles;
 pub use lists::{ListOutcome, ListStore};
 pub use mosquitto::MosquittoProcess;
-pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats};
+pub use outbox::{ChainReport, Outbox, OutboxError, OutboxStats, SealedRecord};
 pub use pg_process::PostgresProcess;
 pub use uplink::{
     effective_batch_records, run_uplink, DeliveryTracker, UplinkConfig, DEFAULT_BATCH_MAX_RECORDS,

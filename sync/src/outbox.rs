@@ -210,6 +210,14 @@ pub enum OutboxError {
     },
 }
 
+/// A record as the outbox keeps it: sealed, as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    pub seq: u64,
+    /// The sealed [`RecordEnvelope`] as JSON, exactly as it was sealed.
+    pub json: String,
+}
+
 /// What the outbox holds, for health reporting.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxStats {
@@ -787,6 +795,19 @@ impl Outbox {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<RecordEnvelope>, OutboxError> {
+        self.pending_sealed(after_seq, limit)?
+            .iter()
+            .map(|r| self.decode(r.seq, &r.json))
+            .collect()
+    }
+
+    /// [`Self::pending`] as the sealed JSON texts the outbox keeps, not parsed: what the uplink
+    /// sends ([`crate::wire::encode_sealed_texts`]).
+    pub fn pending_sealed(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<SealedRecord>, OutboxError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
@@ -797,15 +818,14 @@ impl Outbox {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
             .query_map(params![seq_to_sql(after_seq), limit], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                Ok(SealedRecord {
+                    seq: seq_from_sql(r.get::<_, i64>(0)?),
+                    json: r.get::<_, String>(1)?,
+                })
             })
             .map_err(self.sql("query pending"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, json) = row.map_err(self.sql("read pending row"))?;
-            out.push(self.decode(seq_from_sql(seq), &json)?);
-        }
-        Ok(out)
+        rows.collect::<Result<_, _>>()
+            .map_err(self.sql("read pending row"))
     }
 
     /// Marks every record with `seq <= up_to_seq` delivered; returns how many were newly marked.

@@ -416,7 +416,7 @@ fn send_pending(
         }
         let limit = room.min(batcher.policy().max_records);
         let records = outbox
-            .pending(after_seq, limit)
+            .pending_sealed(after_seq, limit)
             .context("reading pending records from the outbox")?;
         let n = match batcher.decide(std::time::Instant::now(), records.len()) {
             BatchDecision::Send(n) => n,
@@ -426,7 +426,8 @@ fn send_pending(
         let Some(last) = batch.last().map(|r| r.seq) else {
             return Ok(());
         };
-        let payload = wire::encode_batch(post, batch)
+        let texts: Vec<&[u8]> = batch.iter().map(|r| r.json.as_bytes()).collect();
+        let payload = wire::encode_sealed_texts(post, &texts)
             .with_context(|| format!("encoding records {}..={last}", batch[0].seq))?;
         let bytes = payload.len();
         if let Err(error) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {

@@ -11,7 +11,7 @@
 //! `sig` is always sent. `key` is sent once per batch (kept in an entry only if it differs);
 //! `prev` is left out when it is the hash of the entry before it (always true inside a batch of
 //! one chain, so only the first entry carries it); `hash` is left out always, because the
-//! receiver recomputes it from the canonical form ([`bcp_record::seal::tree_hash`]). What is
+//! receiver recomputes it from the canonical form ([`bcp_record::seal::text_hash`]). What is
 //! left that cannot compress is the 64-byte signature; zstd takes the repetition out of the
 //! rest. [`decode_batch`] rebuilds each full sealed envelope, which the store then verifies as
 //! if it had come alone: a compact seal changes nothing about what is checked.
@@ -22,9 +22,14 @@
 //! Decoding is bounded: at most [`MAX_DECODED_BYTES`] after decompression (a zstd bomb is an
 //! error value, not an allocation).
 
-use bcp_record::seal::{to_hex, tree_hash};
+use std::ops::Range;
+
+use bcp_record::seal::{text_hash, to_hex};
 use bcp_record::RecordEnvelope;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
+
+mod json_text;
 
 /// The first bytes of a batch payload.
 pub const BATCH_MAGIC: &[u8; 4] = b"BCPB";
@@ -50,39 +55,64 @@ pub enum WireError {
 
 /// Encodes sealed, consecutive records of one post as one batch payload.
 pub fn encode_batch(post: &str, records: &[RecordEnvelope]) -> Result<Vec<u8>, WireError> {
-    let key = records
+    let texts = records
+        .iter()
+        .map(|r| serde_json::to_vec(r).map_err(|e| WireError::Encode(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    encode_sealed_texts(post, &texts)
+}
+
+/// [`encode_batch`] of the records' sealed JSON texts, as the outbox keeps them. Each text is
+/// copied as it is but for its seal, which is made compact; no record is parsed into a tree or
+/// a struct (see [`json_text`]).
+pub fn encode_sealed_texts<T: AsRef<[u8]>>(post: &str, texts: &[T]) -> Result<Vec<u8>, WireError> {
+    let seals = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let text = t.as_ref();
+            json_text::object_members(text)
+                .map(|members| seal_of(text, &members))
+                .ok_or_else(|| {
+                    WireError::Encode(format!("record {i} of the batch is not a JSON object"))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = seals
         .first()
-        .and_then(|r| r.seal.as_ref())
-        .map(|s| s.key.clone())
-        .unwrap_or_default();
-    let mut entries = Vec::with_capacity(records.len());
-    let mut prev_hash: Option<&str> = None;
-    for r in records {
-        // The tree is taken from the record's JSON text, not with `to_value`: an f32 widened by
-        // `to_value` would print differently from the text that was sealed.
-        let text = serde_json::to_string(r).map_err(|e| WireError::Encode(e.to_string()))?;
-        let mut tree: Value =
-            serde_json::from_str(&text).map_err(|e| WireError::Encode(e.to_string()))?;
-        if let (Some(seal), Some(Value::Object(s))) = (r.seal.as_ref(), tree.get_mut("seal")) {
-            s.remove("hash");
-            if s.get("key").and_then(Value::as_str) == Some(key.as_str()) {
-                s.remove("key");
-            }
-            if prev_hash == Some(seal.prev.as_str()) {
-                s.remove("prev");
-            }
-            prev_hash = Some(seal.hash.as_str());
-        } else {
-            prev_hash = None;
+        .and_then(Option::as_ref)
+        .and_then(|(_, s)| s.get("key"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut json = Vec::with_capacity(texts.iter().map(|t| t.as_ref().len()).sum::<usize>() + 256);
+    json.extend_from_slice(b"{\"post\":");
+    write_json(&mut json, post)?;
+    json.extend_from_slice(b",\"key\":");
+    write_json(&mut json, &key)?;
+    json.extend_from_slice(b",\"records\":[");
+    let mut prev_hash: Option<Value> = None;
+    for (i, (text, seal)) in texts.iter().zip(seals).enumerate() {
+        if i > 0 {
+            json.push(b',');
         }
-        entries.push(tree);
+        let text = text.as_ref();
+        let Some((at, mut seal)) = seal else {
+            json.extend_from_slice(text);
+            prev_hash = None;
+            continue;
+        };
+        let hash = seal.remove("hash");
+        if seal.get("key").and_then(Value::as_str) == Some(key.as_str()) {
+            seal.remove("key");
+        }
+        if prev_hash.is_some() && seal.get("prev") == prev_hash.as_ref() {
+            seal.remove("prev");
+        }
+        prev_hash = hash;
+        write_with_seal(&mut json, text, &at, &seal)?;
     }
-    let mut body = Map::new();
-    body.insert("post".into(), Value::from(post));
-    body.insert("key".into(), Value::from(key));
-    body.insert("records".into(), Value::Array(entries));
-    let json =
-        serde_json::to_vec(&Value::Object(body)).map_err(|e| WireError::Encode(e.to_string()))?;
+    json.extend_from_slice(b"]}");
     let compressed =
         zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| WireError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(5 + compressed.len());
@@ -90,6 +120,41 @@ pub fn encode_batch(post: &str, records: &[RecordEnvelope]) -> Result<Vec<u8>, W
     out.push(BATCH_VERSION);
     out.extend_from_slice(&compressed);
     Ok(out)
+}
+
+/// Where a record's seal is in its text, and the seal (when the record has one, an object).
+/// A key written twice: the last one, as serde_json's tree has it.
+fn seal_of(
+    text: &[u8],
+    members: &[json_text::Member<'_>],
+) -> Option<(Range<usize>, Map<String, Value>)> {
+    let member = members.iter().rfind(|m| m.key == "seal")?;
+    let seal = serde_json::from_slice(text.get(member.value.clone())?).ok()?;
+    Some((member.value.clone(), seal))
+}
+
+/// `text` with the value at `at` (its seal) replaced by `seal`.
+fn write_with_seal(
+    out: &mut Vec<u8>,
+    text: &[u8],
+    at: &Range<usize>,
+    seal: &Map<String, Value>,
+) -> Result<(), WireError> {
+    let (before, after) = (text.get(..at.start), text.get(at.end..));
+    let (Some(before), Some(after)) = (before, after) else {
+        return Err(WireError::Json("a seal outside its record".into()));
+    };
+    out.extend_from_slice(before);
+    write_json(out, seal)?;
+    out.extend_from_slice(after);
+    Ok(())
+}
+
+fn write_json(
+    out: &mut Vec<u8>,
+    value: &(impl serde::Serialize + ?Sized),
+) -> Result<(), WireError> {
+    serde_json::to_writer(out, value).map_err(|e| WireError::Encode(e.to_string()))
 }
 
 /// True when `payload` is a batch (it starts with [`BATCH_MAGIC`]).
@@ -102,10 +167,8 @@ pub fn is_batch(payload: &[u8]) -> bool {
 pub struct DecodedRecord {
     /// The envelope as JSON, as if it had been sent alone.
     pub json: Vec<u8>,
-    /// The same, as the JSON tree the text parses into (what [`bcp_record::seal::open_many_hashed`]
-    /// takes, so that the store need not parse the text again).
-    pub tree: Value,
-    /// [`tree_hash`] of `tree` (computed here to rebuild the seal's `hash`; not again by the store).
+    /// [`text_hash`] of `json` (computed here to rebuild the seal's `hash`; not again by the
+    /// store, which gives it to [`bcp_record::seal::open_many_hashed`]).
     pub hash: [u8; 32],
 }
 
@@ -118,7 +181,9 @@ pub fn decode_batch(payload: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
         .collect())
 }
 
-/// [`decode_batch`], each record with its JSON tree too.
+/// [`decode_batch`], each record with its hash. The batch's JSON is checked whole by
+/// serde_json first; then each record is copied as the post sent it, its seal made whole (see
+/// [`json_text`]).
 pub fn decode_batch_records(payload: &[u8]) -> Result<Vec<DecodedRecord>, WireError> {
     let rest = payload
         .strip_prefix(BATCH_MAGIC.as_slice())
@@ -131,35 +196,52 @@ pub fn decode_batch_records(payload: &[u8]) -> Result<Vec<DecodedRecord>, WireEr
     }
     let json =
         zstd::bulk::decompress(compressed, MAX_DECODED_BYTES).map_err(WireError::Decompress)?;
-    let mut body: Value =
-        serde_json::from_slice(&json).map_err(|e| WireError::Json(e.to_string()))?;
-    let key = body
-        .get("key")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let Some(Value::Array(records)) = body.get_mut("records").map(Value::take) else {
-        return Err(WireError::Json("no records array".into()));
+    serde_json::from_slice::<IgnoredAny>(&json).map_err(|e| WireError::Json(e.to_string()))?;
+    let body = json_text::object_members(&json)
+        .ok_or_else(|| WireError::Json("the batch is not a JSON object".into()))?;
+    let member = |name: &str| {
+        body.iter()
+            .rfind(|m| m.key == name)
+            .and_then(|m| json.get(m.value.clone()))
     };
-    let mut out = Vec::with_capacity(records.len());
+    let key = member("key")
+        .and_then(|k| serde_json::from_slice::<String>(k).ok())
+        .unwrap_or_default();
+    let records = member("records").unwrap_or_default();
+    let items = json_text::array_items(records)
+        .ok_or_else(|| WireError::Json("no records array".into()))?;
+    let mut out = Vec::with_capacity(items.len());
     let mut prev: Option<String> = None;
-    for mut tree in records {
-        if let Some(Value::Object(s)) = tree.get_mut("seal") {
-            s.entry("key").or_insert_with(|| Value::from(key.clone()));
-            if let Some(p) = &prev {
-                s.entry("prev").or_insert_with(|| Value::from(p.clone()));
-            }
-        }
-        let hash = tree_hash(&tree);
-        if let Some(Value::Object(s)) = tree.get_mut("seal") {
-            let hex = to_hex(&hash);
-            s.insert("hash".into(), Value::from(hex.clone()));
-            prev = Some(hex);
-        } else {
+    for (i, item) in items.into_iter().enumerate() {
+        let not_json = || WireError::Json(format!("record {i} of the batch is not JSON"));
+        let entry = records.get(item).ok_or_else(not_json)?;
+        let seal = json_text::object_members(entry).and_then(|members| seal_of(entry, &members));
+        let Some((at, mut seal)) = seal else {
+            // No seal to make whole: the store refuses it by name.
             prev = None;
+            let hash = text_hash(entry).ok_or_else(not_json)?;
+            out.push(DecodedRecord {
+                json: entry.to_vec(),
+                hash,
+            });
+            continue;
+        };
+        seal.entry("key")
+            .or_insert_with(|| Value::from(key.clone()));
+        if let Some(p) = prev.take() {
+            seal.entry("prev").or_insert_with(|| Value::from(p));
         }
-        let json = serde_json::to_vec(&tree).map_err(|e| WireError::Json(e.to_string()))?;
-        out.push(DecodedRecord { json, tree, hash });
+        let mut json = Vec::with_capacity(entry.len() + 200);
+        write_with_seal(&mut json, entry, &at, &seal)?;
+        // The canonical form leaves the seal's hash out: this is the record's hash whatever
+        // `hash` the entry carried.
+        let hash = text_hash(&json).ok_or_else(not_json)?;
+        let hex = to_hex(&hash);
+        seal.insert("hash".into(), Value::from(hex.clone()));
+        prev = Some(hex);
+        json.clear();
+        write_with_seal(&mut json, entry, &at, &seal)?;
+        out.push(DecodedRecord { json, hash });
     }
     Ok(out)
 }
@@ -235,6 +317,78 @@ mod tests {
             assert_eq!(&opened.envelope, r);
         }
         assert_eq!(open(&decoded[0]).unwrap().prev, [9; 32]);
+    }
+
+    #[test]
+    fn texts_are_sent_as_they_were_sealed_whatever_their_layout() {
+        let records = chain(4, GENESIS);
+        // Pretty-printed, an escaped key, a field this build does not know: only the seal is
+        // rewritten, so each record still verifies and keeps what it had.
+        let texts: Vec<Vec<u8>> = records
+            .iter()
+            .map(|r| serde_json::to_vec_pretty(r).unwrap())
+            .collect();
+        let payload = encode_sealed_texts("P", &texts).unwrap();
+        let decoded = decode_batch(&payload).unwrap();
+        for (d, r) in decoded.iter().zip(&records) {
+            assert_eq!(&open(d).unwrap().envelope, r);
+        }
+        let escaped = String::from_utf8(texts[0].clone())
+            .unwrap()
+            .replace("\"lane\"", "\"l\\u0061ne\"");
+        let decoded = decode_batch(&encode_sealed_texts("P", &[escaped]).unwrap()).unwrap();
+        assert_eq!(open(&decoded[0]).unwrap().envelope, records[0]);
+
+        let mut tree: Value = serde_json::to_value(&records[0]).unwrap();
+        tree["extra"] = Value::from("from a newer post");
+        let text = serde_json::to_vec(&tree).unwrap();
+        let decoded = decode_batch(&encode_sealed_texts("P", &[&text]).unwrap()).unwrap();
+        let kept: Value = serde_json::from_slice(&decoded[0]).unwrap();
+        assert_eq!(kept["extra"], "from a newer post");
+        // Signed without the field: the hash central computes is not the one signed.
+        assert!(matches!(
+            open(&decoded[0]),
+            Err(bcp_record::seal::SealError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn entries_that_are_not_sealed_records_are_handed_on_for_the_store_to_refuse() {
+        let records = chain(2, GENESIS);
+        let mut unsealed = records[0].clone();
+        unsealed.seal = None;
+        let texts = [
+            serde_json::to_vec(&records[0]).unwrap(),
+            b"5".to_vec(),
+            serde_json::to_vec(&unsealed).unwrap(),
+            serde_json::to_vec(&records[1]).unwrap(),
+        ];
+        // A post never sends these; central must still take each apart by itself.
+        let Err(WireError::Encode(why)) = encode_sealed_texts("P", &texts) else {
+            panic!("a number is not a record");
+        };
+        assert!(why.contains("record 1"), "{why}");
+        let body = format!(
+            r#"{{"post":"P","key":"","records":[{},5,{},{}]}}"#,
+            String::from_utf8_lossy(&texts[0]),
+            String::from_utf8_lossy(&texts[2]),
+            String::from_utf8_lossy(&texts[3]),
+        );
+        let mut payload = b"BCPB\x01".to_vec();
+        payload.extend_from_slice(&zstd::bulk::compress(body.as_bytes(), 3).unwrap());
+        let decoded = decode_batch(&payload).unwrap();
+        assert_eq!(decoded.len(), 4);
+        assert_eq!(open(&decoded[0]).unwrap().envelope, records[0]);
+        assert!(matches!(
+            open(&decoded[1]),
+            Err(bcp_record::seal::SealError::NotAnEnvelope(_))
+        ));
+        assert_eq!(
+            open(&decoded[2]),
+            Err(bcp_record::seal::SealError::Unsealed)
+        );
+        // Sent whole (its `prev` and `key` in it), a record after them still verifies.
+        assert_eq!(open(&decoded[3]).unwrap().envelope, records[1]);
     }
 
     #[test]

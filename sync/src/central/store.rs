@@ -737,39 +737,31 @@ impl Records {
 }
 
 /// [`seal::open`] on every record, in order, through [`seal::open_many`] (the signatures
-/// verified together; a batch's records from their parsed trees); a large batch is split over
+/// verified together; a batch's records with the hashes its decoder computed); a large batch is split over
 /// the cores. Returns the records' texts (what is stored) and what opening each gave.
 fn open_all(records: Records) -> (Vec<Vec<u8>>, Vec<Result<Opened, SealError>>) {
     const PARALLEL_MIN: usize = 16;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let (texts, trees) = match records {
+    let hashed: Vec<(Vec<u8>, [u8; 32])> = match records {
         Records::Texts(texts) => {
             let opened = seal::open_many(&texts);
             return (texts, opened);
         }
-        Records::Decoded(records) => records
-            .into_iter()
-            .map(|r| (r.json, (r.tree, r.hash)))
-            .unzip::<_, _, Vec<_>, Vec<_>>(),
+        Records::Decoded(records) => records.into_iter().map(|r| (r.json, r.hash)).collect(),
     };
-    if trees.len() < PARALLEL_MIN || threads < 2 {
-        return (texts, seal::open_many_hashed(trees));
+    if hashed.len() < PARALLEL_MIN || threads < 2 {
+        let opened = seal::open_many_hashed(&hashed);
+        return (hashed.into_iter().map(|(text, _)| text).collect(), opened);
     }
-    let per_thread = trees.len().div_ceil(threads);
-    let mut chunks = Vec::with_capacity(threads);
-    let mut rest = trees;
-    while rest.len() > per_thread {
-        let tail = rest.split_off(per_thread);
-        chunks.push(rest);
-        rest = tail;
-    }
-    chunks.push(rest);
+    let per_thread = hashed.len().div_ceil(threads);
     let opened = std::thread::scope(|scope| {
-        let parts: Vec<_> = chunks
-            .into_iter()
+        let parts: Vec<_> = hashed
+            .chunks(per_thread)
             .map(|chunk| {
-                let len = chunk.len();
-                (len, scope.spawn(move || seal::open_many_hashed(chunk)))
+                (
+                    chunk.len(),
+                    scope.spawn(move || seal::open_many_hashed(chunk)),
+                )
             })
             .collect();
         parts
@@ -785,6 +777,7 @@ fn open_all(records: Records) -> (Vec<Vec<u8>>, Vec<Result<Opened, SealError>>) 
             })
             .collect()
     });
+    let texts = hashed.into_iter().map(|(text, _)| text).collect();
     (texts, opened)
 }
 
