@@ -167,7 +167,11 @@ pub(crate) fn decide(
                     seq,
                     crossing_id,
                     recorded_at: env.recorded_at,
-                    envelope: String::from_utf8_lossy(payload).into_owned(),
+                    // The payload opened, so it is JSON, so UTF-8 (checked the fast way).
+                    envelope: std::str::from_utf8(payload).map_or_else(
+                        |_| String::from_utf8_lossy(payload).into_owned(),
+                        str::to_owned,
+                    ),
                     hash,
                     prev_hash,
                 });
