@@ -89,9 +89,7 @@ const MIGRATION_LOCK: i64 = 0x0062_6370_5f6d_6967; // "bcp_mig"
 
 /// The statements of the receiving path, prepared once per connection.
 struct Statements {
-    key: Statement,
-    chain: Statement,
-    ids: Statement,
+    lookups: Statement,
     insert: Statement,
     reject: Statement,
     advance: Statement,
@@ -260,32 +258,29 @@ impl PgStore {
         post: &str,
         want: &Lookups,
     ) -> Result<Loaded, CentralError> {
-        let mut loaded = Loaded {
-            pinned_key: tx
-                .query_opt(&st.key, &[&post])
-                .map_err(self.pg("read post key"))?
-                .map(|r| r.get(0)),
-            ..Loaded::default()
-        };
-        if !want.seqs.is_empty() {
-            let seqs: Vec<i64> = want.seqs.iter().map(|s| seq_to_sql(*s)).collect();
-            for row in tx
-                .query(&st.chain, &[&post, &seqs])
-                .map_err(self.pg("read chain neighbours"))?
-            {
-                loaded
-                    .chain
-                    .insert(seq_from_sql(row.get(0)), (row.get(1), row.get(2)));
-            }
-        }
-        if !want.crossing_ids.is_empty() {
-            for row in tx
-                .query(&st.ids, &[&want.crossing_ids])
-                .map_err(self.pg("look up crossing ids"))?
-            {
-                loaded
-                    .crossing_ids
-                    .insert(row.get(0), (row.get(1), seq_from_sql(row.get(2))));
+        // One round trip for the three lookups (a message's store waits on each): the key
+        // row (kind 0), the chain rows (kind 1), the rows holding the crossing ids (kind 2).
+        let seqs: Vec<i64> = want.seqs.iter().map(|s| seq_to_sql(*s)).collect();
+        let mut loaded = Loaded::default();
+        for row in tx
+            .query(&st.lookups, &[&post, &seqs, &want.crossing_ids])
+            .map_err(self.pg("read the key, chain neighbours and crossing ids"))?
+        {
+            let (kind, seq, a, b): (i32, Option<i64>, Option<String>, Option<String>) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            match (kind, seq) {
+                (0, _) => loaded.pinned_key = a,
+                (1, Some(seq)) => {
+                    loaded.chain.insert(seq_from_sql(seq), (a, b));
+                }
+                (2, Some(seq)) => {
+                    if let (Some(id), Some(stored_post)) = (a, b) {
+                        loaded
+                            .crossing_ids
+                            .insert(id, (stored_post, seq_from_sql(seq)));
+                    }
+                }
+                _ => {}
             }
         }
         Ok(loaded)
@@ -408,7 +403,7 @@ impl Backend for PgStore {
     fn post_key(&self, post: &str) -> Result<Option<String>, CentralError> {
         self.run(|c| {
             Ok(c.client
-                .query_opt(&c.st.key, &[&post])
+                .query_opt("SELECT public_key FROM post_keys WHERE post = $1", &[&post])
                 .map_err(self.pg("read post key"))?
                 .map(|r| r.get(0)))
         })
@@ -666,12 +661,13 @@ fn migrate(client: &mut Client, db: &str) -> Result<(), CentralError> {
 
 fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
     Ok(Statements {
-        key: client.prepare("SELECT public_key FROM post_keys WHERE post = $1")?,
-        chain: client.prepare(
-            "SELECT seq, hash, prev_hash FROM crossings WHERE post = $1 AND seq = ANY($2::bigint[])",
-        )?,
-        ids: client.prepare(
-            "SELECT crossing_id, post, seq FROM crossings WHERE crossing_id = ANY($1::text[])",
+        lookups: client.prepare(
+            "SELECT 0, NULL::bigint, public_key, NULL::text FROM post_keys WHERE post = $1 \
+             UNION ALL \
+             SELECT 1, seq, hash, prev_hash FROM crossings \
+             WHERE post = $1 AND seq = ANY($2::bigint[]) \
+             UNION ALL \
+             SELECT 2, seq, crossing_id, post FROM crossings WHERE crossing_id = ANY($3::text[])",
         )?,
         insert: client.prepare(
             "INSERT INTO crossings \
