@@ -29,63 +29,63 @@ pub(crate) struct Member<'a> {
 /// The members of the object that `text` is, in the text's order (a key written twice is
 /// there twice), or `None` when `text` is not one object.
 pub(crate) fn object_members(text: &[u8]) -> Option<Vec<Member<'_>>> {
-    let mut pos = skip_ws(text, 0);
-    if text.get(pos) != Some(&b'{') {
-        return None;
-    }
-    pos = skip_ws(text, pos + 1);
     let mut members = Vec::new();
-    if text.get(pos) == Some(&b'}') {
-        return (skip_ws(text, pos + 1) == text.len()).then_some(members);
-    }
-    loop {
-        let start = pos;
+    walk(text, b'{', b'}', |start| {
         let key_end = string_end(text, start)?;
         let key = key(text.get(start..key_end)?)?;
-        pos = skip_ws(text, key_end);
-        if text.get(pos) != Some(&b':') {
+        let colon = skip_ws(text, key_end);
+        if text.get(colon) != Some(&b':') {
             return None;
         }
-        let value_start = skip_ws(text, pos + 1);
+        let value_start = skip_ws(text, colon + 1);
         let value_end = value_end(text, value_start)?;
         members.push(Member {
             key,
             start,
             value: value_start..value_end,
         });
-        pos = skip_ws(text, value_end);
-        match text.get(pos)? {
-            b',' => pos = skip_ws(text, pos + 1),
-            b'}' => break,
-            _ => return None,
-        }
-    }
-    (skip_ws(text, pos + 1) == text.len()).then_some(members)
+        Some(value_end)
+    })?;
+    Some(members)
 }
 
 /// Where the items of the array that `text` is are, in order, or `None` when `text` is not one
 /// array.
 pub(crate) fn array_items(text: &[u8]) -> Option<Vec<Range<usize>>> {
+    let mut items = Vec::new();
+    walk(text, b'[', b']', |start| {
+        let end = value_end(text, start)?;
+        items.push(start..end);
+        Some(end)
+    })?;
+    Some(items)
+}
+
+/// Walks the object or array (`open` ... `close`) that `text` is, whitespace around it allowed:
+/// `entry` reads the entry that starts at the given position and says where it ends; the
+/// commas between entries are read here.
+fn walk(
+    text: &[u8],
+    open: u8,
+    close: u8,
+    mut entry: impl FnMut(usize) -> Option<usize>,
+) -> Option<()> {
     let mut pos = skip_ws(text, 0);
-    if text.get(pos) != Some(&b'[') {
+    if text.get(pos) != Some(&open) {
         return None;
     }
     pos = skip_ws(text, pos + 1);
-    let mut items = Vec::new();
-    if text.get(pos) == Some(&b']') {
-        return (skip_ws(text, pos + 1) == text.len()).then_some(items);
-    }
-    loop {
-        let end = value_end(text, pos)?;
-        items.push(pos..end);
-        pos = skip_ws(text, end);
-        match text.get(pos)? {
-            b',' => pos = skip_ws(text, pos + 1),
-            b']' => break,
-            _ => return None,
+    if text.get(pos) != Some(&close) {
+        loop {
+            pos = skip_ws(text, entry(pos)?);
+            match *text.get(pos)? {
+                b',' => pos = skip_ws(text, pos + 1),
+                byte if byte == close => break,
+                _ => return None,
+            }
         }
     }
-    (skip_ws(text, pos + 1) == text.len()).then_some(items)
+    (skip_ws(text, pos + 1) == text.len()).then_some(())
 }
 
 /// A quoted key, unescaped (serde_json decodes one with escapes).
