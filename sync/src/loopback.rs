@@ -6,8 +6,15 @@
 //! also picks the local ports of outgoing connections: between the close and the server's bind,
 //! another socket on the machine can be given it ("Address already in use", seen once in CI).
 //! So the port is drawn below that range, where only listeners that chose their port live.
+//!
+//! Nor is a port handed out twice by one process: tests run as threads of one process, and
+//! between one server's release of its port here and its bind, another test's server could be
+//! given the same port (seen once in CI: the embedded broker's readiness probe was answered by
+//! another test's Mosquitto, which then stopped, and the test's client was refused).
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::bail;
 
@@ -17,6 +24,9 @@ const DEFAULT_EPHEMERAL_LOW: u16 = 32_768;
 const LOWEST: u16 = 20_000;
 /// How many candidates [`free_port`] tries.
 const TRIES: u32 = 200;
+
+/// The ports this process has handed out (see the module documentation).
+static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A port of 127.0.0.1 that was free a moment ago and lies below the kernel's ephemeral range.
 pub fn free_port() -> anyhow::Result<u16> {
@@ -38,7 +48,12 @@ pub fn hold_free_port(ip: IpAddr) -> anyhow::Result<TcpListener> {
         x = xorshift32(x);
         // `span` fits a u16, so the sum does too.
         let port = LOWEST + u16::try_from(x % span).unwrap_or(0);
+        let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+        if given.contains(&port) {
+            continue;
+        }
         if let Ok(listener) = TcpListener::bind((ip, port)) {
+            given.insert(port);
             return Ok(listener);
         }
     }
@@ -85,6 +100,15 @@ mod tests {
             "{port}"
         );
         TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    }
+
+    #[test]
+    fn a_port_is_handed_out_once_per_process() {
+        // 300 draws from about 12,000 ports: without the record, two would be the same
+        // port almost surely (the birthday bound gives 97 %).
+        let ports: Vec<u16> = (0..300).map(|_| free_port().unwrap()).collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
     }
 
     #[test]
