@@ -216,14 +216,34 @@ async fn leave_a_legacy_session(port: u16, client_id: &str) {
         client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
     }
     let mut subacks = 0;
+    let mut refused = 0;
     while subacks < 2 {
         let event = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
             .await
-            .expect("no SUBACK from the broker")
-            .unwrap();
+            .expect("no SUBACK from the broker");
+        // Twice in CI (never alone) the first connection to a just-started rumqttd was
+        // refused although its readiness probe had connected: connect again, as central does,
+        // and say what a plain TCP connection finds if it never gets through.
+        let event = match event {
+            Err(rumqttc::v5::ConnectionError::Io(e))
+                if e.kind() == std::io::ErrorKind::ConnectionRefused && refused < 50 =>
+            {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => panic!(
+                "{e} after {refused} refused connections; a TCP connection to port {port} now: {:?}",
+                std::net::TcpStream::connect(("127.0.0.1", port)).map(|_| "accepted")
+            ),
+            Ok(event) => event,
+        };
         if let Event::Incoming(Packet::SubAck(_)) = event {
             subacks += 1;
         }
+    }
+    if refused > 0 {
+        eprintln!("leave_a_legacy_session: port {port} refused {refused} connection(s) first");
     }
     client.disconnect().await.unwrap();
     while eventloop.poll().await.is_ok() {}
