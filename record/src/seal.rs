@@ -179,19 +179,24 @@ fn envelope_canonical(env: &RecordEnvelope) -> Vec<u8> {
     text_canonical(&serde_json::to_vec(env).unwrap_or_default())
 }
 
-/// The canonical form of an envelope's JSON text: straight from the text where
-/// [`canonical_from_text`] can, else through its tree (the same bytes either way).
+/// [`json_canonical`] of a text the post wrote from its own struct. A struct of strings,
+/// numbers and options always encodes and parses back, so the fallback (the form of `null`) is
+/// never taken.
 fn text_canonical(text: &[u8]) -> Vec<u8> {
-    canonical_from_text(text).unwrap_or_else(|| canonical_bytes(&text_tree(text)))
+    json_canonical(text).unwrap_or_else(|| canonical_bytes(&Value::Null))
 }
 
-/// The JSON tree of an envelope's text as central will parse it. A struct of strings, numbers
-/// and options always encodes; the tree round trip cannot fail. Through the text, not
-/// `serde_json::to_value`: an `f32` (a read's confidence) must become the number its text says
-/// (0.97), as it does when central parses the payload, not the f64 nearest to the f32
-/// (0.9700000286102295).
-fn text_tree(text: &[u8]) -> Value {
-    serde_json::from_slice::<Value>(text).unwrap_or(Value::Null)
+/// The canonical form of an envelope's JSON text: straight from the text where
+/// [`canonical_from_text`] can, else through the tree it parses into (the same bytes either
+/// way); `None`: the text is not JSON. Always from the text, never `serde_json::to_value`: an
+/// `f32` (a read's confidence) must become the number its text says (0.97), as it does when
+/// central parses the payload, not the f64 nearest to the f32 (0.9700000286102295).
+fn json_canonical(text: &[u8]) -> Option<Vec<u8>> {
+    canonical_from_text(text).or_else(|| {
+        serde_json::from_slice::<Value>(text)
+            .ok()
+            .map(|tree| canonical_bytes(&tree))
+    })
 }
 
 /// The second step of [`chain`]: links the prepared `env` to `prev`; returns its hash (also
@@ -415,11 +420,7 @@ fn verify_one(opened: &Opened, sig: &Signature) -> Result<(), SealError> {
 /// The record hash of an envelope's JSON text: [`tree_hash`] of the tree the text parses into,
 /// without building that tree where [`canonical_from_text`] can. `None`: the text is not JSON.
 pub fn text_hash(text: &[u8]) -> Option<[u8; 32]> {
-    let canonical = match canonical_from_text(text) {
-        Some(canonical) => canonical,
-        None => canonical_bytes(&serde_json::from_slice::<Value>(text).ok()?),
-    };
-    Some(record_hash(&canonical))
+    json_canonical(text).map(|canonical| record_hash(&canonical))
 }
 
 /// The record hash of an envelope tree (its `seal.hash` and `seal.sig`, if any, are ignored).

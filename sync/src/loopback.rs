@@ -9,8 +9,7 @@
 //!
 //! Nor is a port handed out twice by one process: tests run as threads of one process, and
 //! between one server's release of its port here and its bind, another test's server could be
-//! given the same port (seen once in CI: the embedded broker's readiness probe was answered by
-//! another test's Mosquitto, which then stopped, and the test's client was refused).
+//! given the same port, and a readiness probe be answered by the wrong server.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};

@@ -218,6 +218,13 @@ pub struct SealedRecord {
     pub json: String,
 }
 
+impl AsRef<[u8]> for SealedRecord {
+    /// The sealed JSON text (what [`crate::wire::encode_sealed_texts`] takes).
+    fn as_ref(&self) -> &[u8] {
+        self.json.as_bytes()
+    }
+}
+
 /// What the outbox holds, for health reporting.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxStats {

@@ -426,8 +426,7 @@ fn send_pending(
         let Some(last) = batch.last().map(|r| r.seq) else {
             return Ok(());
         };
-        let texts: Vec<&[u8]> = batch.iter().map(|r| r.json.as_bytes()).collect();
-        let payload = wire::encode_sealed_texts(post, &texts)
+        let payload = wire::encode_sealed_texts(post, batch)
             .with_context(|| format!("encoding records {}..={last}", batch[0].seq))?;
         let bytes = payload.len();
         if let Err(error) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {

@@ -737,8 +737,8 @@ impl Records {
 }
 
 /// [`seal::open`] on every record, in order, through [`seal::open_many`] (the signatures
-/// verified together; a batch's records with the hashes its decoder computed); a large batch is split over
-/// the cores. Returns the records' texts (what is stored) and what opening each gave.
+/// verified together; a batch's records with the hashes its decoder computed); a large batch
+/// is split over the cores. Returns the records' texts (what is stored) and what opening each gave.
 fn open_all(records: Records) -> (Vec<Vec<u8>>, Vec<Result<Opened, SealError>>) {
     const PARALLEL_MIN: usize = 16;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -749,12 +749,22 @@ fn open_all(records: Records) -> (Vec<Vec<u8>>, Vec<Result<Opened, SealError>>) 
         }
         Records::Decoded(records) => records.into_iter().map(|r| (r.json, r.hash)).collect(),
     };
-    if hashed.len() < PARALLEL_MIN || threads < 2 {
-        let opened = seal::open_many_hashed(&hashed);
-        return (hashed.into_iter().map(|(text, _)| text).collect(), opened);
-    }
+    let opened = if hashed.len() < PARALLEL_MIN || threads < 2 {
+        seal::open_many_hashed(&hashed)
+    } else {
+        open_on_every_core(&hashed, threads)
+    };
+    let texts = hashed.into_iter().map(|(text, _)| text).collect();
+    (texts, opened)
+}
+
+/// [`seal::open_many_hashed`] of `hashed` split into one chunk per thread.
+fn open_on_every_core(
+    hashed: &[(Vec<u8>, [u8; 32])],
+    threads: usize,
+) -> Vec<Result<Opened, SealError>> {
     let per_thread = hashed.len().div_ceil(threads);
-    let opened = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let parts: Vec<_> = hashed
             .chunks(per_thread)
             .map(|chunk| {
@@ -776,9 +786,7 @@ fn open_all(records: Records) -> (Vec<Vec<u8>>, Vec<Result<Opened, SealError>>) 
                 })
             })
             .collect()
-    });
-    let texts = hashed.into_iter().map(|(text, _)| text).collect();
-    (texts, opened)
+    })
 }
 
 impl StoredCrossing {
