@@ -2,7 +2,8 @@
 //!
 //! - **Durable insert rate**: crossings committed to a real outbox file (WAL,
 //!   `synchronous=FULL`, each record sealed: SHA-256 + Ed25519) with `append_batch`, for batch
-//!   sizes 1, 10, 100 and 1000. A batch is one transaction and one fsync.
+//!   sizes 1, 10, 100 and 1000 from one thread, and 100 and 1000 from two threads at once (one
+//!   batch seals while the other commits). A batch is one transaction and one fsync.
 //! - **Bytes on the wire per record**: a realistic crossing without images (plate, weight,
 //!   dimensions, scan id), sealed; as a single JSON envelope and as batches of 1, 10, 100
 //!   (`wire::encode_batch`), payload alone and with the MQTT 3.1.1 PUBLISH framing (fixed header,
@@ -137,9 +138,18 @@ fn main() {
     println!(
         "## Durable outbox insert (WAL, synchronous=FULL, sealed), {records} records per row, in {ROUNDS} rounds"
     );
-    println!("| batch | records/s | fsyncs/s | ms per commit | median round, records/s | best round, records/s |");
-    println!("|---|---|---|---|---|---|");
-    for batch in [1usize, 10, 100, 1000] {
+    println!("| batch | appenders | records/s | fsyncs/s | ms per commit | median round, records/s | best round, records/s |");
+    println!("|---|---|---|---|---|---|---|");
+    // One appender (a lane) waits for each commit; two (two lanes, or a lane and a re-import) let
+    // one batch seal while the other commits.
+    for (batch, appenders) in [
+        (1usize, 1usize),
+        (10, 1),
+        (100, 1),
+        (1000, 1),
+        (100, 2),
+        (1000, 2),
+    ] {
         // Batch 1 is one fsync per record: fewer records keep the run short.
         let n = if batch == 1 {
             records.min(2_000)
@@ -162,16 +172,24 @@ fn main() {
         let started = Instant::now();
         for round in crossings.chunks(per_round) {
             let round_started = Instant::now();
-            for chunk in round.chunks(batch) {
-                outbox.append_batch(chunk, Utc::now()).unwrap();
-            }
+            let chunks: Vec<&[Crossing]> = round.chunks(batch).collect();
+            std::thread::scope(|scope| {
+                for lane in 0..appenders {
+                    let (outbox, chunks) = (&outbox, &chunks);
+                    scope.spawn(move || {
+                        for chunk in chunks.iter().skip(lane).step_by(appenders) {
+                            outbox.append_batch(chunk, Utc::now()).unwrap();
+                        }
+                    });
+                }
+            });
             rounds.push(round.len() as f64 / round_started.elapsed().as_secs_f64());
         }
         let secs = started.elapsed().as_secs_f64();
         let commits = n.div_ceil(batch) as f64;
         rounds.sort_by(f64::total_cmp);
         println!(
-            "| {batch} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} |",
+            "| {batch} | {appenders} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} |",
             n as f64 / secs,
             commits / secs,
             secs * 1000.0 / commits,

@@ -129,6 +129,26 @@ pub(crate) fn open_migrated(path: &Path, migrations: &[&str]) -> Result<Connecti
     Ok(conn)
 }
 
+/// A second connection to `path` (opened and migrated already by [`open_migrated`]) that only
+/// reads: in WAL mode it reads the last commit while another connection writes.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, DbError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| DbError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|source| DbError::Configure {
+            path: path.to_owned(),
+            what: "busy_timeout",
+            source,
+        })?;
+    Ok(conn)
+}
+
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
 }

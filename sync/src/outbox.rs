@@ -48,8 +48,10 @@
 //! - One file belongs to one post; opening it for another post is refused ([`OutboxError::WrongPost`]).
 //! - `seq` starts at 1 and grows by exactly 1 per append, without gaps, across reopen; the counter
 //!   lives in `outbox_state` so that pruning delivered rows later cannot make a number reappear.
-//! - The chain never forks: appends are serialised by the `Mutex` and an `IMMEDIATE` transaction,
-//!   each reads `last_hash` and writes the new head in the same transaction as the row.
+//! - The chain never forks: appends seal one at a time and commit in that order (see
+//!   "Concurrent appends"); each commit checks, in its `IMMEDIATE` transaction, that the file's
+//!   `last_seq` and `last_hash` are the head it sealed after, and writes the new head in the same
+//!   transaction as the rows.
 //! - [`Outbox::append`] commits (WAL, `synchronous=FULL`) before it returns the envelope, so a
 //!   returned record survives a power cut. Appending a crossing whose id is already stored returns
 //!   the stored envelope instead of a second row (a lane retrying after a crash cannot duplicate).
@@ -93,9 +95,27 @@
 //!    the next append needs. An image acknowledgement that still cannot be noted is an
 //!    [`OutboxError::is_full`] error the uplink logs and carries on from: it comes again.
 //!
-//! The connection sits behind a `Mutex`: every method is one short transaction, so `Outbox` is
-//! `Send + Sync` and is shared as `Arc<Outbox>` between the lanes and the uplink.
+//! ## Concurrent appends
+//! `Outbox` is `Send + Sync` and is shared as `Arc<Outbox>` between the lanes and the uplink.
+//! The writing connection sits behind a `Mutex`; every method is one short transaction on it.
+//! An append goes in two stages, so that one batch's sealing (CPU) overlaps the previous
+//! batch's commit (fsync):
+//! 1. **Seal**, under the seal lock: look up the crossings already stored on a second, reading
+//!    connection (WAL: it sees the last commit), give the new ones the next numbers after the
+//!    head the previous batch sealed, and seal them. Then take the write lock (the previous
+//!    batch has finished committing) and only then let the next batch seal: batches commit in
+//!    the order they were sealed.
+//! 2. **Commit**, under the write lock: in one `IMMEDIATE` transaction, check that the file's
+//!    head is the one the batch was sealed after, insert, advance the head, commit.
+//!
+//! When stage 1 cannot know what the file holds, the whole append runs under the write lock,
+//! as one transaction that reads the head and looks up the crossings itself: a crossing of the
+//! batch sealed just before (still committing, so the reader cannot see it yet), or a head
+//! that stage 2 finds moved (an append sealed before this one failed, so this batch follows a
+//! record that was never stored: it is sealed again on the file's head). After a failed or
+//! re-sealed append the next one reads the head from the file.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -269,7 +289,15 @@ pub struct Outbox {
     path: PathBuf,
     post: String,
     key: PostKey,
+    /// A second connection that looks up stored crossings while a batch commits on `conn`.
+    /// (Declared first so that it closes first: the writer, closing last, removes the WAL.)
+    reader: Mutex<Connection>,
+    /// The connection that writes (and reads where it must see every commit).
     conn: Mutex<Connection>,
+    /// Appends seal one at a time, after this head (see "Concurrent appends").
+    sealer: Mutex<SealHead>,
+    /// Set when an append did not store what it sealed: the next reads the head from the file.
+    head_stale: std::sync::atomic::AtomicBool,
     /// The cap set by [`Outbox::set_budget_bytes`], in bytes.
     budget: Mutex<Option<u64>>,
     /// Above the high-water mark (the alarm is raised once per crossing).
@@ -290,8 +318,43 @@ fn is_full(e: &OutboxError) -> bool {
         if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
-/// A sealed batch: its last hash and, per new record, its hash and row JSON.
-type SealedBatch = ([u8; 32], Vec<([u8; 32], String)>);
+/// Sealed records: the last hash and, per record, its hash and row JSON.
+type SealedRows = ([u8; 32], Vec<([u8; 32], String)>);
+
+/// Finds a stored record by crossing id.
+const STORED_BY_ID: &str = "SELECT seq, envelope FROM outbox WHERE uuid = ?1";
+
+/// An append's batch, sealed and not yet stored.
+struct SealedBatch {
+    /// One envelope per crossing given, in order (stored ones included).
+    out: Vec<RecordEnvelope>,
+    /// The new records: indexes into `out`, increasing.
+    fresh: Vec<usize>,
+    /// Per new record, its hash and row JSON.
+    rows: Vec<([u8; 32], String)>,
+    /// The chain head after the batch: its last sequence number and hash.
+    head: (u64, [u8; 32]),
+}
+
+impl SealedBatch {
+    /// The crossing ids of the new records.
+    fn ids(&self) -> HashSet<uuid::Uuid> {
+        self.fresh
+            .iter()
+            .map(|&i| self.out[i].crossing.id)
+            .collect()
+    }
+}
+
+/// The chain head as the last sealed batch left it (see "Concurrent appends").
+#[derive(Debug, Default)]
+struct SealHead {
+    /// The last sequence number and hash sealed; `None` until read from the file.
+    at: Option<(u64, [u8; 32])>,
+    /// The new crossing ids of the batch sealed last, which may still be committing (the
+    /// reading connection does not see them until it has).
+    in_flight: HashSet<uuid::Uuid>,
+}
 
 /// `f` of each of `items`, in order, computed on every core when there are at least
 /// [`PARALLEL_SEAL_MIN`] of them (else on this thread). A panic in `f` is resumed here.
@@ -362,7 +425,10 @@ impl Outbox {
             path: path.to_owned(),
             post: post.to_owned(),
             key,
+            reader: Mutex::new(db::open_reader(path)?),
             conn: Mutex::new(conn),
+            sealer: Mutex::new(SealHead::default()),
+            head_stale: std::sync::atomic::AtomicBool::new(false),
             budget: Mutex::new(None),
             high_water: std::sync::atomic::AtomicBool::new(false),
             blobs: BlobDir::new(images::default_blob_dir(path)),
@@ -474,7 +540,7 @@ impl Outbox {
         out: &mut [RecordEnvelope],
         fresh: &[usize],
         mut prev: [u8; 32],
-    ) -> Result<SealedBatch, OutboxError> {
+    ) -> Result<SealedRows, OutboxError> {
         let key = self.key.record_signer();
         let public = self.key.public();
         let mut envs: Vec<&mut RecordEnvelope> = Vec::with_capacity(fresh.len());
@@ -709,91 +775,215 @@ impl Outbox {
         }
         // Stored with microseconds: truncate so that the returned envelope equals the stored one.
         let recorded_at = now.trunc_subsecs(6);
+
+        // Stage 1, under the seal lock: find the crossings already stored and seal the rest
+        // after the head the previous batch left (which may still be committing).
+        let mut head = self.seal_head();
+        if self
+            .head_stale
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            head.at = None;
+        }
+        let base = match head.at {
+            Some(at) => at,
+            None => {
+                let at = self.read_head(&self.lock())?;
+                head.at = Some(at);
+                at
+            }
+        };
+        if crossings.iter().any(|c| head.in_flight.contains(&c.id)) {
+            // A crossing of the batch that may still be committing, which the reader cannot see
+            // yet: wait for that commit and do the whole append under the write lock.
+            head.at = None;
+            head.in_flight.clear();
+            let mut conn = self.lock();
+            return self.append_locked(&mut conn, crossings, recorded_at, blob_rows);
+        }
+        let sealed = {
+            let reader = self.read_conn();
+            let mut lookup = reader
+                .prepare_cached(STORED_BY_ID)
+                .map_err(self.sql("prepare crossing id lookup"))?;
+            self.seal_batch(crossings, recorded_at, base, |id| {
+                lookup
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })?
+        };
+        // Commits go in the order of sealing: take the write lock (the previous batch has
+        // committed) before the next batch may seal after this one.
         let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql("begin append"))?;
-        let (last, head): (i64, Option<String>) = tx
+        head.at = Some(sealed.head);
+        head.in_flight = sealed.ids();
+        drop(head);
+
+        // Stage 2, under the write lock: store the batch if the file's head is still the one it
+        // was sealed after (else a batch before it failed: seal it again, on the file's head).
+        let committed = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.sql("begin append"))?;
+            if self.read_head(&tx)? != base {
+                return Ok(None);
+            }
+            self.write_batch(&tx, &sealed, recorded_at, blob_rows)?;
+            tx.commit().map_err(self.sql("commit append"))?;
+            Ok(Some(()))
+        })();
+        match committed {
+            Ok(Some(())) => Ok(sealed.out),
+            Ok(None) => {
+                self.head_stale
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::debug!(path = %self.path.display(), "a batch sealed before this one was not stored: sealing again");
+                self.append_locked(&mut conn, crossings, recorded_at, blob_rows)
+            }
+            Err(e) => {
+                self.head_stale
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// The whole append in one `IMMEDIATE` transaction on `conn`: the slow path, taken when the
+    /// sealing stage cannot know what the file holds.
+    fn append_locked(
+        &self,
+        conn: &mut Connection,
+        crossings: &[Crossing],
+        recorded_at: DateTime<Utc>,
+        blob_rows: &[images::BlobRow],
+    ) -> Result<Vec<RecordEnvelope>, OutboxError> {
+        let result = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.sql("begin append"))?;
+            let base = self.read_head(&tx)?;
+            let sealed = {
+                let mut lookup = tx
+                    .prepare_cached(STORED_BY_ID)
+                    .map_err(self.sql("prepare crossing id lookup"))?;
+                self.seal_batch(crossings, recorded_at, base, |id| {
+                    lookup
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })?
+            };
+            self.write_batch(&tx, &sealed, recorded_at, blob_rows)?;
+            tx.commit().map_err(self.sql("commit append"))?;
+            Ok(sealed.out)
+        })();
+        // The next append reads the head from the file.
+        self.head_stale
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        result
+    }
+
+    /// The file's chain head: the last sequence number and hash.
+    fn read_head(&self, conn: &Connection) -> Result<(u64, [u8; 32]), OutboxError> {
+        let (last, head): (i64, Option<String>) = conn
             .query_row(
                 "SELECT last_seq, last_hash FROM outbox_state WHERE id = 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(self.sql("read last_seq"))?;
-        let mut seq = seq_from_sql(last);
-        let mut prev = match head {
+        let hash = match head {
             Some(h) => self.parse_hash(h)?,
             None => GENESIS,
         };
+        Ok((seq_from_sql(last), hash))
+    }
+
+    /// Envelopes for `crossings` after `base`: the stored one for a crossing id `stored` finds,
+    /// one record for a crossing given twice, and the rest sealed as new records.
+    fn seal_batch(
+        &self,
+        crossings: &[Crossing],
+        recorded_at: DateTime<Utc>,
+        base: (u64, [u8; 32]),
+        mut stored: impl FnMut(&str) -> rusqlite::Result<Option<(i64, String)>>,
+    ) -> Result<SealedBatch, OutboxError> {
+        let (mut seq, prev) = base;
         let mut out = Vec::with_capacity(crossings.len());
         // New records (indexes in `out`), sealed together after the loop.
         let mut fresh: Vec<usize> = Vec::with_capacity(crossings.len());
-        let mut in_batch: std::collections::HashMap<uuid::Uuid, usize> = Default::default();
+        let mut in_batch: HashMap<uuid::Uuid, usize> = HashMap::new();
         let mut repeats: Vec<(usize, usize)> = Vec::new();
+        for crossing in crossings {
+            let existing =
+                stored(&crossing.id.to_string()).map_err(self.sql("look up crossing id"))?;
+            if let Some((old, json)) = existing {
+                out.push(self.decode(seq_from_sql(old), &json)?);
+                continue;
+            }
+            if let Some(&first) = in_batch.get(&crossing.id) {
+                // The same crossing twice in one batch: one record; copied once signed.
+                repeats.push((out.len(), first));
+                out.push(out[first].clone());
+                continue;
+            }
+            in_batch.insert(crossing.id, out.len());
+            seq += 1;
+            fresh.push(out.len());
+            out.push(RecordEnvelope {
+                post: self.post.clone(),
+                seq,
+                recorded_at,
+                crossing: crossing.clone(),
+                seal: None,
+            });
+        }
+        let (hash, rows) = self.seal_all(&mut out, &fresh, prev)?;
+        for &(k, first) in &repeats {
+            out[k] = out[first].clone();
+        }
+        Ok(SealedBatch {
+            out,
+            fresh,
+            rows,
+            head: (seq, hash),
+        })
+    }
+
+    /// Inserts `sealed`'s new rows and advances the head, in `tx`.
+    fn write_batch(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        sealed: &SealedBatch,
+        recorded_at: DateTime<Utc>,
+        blob_rows: &[images::BlobRow],
+    ) -> Result<(), OutboxError> {
         {
-            let mut lookup = tx
-                .prepare_cached("SELECT seq, envelope FROM outbox WHERE uuid = ?1")
-                .map_err(self.sql("prepare crossing id lookup"))?;
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO outbox (seq, uuid, recorded_at, envelope, hash) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(self.sql("prepare insert"))?;
-            for crossing in crossings {
-                let id = crossing.id.to_string();
-                let existing: Option<(i64, String)> = lookup
-                    .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .map_err(self.sql("look up crossing id"))?;
-                if let Some((old, json)) = existing {
-                    out.push(self.decode(seq_from_sql(old), &json)?);
-                    continue;
-                }
-                if let Some(&first) = in_batch.get(&crossing.id) {
-                    // The same crossing twice in one batch: one record; copied once signed.
-                    repeats.push((out.len(), first));
-                    out.push(out[first].clone());
-                    continue;
-                }
-                in_batch.insert(crossing.id, out.len());
-                seq += 1;
-                let envelope = RecordEnvelope {
-                    post: self.post.clone(),
-                    seq,
-                    recorded_at,
-                    crossing: crossing.clone(),
-                    seal: None,
-                };
-                fresh.push(out.len());
-                out.push(envelope);
-            }
-            let (last_hash, rows) = self.seal_all(&mut out, &fresh, prev)?;
-            prev = last_hash;
-            for (&i, (hash, json)) in fresh.iter().zip(rows) {
-                let envelope = &out[i];
+            for (&i, (hash, json)) in sealed.fresh.iter().zip(&sealed.rows) {
+                let envelope = &sealed.out[i];
                 insert
                     .execute(params![
                         seq_to_sql(envelope.seq),
                         envelope.crossing.id.to_string(),
                         ts_to_sql(recorded_at),
                         json,
-                        to_hex(&hash)
+                        to_hex(hash)
                     ])
                     .map_err(self.sql("insert record"))?;
             }
-            for &(k, first) in &repeats {
-                out[k] = out[first].clone();
-            }
         }
+        let (seq, hash) = sealed.head;
         tx.execute(
             "UPDATE outbox_state SET last_seq = ?1, last_hash = ?2 WHERE id = 1",
-            params![seq_to_sql(seq), to_hex(&prev)],
+            params![seq_to_sql(seq), to_hex(&hash)],
         )
         .map_err(self.sql("advance last_seq"))?;
-        self.upsert_blob_rows(&tx, blob_rows, recorded_at)?;
-        tx.commit().map_err(self.sql("commit append"))?;
-        Ok(out)
+        self.upsert_blob_rows(tx, blob_rows, recorded_at)
     }
 
     /// Up to `limit` undelivered records with `seq > after_seq`, in sequence order.
@@ -1083,6 +1273,21 @@ impl Outbox {
         // A panic while the lock was held cannot leave a half-done write: every method works in
         // a transaction that rolls back when dropped. So a poisoned lock is safe to take over.
         self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn read_conn(&self) -> MutexGuard<'_, Connection> {
+        // Reads only: nothing half done to take over.
+        self.reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn seal_head(&self) -> MutexGuard<'_, SealHead> {
+        // The head is replaced whole, after sealing succeeded, and checked against the file
+        // before every commit: a panic cannot leave it half written.
+        self.sealer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -393,3 +393,152 @@ fn a_full_outbox_prunes_delivered_records_refuses_cleanly_and_resumes() {
     let stats = outbox.stats().unwrap();
     assert_eq!(stats.depth, stats.last_seq - stored / 2);
 }
+
+/// Several lanes appending at once, some giving the same crossings (a lane retrying what another
+/// already sent), in batches large and small: batches seal while others commit, yet the file
+/// holds one chain, each crossing once, and every append got back what was stored.
+#[test]
+fn concurrent_appenders_make_one_chain_with_every_crossing_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let outbox = Outbox::open(&path, POST).unwrap();
+    let pool: Vec<_> = (0..2_400).map(|n| crossing(POST, n)).collect();
+    // Each lane walks the whole pool in its own batch sizes: the lanes race for the same crossings.
+    let sizes = [[100usize, 7, 250, 1], [64, 130, 3, 90], [1, 300, 41, 65]];
+    let returned: Vec<Vec<bcp_record::RecordEnvelope>> = std::thread::scope(|scope| {
+        let lanes: Vec<_> = sizes
+            .iter()
+            .map(|sizes| {
+                let (outbox, pool) = (&outbox, &pool);
+                scope.spawn(move || {
+                    let mut got = Vec::new();
+                    let (mut at, mut i) = (0, 0);
+                    while at < pool.len() {
+                        let end = (at + sizes[i % sizes.len()]).min(pool.len());
+                        let envs = outbox
+                            .append_batch(&pool[at..end], chrono::Utc::now())
+                            .unwrap();
+                        assert_eq!(envs.len(), end - at, "one envelope per crossing");
+                        got.extend(envs);
+                        (at, i) = (end, i + 1);
+                    }
+                    got
+                })
+            })
+            .collect();
+        lanes.into_iter().map(|l| l.join().unwrap()).collect()
+    });
+
+    let stored: std::collections::HashMap<u64, bcp_record::RecordEnvelope> = outbox
+        .pending(0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e))
+        .collect();
+    assert_eq!(stored.len(), pool.len(), "each crossing stored once");
+    assert_eq!(
+        outbox.stats().unwrap().last_seq,
+        pool.len() as u64,
+        "no gap"
+    );
+    for envs in &returned {
+        for (env, crossing) in envs.iter().zip(&pool) {
+            assert_eq!(env.crossing.id, crossing.id, "in the order given");
+            assert_eq!(
+                stored.get(&env.seq),
+                Some(env),
+                "what was returned is what is stored"
+            );
+        }
+    }
+    assert_eq!(outbox.verify_chain().unwrap().first_bad, None);
+    assert_eq!(
+        assert_one_sealed_chain(&path, outbox.public_key()),
+        pool.len() as u64
+    );
+}
+
+/// Lanes appending at once into a file that fills up: an append that fails (its commit refused)
+/// may have a batch sealed after it that then cannot follow it; that batch is sealed again on
+/// what the file holds. Nothing refused is stored, everything returned is, in one chain; ingest
+/// resumes when the budget is raised.
+#[test]
+fn concurrent_appenders_into_a_full_file_keep_one_chain_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let outbox = Outbox::open(&path, POST).unwrap();
+    let budget = outbox.set_budget_bytes(256 * 1024).unwrap();
+    let append_until_full = |lane: u32| {
+        let mut stored = Vec::new();
+        for n in 0..10_000 {
+            let batch: Vec<_> = (0..1 + (n + lane) % 40)
+                .map(|k| crossing(POST, lane * 1_000_000 + n * 100 + k))
+                .collect();
+            match outbox.append_batch(&batch, chrono::Utc::now()) {
+                Ok(envs) => stored.extend(envs),
+                Err(e) if e.is_full() => return (stored, batch),
+                Err(e) => panic!("not a full file: {e}"),
+            }
+        }
+        panic!("the budget never filled");
+    };
+    // Every envelope an append returned, by seq.
+    let mut returned = std::collections::HashMap::new();
+    for round in 0..2 {
+        let lanes: Vec<_> = std::thread::scope(|scope| {
+            let lanes: Vec<_> = (0..3)
+                .map(|lane| scope.spawn(move || append_until_full(lane + 10 * round)))
+                .collect();
+            lanes.into_iter().map(|l| l.join().unwrap()).collect()
+        });
+        for (stored, _) in &lanes {
+            for env in stored {
+                assert!(
+                    returned.insert(env.seq, env.clone()).is_none(),
+                    "seq {} twice",
+                    env.seq
+                );
+            }
+        }
+        let held: std::collections::HashMap<u64, bcp_record::RecordEnvelope> = outbox
+            .pending(0, 1_000_000)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.seq, e))
+            .collect();
+        assert_eq!(
+            held, returned,
+            "round {round}: exactly what was returned is stored"
+        );
+        assert_eq!(
+            outbox.stats().unwrap().last_seq,
+            returned.len() as u64,
+            "no gap"
+        );
+        for (_, refused) in &lanes {
+            for c in refused {
+                assert!(
+                    held.values().all(|e| e.crossing.id != c.id),
+                    "a refused crossing is not stored"
+                );
+            }
+        }
+        assert_eq!(
+            outbox.verify_chain().unwrap().first_bad,
+            None,
+            "round {round}"
+        );
+        // Room again: the refused batches go in.
+        outbox
+            .set_budget_bytes(budget * (3 + 3 * round as u64))
+            .unwrap();
+        for (_, refused) in &lanes {
+            for env in outbox.append_batch(refused, chrono::Utc::now()).unwrap() {
+                assert!(returned.insert(env.seq, env).is_none());
+            }
+        }
+    }
+    assert_eq!(outbox.verify_chain().unwrap().first_bad, None);
+    let records = assert_one_sealed_chain(&path, outbox.public_key());
+    assert_eq!(records, outbox.stats().unwrap().last_seq);
+}
