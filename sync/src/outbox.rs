@@ -803,14 +803,21 @@ impl Outbox {
         }
         let sealed = {
             let reader = self.read_conn();
-            let mut lookup = reader
+            // One read transaction for the batch's lookups: one snapshot, one check of the WAL.
+            let snapshot = reader
+                .unchecked_transaction()
+                .map_err(self.sql("begin crossing id lookups"))?;
+            let mut lookup = snapshot
                 .prepare_cached(STORED_BY_ID)
                 .map_err(self.sql("prepare crossing id lookup"))?;
-            self.seal_batch(crossings, recorded_at, base, |id| {
+            let sealed = self.seal_batch(crossings, recorded_at, base, |id| {
                 lookup
                     .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
-            })?
+            })?;
+            drop(lookup);
+            drop(snapshot);
+            sealed
         };
         // Commits go in the order of sealing: take the write lock (the previous batch has
         // committed) before the next batch may seal after this one.
