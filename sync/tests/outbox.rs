@@ -542,3 +542,42 @@ fn concurrent_appenders_into_a_full_file_keep_one_chain_and_resume() {
     let records = assert_one_sealed_chain(&path, outbox.public_key());
     assert_eq!(records, outbox.stats().unwrap().last_seq);
 }
+
+/// Another writer on the same file (a second process: the head this one sealed after is no
+/// longer the file's): the next append is sealed again on the file's head, never forked.
+#[test]
+fn an_append_after_another_writer_follows_the_files_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let ours = Outbox::open(&path, POST).unwrap();
+    let theirs = Outbox::open(&path, POST).unwrap();
+    let mut n = 0;
+    let mut batch = |size: u32| -> Vec<_> {
+        n += size;
+        (n - size..n).map(|k| crossing(POST, k)).collect()
+    };
+    let mut expected = 0;
+    for (outbox, size) in [
+        (&ours, 3),
+        (&theirs, 100),
+        (&ours, 1),
+        (&ours, 70),
+        (&theirs, 2),
+        (&ours, 65),
+    ] {
+        let envs = outbox
+            .append_batch(&batch(size), chrono::Utc::now())
+            .unwrap();
+        let seqs: Vec<u64> = envs.iter().map(|e| e.seq).collect();
+        let want: Vec<u64> = (expected + 1..=expected + u64::from(size)).collect();
+        assert_eq!(seqs, want, "numbered after the file's last record");
+        expected += u64::from(size);
+    }
+    // A crossing the other writer stored is found, not stored again.
+    let again = theirs.pending(0, 1).unwrap().remove(0);
+    let found = ours.append(&again.crossing).unwrap();
+    assert_eq!(found, again);
+    assert_eq!(ours.stats().unwrap().last_seq, expected);
+    assert_eq!(ours.verify_chain().unwrap().first_bad, None);
+    assert_eq!(assert_one_sealed_chain(&path, ours.public_key()), expected);
+}
