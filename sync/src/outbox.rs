@@ -321,9 +321,6 @@ fn is_full(e: &OutboxError) -> bool {
 /// Sealed records: the last hash and, per record, its hash and row JSON.
 type SealedRows = ([u8; 32], Vec<([u8; 32], String)>);
 
-/// Finds a stored record by crossing id.
-const STORED_BY_ID: &str = "SELECT seq, envelope FROM outbox WHERE uuid = ?1";
-
 /// An append's batch, sealed and not yet stored.
 struct SealedBatch {
     /// One envelope per crossing given, in order (stored ones included).
@@ -807,17 +804,7 @@ impl Outbox {
             let snapshot = reader
                 .unchecked_transaction()
                 .map_err(self.sql("begin crossing id lookups"))?;
-            let mut lookup = snapshot
-                .prepare_cached(STORED_BY_ID)
-                .map_err(self.sql("prepare crossing id lookup"))?;
-            let sealed = self.seal_batch(crossings, recorded_at, base, |id| {
-                lookup
-                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })?;
-            drop(lookup);
-            drop(snapshot);
-            sealed
+            self.seal_batch(&snapshot, crossings, recorded_at, base)?
         };
         // Commits go in the order of sealing: take the write lock (the previous batch has
         // committed) before the next batch may seal after this one.
@@ -869,16 +856,7 @@ impl Outbox {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(self.sql("begin append"))?;
             let base = self.read_head(&tx)?;
-            let sealed = {
-                let mut lookup = tx
-                    .prepare_cached(STORED_BY_ID)
-                    .map_err(self.sql("prepare crossing id lookup"))?;
-                self.seal_batch(crossings, recorded_at, base, |id| {
-                    lookup
-                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })?
-            };
+            let sealed = self.seal_batch(&tx, crossings, recorded_at, base)?;
             self.write_batch(&tx, &sealed, recorded_at, blob_rows)?;
             tx.commit().map_err(self.sql("commit append"))?;
             Ok(sealed.out)
@@ -905,15 +883,23 @@ impl Outbox {
         Ok((seq_from_sql(last), hash))
     }
 
-    /// Envelopes for `crossings` after `base`: the stored one for a crossing id `stored` finds,
+    /// Envelopes for `crossings` after `base`: the stored one for a crossing id `conn` finds,
     /// one record for a crossing given twice, and the rest sealed as new records.
     fn seal_batch(
         &self,
+        conn: &Connection,
         crossings: &[Crossing],
         recorded_at: DateTime<Utc>,
         base: (u64, [u8; 32]),
-        mut stored: impl FnMut(&str) -> rusqlite::Result<Option<(i64, String)>>,
     ) -> Result<SealedBatch, OutboxError> {
+        let mut lookup = conn
+            .prepare_cached("SELECT seq, envelope FROM outbox WHERE uuid = ?1")
+            .map_err(self.sql("prepare crossing id lookup"))?;
+        let mut stored = |id: &str| {
+            lookup
+                .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .optional()
+        };
         let (mut seq, prev) = base;
         let mut out = Vec::with_capacity(crossings.len());
         // New records (indexes in `out`), sealed together after the loop.

@@ -429,12 +429,7 @@ fn concurrent_appenders_make_one_chain_with_every_crossing_once() {
         lanes.into_iter().map(|l| l.join().unwrap()).collect()
     });
 
-    let stored: std::collections::HashMap<u64, bcp_record::RecordEnvelope> = outbox
-        .pending(0, 100_000)
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.seq, e))
-        .collect();
+    let stored = held_by_seq(&outbox);
     assert_eq!(stored.len(), pool.len(), "each crossing stored once");
     assert_eq!(
         outbox.stats().unwrap().last_seq,
@@ -500,12 +495,7 @@ fn concurrent_appenders_into_a_full_file_keep_one_chain_and_resume() {
                 );
             }
         }
-        let held: std::collections::HashMap<u64, bcp_record::RecordEnvelope> = outbox
-            .pending(0, 1_000_000)
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.seq, e))
-            .collect();
+        let held = held_by_seq(&outbox);
         assert_eq!(
             held, returned,
             "round {round}: exactly what was returned is stored"
@@ -580,4 +570,10 @@ fn an_append_after_another_writer_follows_the_files_head() {
     assert_eq!(ours.stats().unwrap().last_seq, expected);
     assert_eq!(ours.verify_chain().unwrap().first_bad, None);
     assert_eq!(assert_one_sealed_chain(&path, ours.public_key()), expected);
+}
+
+/// Every undelivered record the outbox holds, by seq.
+fn held_by_seq(outbox: &Outbox) -> std::collections::HashMap<u64, bcp_record::RecordEnvelope> {
+    let held = outbox.pending(0, usize::MAX).unwrap();
+    held.into_iter().map(|e| (e.seq, e)).collect()
 }
