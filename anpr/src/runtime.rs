@@ -63,6 +63,13 @@ pub(crate) fn open_session(
         .ort(&ctx)?
         .with_inter_threads(1)
         .ort(&ctx)?
+        // No spin-waiting between operators. A reader holds two sessions (detector and
+        // recogniser), each with its own pool, on an appliance of two cores: a worker spinning
+        // after its session's run took the core from the other session and from the OpenCV
+        // work between runs. On the dev photos the median time per image fell from 145 to
+        // 97 ms and the CPU time per image from 280 to 151 ms (BENCHMARKS.md, ANPR).
+        .with_intra_op_spinning(false)
+        .ort(&ctx)?
         // The detector's input size changes with every frame's shape: the memory patterns
         // ONNX Runtime plans per shape only add up (peak RSS over the dev photos 358 -> 318 MiB
         // without them; the CPU arena stays).
