@@ -23,8 +23,11 @@ use crate::error::{AnprError, CvContext, OrtContext};
 
 /// Input height of the recognition model.
 pub const REC_HEIGHT: i32 = 48;
-/// Minimum padded width over height of a batch (PaddleOCR's 320 / 48).
-const MIN_WH_RATIO: f32 = 320.0 / 48.0;
+/// Minimum padded width over height of a batch: 192 / 48. PaddleOCR pads every line to at
+/// least 320 / 48, for document text; a plate line is two to five heights wide, and the time of
+/// a run grows with its width. On the dev photos 4 read as well as 6.67 (one more plate
+/// within one character), with a fifth less recognition time (BENCHMARKS.md, ANPR).
+const MIN_WH_RATIO: f32 = 4.0;
 /// Crops wider than this many heights are squeezed (bounds memory on pathological boxes).
 const MAX_WH_RATIO: f32 = 25.0;
 
