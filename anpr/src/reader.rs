@@ -2,6 +2,13 @@
 //!
 //! `frame -> detect text boxes -> crop upright -> drop crops no plate can be (too wide, too low)
 //! -> recognise -> normalise -> fit formats -> rank`.
+//!
+//! Quick pass ([`AnprConfig::det_quick_side_px`]): the detector first sees the frame at a long
+//! side of 512 px, about a third of the pixels of the full pass (960 px). Where that finds a
+//! plate that fits a format with confidence >= 0.95 (on the dev photos, about half the frames:
+//! plates large enough), the frame is done. Otherwise the detector sees the frame again at the
+//! full size and the two passes' candidates are ranked together: small plates, and the reads of
+//! the two scales complementing each other (some plates are read right at one scale only).
 //! Besides every single box, each run of boxes on one line is also read as one text (and each
 //! adjacent pair), because the detector may split a plate at its wide gaps (`1234  AB  01`),
 //! and each line stacked directly above another is read with it, top line first (two-line
@@ -23,7 +30,8 @@
 //! from the full-resolution frame, enlarged so that the text is about 64 px high, and detected
 //! and read again; small plates that the whole-frame detector (long side 960 px) saw at 10-20 px
 //! get tighter boxes and a sharper crop. Its candidates join the first pass's. It stops at the
-//! first candidate that fits a format with confidence >= 0.95: nothing left to gain there.
+//! first candidate that fits a format with confidence >= 0.95 (that settles the frame): nothing
+//! left to gain there.
 
 use std::time::Instant;
 
@@ -48,6 +56,7 @@ pub struct PlateReader {
     rec: Session,
     charset: Vec<char>,
     det_params: DetParams,
+    det_quick_side_px: Option<u32>,
     rec_batch: usize,
     min_confidence: f32,
     refine_top: usize,
@@ -92,6 +101,10 @@ impl PlateReader {
                 unclip_ratio: cfg.det_unclip_ratio,
                 max_candidates: cfg.det_max_candidates,
             },
+            det_quick_side_px: (cfg.fit_plate_formats
+                && cfg.det_quick_side_px != 0
+                && cfg.det_quick_side_px < cfg.det_limit_side_px)
+                .then_some(cfg.det_quick_side_px),
             rec_batch: cfg.rec_batch_size,
             min_confidence: cfg.min_confidence,
             refine_top: cfg.refine_top,
@@ -129,8 +142,7 @@ impl PlateReader {
             )));
         }
         let bgr = to_bgr(frame)?;
-        let params = self.det_params;
-        let first = self.read_region(&bgr, &params)?;
+        let first = self.first_pass(&bgr)?;
         let candidates = self.refine(&bgr, first)?;
         tracing::debug!(
             candidates = candidates.len(),
@@ -138,6 +150,32 @@ impl PlateReader {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "frame read"
         );
+        Ok(candidates)
+    }
+
+    /// The whole frame at [`AnprConfig::det_quick_side_px`], and again at
+    /// [`AnprConfig::det_limit_side_px`] unless the quick pass settled it (see the module
+    /// header); both passes' candidates ranked together.
+    fn first_pass(&mut self, frame: &Mat) -> Result<Vec<PlateCandidate>, AnprError> {
+        let full = self.det_params;
+        let quick = match self.det_quick_side_px {
+            Some(side) => DetParams {
+                limit_side_px: side,
+                ..full
+            },
+            None => return self.read_region(frame, &full),
+        };
+        let (h, w) = (frame.rows(), frame.cols());
+        let mut candidates = self.read_region(frame, &quick)?;
+        let same_input = detect::input_size(h, w, quick.limit_side_px)
+            == detect::input_size(h, w, full.limit_side_px);
+        if same_input || candidates.first().is_some_and(settled) {
+            return Ok(candidates);
+        }
+        for c in self.read_region(frame, &full)? {
+            merge(&mut candidates, c);
+        }
+        sort_candidates(&mut candidates);
         Ok(candidates)
     }
 
@@ -172,7 +210,7 @@ impl PlateReader {
         let regions: Vec<[i32; 4]> = candidates
             .iter()
             .take(self.refine_top)
-            .take_while(|c| !(c.format.is_some() && c.confidence >= REFINE_SKIP_CONFIDENCE))
+            .take_while(|c| !settled(c))
             .map(|c| c.bbox)
             .collect();
         for [x, y, w, h] in regions {
@@ -202,11 +240,7 @@ impl PlateReader {
                 let [bx, by, bw, bh] = c.bbox;
                 let back = |v: i32| (f64::from(v) / scale).round() as i32;
                 c.bbox = [x0 + back(bx), y0 + back(by), back(bw), back(bh)];
-                match candidates.iter_mut().find(|e| e.text == c.text) {
-                    Some(e) if e.confidence >= c.confidence => {}
-                    Some(e) => *e = c,
-                    None => candidates.push(c),
-                }
+                merge(&mut candidates, c);
             }
         }
         sort_candidates(&mut candidates);
@@ -290,8 +324,24 @@ fn plate_shaped(w: i32, h: i32) -> bool {
 /// The second pass enlarges a candidate's region so that its text is about this high.
 const REFINE_TEXT_HEIGHT_PX: f64 = 64.0;
 
-/// No second pass once the best candidate fits a format with at least this confidence.
-const REFINE_SKIP_CONFIDENCE: f32 = 0.95;
+/// A candidate that fits a format with at least this confidence settles a frame: no full-size
+/// pass after the quick one, no second pass.
+const SETTLED_CONFIDENCE: f32 = 0.95;
+
+/// Whether `c` settles its frame (see [`SETTLED_CONFIDENCE`]).
+fn settled(c: &PlateCandidate) -> bool {
+    c.format.is_some() && c.confidence >= SETTLED_CONFIDENCE
+}
+
+/// Adds `c` to `candidates`, or keeps the more confident of it and the candidate of the same
+/// text already there.
+fn merge(candidates: &mut Vec<PlateCandidate>, c: PlateCandidate) {
+    match candidates.iter_mut().find(|e| e.text == c.text) {
+        Some(e) if e.confidence >= c.confidence => {}
+        Some(e) => *e = c,
+        None => candidates.push(c),
+    }
+}
 
 /// Ranking weight of text that fits no format but is shaped like a plate.
 const UNFORMATTED_PLATE_LIKE: f32 = 0.7;
@@ -404,11 +454,7 @@ pub(crate) fn rank(
         if cand.confidence < min_confidence {
             continue;
         }
-        match out.iter_mut().find(|c| c.text == cand.text) {
-            Some(existing) if existing.confidence >= cand.confidence => {}
-            Some(existing) => *existing = cand,
-            None => out.push(cand),
-        }
+        merge(&mut out, cand);
     }
     sort_candidates(&mut out);
     out
@@ -595,6 +641,14 @@ mod tests {
             "{err:?}"
         );
         cfg.formats.clear();
+        cfg.det_quick_side_px = 16;
+        let err = cfg.validate().map_err(|e| e.to_string());
+        assert!(
+            matches!(err, Err(ref m) if m.contains("det_quick_side_px")),
+            "{err:?}"
+        );
+        cfg.det_quick_side_px = 0;
+        assert!(cfg.validate().is_ok(), "0 turns the quick pass off");
         cfg.det_threshold = 1.5;
         let err = cfg.validate().map_err(|e| e.to_string());
         assert!(

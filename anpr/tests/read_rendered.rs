@@ -359,6 +359,56 @@ fn two_vehicles_in_one_frame_give_both_plates() -> Result<()> {
     Ok(())
 }
 
+/// A rendered vehicle at a third of its size in a grey 1920x1080 view: its plate is about 14 px
+/// high in the detector's full pass (960 px), 7 px in the quick pass (512 px).
+fn small_plate_in_a_wide_view(plate: &str, variant: u64) -> Result<Mat> {
+    let vehicle = render_vehicle_mat(plate, variant)?;
+    let mut small = Mat::default();
+    imgproc::resize(
+        &vehicle,
+        &mut small,
+        Size::new(vehicle.cols() / 3, vehicle.rows() / 3),
+        0.0,
+        0.0,
+        imgproc::INTER_AREA,
+    )?;
+    let mut view = Mat::new_rows_cols_with_default(1080, 1920, opencv::core::CV_8UC3, 90.0.into())?;
+    let at = opencv::core::Rect::new(800, 600, small.cols(), small.rows());
+    let mut place = Mat::roi_mut(&mut view, at)?;
+    small.copy_to(&mut place)?;
+    Ok(view)
+}
+
+#[test]
+fn a_plate_too_small_for_the_quick_pass_is_read_by_the_full_one() -> Result<()> {
+    let view = small_plate_in_a_wide_view("1234 AB 01", 11)?;
+    // The quick pass alone (a reader whose only pass is at its size) does not read the plate..
+    let mut quick_only = PlateReader::new(&AnprConfig {
+        det_limit_side_px: AnprConfig::default().det_quick_side_px,
+        det_quick_side_px: 0,
+        ..AnprConfig::from_env()
+    })?;
+    let quick = quick_only.read_mat(&view)?;
+    ensure!(
+        !quick.iter().any(|r| r.text == "1234AB01"),
+        "the quick pass alone read the small plate, so this test shows nothing: {quick:?}"
+    );
+    // .. the reader with both passes does, as well as one with the full pass only.
+    for det_quick_side_px in [AnprConfig::default().det_quick_side_px, 0] {
+        let mut reader = PlateReader::new(&AnprConfig {
+            det_quick_side_px,
+            ..AnprConfig::from_env()
+        })?;
+        let reads = reader.read_mat(&view)?;
+        let best = reads.first().map(|r| (r.text.as_str(), r.format));
+        ensure!(
+            best == Some(("1234AB01", Some("TJ"))),
+            "det_quick_side_px {det_quick_side_px}: best read {best:?}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn zero_size_and_huge_frames_are_errors() -> Result<()> {
     let cfg = AnprConfig {

@@ -39,6 +39,11 @@ pub struct AnprConfig {
     pub threads: usize,
     /// Longest side of the detector input, in pixels (rounded to a multiple of 32).
     pub det_limit_side_px: u32,
+    /// Longest side of a first, quicker detector pass. A frame whose best candidate from it
+    /// fits a plate format with confidence >= 0.95 is done; any other is detected again at
+    /// `det_limit_side_px` and the candidates of both passes are ranked together. 0, a value
+    /// not below `det_limit_side_px`, or a camera that fits no plate formats: one pass.
+    pub det_quick_side_px: u32,
     /// Probability above which a pixel is text.
     pub det_threshold: f32,
     /// Minimum mean probability of a kept text box.
@@ -75,6 +80,7 @@ impl Default for AnprConfig {
             paths: NativePaths::from_env(),
             threads: 2,
             det_limit_side_px: 960,
+            det_quick_side_px: 512,
             det_threshold: 0.3,
             det_box_threshold: 0.5,
             det_unclip_ratio: 1.6,
@@ -108,6 +114,9 @@ impl AnprConfig {
         }
         if self.det_limit_side_px < 32 {
             return bad("det_limit_side_px", "must be at least 32");
+        }
+        if self.det_quick_side_px != 0 && self.det_quick_side_px < 32 {
+            return bad("det_quick_side_px", "must be 0 (no quick pass) or at least 32");
         }
         for (key, v) in [
             ("det_threshold", self.det_threshold),
