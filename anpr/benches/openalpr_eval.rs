@@ -1,7 +1,7 @@
 //! Bench: reads the photos of openalpr-layout folders (`groundtruth.tsv`: file x y w h PLATE) and
 //! prints exact-match rate, within-one-character rate, detection recall at IoU and ms per image.
 //!
-//! `cargo bench -p bcp-anpr --bench openalpr_eval --profile dev -- [--iou 0.3] [--det-limit PX] [--quick PX] [--unclip R] [--refine N] [--box-threshold T] [--formats EU,US,BR] [--misses] DIR...`
+//! `cargo bench -p bcp-anpr --bench openalpr_eval --profile dev -- [--iou 0.3] [--det-limit PX] [--quick PX] [--rec-batch N] [--unclip R] [--refine N] [--box-threshold T] [--formats EU,US,BR] [--misses] DIR...`
 //! One line per folder and one for all folders together; `--misses` also prints each image whose
 //! best read is not exact. The last line is the process's peak resident memory.
 //!
@@ -39,6 +39,9 @@ fn main() -> anyhow::Result<()> {
             }
             "--unclip" => {
                 cfg.det_unclip_ratio = args.next().context("--unclip needs a value")?.parse()?
+            }
+            "--rec-batch" => {
+                cfg.rec_batch_size = args.next().context("--rec-batch needs a value")?.parse()?
             }
             "--quick" => {
                 cfg.det_quick_side_px = args.next().context("--quick needs a value")?.parse()?

@@ -1,8 +1,9 @@
 //! # bcp-anpr: number-plate recognition for the border-crossing edge appliance
 //!
-//! Reads the plates of vehicles in lane-camera frames with the PP-OCRv4 detection and recognition
-//! models (ONNX Runtime through `ort`, loaded at run time from `scripts/install-native`'s files),
-//! OpenCV for decoding and geometry, and regional plate grammars to correct and label the reads.
+//! Reads the plates of vehicles in lane-camera frames with the PP-OCRv4 text detection and the
+//! PP-OCRv6 (small) text recognition models (ONNX Runtime through `ort`, loaded at run time from
+//! `scripts/install-native`'s files), OpenCV for decoding and geometry, and regional plate
+//! grammars to correct and label the reads.
 //!
 //! ## Layout
 //! - [`capture`]: cameras (RTSP/MJPEG URLs, video files, image folders) through a grab thread

@@ -1,4 +1,4 @@
-//! Text recognition with the PP-OCRv4 CTC model.
+//! Text recognition with a PP-OCR CTC model (PP-OCRv6 small by default; PP-OCRv4's works too).
 //!
 //! Crops are resized to height 48 keeping their aspect ratio, normalised like the detector's input,
 //! padded on the right to a common width and run in small batches (crops sorted by aspect ratio,

@@ -1,4 +1,4 @@
-//! End to end: frames rendered by `bcp_sim::plate_render` read by the real PP-OCRv4 models:
+//! End to end: frames rendered by `bcp_sim::plate_render` read by the real PP-OCR models:
 //! every region, two-line plates, rotated, blurred and dim frames, two vehicles in one frame,
 //! corrupt, truncated, zero-size and huge frames; ULD ids on air cargo units; the simulator's CIS
 //! wagon numbers.

@@ -52,7 +52,10 @@ pub struct AnprConfig {
     pub det_unclip_ratio: f32,
     /// At most this many contours are considered per frame.
     pub det_max_candidates: usize,
-    /// Crops recognised per model run.
+    /// Crops recognised per model run. 1 by default: a batch is padded to its widest crop,
+    /// and with the PP-OCRv6 recogniser's 18,710 classes per time step the activations of a
+    /// batch of wide crops cost memory for no speed (dev photos: peak 350 MiB at 6, 288 at 1,
+    /// the same time per image).
     pub rec_batch_size: usize,
     /// Candidates below this confidence are dropped.
     pub min_confidence: f32,
@@ -85,7 +88,7 @@ impl Default for AnprConfig {
             det_box_threshold: 0.5,
             det_unclip_ratio: 1.6,
             det_max_candidates: 200,
-            rec_batch_size: 6,
+            rec_batch_size: 1,
             min_confidence: 0.3,
             max_frame_pixels: 40_000_000,
             formats: Vec::new(),
@@ -116,7 +119,10 @@ impl AnprConfig {
             return bad("det_limit_side_px", "must be at least 32");
         }
         if self.det_quick_side_px != 0 && self.det_quick_side_px < 32 {
-            return bad("det_quick_side_px", "must be 0 (no quick pass) or at least 32");
+            return bad(
+                "det_quick_side_px",
+                "must be 0 (no quick pass) or at least 32",
+            );
         }
         for (key, v) in [
             ("det_threshold", self.det_threshold),
@@ -151,8 +157,9 @@ impl AnprConfig {
 pub const ONNXRUNTIME_LIB: &str = "libonnxruntime.so";
 /// File name of the PP-OCRv4 detection model under `<native dir>/models`.
 pub const DET_MODEL: &str = "ch_PP-OCRv4_det_infer.onnx";
-/// File name of the PP-OCRv4 recognition model under `<native dir>/models`.
-pub const REC_MODEL: &str = "ch_PP-OCRv4_rec_infer.onnx";
+/// File name of the recognition model under `<native dir>/models`: PP-OCRv6 small (from the
+/// `rapidocr` wheel), which reads Latin plates better than PP-OCRv4's (BENCHMARKS.md, ANPR).
+pub const REC_MODEL: &str = "PP-OCRv6_rec_small.onnx";
 
 /// Where the native files are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
