@@ -35,7 +35,7 @@
 
 use std::time::Instant;
 
-use opencv::core::{Mat, Rect, Size, CV_8UC1, CV_8UC3, CV_8UC4};
+use opencv::core::{Mat, Point2f, Rect, Size, CV_8UC1, CV_8UC3, CV_8UC4};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
 use ort::session::Session;
@@ -169,7 +169,14 @@ impl PlateReader {
         let mut candidates = self.read_region(frame, &quick)?;
         let same_input = detect::input_size(h, w, quick.limit_side_px)
             == detect::input_size(h, w, full.limit_side_px);
-        if same_input || candidates.first().is_some_and(settled) {
+        if same_input {
+            return Ok(candidates);
+        }
+        if let Some(best) = candidates.first().filter(|c| settled(c)) {
+            for c in self.reread_wider(frame, best.bbox)? {
+                merge(&mut candidates, c);
+            }
+            sort_candidates(&mut candidates);
             return Ok(candidates);
         }
         for c in self.read_region(frame, &full)? {
@@ -177,6 +184,42 @@ impl PlateReader {
         }
         sort_candidates(&mut candidates);
         Ok(candidates)
+    }
+
+    /// Reads the region of `[x, y, w, h]` again, widened by half its height on either side and
+    /// a sixth above and below: the quick pass's boxes are coarse, and one can end a character
+    /// short of the plate (`OKL081` of `OKL0817`). A longer read that fits a format makes the
+    /// shorter one a partial read, which ranking drops.
+    fn reread_wider(
+        &mut self,
+        frame: &Mat,
+        [x, y, w, h]: [i32; 4],
+    ) -> Result<Vec<PlateCandidate>, AnprError> {
+        let (mx, my) = (h / 2, h / 6);
+        let x0 = (x - mx).clamp(0, frame.cols() - 1);
+        let y0 = (y - my).clamp(0, frame.rows() - 1);
+        let x1 = (x + w + mx).clamp(x0 + 1, frame.cols());
+        let y1 = (y + h + my).clamp(y0 + 1, frame.rows());
+        let (rw, rh) = (x1 - x0, y1 - y0);
+        if !plate_shaped(rw, rh) {
+            return Ok(Vec::new());
+        }
+        let crop = Mat::roi(frame, Rect::new(x0, y0, rw, rh))
+            .cv("re-read region")?
+            .try_clone()
+            .cv("re-read region")?;
+        let reads = recognize::recognize(&mut self.rec, &self.charset, &[crop], 1)?;
+        let (fx0, fy0, fx1, fy1) = (x0 as f32, y0 as f32, x1 as f32, y1 as f32);
+        let region = TextBox {
+            points: [
+                Point2f::new(fx0, fy0),
+                Point2f::new(fx1, fy0),
+                Point2f::new(fx1, fy1),
+                Point2f::new(fx0, fy1),
+            ],
+            score: 1.0,
+        };
+        Ok(rank(&[region], &reads, &self.formats, self.min_confidence))
     }
 
     /// Detection, crops no plate can be dropped, recognition, ranking: one pass over `img`.
@@ -560,7 +603,6 @@ fn union(a: [i32; 4], b: [i32; 4]) -> [i32; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opencv::core::Point2f;
 
     fn tb(x: f32, y: f32, w: f32, h: f32) -> TextBox {
         let p = Point2f::new;
@@ -606,6 +648,52 @@ mod tests {
         assert!(!is_truncated_jpeg(&[0xFF, 0xD8, 1, 2, 0xFF, 0xD9]));
         assert!(!is_truncated_jpeg(&[0xFF, 0xD8, 1, 2, 0xFF, 0xD9, 0, 0]));
         assert!(!is_truncated_jpeg(b"\x89PNG"), "only JPEGs are checked");
+    }
+
+    /// The wider re-read of a settled quick-pass read: a box that ends a character short of the
+    /// plate gives the whole plate, and ranking then drops the short read as a partial one.
+    /// Real models on a rendered frame (the native stack, as for the integration tests).
+    #[test]
+    fn a_box_ending_a_character_short_is_read_whole_when_widened() -> anyhow::Result<()> {
+        let mut reader = PlateReader::new(&AnprConfig::from_env())?;
+        let v = bcp_sim::plate_render::render_vehicle("1234 AB 01", 3)?;
+        let p = v.plate;
+        let short = [p.x, p.y, p.width * 85 / 100, p.height];
+        let cut =
+            Mat::roi(&v.frame, Rect::new(short[0], short[1], short[2], short[3]))?.try_clone()?;
+        let reads = recognize::recognize(&mut reader.rec, &reader.charset, &[cut], 1)?;
+        let short_text: String = reads
+            .first()
+            .map(DecodedText::text)
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        anyhow::ensure!(
+            !short_text.contains("1234AB01"),
+            "the cut box still shows the whole plate ({short_text:?}): the test shows nothing"
+        );
+        let wider = reader.reread_wider(&v.frame, short)?;
+        let best = wider.first().map(|c| (c.text.as_str(), c.format));
+        anyhow::ensure!(best == Some(("1234AB01", Some("TJ"))), "{wider:?}");
+
+        let partial = PlateCandidate {
+            text: "1234AB0".into(),
+            confidence: 0.99,
+            bbox: short,
+            format: Some("TJ"),
+            char_confidences: vec![0.99; 7],
+        };
+        let mut candidates = vec![partial];
+        for c in wider {
+            merge(&mut candidates, c);
+        }
+        sort_candidates(&mut candidates);
+        anyhow::ensure!(
+            candidates.iter().all(|c| c.text != "1234AB0"),
+            "the partial read was kept: {candidates:?}"
+        );
+        Ok(())
     }
 
     #[test]
