@@ -2,13 +2,6 @@
 //!
 //! `frame -> detect text boxes -> crop upright -> drop crops no plate can be (too wide, too low)
 //! -> recognise -> normalise -> fit formats -> rank`.
-//!
-//! Quick pass ([`AnprConfig::det_quick_side_px`]): the detector first sees the frame at a long
-//! side of 512 px, about a third of the pixels of the full pass (960 px). Where that finds a
-//! plate that fits a format with confidence >= 0.95 (on the dev photos, about half the frames:
-//! plates large enough), the frame is done. Otherwise the detector sees the frame again at the
-//! full size and the two passes' candidates are ranked together: small plates, and the reads of
-//! the two scales complementing each other (some plates are read right at one scale only).
 //! Besides every single box, each run of boxes on one line is also read as one text (and each
 //! adjacent pair), because the detector may split a plate at its wide gaps (`1234  AB  01`),
 //! and each line stacked directly above another is read with it, top line first (two-line
@@ -32,6 +25,15 @@
 //! get tighter boxes and a sharper crop. Its candidates join the first pass's. It stops at the
 //! first candidate that fits a format with confidence >= 0.95 (that settles the frame): nothing
 //! left to gain there.
+//!
+//! Quick pass ([`AnprConfig::det_quick_side_px`]): the detector first sees the frame at a long
+//! side of 512 px, about a third of the pixels of the full pass (960 px). Where that finds a
+//! plate that fits a format with confidence >= 0.95 (on the dev photos, about half the frames:
+//! plates large enough), the frame is done, once that plate's region, widened by half its height
+//! on either side, has been read again (recognition only): the quick pass's coarse box can end
+//! a character short of the plate. Otherwise the detector sees the frame again at the full size
+//! and the two passes' candidates are ranked together: small plates, and the reads of the two
+//! scales complementing each other (some plates are read right at one scale only).
 
 use std::time::Instant;
 
