@@ -25,6 +25,24 @@ fn main() -> anyhow::Result<()> {
         ms.push(started.elapsed().as_secs_f64() * 1e3);
         if reads.first().is_some_and(|r| r.text == v.plate) {
             exact += 1;
+        } else {
+            let got: Vec<String> = reads
+                .iter()
+                .take(3)
+                .map(|r| {
+                    format!(
+                        "{}[{}:{:.2}]",
+                        r.text,
+                        r.format.unwrap_or("-"),
+                        r.confidence
+                    )
+                })
+                .collect();
+            println!(
+                "  miss frame {i} (variant {}): want {} got {got:?}",
+                1000 + i,
+                v.plate
+            );
         }
     }
     ms.sort_by(f64::total_cmp);
