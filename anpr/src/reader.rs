@@ -197,21 +197,17 @@ impl PlateReader {
         frame: &Mat,
         [x, y, w, h]: [i32; 4],
     ) -> Result<Vec<PlateCandidate>, AnprError> {
-        let (mx, my) = (h / 2, h / 6);
-        let x0 = (x - mx).clamp(0, frame.cols() - 1);
-        let y0 = (y - my).clamp(0, frame.rows() - 1);
-        let x1 = (x + w + mx).clamp(x0 + 1, frame.cols());
-        let y1 = (y + h + my).clamp(y0 + 1, frame.rows());
-        let (rw, rh) = (x1 - x0, y1 - y0);
-        if !plate_shaped(rw, rh) {
+        let roi = widened(frame, [x, y, w, h], h / 2, h / 6);
+        if !plate_shaped(roi.width, roi.height) {
             return Ok(Vec::new());
         }
-        let crop = Mat::roi(frame, Rect::new(x0, y0, rw, rh))
+        let crop = Mat::roi(frame, roi)
             .cv("re-read region")?
             .try_clone()
             .cv("re-read region")?;
         let reads = recognize::recognize(&mut self.rec, &self.charset, &[crop], 1)?;
-        let (fx0, fy0, fx1, fy1) = (x0 as f32, y0 as f32, x1 as f32, y1 as f32);
+        let (fx0, fy0) = (roi.x as f32, roi.y as f32);
+        let (fx1, fy1) = (fx0 + roi.width as f32, fy0 + roi.height as f32);
         let region = TextBox {
             points: [
                 Point2f::new(fx0, fy0),
@@ -259,12 +255,8 @@ impl PlateReader {
             .map(|c| c.bbox)
             .collect();
         for [x, y, w, h] in regions {
-            let (mx, my) = (w / 4 + h / 2, h * 2 / 3);
-            let x0 = (x - mx).clamp(0, frame.cols() - 1);
-            let y0 = (y - my).clamp(0, frame.rows() - 1);
-            let x1 = (x + w + mx).clamp(x0 + 1, frame.cols());
-            let y1 = (y + h + my).clamp(y0 + 1, frame.rows());
-            let roi = Rect::new(x0, y0, x1 - x0, y1 - y0);
+            let roi = widened(frame, [x, y, w, h], w / 4 + h / 2, h * 2 / 3);
+            let (x0, y0) = (roi.x, roi.y);
             let scale = (REFINE_TEXT_HEIGHT_PX / h.max(1) as f64).clamp(1.0, 4.0);
             let mut region = Mat::default();
             imgproc::resize(
@@ -291,6 +283,16 @@ impl PlateReader {
         sort_candidates(&mut candidates);
         Ok(candidates)
     }
+}
+
+/// The box `[x, y, w, h]` with `mx` more on the left and right and `my` above and below, cut to
+/// the frame (at least one pixel).
+fn widened(frame: &Mat, [x, y, w, h]: [i32; 4], mx: i32, my: i32) -> Rect {
+    let x0 = (x - mx).clamp(0, frame.cols() - 1);
+    let y0 = (y - my).clamp(0, frame.rows() - 1);
+    let x1 = (x + w + mx).clamp(x0 + 1, frame.cols());
+    let y1 = (y + h + my).clamp(y0 + 1, frame.rows());
+    Rect::new(x0, y0, x1 - x0, y1 - y0)
 }
 
 /// Decodes an encoded image (JPEG, PNG, ..) to BGR; empty, truncated or undecodable bytes are
