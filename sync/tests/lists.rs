@@ -277,3 +277,57 @@ async fn bcp_central_keys_and_lists_publish_reach_the_post() {
         .unwrap()
         .unwrap();
 }
+
+/// Lists published one after another by one publisher, to the embedded broker (rumqttd): every
+/// one is acknowledged, and a post can still connect and get the newest. Under one client id
+/// for all, rumqttd 0.20 once panicked in a connection's task and poisoned a lock that every
+/// later connection takes (`publish_list`'s docs; seen in CI in `downlink_lists`). The race
+/// behind it is rare: this test did not reproduce it at will with the old client ids (3 runs
+/// of 40 lists), so it guards the path, not the race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_lists_in_a_row_to_the_embedded_broker_leave_it_serving() {
+    let broker = bcp_sync::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = broker.addr().port();
+    let central = SigningKey::from_bytes(&[42; 32]);
+    for version in 1..=40 {
+        let list = hotlist(version, &format!("{version:04}AB01"), &central);
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            publish_list("127.0.0.1", port, None, "central-lists", &list),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("list v{version}: no answer from the broker in 15 s"))
+        .unwrap_or_else(|e| panic!("list v{version}: {e:#}"));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let lists = Arc::new(
+        ListStore::open(
+            &dir.path().join("lists.db"),
+            POST,
+            *central.verifying_key().as_bytes(),
+        )
+        .unwrap(),
+    );
+    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let uplink = tokio::spawn(run_uplink(
+        UplinkConfig {
+            broker_host: "127.0.0.1".into(),
+            broker_port: port,
+            client_id: "edge-lists".into(),
+            post: POST.into(),
+            lists: Some(Arc::clone(&lists)),
+            ..Default::default()
+        },
+        outbox,
+        Arc::new(Notify::new()),
+        stop_rx,
+    ));
+    wait_for("list v40", Duration::from_secs(20), || {
+        plate(&lists).as_deref() == Some("0040AB01")
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    uplink.await.unwrap().unwrap();
+}
