@@ -11,8 +11,15 @@
 //! - `Broker::start()` blocks for ever, so it runs on its own named thread. rumqttd has no way to
 //!   stop it: **the thread lives until the process exits**, and so does the port. Start one per
 //!   process (or per test) and let the process end take it down.
-//! - [`start_embedded`] returns only once the port accepts TCP connections, waiting at most
-//!   [`READY_TIMEOUT`]; a port already in use or a broker thread that died is an error.
+//! - [`start_embedded`] returns only once both listeners answer an MQTT CONNECT with a CONNACK,
+//!   waiting at most [`READY_TIMEOUT`]; a port already in use or a broker thread that died is
+//!   an error. A TCP connection alone proves nothing: a process forked by another thread in the
+//!   moment between the release of a held port and rumqttd's bind keeps a copy of the held
+//!   listener until it execs; rumqttd's bind then fails (rumqttd only logs it) while the copy
+//!   still accepts. With a port of 0 (free ports drawn here), a start whose listeners do not
+//!   answer within [`ATTEMPT_TIMEOUT`] is tried again on fresh ports, up to [`START_ATTEMPTS`]
+//!   times (seen in `sync/tests/shared_images.rs`, about one run in ten, where Mosquitto is
+//!   spawned beside rumqttd).
 //! - Persistent sessions (`clean_session = false`) are kept in memory: they survive a client's
 //!   reconnect, not a restart of the process.
 
@@ -22,8 +29,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-/// How long [`start_embedded`] waits for the listener to accept connections.
+/// How long [`start_embedded`] waits for the listeners to answer.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one start on drawn ports may take to answer before it is tried on fresh ports.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Starts tried on drawn ports (port 0) before [`start_embedded`] gives up.
+pub const START_ATTEMPTS: u32 = 3;
 
 /// A running embedded broker. Dropping it does not stop the broker (see the module docs).
 #[derive(Debug)]
@@ -66,6 +77,26 @@ fn hold_ports(listen: SocketAddr) -> anyhow::Result<(TcpListener, TcpListener)> 
 /// Starts rumqttd listening on `listen`. Port 0 picks a free port (read it back with
 /// [`EmbeddedBroker::addr`]).
 pub fn start_embedded(listen: SocketAddr) -> anyhow::Result<EmbeddedBroker> {
+    if listen.port() != 0 {
+        return start_once(listen, READY_TIMEOUT);
+    }
+    let mut attempt = 1;
+    loop {
+        match start_once(listen, ATTEMPT_TIMEOUT) {
+            Ok(broker) => return Ok(broker),
+            Err(e) if attempt < START_ATTEMPTS => {
+                // The failed start's thread lives on (rumqttd cannot be stopped), listening
+                // on at most one of its two ports: a test-bench cost, never an appliance's.
+                tracing::warn!(attempt, error = %format!("{e:#}"), "embedded MQTT broker did not answer; starting it again on other ports");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One start of rumqttd on `listen`, ready within `ready_timeout`.
+fn start_once(listen: SocketAddr, ready_timeout: Duration) -> anyhow::Result<EmbeddedBroker> {
     // Fail early and clearly if something already listens there (rumqttd would only log it).
     // Both ports are held until just before rumqttd binds them, so that no other socket on this
     // machine is given one of them meanwhile (a port picked and released at once could be).
@@ -125,14 +156,9 @@ dynamic_filters = true
         })
         .context("spawning the embedded MQTT broker thread")?;
 
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let deadline = Instant::now() + ready_timeout;
     loop {
-        // A connection to itself is not rumqttd listening (see `hold_ports`).
-        let up = |a: &SocketAddr| {
-            TcpStream::connect_timeout(a, Duration::from_millis(200))
-                .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
-        };
-        if up(&addr) && up(&v5_addr) {
+        if answers_connect(&addr, 4) && answers_connect(&v5_addr, 5) {
             tracing::info!(%addr, %v5_addr, "embedded MQTT broker listening (3.1.1, 5)");
             return Ok(EmbeddedBroker {
                 addr,
@@ -147,12 +173,44 @@ dynamic_filters = true
         }
         if Instant::now() >= deadline {
             bail!(
-                "embedded MQTT broker on {addr} did not accept connections within {} s",
-                READY_TIMEOUT.as_secs()
+                "embedded MQTT broker on {addr} (MQTT 5 on {v5_addr}) did not answer a CONNECT \
+                 within {} s",
+                ready_timeout.as_secs()
             );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether an MQTT server of protocol `level` (4: 3.1.1, 5: 5) at `addr` answers a CONNECT
+/// with a CONNACK. A connection to itself is not rumqttd listening (see `hold_ports`), nor is a
+/// listening socket that accepts but never answers (see the module docs).
+fn answers_connect(addr: &SocketAddr, level: u8) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    if stream.local_addr().ok() == stream.peer_addr().ok() {
+        return false;
+    }
+    let id = format!("bcp-ready-{}-{level}", addr.port());
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', level, 0x02, 0, 30];
+    if level == 5 {
+        body.push(0); // no properties
+    }
+    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    body.extend_from_slice(id.as_bytes());
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    let mut first = [0u8; 1];
+    let answered = stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .and_then(|()| stream.write_all(&packet))
+        .and_then(|()| stream.read_exact(&mut first))
+        .is_ok_and(|()| first[0] == 0x20);
+    // A clean goodbye: DISCONNECT (reason code 0 for MQTT 5 is its default).
+    let _ = stream.write_all(&[0xE0, 0]);
+    answered
 }
 
 #[cfg(test)]
