@@ -185,13 +185,6 @@ impl ListStore {
 
 /// Central's side: publishes a signed list retained at QoS 1 on `topics::list(post, kind)` and
 /// returns once the broker acknowledged it.
-///
-/// `client_id` is a prefix: each call connects as `<client_id>-<n>`, `n` counting this
-/// process's calls. Publishing several lists one after the other under one client id made the
-/// embedded broker (rumqttd 0.20, `server/broker.rs`) panic in the next connection's task when
-/// it found the previous session's will handler already gone (`try_send(..).unwrap()`), which
-/// poisoned a lock that every later connection takes: no client could connect again, the
-/// posts included.
 pub async fn publish_list(
     host: &str,
     port: u16,
@@ -199,9 +192,7 @@ pub async fn publish_list(
     client_id: &str,
     list: &DownlinkList,
 ) -> anyhow::Result<()> {
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut opts = rumqttc::MqttOptions::new(format!("{client_id}-{n}"), host, port);
+    let mut opts = rumqttc::MqttOptions::new(client_id, host, port);
     opts.set_clean_session(true);
     if let Some(tls) = tls {
         link::apply_tls(&mut opts, tls)?;

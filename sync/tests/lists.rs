@@ -36,6 +36,29 @@ fn plate(store: &ListStore) -> Option<String> {
         .map(|l| l.entries[0]["plate"].as_str().unwrap().to_owned())
 }
 
+/// A post's uplink on the broker at `port`, applying lists to `lists`, until `stop` says so.
+fn spawn_list_uplink(
+    port: u16,
+    client_id: &str,
+    lists: &Arc<ListStore>,
+    outbox: Arc<Outbox>,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(run_uplink(
+        UplinkConfig {
+            broker_host: "127.0.0.1".into(),
+            broker_port: port,
+            client_id: client_id.into(),
+            post: POST.into(),
+            lists: Some(Arc::clone(lists)),
+            ..Default::default()
+        },
+        outbox,
+        Arc::new(Notify::new()),
+        stop,
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_lists_reach_the_post_newest_wins_and_they_survive_a_restart() {
     let mosquitto = MosquittoProcess::start().unwrap();
@@ -59,19 +82,7 @@ async fn signed_lists_reach_the_post_newest_wins_and_they_survive_a_restart() {
     let lists = Arc::new(ListStore::open(&lists_path, POST, central_pub).unwrap());
     let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let uplink = tokio::spawn(run_uplink(
-        UplinkConfig {
-            broker_host: "127.0.0.1".into(),
-            broker_port: port,
-            client_id: "edge-lists".into(),
-            post: POST.into(),
-            lists: Some(Arc::clone(&lists)),
-            ..Default::default()
-        },
-        outbox,
-        Arc::new(Notify::new()),
-        stop_rx,
-    ));
+    let uplink = spawn_list_uplink(port, "edge-lists", &lists, outbox, stop_rx);
     let wait = Duration::from_secs(20);
     wait_for("list v1", wait, || {
         plate(&lists).as_deref() == Some("1111AB01")
@@ -252,19 +263,7 @@ async fn bcp_central_keys_and_lists_publish_reach_the_post() {
     let lists = Arc::new(ListStore::open(&dir.path().join("lists.db"), POST, central_pub).unwrap());
     let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let uplink = tokio::spawn(run_uplink(
-        UplinkConfig {
-            broker_host: "127.0.0.1".into(),
-            broker_port: port,
-            client_id: "edge-cli-lists".into(),
-            post: POST.into(),
-            lists: Some(Arc::clone(&lists)),
-            ..Default::default()
-        },
-        outbox,
-        Arc::new(Notify::new()),
-        stop_rx,
-    ));
+    let uplink = spawn_list_uplink(port, "edge-cli-lists", &lists, outbox, stop_rx);
     wait_for("the published hotlist", Duration::from_secs(20), || {
         plate(&lists).as_deref() == Some("5555AB01")
     })
@@ -278,12 +277,11 @@ async fn bcp_central_keys_and_lists_publish_reach_the_post() {
         .unwrap();
 }
 
-/// Lists published one after another by one publisher, to the embedded broker (rumqttd): every
-/// one is acknowledged, and a post can still connect and get the newest. Under one client id
-/// for all, rumqttd 0.20 once panicked in a connection's task and poisoned a lock that every
-/// later connection takes (`publish_list`'s docs; seen in CI in `downlink_lists`). The race
-/// behind it is rare: this test did not reproduce it at will with the old client ids (3 runs
-/// of 40 lists), so it guards the path, not the race.
+/// Lists published one after another by one publisher under one client id, to the embedded
+/// broker (rumqttd): every one is acknowledged, and a post can still connect and get the
+/// newest. rumqttd 0.20.0 once panicked here and poisoned a lock that every later connection
+/// takes (seen in CI in `downlink_lists`; fixed in `vendor/rumqttd`, PATCHED.md). The race
+/// behind it is rare: this test guards the path; `embedded_broker.rs` reproduces the race.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_lists_in_a_row_to_the_embedded_broker_leave_it_serving() {
     let broker = bcp_sync::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -311,19 +309,7 @@ async fn many_lists_in_a_row_to_the_embedded_broker_leave_it_serving() {
     );
     let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let uplink = tokio::spawn(run_uplink(
-        UplinkConfig {
-            broker_host: "127.0.0.1".into(),
-            broker_port: port,
-            client_id: "edge-lists".into(),
-            post: POST.into(),
-            lists: Some(Arc::clone(&lists)),
-            ..Default::default()
-        },
-        outbox,
-        Arc::new(Notify::new()),
-        stop_rx,
-    ));
+    let uplink = spawn_list_uplink(port, "edge-lists", &lists, outbox, stop_rx);
     wait_for("list v40", Duration::from_secs(20), || {
         plate(&lists).as_deref() == Some("0040AB01")
     })
