@@ -39,6 +39,17 @@ pub struct TextBox {
 }
 
 impl TextBox {
+    /// The box of an upright rectangle, with `score`.
+    pub(crate) fn upright(r: Rect, score: f32) -> Self {
+        let (x0, y0) = (r.x as f32, r.y as f32);
+        let (x1, y1) = (x0 + r.width as f32, y0 + r.height as f32);
+        let p = Point2f::new;
+        Self {
+            points: [p(x0, y0), p(x1, y0), p(x1, y1), p(x0, y1)],
+            score,
+        }
+    }
+
     /// Axis-aligned bounding box `[x, y, w, h]`.
     pub fn bbox(&self) -> [i32; 4] {
         let xs = self.points.map(|p| p.x);

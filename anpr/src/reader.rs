@@ -37,7 +37,7 @@
 
 use std::time::Instant;
 
-use opencv::core::{Mat, Point2f, Rect, Size, CV_8UC1, CV_8UC3, CV_8UC4};
+use opencv::core::{Mat, Rect, Size, CV_8UC1, CV_8UC3, CV_8UC4};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
 use ort::session::Session;
@@ -174,14 +174,11 @@ impl PlateReader {
         if same_input {
             return Ok(candidates);
         }
-        if let Some(best) = candidates.first().filter(|c| settled(c)) {
-            for c in self.reread_wider(frame, best.bbox)? {
-                merge(&mut candidates, c);
-            }
-            sort_candidates(&mut candidates);
-            return Ok(candidates);
-        }
-        for c in self.read_region(frame, &full)? {
+        let more = match candidates.first().filter(|c| settled(c)) {
+            Some(best) => self.reread_wider(frame, best.bbox)?,
+            None => self.read_region(frame, &full)?,
+        };
+        for c in more {
             merge(&mut candidates, c);
         }
         sort_candidates(&mut candidates);
@@ -206,17 +203,7 @@ impl PlateReader {
             .try_clone()
             .cv("re-read region")?;
         let reads = recognize::recognize(&mut self.rec, &self.charset, &[crop], 1)?;
-        let (fx0, fy0) = (roi.x as f32, roi.y as f32);
-        let (fx1, fy1) = (fx0 + roi.width as f32, fy0 + roi.height as f32);
-        let region = TextBox {
-            points: [
-                Point2f::new(fx0, fy0),
-                Point2f::new(fx1, fy0),
-                Point2f::new(fx1, fy1),
-                Point2f::new(fx0, fy1),
-            ],
-            score: 1.0,
-        };
+        let region = TextBox::upright(roi, 1.0);
         Ok(rank(&[region], &reads, &self.formats, self.min_confidence))
     }
 
@@ -607,6 +594,7 @@ fn union(a: [i32; 4], b: [i32; 4]) -> [i32; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opencv::core::Point2f;
 
     fn tb(x: f32, y: f32, w: f32, h: f32) -> TextBox {
         let p = Point2f::new;
