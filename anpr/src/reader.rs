@@ -11,8 +11,11 @@
 //! when it is digits only (the date part of a camera timestamp looks like that), anything else
 //! (words, whole timestamps) at 0.4; so a confident plate of a country without a format here
 //! still beats a doubtful read of a timestamp that a format could be bent to fit. A candidate's
-//! confidence is the mean of its characters' confidences, times 0.85 per correction the format
-//! needed.
+//! confidence is the mean of its characters' confidences, times 0.8 per correction the format
+//! needed. A read that a format fits only with corrections is also kept as read, unformatted: a
+//! plate of a layout missing here is not bent into one that needs two or more corrections (the
+//! US plate `J868321` into the Brazilian `JBG8321`, 0.64 against 0.7), while one correction (an
+//! `O` read in a digit's place) still ranks the corrected text first.
 //!
 //! A camera that reads identifiers rather than plates ([`AnprConfig::fit_plate_formats`] off:
 //! an air post's ULD ids, a river post's vessel numbers) fits no plate format: every text is
@@ -382,8 +385,10 @@ const UNFORMATTED_PLATE_LIKE: f32 = 0.7;
 /// Ranking weight of text that is not shaped like a plate.
 const NOT_PLATE_LIKE: f32 = 0.4;
 
-/// A candidate's confidence is multiplied by this per correction its format needed.
-const CORRECTION_FACTOR: f32 = 0.85;
+/// A candidate's confidence is multiplied by this per correction its format needed: one
+/// correction ranks above the same text as read (0.8 > [`UNFORMATTED_PLATE_LIKE`]), two do not
+/// (0.64).
+const CORRECTION_FACTOR: f32 = 0.8;
 
 /// A box (`[x, y, w, h]`) and its normalised characters with their confidences.
 type BoxRead = ([i32; 4], Vec<(char, f32)>);
@@ -462,33 +467,41 @@ pub(crate) fn rank(
             continue;
         }
         let text: String = chars.iter().map(|c| c.0).collect();
-        let cand = match formats::best_match_in(plate_formats, &text) {
+        let as_read = || {
+            let confs: Vec<f32> = chars.iter().map(|c| c.1).collect();
+            PlateCandidate {
+                text: text.clone(),
+                confidence: confs.iter().sum::<f32>() / confs.len() as f32,
+                bbox,
+                format: None,
+                char_confidences: confs,
+            }
+        };
+        let mut cands = Vec::with_capacity(2);
+        match formats::best_match_in(plate_formats, &text) {
             Some(m) => {
                 let confs: Vec<f32> = chars[m.span.clone()].iter().map(|c| c.1).collect();
                 let mean = confs.iter().sum::<f32>() / confs.len().max(1) as f32;
-                PlateCandidate {
+                if m.corrections > 0 {
+                    // The read as it is, in case the format was bent to fit: see the module
+                    // header.
+                    cands.push(as_read());
+                }
+                cands.push(PlateCandidate {
                     text: m.text,
                     confidence: mean * CORRECTION_FACTOR.powi(m.corrections as i32),
                     bbox,
                     format: Some(m.format),
                     char_confidences: confs,
-                }
+                });
             }
-            None => {
-                let confs: Vec<f32> = chars.iter().map(|c| c.1).collect();
-                PlateCandidate {
-                    text,
-                    confidence: confs.iter().sum::<f32>() / confs.len() as f32,
-                    bbox,
-                    format: None,
-                    char_confidences: confs,
-                }
-            }
-        };
-        if cand.confidence < min_confidence {
-            continue;
+            None => cands.push(as_read()),
         }
-        merge(&mut out, cand);
+        for cand in cands {
+            if cand.confidence >= min_confidence {
+                merge(&mut out, cand);
+            }
+        }
     }
     sort_candidates(&mut out);
     out
@@ -632,6 +645,40 @@ mod tests {
         assert!(c
             .iter()
             .any(|c| c.text == "SCANIAR450" && c.format.is_none()));
+    }
+
+    /// A read that fits a format with one correction ranks corrected; one that needs two ranks
+    /// as read, with the bent text still among the candidates.
+    #[test]
+    fn a_read_bent_by_two_corrections_ranks_below_itself_as_read() {
+        let formats: Vec<PlateFormat> = formats::FORMATS
+            .iter()
+            .filter(|f| ["BR", "US"].contains(&f.code))
+            .copied()
+            .collect();
+        let one = rank(
+            &[tb(0.0, 0.0, 140.0, 30.0)],
+            &[dt("ABC12O4", 0.95)],
+            &formats,
+            0.3,
+        );
+        let first = one.first().map(|c| (c.text.as_str(), c.format));
+        assert_eq!(first, Some(("ABC1204", Some("BR"))), "{one:?}");
+        assert!(one
+            .iter()
+            .any(|c| c.text == "ABC12O4" && c.format.is_none()));
+
+        let two = rank(
+            &[tb(0.0, 0.0, 140.0, 30.0)],
+            &[dt("J868321", 0.95)],
+            &formats,
+            0.3,
+        );
+        let first = two.first().map(|c| (c.text.as_str(), c.format));
+        assert_eq!(first, Some(("J868321", None)), "{two:?}");
+        let bent = two.iter().find(|c| c.text == "JBG8321");
+        assert_eq!(bent.map(|c| c.format), Some(Some("BR")), "{two:?}");
+        assert!(two[0].confidence > bent.map_or(1.0, |c| c.confidence));
     }
 
     #[test]
