@@ -37,6 +37,9 @@
 //! a character short of the plate. Otherwise the detector sees the frame again at the full size
 //! and the two passes' candidates are ranked together: small plates, and the reads of the two
 //! scales complementing each other (some plates are read right at one scale only).
+//!
+//! Last, the reads of the best candidate's plate from the passes and crops vote per character,
+//! weighted by confidence (see [`vote_on_the_best`]): the read with the most support goes first.
 
 use std::time::Instant;
 
@@ -47,9 +50,11 @@ use ort::session::Session;
 
 use crate::detect::{self, DetParams, TextBox};
 use crate::error::{AnprError, CvContext};
+use crate::eval::iou;
 use crate::formats::{self, normalise_char, PlateFormat};
 use crate::recognize::{self, DecodedText};
 use crate::runtime;
+use crate::vote;
 
 pub use bcp_anpr_core::AnprConfig;
 
@@ -271,9 +276,55 @@ impl PlateReader {
             }
         }
         sort_candidates(&mut candidates);
+        vote_on_the_best(&mut candidates);
         Ok(candidates)
     }
 }
+
+/// The reads of the best candidate's plate (the same format and length, boxes overlapping by at
+/// least [`SAME_PLATE_IOU`]: the passes' and crops' reads of one plate) vote per character, each
+/// weighted by its confidence in that character; the read with the most support goes first.
+/// Reads that differ in one doubtful character (`NSG979` at 0.31 on the `N`, `WSG979` at 0.48
+/// on the `W`) are decided by that character, not by the mean of the others.
+fn vote_on_the_best(candidates: &mut [PlateCandidate]) {
+    let Some(best) = candidates.first() else {
+        return;
+    };
+    if best.format.is_none() {
+        return;
+    }
+    let len = best.text.chars().count();
+    let same_plate: Vec<usize> = (0..candidates.len())
+        .filter(|&i| {
+            let c = &candidates[i];
+            c.format == best.format
+                && c.text.chars().count() == len
+                && iou(c.bbox, best.bbox) >= SAME_PLATE_IOU
+        })
+        .collect();
+    if same_plate.len() < 2 {
+        return;
+    }
+    let reads: Vec<&PlateCandidate> = same_plate.iter().map(|&i| &candidates[i]).collect();
+    let tally = vote::tally_by_position(&reads, len);
+    let support = |c: &PlateCandidate| -> f32 {
+        c.text
+            .chars()
+            .zip(&tally)
+            .map(|(ch, t)| t.get(&ch).copied().unwrap_or(0.0))
+            .sum()
+    };
+    let winner = same_plate
+        .iter()
+        .copied()
+        .max_by(|&a, &b| support(&candidates[a]).total_cmp(&support(&candidates[b])));
+    if let Some(w) = winner.filter(|&w| w != 0) {
+        candidates[..=w].rotate_right(1);
+    }
+}
+
+/// Boxes overlapping at least this much (intersection over union) show the same plate.
+const SAME_PLATE_IOU: f64 = 0.3;
 
 /// The box `[x, y, w, h]` with `mx` more on the left and right and `my` above and below, cut to
 /// the frame (at least one pixel).
@@ -679,6 +730,50 @@ mod tests {
         let bent = two.iter().find(|c| c.text == "JBG8321");
         assert_eq!(bent.map(|c| c.format), Some(Some("BR")), "{two:?}");
         assert!(two[0].confidence > bent.map_or(1.0, |c| c.confidence));
+    }
+
+    fn read(text: &str, confs: &[f32], bbox: [i32; 4]) -> PlateCandidate {
+        PlateCandidate {
+            text: text.into(),
+            confidence: confs.iter().sum::<f32>() / confs.len() as f32,
+            bbox,
+            format: Some("US"),
+            char_confidences: confs.to_vec(),
+        }
+    }
+
+    /// Two reads of one plate that differ in a doubtful first character: the one more sure of
+    /// that character goes first, though its mean confidence is lower. A read of another plate
+    /// (no overlap) or of another length does not vote.
+    #[test]
+    fn reads_of_one_plate_vote_per_character() {
+        let plate = [347, 539, 49, 26];
+        // As ranked: the mean confidence puts the wrong read first.
+        let mut c = vec![
+            read("NSG979", &[0.31, 0.99, 0.84, 0.99, 0.99, 0.99], plate),
+            read("NSG979", &[0.99; 6], [600, 100, 50, 25]),
+            read("NSG9790", &[0.99; 7], plate),
+            read(
+                "WSG979",
+                &[0.48, 0.98, 0.63, 0.99, 0.99, 0.99],
+                [334, 535, 65, 31],
+            ),
+        ];
+        vote_on_the_best(&mut c);
+        let order: Vec<(&str, [i32; 4])> = c.iter().map(|c| (c.text.as_str(), c.bbox)).collect();
+        assert_eq!(
+            order,
+            [
+                ("WSG979", [334, 535, 65, 31]),
+                ("NSG979", plate),
+                ("NSG979", [600, 100, 50, 25]),
+                ("NSG9790", plate)
+            ]
+        );
+
+        let mut alone = vec![read("NSG979", &[0.31, 0.99, 0.84, 0.99, 0.99, 0.99], plate)];
+        vote_on_the_best(&mut alone);
+        assert_eq!(alone[0].text, "NSG979");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! The voted confidence is the mean, over positions, of the winner's share of the weight at that
 //! position, times the mean confidence of the reads in the group: unanimous confident reads give
 //! close to their own confidence, split votes give less.
+//!
+//! [`tally_by_position`] is the per-character weighing on its own: the reader also uses it within
+//! one frame, among the reads of one plate from its passes and crops.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +39,27 @@ pub struct VotedPlate {
     pub bbox: [i32; 4],
 }
 
+/// The weight of each character at each of the first `len` positions over `reads`: the sum of
+/// the reads' confidences in that character (the read's own confidence where it has none per
+/// character; at least 0.001, so a read always counts).
+pub fn tally_by_position(reads: &[&PlateCandidate], len: usize) -> Vec<BTreeMap<char, f32>> {
+    let mut tally: Vec<BTreeMap<char, f32>> = vec![BTreeMap::new(); len];
+    for r in reads {
+        let mut chars = r.text.chars();
+        for (pos, slot) in tally.iter_mut().enumerate() {
+            let c = chars.next().unwrap_or(' ');
+            let w = r
+                .char_confidences
+                .get(pos)
+                .copied()
+                .unwrap_or(r.confidence)
+                .max(1e-3);
+            *slot.entry(c).or_default() += w;
+        }
+    }
+    tally
+}
+
 /// Merges reads of one vehicle; `None` when there is no non-empty read.
 pub fn vote(reads: &[PlateCandidate]) -> Option<VotedPlate> {
     let usable: Vec<&PlateCandidate> = reads.iter().filter(|r| !r.text.is_empty()).collect();
@@ -57,18 +81,7 @@ pub fn vote(reads: &[PlateCandidate]) -> Option<VotedPlate> {
 
     let mut text = String::with_capacity(len);
     let mut share_sum = 0.0;
-    for pos in 0..len {
-        let mut tally: BTreeMap<char, f32> = BTreeMap::new();
-        for r in &group {
-            let c = r.text.chars().nth(pos).unwrap_or(' ');
-            let w = r
-                .char_confidences
-                .get(pos)
-                .copied()
-                .unwrap_or(r.confidence)
-                .max(1e-3);
-            *tally.entry(c).or_default() += w;
-        }
+    for tally in tally_by_position(&group, len) {
         let total: f32 = tally.values().sum();
         let (c, w) = tally
             .into_iter()
