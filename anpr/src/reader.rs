@@ -243,12 +243,16 @@ impl PlateReader {
         frame: &Mat,
         mut candidates: Vec<PlateCandidate>,
     ) -> Result<Vec<PlateCandidate>, AnprError> {
-        let regions: Vec<[i32; 4]> = candidates
-            .iter()
-            .take(self.refine_top)
-            .take_while(|c| !settled(c))
-            .map(|c| c.bbox)
-            .collect();
+        // A box appears twice when a read was bent to fit a format: as read and corrected.
+        let mut regions: Vec<[i32; 4]> = Vec::with_capacity(self.refine_top);
+        for c in candidates.iter().take_while(|c| !settled(c)) {
+            if regions.len() == self.refine_top {
+                break;
+            }
+            if !regions.contains(&c.bbox) {
+                regions.push(c.bbox);
+            }
+        }
         for [x, y, w, h] in regions {
             let roi = widened(frame, [x, y, w, h], w / 4 + h / 2, h * 2 / 3);
             let (x0, y0) = (roi.x, roi.y);
