@@ -286,7 +286,8 @@ impl PlateReader {
 }
 
 /// The reads of the best candidate's plate (the same format and length, boxes overlapping by at
-/// least [`SAME_PLATE_IOU`]: the passes' and crops' reads of one plate) vote per character, each
+/// least [`SAME_PLATE_IOU`]: the passes' and crops' reads of one plate; confidence at least
+/// [`VOTER_MIN_CONFIDENCE`] of the best's) vote per character, each
 /// weighted by its confidence in that character; the read with the most support goes first.
 /// Reads that differ in one doubtful character (`NSG979` at 0.31 on the `N`, `WSG979` at 0.48
 /// on the `W`) are decided by that character, not by the mean of the others.
@@ -302,6 +303,7 @@ fn vote_on_the_best(candidates: &mut [PlateCandidate]) {
         .filter(|&i| {
             let c = &candidates[i];
             c.format == best.format
+                && c.confidence >= best.confidence * VOTER_MIN_CONFIDENCE
                 && c.text.chars().count() == len
                 && iou(c.bbox, best.bbox) >= SAME_PLATE_IOU
         })
@@ -326,6 +328,11 @@ fn vote_on_the_best(candidates: &mut [PlateCandidate]) {
         candidates[..=w].rotate_right(1);
     }
 }
+
+/// A read votes on the best candidate's plate only if it has at least this share of the best
+/// candidate's confidence: doubtful reads of the same box (`EZA166` at 0.49 beside `YF2L6G` at
+/// 0.97) do not outvote a confident one together.
+const VOTER_MIN_CONFIDENCE: f32 = 0.75;
 
 /// Boxes overlapping at least this much (intersection over union) show the same plate.
 const SAME_PLATE_IOU: f64 = 0.3;
@@ -535,8 +542,16 @@ pub(crate) fn rank(
         let mut cands = Vec::with_capacity(2);
         match formats::best_match_in(plate_formats, &text) {
             Some(m) => {
-                let confs: Vec<f32> = chars[m.span.clone()].iter().map(|c| c.1).collect();
-                let mean = confs.iter().sum::<f32>() / confs.len().max(1) as f32;
+                let read = &chars[m.span.clone()];
+                let mean = read.iter().map(|c| c.1).sum::<f32>() / read.len().max(1) as f32;
+                // A corrected character is not what the recogniser saw: its confidence carries
+                // the correction's cost, which the per-character votes weigh.
+                let confs: Vec<f32> = m
+                    .text
+                    .chars()
+                    .zip(read)
+                    .map(|(c, &(seen, p))| if c == seen { p } else { p * CORRECTION_FACTOR })
+                    .collect();
                 if m.corrections > 0 {
                     // The read as it is, in case the format was bent to fit: see the module
                     // header.
@@ -734,6 +749,10 @@ mod tests {
         let bent = two.iter().find(|c| c.text == "JBG8321");
         assert_eq!(bent.map(|c| c.format), Some(Some("BR")), "{two:?}");
         assert!(two[0].confidence > bent.map_or(1.0, |c| c.confidence));
+        // The two corrected characters carry the correction's cost, the others are as read.
+        let per_char = bent.map(|c| c.char_confidences.clone()).unwrap_or_default();
+        let costed = 0.95 * CORRECTION_FACTOR;
+        assert_eq!(per_char, [0.95, costed, costed, 0.95, 0.95, 0.95, 0.95]);
     }
 
     fn read(text: &str, confs: &[f32], bbox: [i32; 4]) -> PlateCandidate {
@@ -774,6 +793,20 @@ mod tests {
                 ("NSG9790", plate)
             ]
         );
+
+        // Doubtful reads of the same box (corrected into the format, hence their low
+        // confidence) do not outvote a confident one together.
+        let doubtful = |text: &str, confs: &[f32], confidence: f32| PlateCandidate {
+            confidence,
+            ..read(text, confs, plate)
+        };
+        let mut c = vec![
+            read("YF2L6G", &[0.99, 0.89, 0.99, 0.92, 0.99, 0.99], plate),
+            doubtful("YF2166", &[0.99, 0.79, 0.98, 0.57, 0.91, 0.35], 0.63),
+            doubtful("EZA166", &[0.55, 0.79, 0.31, 0.80, 0.99, 0.95], 0.49),
+        ];
+        vote_on_the_best(&mut c);
+        assert_eq!(c[0].text, "YF2L6G", "{c:?}");
 
         let mut alone = vec![read("NSG979", &[0.31, 0.99, 0.84, 0.99, 0.99, 0.99], plate)];
         vote_on_the_best(&mut alone);

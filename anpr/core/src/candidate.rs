@@ -15,7 +15,8 @@ pub struct PlateCandidate {
     pub bbox: [i32; 4],
     /// Code of the plate format the text fits ("TJ", "UZ", "KZ", ..), if any.
     pub format: Option<&'static str>,
-    /// One confidence per character of `text`.
+    /// One confidence per character of `text`; for a character that the format corrected, the
+    /// recogniser's confidence in what it saw there, times the correction's cost.
     pub char_confidences: Vec<f32>,
 }
 
