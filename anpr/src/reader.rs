@@ -38,8 +38,10 @@
 //! and the two passes' candidates are ranked together: small plates, and the reads of the two
 //! scales complementing each other (some plates are read right at one scale only).
 //!
-//! Last, the reads of the best candidate's plate from the passes and crops vote per character,
-//! weighted by confidence (see [`vote_on_the_best`]): the read with the most support goes first.
+//! Last, text in a corner of the frame (camera overlays: date, time) goes after everything else
+//! (see [`overlays_last`]), and the reads of the best candidate's plate from the passes and
+//! crops vote per character, weighted by confidence (see [`vote_on_the_best`]): the read with
+//! the most support goes first.
 
 use std::time::Instant;
 
@@ -152,8 +154,12 @@ impl PlateReader {
             )));
         }
         let bgr = to_bgr(frame)?;
-        let first = self.first_pass(&bgr)?;
-        let candidates = self.refine(&bgr, first)?;
+        let (cols, rows) = (bgr.cols(), bgr.rows());
+        let mut first = self.first_pass(&bgr)?;
+        overlays_last(&mut first, cols, rows);
+        let mut candidates = self.refine(&bgr, first)?;
+        overlays_last(&mut candidates, cols, rows);
+        vote_on_the_best(&mut candidates);
         tracing::debug!(
             candidates = candidates.len(),
             best = candidates.first().map(|c| c.text.as_str()),
@@ -177,6 +183,7 @@ impl PlateReader {
         };
         let (h, w) = (frame.rows(), frame.cols());
         let mut candidates = self.read_region(frame, &quick)?;
+        overlays_last(&mut candidates, w, h);
         let same_input = detect::input_size(h, w, quick.limit_side_px)
             == detect::input_size(h, w, full.limit_side_px);
         if same_input {
@@ -280,7 +287,6 @@ impl PlateReader {
             }
         }
         sort_candidates(&mut candidates);
-        vote_on_the_best(&mut candidates);
         Ok(candidates)
     }
 }
@@ -345,6 +351,29 @@ fn widened(frame: &Mat, [x, y, w, h]: [i32; 4], mx: i32, my: i32) -> Rect {
     let x1 = (x + w + mx).clamp(x0 + 1, frame.cols());
     let y1 = (y + h + my).clamp(y0 + 1, frame.rows());
     Rect::new(x0, y0, x1 - x0, y1 - y0)
+}
+
+/// Moves the candidates in a corner of a `cols` x `rows` frame after all others, keeping the
+/// order within each part. Cameras print their overlays (date, time, camera name) in a corner,
+/// and parts of the date read as a plate (`2O14042` in the EU `D L DDDDD` layout, `2014M`); a
+/// plate that far out is cut off by the frame's edge anyway. A corner is within
+/// [`CORNER_HEIGHT`] of the frame's height from its top or bottom and within
+/// [`CORNER_WIDTH`] of its width from its left or right.
+fn overlays_last(candidates: &mut [PlateCandidate], cols: i32, rows: i32) {
+    candidates.sort_by_key(|c| in_a_corner(c.bbox, cols, rows));
+}
+
+/// See [`overlays_last`].
+const CORNER_HEIGHT: f32 = 0.03;
+/// See [`overlays_last`].
+const CORNER_WIDTH: f32 = 0.05;
+
+/// Whether the box `[x, y, w, h]` is in a corner of a `cols` x `rows` frame (see
+/// [`overlays_last`]).
+fn in_a_corner([x, y, w, h]: [i32; 4], cols: i32, rows: i32) -> bool {
+    let from_top_or_bottom = y.min(rows - (y + h)) as f32 / rows.max(1) as f32;
+    let from_left_or_right = x.min(cols - (x + w)) as f32 / cols.max(1) as f32;
+    from_top_or_bottom < CORNER_HEIGHT && from_left_or_right < CORNER_WIDTH
 }
 
 /// Decodes an encoded image (JPEG, PNG, ..) to BGR; empty, truncated or undecodable bytes are
@@ -811,6 +840,29 @@ mod tests {
         let mut alone = vec![read("NSG979", &[0.31, 0.99, 0.84, 0.99, 0.99, 0.99], plate)];
         vote_on_the_best(&mut alone);
         assert_eq!(alone[0].text, "NSG979");
+    }
+
+    /// Camera overlays in a corner rank after everything else; a plate at the top edge but not
+    /// in a corner keeps its place.
+    #[test]
+    fn text_in_a_corner_of_the_frame_ranks_after_the_rest() {
+        let at = |text: &str, bbox: [i32; 4]| PlateCandidate {
+            format: Some("EU"),
+            ..read(text, &[0.9; 7], bbox)
+        };
+        let mut c = vec![
+            at("2O14042", [1207, 696, 61, 17]),
+            at("2O14M28", [3, 2, 122, 17]),
+            at("PG12849", [644, 96, 115, 53]),
+            at("AB1234C", [600, 1, 100, 35]),
+        ];
+        overlays_last(&mut c, 1280, 720);
+        let order: Vec<&str> = c.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(order, ["PG12849", "AB1234C", "2O14042", "2O14M28"]);
+        assert!(
+            !in_a_corner([1100, 650, 60, 17], 1280, 720),
+            "inside the frame"
+        );
     }
 
     #[test]
