@@ -12,10 +12,14 @@
 //! (words, whole timestamps) at 0.4; so a confident plate of a country without a format here
 //! still beats a doubtful read of a timestamp that a format could be bent to fit. A candidate's
 //! confidence is the mean of its characters' confidences, times 0.8 per correction the format
-//! needed. A read that a format fits only with corrections is also kept as read, unformatted: a
-//! plate of a layout missing here is not bent into one that needs two or more corrections (the
-//! US plate `J868321` into the Brazilian `JBG8321`, 0.64 against 0.7), while one correction (an
-//! `O` read in a digit's place) still ranks the corrected text first.
+//! needed between characters plate fonts draw alike (`O` and `0`, `I` and `1`), 0.65 per
+//! correction between characters of different shapes (`8` and `B`, `2` and `Z`, ..) unless the
+//! format's region code confirms the fit (then 0.8 too). A read that
+//! a format fits only with corrections is also kept as read, unformatted (0.7): a plate of a
+//! layout missing here is not bent into one that needs two corrections or one of shape (the US
+//! plates `J868321` and `CC2881` into the Brazilian `JBG8321`, the US `CCZ881`), while one
+//! correction of look-alikes (an `O` read in a digit's place) still ranks the corrected text
+//! first.
 //!
 //! A camera that reads identifiers rather than plates ([`AnprConfig::fit_plate_formats`] off:
 //! an air post's ULD ids, a river post's vessel numbers) fits no plate format: every text is
@@ -476,10 +480,31 @@ const UNFORMATTED_PLATE_LIKE: f32 = 0.7;
 /// Ranking weight of text that is not shaped like a plate.
 const NOT_PLATE_LIKE: f32 = 0.4;
 
-/// A candidate's confidence is multiplied by this per correction its format needed: one
-/// correction ranks above the same text as read (0.8 > [`UNFORMATTED_PLATE_LIKE`]), two do not
-/// (0.64).
+/// A candidate's confidence is multiplied by this per correction its format needed between
+/// characters plate fonts draw alike ([`formats::drawn_alike`]: `O` and `0`, `I` and `1`), and
+/// per country code dropped: one such correction ranks above the same text as read (0.8 >
+/// [`UNFORMATTED_PLATE_LIKE`]), two do not (0.64).
 const CORRECTION_FACTOR: f32 = 0.8;
+
+/// ... and by this per correction between characters drawn differently (`8` to `B`, `2` to `Z`,
+/// ..) into a format without a region code (BR, EU, US, CN, AF, IR): the recogniser saw a shape,
+/// and a bare layout of letters and digits is fitted by chance by many a read, so the read as it
+/// is ranks first (0.65 < [`UNFORMATTED_PLATE_LIKE`]) unless it is less plate-like than the fit
+/// (digits only, 0.56). A fit that a valid region code confirms (TJ `1234 BS 01` read
+/// `1234 8S 01`) costs [`CORRECTION_FACTOR`] as for look-alikes.
+const SHAPE_CORRECTION_FACTOR: f32 = 0.65;
+
+/// The factor for reading `seen` as `corrected` (1 when they are the same) into a format whose
+/// region code was checked or not.
+fn correction_cost(seen: char, corrected: char, region_checked: bool) -> f32 {
+    if seen == corrected {
+        1.0
+    } else if region_checked || formats::drawn_alike(seen, corrected) {
+        CORRECTION_FACTOR
+    } else {
+        SHAPE_CORRECTION_FACTOR
+    }
+}
 
 /// A box (`[x, y, w, h]`) and its normalised characters with their confidences.
 type BoxRead = ([i32; 4], Vec<(char, f32)>);
@@ -575,12 +600,17 @@ pub(crate) fn rank(
                 let mean = read.iter().map(|c| c.1).sum::<f32>() / read.len().max(1) as f32;
                 // A corrected character is not what the recogniser saw: its confidence carries
                 // the correction's cost, which the per-character votes weigh.
-                let confs: Vec<f32> = m
+                let region_checked = formats::by_code(m.format).is_some_and(|f| f.region.is_some());
+                let costs: Vec<f32> = m
                     .text
                     .chars()
                     .zip(read)
-                    .map(|(c, &(seen, p))| if c == seen { p } else { p * CORRECTION_FACTOR })
+                    .map(|(c, &(seen, _))| correction_cost(seen, c, region_checked))
                     .collect();
+                let confs: Vec<f32> = read.iter().zip(&costs).map(|(r, k)| r.1 * k).collect();
+                let changed = costs.iter().filter(|&&k| k < 1.0).count() as u32;
+                let dropped = m.corrections.saturating_sub(changed);
+                let cost = costs.iter().product::<f32>() * CORRECTION_FACTOR.powi(dropped as i32);
                 if m.corrections > 0 {
                     // The read as it is, in case the format was bent to fit: see the module
                     // header.
@@ -588,7 +618,7 @@ pub(crate) fn rank(
                 }
                 cands.push(PlateCandidate {
                     text: m.text,
-                    confidence: mean * CORRECTION_FACTOR.powi(m.corrections as i32),
+                    confidence: mean * cost,
                     bbox,
                     format: Some(m.format),
                     char_confidences: confs,
@@ -746,10 +776,11 @@ mod tests {
             .any(|c| c.text == "SCANIAR450" && c.format.is_none()));
     }
 
-    /// A read that fits a format with one correction ranks corrected; one that needs two ranks
-    /// as read, with the bent text still among the candidates.
+    /// A read that fits a format with one correction of look-alikes ranks corrected; one that
+    /// needs a correction of shape or two ranks as read, with the bent text still among the
+    /// candidates.
     #[test]
-    fn a_read_bent_by_two_corrections_ranks_below_itself_as_read() {
+    fn a_read_bent_by_a_shape_or_two_corrections_ranks_below_itself_as_read() {
         let formats: Vec<PlateFormat> = formats::FORMATS
             .iter()
             .filter(|f| ["BR", "US"].contains(&f.code))
@@ -767,6 +798,29 @@ mod tests {
             .iter()
             .any(|c| c.text == "ABC12O4" && c.format.is_none()));
 
+        // One correction of a shape: a `2` is not taken for a `Z`.
+        let shape = rank(
+            &[tb(0.0, 0.0, 140.0, 30.0)],
+            &[dt("CC2881", 0.95)],
+            &formats,
+            0.3,
+        );
+        let first = shape.first().map(|c| (c.text.as_str(), c.format));
+        assert_eq!(first, Some(("CC2881", None)), "{shape:?}");
+        assert!(shape
+            .iter()
+            .any(|c| c.text == "CCZ881" && c.format == Some("US")));
+
+        // A region code confirms the fit: the Tajik plate's `B` read as an `8` is corrected.
+        let tj = rank(
+            &[tb(0.0, 0.0, 140.0, 30.0)],
+            &[dt("1234 8S 01", 0.95)],
+            formats::FORMATS,
+            0.3,
+        );
+        let first = tj.first().map(|c| (c.text.as_str(), c.format));
+        assert_eq!(first, Some(("1234BS01", Some("TJ"))), "{tj:?}");
+
         let two = rank(
             &[tb(0.0, 0.0, 140.0, 30.0)],
             &[dt("J868321", 0.95)],
@@ -778,9 +832,10 @@ mod tests {
         let bent = two.iter().find(|c| c.text == "JBG8321");
         assert_eq!(bent.map(|c| c.format), Some(Some("BR")), "{two:?}");
         assert!(two[0].confidence > bent.map_or(1.0, |c| c.confidence));
-        // The two corrected characters carry the correction's cost, the others are as read.
+        // The two corrected characters (of different shapes) carry the correction's cost, the
+        // others are as read.
         let per_char = bent.map(|c| c.char_confidences.clone()).unwrap_or_default();
-        let costed = 0.95 * CORRECTION_FACTOR;
+        let costed = 0.95 * SHAPE_CORRECTION_FACTOR;
         assert_eq!(per_char, [0.95, costed, costed, 0.95, 0.95, 0.95, 0.95]);
     }
 

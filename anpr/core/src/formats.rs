@@ -386,6 +386,14 @@ pub(crate) fn as_digit(c: char) -> Option<char> {
     }
 }
 
+/// Whether plate fonts draw `a` and `b` alike: `O` and `0`, `I` and `1` (DIN 1451, the Russian
+/// GOST font, most US dies), so a recogniser confuses them with confidence. The other pairs the
+/// corrections fix (`2`/`Z`, `5`/`S`, `6`/`G`, `8`/`B`, `D`/`0`, `Q`/`0`, `L`/`1`) differ in
+/// shape.
+pub fn drawn_alike(a: char, b: char) -> bool {
+    matches!((a, b), ('O', '0') | ('0', 'O') | ('I', '1') | ('1', 'I'))
+}
+
 /// The letter a digit is often misread for.
 pub(crate) fn as_letter(c: char) -> Option<char> {
     match c {
@@ -529,6 +537,26 @@ mod tests {
         // UZ legal-entity plates look like KG ones; the region code tells them apart.
         assert_eq!(m("20 123 ABC"), Some(("UZ", "20123ABC".into(), 0)));
         assert_eq!(m("A 123 BC 777"), Some(("RU", "A123BC777".into(), 0)));
+    }
+
+    #[test]
+    fn only_o_and_zero_and_i_and_one_are_drawn_alike() {
+        assert!(drawn_alike('O', '0') && drawn_alike('0', 'O'));
+        assert!(drawn_alike('I', '1') && drawn_alike('1', 'I'));
+        for (a, b) in [
+            ('B', '8'),
+            ('Z', '2'),
+            ('S', '5'),
+            ('G', '6'),
+            ('D', '0'),
+            ('L', '1'),
+        ] {
+            assert!(!drawn_alike(a, b) && !drawn_alike(b, a), "{a} {b}");
+        }
+        assert!(
+            !drawn_alike('O', 'O'),
+            "the same character is no correction"
+        );
     }
 
     #[test]
