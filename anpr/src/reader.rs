@@ -14,12 +14,11 @@
 //! confidence is the mean of its characters' confidences, times 0.8 per correction the format
 //! needed between characters plate fonts draw alike (`O` and `0`, `I` and `1`), 0.65 per
 //! correction between characters of different shapes (`8` and `B`, `2` and `Z`, ..) unless the
-//! format's region code confirms the fit (then 0.8 too). A read that
-//! a format fits only with corrections is also kept as read, unformatted (0.7): a plate of a
-//! layout missing here is not bent into one that needs two corrections or one of shape (the US
-//! plates `J868321` and `CC2881` into the Brazilian `JBG8321`, the US `CCZ881`), while one
-//! correction of look-alikes (an `O` read in a digit's place) still ranks the corrected text
-//! first.
+//! format's region code confirms the fit (then 0.8 too). A read that a format fits only with
+//! corrections is also kept as read, unformatted (0.7): a plate of a layout missing here is not
+//! bent into one that needs two corrections or one of shape (the US plates `J868321` and
+//! `CC2881` into the Brazilian `JBG8321` and the US `CCZ881`), while one correction of
+//! look-alikes (an `O` read in a digit's place) still ranks the corrected text first.
 //!
 //! A camera that reads identifiers rather than plates ([`AnprConfig::fit_plate_formats`] off:
 //! an air post's ULD ids, a river post's vessel numbers) fits no plate format: every text is
@@ -297,8 +296,8 @@ impl PlateReader {
 
 /// The reads of the best candidate's plate (the same format and length, boxes overlapping by at
 /// least [`SAME_PLATE_IOU`]: the passes' and crops' reads of one plate; confidence at least
-/// [`VOTER_MIN_CONFIDENCE`] of the best's) vote per character, each
-/// weighted by its confidence in that character; the read with the most support goes first.
+/// [`VOTER_MIN_CONFIDENCE`] of the best's) vote per character, each weighted by its confidence
+/// in that character; the read with the most support goes first.
 /// Reads that differ in one doubtful character (`NSG979` at 0.31 on the `N`, `WSG979` at 0.48
 /// on the `W`) are decided by that character, not by the mean of the others.
 fn vote_on_the_best(candidates: &mut [PlateCandidate]) {
@@ -781,54 +780,39 @@ mod tests {
     /// candidates.
     #[test]
     fn a_read_bent_by_a_shape_or_two_corrections_ranks_below_itself_as_read() {
-        let formats: Vec<PlateFormat> = formats::FORMATS
+        let br_us: Vec<PlateFormat> = formats::FORMATS
             .iter()
             .filter(|f| ["BR", "US"].contains(&f.code))
             .copied()
             .collect();
-        let one = rank(
-            &[tb(0.0, 0.0, 140.0, 30.0)],
-            &[dt("ABC12O4", 0.95)],
-            &formats,
-            0.3,
-        );
-        let first = one.first().map(|c| (c.text.as_str(), c.format));
-        assert_eq!(first, Some(("ABC1204", Some("BR"))), "{one:?}");
-        assert!(one
-            .iter()
-            .any(|c| c.text == "ABC12O4" && c.format.is_none()));
+        let ranked = |text: &str, formats: &[PlateFormat]| {
+            rank(
+                &[tb(0.0, 0.0, 140.0, 30.0)],
+                &[dt(text, 0.95)],
+                formats,
+                0.3,
+            )
+        };
+        let best = |c: &[PlateCandidate]| c.first().map(|c| (c.text.clone(), c.format));
+        let has = |c: &[PlateCandidate], text: &str, format: Option<&str>| {
+            c.iter().any(|c| c.text == text && c.format == format)
+        };
+
+        let one = ranked("ABC12O4", &br_us);
+        assert_eq!(best(&one), Some(("ABC1204".into(), Some("BR"))), "{one:?}");
+        assert!(has(&one, "ABC12O4", None));
 
         // One correction of a shape: a `2` is not taken for a `Z`.
-        let shape = rank(
-            &[tb(0.0, 0.0, 140.0, 30.0)],
-            &[dt("CC2881", 0.95)],
-            &formats,
-            0.3,
-        );
-        let first = shape.first().map(|c| (c.text.as_str(), c.format));
-        assert_eq!(first, Some(("CC2881", None)), "{shape:?}");
-        assert!(shape
-            .iter()
-            .any(|c| c.text == "CCZ881" && c.format == Some("US")));
+        let shape = ranked("CC2881", &br_us);
+        assert_eq!(best(&shape), Some(("CC2881".into(), None)), "{shape:?}");
+        assert!(has(&shape, "CCZ881", Some("US")));
 
         // A region code confirms the fit: the Tajik plate's `B` read as an `8` is corrected.
-        let tj = rank(
-            &[tb(0.0, 0.0, 140.0, 30.0)],
-            &[dt("1234 8S 01", 0.95)],
-            formats::FORMATS,
-            0.3,
-        );
-        let first = tj.first().map(|c| (c.text.as_str(), c.format));
-        assert_eq!(first, Some(("1234BS01", Some("TJ"))), "{tj:?}");
+        let tj = ranked("1234 8S 01", formats::FORMATS);
+        assert_eq!(best(&tj), Some(("1234BS01".into(), Some("TJ"))), "{tj:?}");
 
-        let two = rank(
-            &[tb(0.0, 0.0, 140.0, 30.0)],
-            &[dt("J868321", 0.95)],
-            &formats,
-            0.3,
-        );
-        let first = two.first().map(|c| (c.text.as_str(), c.format));
-        assert_eq!(first, Some(("J868321", None)), "{two:?}");
+        let two = ranked("J868321", &br_us);
+        assert_eq!(best(&two), Some(("J868321".into(), None)), "{two:?}");
         let bent = two.iter().find(|c| c.text == "JBG8321");
         assert_eq!(bent.map(|c| c.format), Some(Some("BR")), "{two:?}");
         assert!(two[0].confidence > bent.map_or(1.0, |c| c.confidence));
