@@ -635,7 +635,8 @@ pub(crate) fn rank(
     out
 }
 
-/// Drops partial reads, then orders candidates by [`plate_likeness`], best first.
+/// Drops partial reads, then orders candidates by [`plate_likeness`] times [`nearness`], best
+/// first.
 ///
 /// A read is partial when another candidate that fits a format contains its text and overlaps
 /// its box: `123ABC` (which fits a US layout) is part of the KZ plate `123ABC02` whose region
@@ -654,8 +655,44 @@ fn sort_candidates(c: &mut Vec<PlateCandidate>) {
         .collect();
     let mut flags = partial.into_iter();
     c.retain(|_| !flags.next().unwrap_or(false));
-    c.sort_by(|a, b| plate_likeness(b).total_cmp(&plate_likeness(a)));
+    let plates: Vec<[i32; 4]> = c
+        .iter()
+        .filter(|x| likeness_weight(x) > NOT_PLATE_LIKE)
+        .map(|x| x.bbox)
+        .collect();
+    let mut scored: Vec<(f32, PlateCandidate)> = c
+        .drain(..)
+        .map(|x| (plate_likeness(&x) * nearness(x.bbox, &plates), x))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    c.extend(scored.into_iter().map(|(_, x)| x));
 }
+
+/// How near the camera the text of box `b` is, from 1 down to [`FARTHER_PLATE_MIN`]: plates are
+/// all about one size, so a plate-like text lower than another one elsewhere in the frame (boxes
+/// that do not overlap: not a read of the same plate) is on a vehicle farther away, a queueing
+/// one or one in the next lane, and ranks at the square root of the ratio of their heights. The
+/// plate of the vehicle in front of the camera is the largest (`JSQ1413` 58 px high, beside a
+/// bus's `PJT2809` at 33 px).
+fn nearness(b: [i32; 4], plates: &[[i32; 4]]) -> f32 {
+    let tallest = plates
+        .iter()
+        .filter(|p| !overlap(**p, b))
+        .map(|p| p[3])
+        .max()
+        .unwrap_or(0);
+    if tallest > b[3] {
+        (b[3].max(1) as f32 / tallest as f32)
+            .sqrt()
+            .max(FARTHER_PLATE_MIN)
+    } else {
+        1.0
+    }
+}
+
+/// See [`nearness`]: a farther plate keeps at least this share of its score, so a clear read of
+/// it still beats a doubtful read of a sign or sticker.
+const FARTHER_PLATE_MIN: f32 = 0.8;
 
 /// Whether two `[x, y, w, h]` boxes intersect.
 fn overlap(a: [i32; 4], b: [i32; 4]) -> bool {
@@ -668,20 +705,23 @@ fn overlap(a: [i32; 4], b: [i32; 4]) -> bool {
 /// digits only, which camera date stamps also are), and
 /// [`NOT_PLATE_LIKE`] for anything else (words, long digit runs such as camera timestamps).
 fn plate_likeness(c: &PlateCandidate) -> f32 {
-    let weight = if c.format.is_some() {
-        1.0
+    c.confidence * likeness_weight(c)
+}
+
+/// The weight of [`plate_likeness`], by the text's shape alone.
+fn likeness_weight(c: &PlateCandidate) -> f32 {
+    if c.format.is_some() {
+        return 1.0;
+    }
+    let n = c.text.len();
+    let digits = c.text.bytes().filter(u8::is_ascii_digit).count();
+    if (5..=8).contains(&n) && digits > 0 && digits < n {
+        UNFORMATTED_PLATE_LIKE
+    } else if (5..=8).contains(&n) && digits == n {
+        UNFORMATTED_PLATE_LIKE * 0.8
     } else {
-        let n = c.text.len();
-        let digits = c.text.bytes().filter(u8::is_ascii_digit).count();
-        if (5..=8).contains(&n) && digits > 0 && digits < n {
-            UNFORMATTED_PLATE_LIKE
-        } else if (5..=8).contains(&n) && digits == n {
-            UNFORMATTED_PLATE_LIKE * 0.8
-        } else {
-            NOT_PLATE_LIKE
-        }
-    };
-    c.confidence * weight
+        NOT_PLATE_LIKE
+    }
 }
 
 /// Groups box indices into text lines, each sorted left to right.
@@ -902,6 +942,35 @@ mod tests {
             !in_a_corner([1100, 650, 60, 17], 1280, 720),
             "inside the frame"
         );
+    }
+
+    /// Of two plates read equally well, the taller (the nearer vehicle's) goes first; reads of
+    /// one plate with boxes of different heights do not push each other down.
+    #[test]
+    fn the_nearer_plate_ranks_first() {
+        let plate = |text: &str, bbox: [i32; 4]| PlateCandidate {
+            format: Some("BR"),
+            ..read(text, &[1.0; 7], bbox)
+        };
+        let mut c = vec![
+            plate("PJT2809", [1157, 352, 94, 33]),
+            plate("JSQ1413", [569, 834, 255, 58]),
+        ];
+        sort_candidates(&mut c);
+        assert_eq!(c[0].text, "JSQ1413", "{c:?}");
+        assert!((nearness([1157, 352, 94, 33], &[[569, 834, 255, 58]]) - 0.8).abs() < 1e-6);
+        assert!((nearness([0, 0, 90, 49], &[[500, 0, 90, 64]]) - 0.875).abs() < 1e-6);
+
+        let mut one = vec![
+            plate("JSQ1413", [569, 834, 255, 58]),
+            plate("JSQ1418", [560, 820, 270, 80]),
+        ];
+        sort_candidates(&mut one);
+        assert_eq!(
+            one[0].text, "JSQ1413",
+            "an overlapping read is the same plate: {one:?}"
+        );
+        assert_eq!(nearness([569, 834, 255, 58], &[[560, 820, 270, 80]]), 1.0);
     }
 
     #[test]
