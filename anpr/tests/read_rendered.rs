@@ -386,6 +386,7 @@ fn a_plate_too_small_for_the_quick_pass_is_read_by_the_full_one() -> Result<()> 
     let mut quick_only = PlateReader::new(&AnprConfig {
         det_limit_side_px: AnprConfig::default().det_quick_side_px,
         det_quick_side_px: 0,
+        det_tile_side_px: 0,
         ..AnprConfig::from_env()
     })?;
     let quick = quick_only.read_mat(&view)?;
@@ -406,6 +407,28 @@ fn a_plate_too_small_for_the_quick_pass_is_read_by_the_full_one() -> Result<()> 
             "det_quick_side_px {det_quick_side_px}: best read {best:?}"
         );
     }
+    Ok(())
+}
+
+/// A frame in which no pass finds plate-like text is read again in halves at about their own
+/// resolution: the small plate of a wide view that a 512 px pass alone misses.
+#[test]
+fn a_plate_no_pass_found_is_read_from_the_frame_halves() -> Result<()> {
+    let view = small_plate_in_a_wide_view("1234 AB 01", 11)?;
+    let small_pass = |det_tile_side_px| AnprConfig {
+        det_limit_side_px: 512,
+        det_quick_side_px: 0,
+        det_tile_side_px,
+        ..AnprConfig::from_env()
+    };
+    let without = PlateReader::new(&small_pass(0))?.read_mat(&view)?;
+    ensure!(
+        !without.iter().any(|r| r.text == "1234AB01"),
+        "the 512 px pass read the plate, so this test shows nothing: {without:?}"
+    );
+    let with = PlateReader::new(&small_pass(1280))?.read_mat(&view)?;
+    let best = with.first().map(|r| (r.text.as_str(), r.format));
+    ensure!(best == Some(("1234AB01", Some("TJ"))), "{with:?}");
     Ok(())
 }
 

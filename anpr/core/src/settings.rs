@@ -44,6 +44,11 @@ pub struct AnprConfig {
     /// `det_limit_side_px` and the candidates of both passes are ranked together. 0, a value
     /// not below `det_limit_side_px`, or a camera that fits no plate formats: one pass.
     pub det_quick_side_px: u32,
+    /// Longest side of the detector input for a last look at a frame in which no pass found any
+    /// plate-like text: the frame is detected again in two overlapping halves (each 55 % of its
+    /// width), each at up to this size, so that the small plate of a wide view is seen at about
+    /// its own resolution. 0, or a camera that fits no plate formats: no such look.
+    pub det_tile_side_px: u32,
     /// Probability above which a pixel is text.
     pub det_threshold: f32,
     /// Minimum mean probability of a kept text box.
@@ -84,6 +89,7 @@ impl Default for AnprConfig {
             threads: 2,
             det_limit_side_px: 960,
             det_quick_side_px: 512,
+            det_tile_side_px: 1280,
             det_threshold: 0.3,
             det_box_threshold: 0.5,
             det_unclip_ratio: 1.6,
@@ -122,6 +128,12 @@ impl AnprConfig {
             return bad(
                 "det_quick_side_px",
                 "must be 0 (no quick pass) or at least 32",
+            );
+        }
+        if self.det_tile_side_px != 0 && self.det_tile_side_px < 32 {
+            return bad(
+                "det_tile_side_px",
+                "must be 0 (no look at the frame's halves) or at least 32",
             );
         }
         for (key, v) in [
