@@ -1015,10 +1015,7 @@ mod tests {
     /// in a corner keeps its place.
     #[test]
     fn text_in_a_corner_of_the_frame_ranks_after_the_rest() {
-        let at = |text: &str, bbox: [i32; 4]| PlateCandidate {
-            format: Some("EU"),
-            ..read(text, &[0.9; 7], bbox)
-        };
+        let at = |text: &str, bbox: [i32; 4]| read(text, &[0.9; 7], bbox);
         let mut c = vec![
             at("2O14042", [1207, 696, 61, 17]),
             at("2O14M28", [3, 2, 122, 17]),
@@ -1038,10 +1035,7 @@ mod tests {
     /// one plate with boxes of different heights do not push each other down.
     #[test]
     fn the_nearer_plate_ranks_first() {
-        let plate = |text: &str, bbox: [i32; 4]| PlateCandidate {
-            format: Some("BR"),
-            ..read(text, &[1.0; 7], bbox)
-        };
+        let plate = |text: &str, bbox: [i32; 4]| read(text, &[1.0; 7], bbox);
         let mut c = vec![
             plate("PJT2809", [1157, 352, 94, 33]),
             plate("JSQ1413", [569, 834, 255, 58]),

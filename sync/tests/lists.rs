@@ -36,15 +36,20 @@ fn plate(store: &ListStore) -> Option<String> {
         .map(|l| l.entries[0]["plate"].as_str().unwrap().to_owned())
 }
 
-/// A post's uplink on the broker at `port`, applying lists to `lists`, until `stop` says so.
+/// A post's uplink on the broker at `port`, with its outbox in `dir`, applying lists to
+/// `lists`; it runs until `true` is sent on the returned sender.
 fn spawn_list_uplink(
     port: u16,
     client_id: &str,
     lists: &Arc<ListStore>,
-    outbox: Arc<Outbox>,
-    stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::spawn(run_uplink(
+    dir: &std::path::Path,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let outbox = Arc::new(Outbox::open(&dir.join("outbox.db"), POST).unwrap());
+    let (stop_tx, stop) = watch::channel(false);
+    let uplink = tokio::spawn(run_uplink(
         UplinkConfig {
             broker_host: "127.0.0.1".into(),
             broker_port: port,
@@ -56,7 +61,8 @@ fn spawn_list_uplink(
         outbox,
         Arc::new(Notify::new()),
         stop,
-    ))
+    ));
+    (stop_tx, uplink)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,9 +86,7 @@ async fn signed_lists_reach_the_post_newest_wins_and_they_survive_a_restart() {
     .unwrap();
 
     let lists = Arc::new(ListStore::open(&lists_path, POST, central_pub).unwrap());
-    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let uplink = spawn_list_uplink(port, "edge-lists", &lists, outbox, stop_rx);
+    let (stop_tx, uplink) = spawn_list_uplink(port, "edge-lists", &lists, dir.path());
     let wait = Duration::from_secs(20);
     wait_for("list v1", wait, || {
         plate(&lists).as_deref() == Some("1111AB01")
@@ -261,9 +265,7 @@ async fn bcp_central_keys_and_lists_publish_reach_the_post() {
 
     let central_pub: [u8; 32] = bcp_record::seal::from_hex(&public).unwrap();
     let lists = Arc::new(ListStore::open(&dir.path().join("lists.db"), POST, central_pub).unwrap());
-    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let uplink = spawn_list_uplink(port, "edge-cli-lists", &lists, outbox, stop_rx);
+    let (stop_tx, uplink) = spawn_list_uplink(port, "edge-cli-lists", &lists, dir.path());
     wait_for("the published hotlist", Duration::from_secs(20), || {
         plate(&lists).as_deref() == Some("5555AB01")
     })
@@ -307,9 +309,7 @@ async fn many_lists_in_a_row_to_the_embedded_broker_leave_it_serving() {
         )
         .unwrap(),
     );
-    let outbox = Arc::new(Outbox::open(&dir.path().join("outbox.db"), POST).unwrap());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let uplink = spawn_list_uplink(port, "edge-lists", &lists, outbox, stop_rx);
+    let (stop_tx, uplink) = spawn_list_uplink(port, "edge-lists", &lists, dir.path());
     wait_for("list v40", Duration::from_secs(20), || {
         plate(&lists).as_deref() == Some("0040AB01")
     })
